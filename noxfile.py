@@ -1,0 +1,84 @@
+"""Nox sessions: each does one job (lint, typecheck, tests, bench, demo, conformance)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+
+def _expose_pyenv_interpreters() -> None:
+    """Put pyenv's ``pythonX.Y`` executables on PATH when PATH lacks them.
+
+    pyenv's shims only answer for the selected version, so ``python3.12`` is not
+    found on a machine whose global version is 3.11. This finds every version pyenv
+    installed, without needing pyenv configured in the shell.
+    """
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    extra = []
+    for version in PYTHONS:
+        if shutil.which(f"python{version}") is not None and not _is_pyenv_shim(version):
+            continue
+        candidates = sorted(root.glob(f"{version}.*/bin"), key=_version_key)
+        if candidates:
+            extra.append(str(candidates[-1]))
+    if extra:
+        os.environ["PATH"] = os.pathsep.join([*extra, os.environ.get("PATH", "")])
+
+
+def _is_pyenv_shim(version: str) -> bool:
+    found = shutil.which(f"python{version}")
+    return found is not None and "shims" in Path(found).parts
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(part) for part in path.parent.name.split(".") if part.isdigit())
+
+
+_expose_pyenv_interpreters()
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    session.install("-e", ".")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Check formatting and lint rules with ruff."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS)
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict over src, tests, typings, benchmarks and this file."""
+    _install(session, "typecheck")
+    assert isinstance(session.python, str)
+    session.run("mypy", "--python-version", session.python, *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and print speed ratios against baselines measured in the same run."""
+    _install(session)
+    for script in sorted(Path("benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})

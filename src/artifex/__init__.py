@@ -1,0 +1,1 @@
+"""Artifex: a typed training-callback system for JAX / Flax NNX."""

@@ -1,0 +1,1 @@
+"""Generative-model tooling for JAX / Flax NNX."""

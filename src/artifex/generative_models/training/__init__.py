@@ -1,0 +1,1 @@
+"""Training utilities: callbacks (and, built on them, trainers)."""

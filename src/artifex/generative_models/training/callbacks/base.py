@@ -1,0 +1,548 @@
+"""Base classes and protocols for the training callback system.
+
+A lightweight, Protocol-based callback system for training loops. Callbacks know a
+trainer only through the :class:`TrainerLike` protocol, so this module (and every
+callback built on it) never imports a trainer module, which avoids circular imports.
+
+This module imports nothing else from this package.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, Literal, TypeAlias
+
+from flax import nnx
+from typing_extensions import Protocol, runtime_checkable
+
+__all__ = [
+    "HOOK_NAMES",
+    "BaseCallback",
+    "CallbackList",
+    "HookName",
+    "Logs",
+    "TrainerLike",
+    "TrainingCallback",
+]
+
+Logs: TypeAlias = dict[str, Any]
+"""The metrics dictionary passed to ``on_*_end`` hooks."""
+
+HookName: TypeAlias = Literal[
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_batch_begin",
+    "on_batch_end",
+    "on_validation_begin",
+    "on_validation_end",
+]
+"""The name of one of the eight lifecycle hooks."""
+
+HOOK_NAMES: Final[tuple[HookName, ...]] = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_batch_begin",
+    "on_batch_end",
+    "on_validation_begin",
+    "on_validation_end",
+)
+"""All eight hook names, in the order the specification lists them."""
+
+
+@runtime_checkable
+class TrainerLike(Protocol):
+    """Protocol for trainer-like objects that callbacks can interact with.
+
+    This protocol defines the minimal interface that a trainer must implement
+    to work with callbacks. Using a protocol avoids circular imports between
+    callbacks and trainer modules.
+
+    ``isinstance(obj, TrainerLike)`` looks ``model`` up statically: it never runs
+    a ``model`` property getter.
+    """
+
+    @property
+    def model(self) -> nnx.Module:
+        """The NNX model being trained."""
+        ...
+
+
+@runtime_checkable
+class TrainingCallback(Protocol):
+    """Protocol defining the callback interface: eight lifecycle hooks.
+
+    Every parameter is positional-only, so implementations may name them freely
+    (the specification's own example calls ``logs`` ``metrics``), and callers must
+    pass them positionally.
+    """
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Called once at the start of ``fit``, before the first epoch."""
+        ...
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Called once at the end of ``fit``: after the last epoch, a stop, or a failure."""
+        ...
+
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        """Called at the start of epoch ``epoch`` (0-based)."""
+        ...
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Called at the end of epoch ``epoch`` with the epoch's metrics."""
+        ...
+
+    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+        """Called before training step ``batch`` (the 0-based global step)."""
+        ...
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Called after training step ``batch`` with that step's metrics."""
+        ...
+
+    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
+        """Called before a validation pass."""
+        ...
+
+    def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
+        """Called after a validation pass with its metrics."""
+        ...
+
+
+class BaseCallback:
+    """Base callback class with no-op implementations of all hooks.
+
+    Extend this class and override only the hooks you need. A :class:`CallbackList`
+    never calls a hook that a subclass inherits unchanged from here, so unused hooks
+    cost nothing.
+    """
+
+    __slots__ = ()
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Called once at the start of ``fit``, before the first epoch."""
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Called once at the end of ``fit``: after the last epoch, a stop, or a failure."""
+
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        """Called at the start of epoch ``epoch`` (0-based)."""
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Called at the end of epoch ``epoch`` with the epoch's metrics."""
+
+    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+        """Called before training step ``batch`` (the 0-based global step)."""
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Called after training step ``batch`` with that step's metrics."""
+
+    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
+        """Called before a validation pass."""
+
+    def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
+        """Called after a validation pass with its metrics."""
+
+
+_NO_OPS: Final[dict[str, object]] = {name: BaseCallback.__dict__[name] for name in HOOK_NAMES}
+
+_Path: TypeAlias = tuple[int, ...]
+_Table: TypeAlias = tuple[tuple[Callable[..., object], ...], tuple[tuple[_Path, object], ...]]
+"""Per hook: the bound hooks to call, and for each the callback's index path and itself."""
+
+_EMPTY_TABLE: Final[_Table] = ((), ())
+
+
+def _check_callback(callback: object) -> None:
+    """Raise ``TypeError`` unless ``callback`` provides all eight hooks.
+
+    Hooks are resolved dynamically (with ``getattr``), so ``unittest.mock`` mocks and
+    ``__getattr__`` proxies are accepted; a class passed instead of an instance is not.
+
+    Args:
+        callback: The object to check.
+
+    Raises:
+        TypeError: If ``callback`` is a class, or lacks a callable hook. The message
+            names its type and the missing hooks.
+    """
+    if isinstance(callback, type):
+        raise TypeError(
+            f"expected a callback instance, got the class {callback.__qualname__!r}; "
+            f"instantiate it first, e.g. {callback.__name__}(...)"
+        )
+    missing = [name for name in HOOK_NAMES if not callable(getattr(callback, name, None))]
+    if missing:
+        raise TypeError(
+            f"{type(callback).__qualname__} object {callback!r} is not a TrainingCallback: "
+            f"missing or non-callable hooks: {', '.join(missing)}. "
+            "Subclass BaseCallback to inherit no-op hooks."
+        )
+
+
+def _resolve_hook(callback: object, name: str) -> Callable[..., object] | None:
+    """Return the bound hook to call, or ``None`` for an unchanged ``BaseCallback`` no-op."""
+    if type(callback).__getattribute__ is object.__getattribute__:
+        try:
+            static = inspect.getattr_static(callback, name)
+        except AttributeError:
+            static = None
+        if static is _NO_OPS[name]:
+            return None
+    hook: Callable[..., object] = getattr(callback, name)
+    return hook
+
+
+def _note(exc: BaseException, table: _Table, fn: Callable[..., object], hook: str) -> None:
+    """Add a PEP 678 note to ``exc`` naming the callback ``fn`` belongs to and the hook."""
+    fns, owners = table
+    for fn_k, (path, owner) in zip(fns, owners, strict=True):
+        if fn_k is fn:
+            where = ".".join(map(str, path))
+            exc.add_note(f"raised by callback #{where} ({type(owner).__qualname__}) in {hook}")
+            return
+
+
+def _pick_logs(logs: Logs | None, metrics: Logs | None, hook: str) -> Logs:
+    """Resolve the ``metrics=`` keyword alias of ``logs`` (the specification's spelling)."""
+    if metrics is None:
+        raise TypeError(f"{hook}() missing required argument 'logs' (or its alias 'metrics')")
+    if logs is not None:
+        raise TypeError(f"{hook}() got both 'logs' and its alias 'metrics'; pass one of them")
+    return metrics
+
+
+class CallbackList:
+    """Container for multiple callbacks that dispatches to all.
+
+    Contracts:
+
+    * Every event reaches the callbacks in registration order, with the very same
+      argument objects. A nested ``CallbackList`` is dispatched depth-first, in place.
+    * Callbacks are validated when registered (``TypeError`` naming the culprit), never
+      during dispatch. Hooks are resolved at registration too: dispatch calls the hooks
+      found then, and skips those inherited unchanged from :class:`BaseCallback`.
+    * Appending or removing callbacks while an event is dispatched (from a hook, say)
+      changes only later events.
+    * Every hook but ``on_train_end`` fails fast: the first exception propagates as the
+      same object, with a PEP 678 note naming the callback and hook, and later callbacks
+      do not receive that event. ``on_train_end`` is teardown: every callback receives
+      it; one failure is re-raised, several are raised as an ``ExceptionGroup``.
+      ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``) propagate
+      at once.
+
+    ``CallbackList`` is itself a :class:`TrainingCallback`. Its ``on_*_end`` hooks also
+    accept ``logs`` by keyword under the specification's alias ``metrics``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_on_batch_begin",
+        "_on_batch_end",
+        "_on_epoch_begin",
+        "_on_epoch_end",
+        "_on_train_begin",
+        "_on_train_end",
+        "_on_validation_begin",
+        "_on_validation_end",
+        "_parents",
+    )
+
+    def __init__(self, callbacks: Iterable[TrainingCallback] | None = None) -> None:
+        """Create a list holding copies of the references in ``callbacks``.
+
+        Args:
+            callbacks: The callbacks, in dispatch order. The iterable is copied; the
+                caller's own list is never aliased or mutated.
+
+        Raises:
+            TypeError: If ``callbacks`` is not iterable or holds a non-callback.
+        """
+        self._callbacks: tuple[TrainingCallback, ...] = ()
+        self._parents: weakref.WeakSet[CallbackList] = weakref.WeakSet()
+        self._on_train_begin = self._on_train_end = _EMPTY_TABLE
+        self._on_epoch_begin = self._on_epoch_end = _EMPTY_TABLE
+        self._on_batch_begin = self._on_batch_end = _EMPTY_TABLE
+        self._on_validation_begin = self._on_validation_end = _EMPTY_TABLE
+        if callbacks is not None:
+            self.extend(callbacks)
+
+    # ----------------------------------------------------------------- container
+
+    @property
+    def callbacks(self) -> tuple[TrainingCallback, ...]:
+        """The directly held callbacks, in dispatch order (a read-only snapshot)."""
+        return self._callbacks
+
+    def append(self, callback: TrainingCallback) -> None:
+        """Register ``callback`` after the others.
+
+        Args:
+            callback: An object providing the eight hooks (an instance, not a class).
+
+        Raises:
+            TypeError: If ``callback`` is not a callback.
+            ValueError: If ``callback`` is a ``CallbackList`` containing this one.
+        """
+        self.extend((callback,))
+
+    def add(self, callback: TrainingCallback) -> None:
+        """Register ``callback`` after the others (alias of :meth:`append`).
+
+        Args:
+            callback: An object providing the eight hooks (an instance, not a class).
+
+        Raises:
+            TypeError: If ``callback`` is not a callback.
+            ValueError: If ``callback`` is a ``CallbackList`` containing this one.
+        """
+        self.extend((callback,))
+
+    def extend(self, callbacks: Iterable[TrainingCallback]) -> None:
+        """Register several callbacks, all or none.
+
+        Args:
+            callbacks: The callbacks, in dispatch order.
+
+        Raises:
+            TypeError: If ``callbacks`` is not iterable or holds a non-callback; the
+                list is then left unchanged.
+            ValueError: If one is a ``CallbackList`` containing this one.
+        """
+        untrusted: object = callbacks  # a run-time check of what the types promise
+        if isinstance(untrusted, (str, bytes)) or not isinstance(untrusted, Iterable):
+            raise TypeError(
+                f"expected an iterable of callbacks, got {type(callbacks).__qualname__} "
+                f"{callbacks!r}"
+            )
+        new = tuple(callbacks)
+        for callback in new:
+            _check_callback(callback)
+            if type(callback) is CallbackList and (callback is self or self in callback._lists()):
+                raise ValueError(f"adding {callback!r} to {self!r} would create a cycle")
+        for callback in new:
+            if type(callback) is CallbackList:
+                callback._parents.add(self)
+        self._callbacks += new
+        self._rebuild()
+
+    def remove(self, callback: TrainingCallback) -> None:
+        """Unregister the first occurrence of ``callback`` (compared by identity).
+
+        Args:
+            callback: A directly held callback.
+
+        Raises:
+            ValueError: If ``callback`` is not directly held by this list.
+        """
+        for index, held in enumerate(self._callbacks):
+            if held is callback:
+                self._callbacks = self._callbacks[:index] + self._callbacks[index + 1 :]
+                if type(callback) is CallbackList and callback not in self:
+                    callback._parents.discard(self)
+                self._rebuild()
+                return
+        raise ValueError(f"{callback!r} is not in this CallbackList")
+
+    def __len__(self) -> int:
+        """The number of directly held callbacks."""
+        return len(self._callbacks)
+
+    def __iter__(self) -> Iterator[TrainingCallback]:
+        """Iterate over the directly held callbacks, in dispatch order."""
+        return iter(self._callbacks)
+
+    def __contains__(self, callback: object) -> bool:
+        """Whether ``callback`` itself (by identity) is directly held."""
+        return any(held is callback for held in self._callbacks)
+
+    def __repr__(self) -> str:
+        """A readable representation listing the held callbacks."""
+        return f"CallbackList({list(self._callbacks)!r})"
+
+    def _lists(self) -> Iterator[CallbackList]:
+        """Yield every ``CallbackList`` nested (at any depth) inside this one."""
+        for callback in self._callbacks:
+            if type(callback) is CallbackList:
+                yield callback
+                yield from callback._lists()
+
+    def _leaves(self, prefix: _Path) -> Iterator[tuple[_Path, TrainingCallback]]:
+        """Yield ``(index path, callback)`` for every non-list callback, depth-first."""
+        for index, callback in enumerate(self._callbacks):
+            if type(callback) is CallbackList:
+                yield from callback._leaves((*prefix, index))
+            else:
+                yield (*prefix, index), callback
+
+    def _rebuild(self) -> None:
+        """Recompute the per-hook dispatch tables here and in every enclosing list."""
+        leaves = tuple(self._leaves(()))
+        for name in HOOK_NAMES:
+            fns: list[Callable[..., object]] = []
+            owners: list[tuple[_Path, object]] = []
+            for path, callback in leaves:
+                fn = _resolve_hook(callback, name)
+                if fn is not None:
+                    fns.append(fn)
+                    owners.append((path, callback))
+            object.__setattr__(self, f"_{name}", (tuple(fns), tuple(owners)))
+        for parent in tuple(self._parents):
+            parent._rebuild()
+
+    # ------------------------------------------------------------------ dispatch
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Dispatch ``on_train_begin`` to every callback (fail-fast)."""
+        table = self._on_train_begin
+        try:
+            for fn in table[0]:
+                fn(trainer)
+        except Exception as exc:
+            _note(exc, table, fn, "on_train_begin")
+            raise
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Dispatch ``on_train_end`` to every callback, even if some raise (teardown).
+
+        Raises:
+            Exception: The one exception a callback raised, as the same object.
+            ExceptionGroup: If several callbacks raised; it holds them in order.
+        """
+        table = self._on_train_end
+        errors: list[Exception] = []
+        for fn in table[0]:
+            try:
+                fn(trainer)
+            except Exception as exc:
+                _note(exc, table, fn, "on_train_end")
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} callbacks raised in on_train_end", errors)
+
+    def on_epoch_begin(self, trainer: TrainerLike, /, epoch: int) -> None:
+        """Dispatch ``on_epoch_begin`` to every callback (fail-fast)."""
+        table = self._on_epoch_begin
+        try:
+            for fn in table[0]:
+                fn(trainer, epoch)
+        except Exception as exc:
+            _note(exc, table, fn, "on_epoch_begin")
+            raise
+
+    def on_epoch_end(
+        self,
+        trainer: TrainerLike,
+        /,
+        epoch: int,
+        logs: Logs | None = None,
+        *,
+        metrics: Logs | None = None,
+    ) -> None:
+        """Dispatch ``on_epoch_end`` to every callback (fail-fast).
+
+        Args:
+            trainer: The trainer.
+            epoch: The epoch that ended.
+            logs: The epoch's metrics.
+            metrics: Keyword alias of ``logs``, as the specification spells it.
+
+        Raises:
+            TypeError: If both or neither of ``logs`` and ``metrics`` are given.
+        """
+        if logs is None or metrics is not None:
+            logs = _pick_logs(logs, metrics, "on_epoch_end")
+        table = self._on_epoch_end
+        try:
+            for fn in table[0]:
+                fn(trainer, epoch, logs)
+        except Exception as exc:
+            _note(exc, table, fn, "on_epoch_end")
+            raise
+
+    def on_batch_begin(self, trainer: TrainerLike, /, batch: int) -> None:
+        """Dispatch ``on_batch_begin`` to every callback (fail-fast)."""
+        table = self._on_batch_begin
+        try:
+            for fn in table[0]:
+                fn(trainer, batch)
+        except Exception as exc:
+            _note(exc, table, fn, "on_batch_begin")
+            raise
+
+    def on_batch_end(
+        self,
+        trainer: TrainerLike,
+        /,
+        batch: int,
+        logs: Logs | None = None,
+        *,
+        metrics: Logs | None = None,
+    ) -> None:
+        """Dispatch ``on_batch_end`` to every callback (fail-fast).
+
+        Args:
+            trainer: The trainer.
+            batch: The global step that ended.
+            logs: The step's metrics.
+            metrics: Keyword alias of ``logs``, as the specification spells it.
+
+        Raises:
+            TypeError: If both or neither of ``logs`` and ``metrics`` are given.
+        """
+        if logs is None or metrics is not None:
+            logs = _pick_logs(logs, metrics, "on_batch_end")
+        table = self._on_batch_end
+        try:
+            for fn in table[0]:
+                fn(trainer, batch, logs)
+        except Exception as exc:
+            _note(exc, table, fn, "on_batch_end")
+            raise
+
+    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
+        """Dispatch ``on_validation_begin`` to every callback (fail-fast)."""
+        table = self._on_validation_begin
+        try:
+            for fn in table[0]:
+                fn(trainer)
+        except Exception as exc:
+            _note(exc, table, fn, "on_validation_begin")
+            raise
+
+    def on_validation_end(
+        self,
+        trainer: TrainerLike,
+        /,
+        logs: Logs | None = None,
+        *,
+        metrics: Logs | None = None,
+    ) -> None:
+        """Dispatch ``on_validation_end`` to every callback (fail-fast).
+
+        Args:
+            trainer: The trainer.
+            logs: The validation metrics.
+            metrics: Keyword alias of ``logs``, as the specification spells it.
+
+        Raises:
+            TypeError: If both or neither of ``logs`` and ``metrics`` are given.
+        """
+        if logs is None or metrics is not None:
+            logs = _pick_logs(logs, metrics, "on_validation_end")
+        table = self._on_validation_end
+        try:
+            for fn in table[0]:
+                fn(trainer, logs)
+        except Exception as exc:
+            _note(exc, table, fn, "on_validation_end")
+            raise
