@@ -1,0 +1,116 @@
+"""Optional protocols beyond :class:`TrainerLike`, for richer callback/trainer interplay.
+
+Callbacks know a trainer only through protocols. :class:`TrainerLike` (a ``model``)
+is all a trainer must provide; the protocols here are what a trainer *may* provide,
+and callbacks check for them with ``isinstance`` before relying on them. The
+reference ``Trainer`` implements all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+from typing_extensions import Protocol, runtime_checkable
+
+from artifex.generative_models.training.callbacks.base import TrainerLike
+
+__all__ = [
+    "CheckpointableTrainer",
+    "RunStatus",
+    "StatefulCallback",
+    "StopRequester",
+    "TrainerState",
+]
+
+RunStatus: TypeAlias = Literal["running", "completed", "stopped", "failed"]
+"""How a ``fit`` run stands: running, or how it ended."""
+
+
+@runtime_checkable
+class StopRequester(Protocol):
+    """A callback that can ask the trainer to stop (``EarlyStopping`` does).
+
+    Trainers read ``should_stop`` after every ``on_batch_end`` and ``on_epoch_end``.
+    """
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether this callback asks training to stop."""
+        ...
+
+
+@runtime_checkable
+class TrainerState(TrainerLike, Protocol):
+    """A trainer that exposes its counters, stop flag and run status."""
+
+    stop_training: bool
+    """Set to ``True`` (as in Keras) to stop after the current batch or epoch."""
+
+    @property
+    def step(self) -> int:
+        """The global step: how many training steps have run, across ``fit`` calls."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (during ``fit``) or the next one to run (outside it)."""
+        ...
+
+    @property
+    def status(self) -> RunStatus:
+        """``"running"`` during ``fit``; afterwards how the last run ended."""
+        ...
+
+    @property
+    def stopped_by(self) -> object | None:
+        """What requested the stop when ``status == "stopped"``: the callback, or the trainer."""
+        ...
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the run when ``status == "failed"``."""
+        ...
+
+
+@runtime_checkable
+class CheckpointableTrainer(TrainerState, Protocol):
+    """A trainer whose full training state can be saved and restored."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return a pytree of everything needed to resume training exactly.
+
+        Returns:
+            At least ``"model"`` (the NNX state), ``"opt_state"``, ``"step"`` and
+            ``"epoch"``; trainers may add the data position and RNG state.
+        """
+        ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Args:
+            state: A pytree with the structure :meth:`state_dict` returns.
+        """
+        ...
+
+
+@runtime_checkable
+class StatefulCallback(Protocol):
+    """A callback whose state is saved in checkpoints and restored on resume."""
+
+    @property
+    def state_key(self) -> str:
+        """A stable key, unique among the callbacks of one trainer."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the callback's state as a pytree of arrays and Python scalars."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Args:
+            state: A pytree with the structure :meth:`state_dict` returns.
+        """
+        ...

@@ -1,0 +1,3 @@
+"""All Hypothesis strategies of the test suite, in one place."""
+
+from __future__ import annotations

@@ -1,0 +1,64 @@
+# Local stubs for the parts of optax this project uses (optax ships no py.typed).
+# Extend them as the project uses more of optax; keep the signatures faithful.
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, TypeAlias
+
+import jax
+from jax.typing import ArrayLike
+
+PyTree: TypeAlias = Any
+OptState: TypeAlias = Any
+Params: TypeAlias = Any
+Updates: TypeAlias = Any
+Schedule: TypeAlias = Callable[[ArrayLike], ArrayLike]
+ScalarOrSchedule: TypeAlias = float | jax.Array | Schedule
+
+class TransformInitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+class TransformUpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None
+    ) -> tuple[Updates, OptState]: ...
+
+class GradientTransformation(NamedTuple):
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+class GradientTransformationExtraArgs(GradientTransformation): ...
+
+def apply_updates(params: Params, updates: Updates) -> Params: ...
+def chain(*args: GradientTransformation) -> GradientTransformationExtraArgs: ...
+def sgd(
+    learning_rate: ScalarOrSchedule,
+    momentum: ArrayLike | None = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any | None = None,
+) -> GradientTransformationExtraArgs: ...
+def adam(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: Any | None = None,
+    *,
+    nesterov: bool = False,
+) -> GradientTransformationExtraArgs: ...
+def adamw(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: Any | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any | None = None,
+    *,
+    nesterov: bool = False,
+) -> GradientTransformationExtraArgs: ...
+def clip_by_global_norm(max_norm: float) -> GradientTransformation: ...
+def softmax_cross_entropy_with_integer_labels(
+    logits: ArrayLike, labels: ArrayLike, axis: int | tuple[int, ...] | None = -1
+) -> jax.Array: ...
+def l2_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Array: ...
