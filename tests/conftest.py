@@ -6,12 +6,16 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax
-from hypothesis import settings
+import jax  # noqa: E402  (the environment must be set before JAX initialises)
+from hypothesis import settings  # noqa: E402
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_numpy_dtype_promotion", "strict")
-jax.config.update("jax_enable_checks", False)
+
+def _set_jax_flag(name: str, value: str) -> None:
+    jax.config.update(name, value)  # type: ignore[no-untyped-call]  # Config.update is unannotated
+
+
+_set_jax_flag("jax_numpy_rank_promotion", "raise")
+_set_jax_flag("jax_numpy_dtype_promotion", "strict")
 
 settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=30, deadline=None)

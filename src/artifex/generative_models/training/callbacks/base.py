@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal, TypeAlias
 
 from flax import nnx
@@ -153,8 +153,8 @@ class BaseCallback:
 _NO_OPS: Final[dict[str, object]] = {name: BaseCallback.__dict__[name] for name in HOOK_NAMES}
 
 _Path: TypeAlias = tuple[int, ...]
-_Table: TypeAlias = tuple[tuple[Callable[..., object], ...], tuple[tuple[_Path, object], ...]]
-"""Per hook: the bound hooks to call, and for each the callback's index path and itself."""
+_Table: TypeAlias = tuple[tuple[TrainingCallback, ...], tuple[_Path, ...]]
+"""Per hook: the callbacks to call, in order, and the index path of each in the tree."""
 
 _EMPTY_TABLE: Final[_Table] = ((), ())
 
@@ -186,26 +186,32 @@ def _check_callback(callback: object) -> None:
         )
 
 
-def _resolve_hook(callback: object, name: str) -> Callable[..., object] | None:
-    """Return the bound hook to call, or ``None`` for an unchanged ``BaseCallback`` no-op."""
-    if type(callback).__getattribute__ is object.__getattribute__:
-        try:
-            static = inspect.getattr_static(callback, name)
-        except AttributeError:
-            static = None
-        if static is _NO_OPS[name]:
-            return None
-    hook: Callable[..., object] = getattr(callback, name)
-    return hook
+def _is_no_op(callback: object, name: str) -> bool:
+    """Whether ``callback``'s hook ``name`` is ``BaseCallback``'s no-op, inherited unchanged.
+
+    The lookup is static, so it sees instance attributes that override the hook, and it
+    never answers ``True`` for an object with a custom ``__getattribute__``.
+    """
+    if type(callback).__getattribute__ is not object.__getattribute__:
+        return False
+    try:
+        return inspect.getattr_static(callback, name) is _NO_OPS[name]
+    except AttributeError:
+        return False
 
 
-def _note(exc: BaseException, table: _Table, fn: Callable[..., object], hook: str) -> None:
-    """Add a PEP 678 note to ``exc`` naming the callback ``fn`` belongs to and the hook."""
-    fns, owners = table
-    for fn_k, (path, owner) in zip(fns, owners, strict=True):
-        if fn_k is fn:
+def _note(
+    exc: BaseException,
+    callbacks: tuple[TrainingCallback, ...],
+    paths: tuple[_Path, ...],
+    callback: TrainingCallback,
+    hook: str,
+) -> None:
+    """Add a PEP 678 note to ``exc`` naming ``callback`` (type and index path) and the hook."""
+    for held, path in zip(callbacks, paths, strict=True):
+        if held is callback:
             where = ".".join(map(str, path))
-            exc.add_note(f"raised by callback #{where} ({type(owner).__qualname__}) in {hook}")
+            exc.add_note(f"raised by callback #{where} ({type(callback).__qualname__}) in {hook}")
             return
 
 
@@ -226,8 +232,10 @@ class CallbackList:
     * Every event reaches the callbacks in registration order, with the very same
       argument objects. A nested ``CallbackList`` is dispatched depth-first, in place.
     * Callbacks are validated when registered (``TypeError`` naming the culprit), never
-      during dispatch. Hooks are resolved at registration too: dispatch calls the hooks
-      found then, and skips those inherited unchanged from :class:`BaseCallback`.
+      during dispatch. Which callbacks receive a hook is decided then too: those that
+      inherit it unchanged from :class:`BaseCallback` are skipped (an instance attribute
+      that overrides it counts as an override). The hook itself is looked up at each
+      dispatch, as a hand-written loop would.
     * Appending or removing callbacks while an event is dispatched (from a hook, say)
       changes only later events.
     * Every hook but ``on_train_end`` fails fast: the first exception propagates as the
@@ -237,8 +245,9 @@ class CallbackList:
       ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``) propagate
       at once.
 
-    ``CallbackList`` is itself a :class:`TrainingCallback`. Its ``on_*_end`` hooks also
-    accept ``logs`` by keyword under the specification's alias ``metrics``.
+    ``CallbackList`` is itself a :class:`TrainingCallback`. Its own hooks accept every
+    argument after ``trainer`` by keyword too, and ``on_epoch_end`` and
+    ``on_validation_end`` also take ``logs`` under the specification's alias ``metrics``.
     """
 
     __slots__ = (
@@ -386,14 +395,9 @@ class CallbackList:
         """Recompute the per-hook dispatch tables here and in every enclosing list."""
         leaves = tuple(self._leaves(()))
         for name in HOOK_NAMES:
-            fns: list[Callable[..., object]] = []
-            owners: list[tuple[_Path, object]] = []
-            for path, callback in leaves:
-                fn = _resolve_hook(callback, name)
-                if fn is not None:
-                    fns.append(fn)
-                    owners.append((path, callback))
-            object.__setattr__(self, f"_{name}", (tuple(fns), tuple(owners)))
+            called = tuple((path, cb) for path, cb in leaves if not _is_no_op(cb, name))
+            table: _Table = (tuple(cb for _, cb in called), tuple(path for path, _ in called))
+            object.__setattr__(self, f"_{name}", table)
         for parent in tuple(self._parents):
             parent._rebuild()
 
@@ -401,12 +405,12 @@ class CallbackList:
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Dispatch ``on_train_begin`` to every callback (fail-fast)."""
-        table = self._on_train_begin
+        cbs, paths = self._on_train_begin
         try:
-            for fn in table[0]:
-                fn(trainer)
+            for cb in cbs:
+                cb.on_train_begin(trainer)
         except Exception as exc:
-            _note(exc, table, fn, "on_train_begin")
+            _note(exc, cbs, paths, cb, "on_train_begin")
             raise
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
@@ -416,13 +420,13 @@ class CallbackList:
             Exception: The one exception a callback raised, as the same object.
             ExceptionGroup: If several callbacks raised; it holds them in order.
         """
-        table = self._on_train_end
+        cbs, paths = self._on_train_end
         errors: list[Exception] = []
-        for fn in table[0]:
+        for cb in cbs:
             try:
-                fn(trainer)
+                cb.on_train_end(trainer)
             except Exception as exc:
-                _note(exc, table, fn, "on_train_end")
+                _note(exc, cbs, paths, cb, "on_train_end")
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
@@ -431,12 +435,12 @@ class CallbackList:
 
     def on_epoch_begin(self, trainer: TrainerLike, /, epoch: int) -> None:
         """Dispatch ``on_epoch_begin`` to every callback (fail-fast)."""
-        table = self._on_epoch_begin
+        cbs, paths = self._on_epoch_begin
         try:
-            for fn in table[0]:
-                fn(trainer, epoch)
+            for cb in cbs:
+                cb.on_epoch_begin(trainer, epoch)
         except Exception as exc:
-            _note(exc, table, fn, "on_epoch_begin")
+            _note(exc, cbs, paths, cb, "on_epoch_begin")
             raise
 
     def on_epoch_end(
@@ -461,62 +465,45 @@ class CallbackList:
         """
         if logs is None or metrics is not None:
             logs = _pick_logs(logs, metrics, "on_epoch_end")
-        table = self._on_epoch_end
+        cbs, paths = self._on_epoch_end
         try:
-            for fn in table[0]:
-                fn(trainer, epoch, logs)
+            for cb in cbs:
+                cb.on_epoch_end(trainer, epoch, logs)
         except Exception as exc:
-            _note(exc, table, fn, "on_epoch_end")
+            _note(exc, cbs, paths, cb, "on_epoch_end")
             raise
 
     def on_batch_begin(self, trainer: TrainerLike, /, batch: int) -> None:
         """Dispatch ``on_batch_begin`` to every callback (fail-fast)."""
-        table = self._on_batch_begin
+        cbs, paths = self._on_batch_begin
         try:
-            for fn in table[0]:
-                fn(trainer, batch)
+            for cb in cbs:
+                cb.on_batch_begin(trainer, batch)
         except Exception as exc:
-            _note(exc, table, fn, "on_batch_begin")
+            _note(exc, cbs, paths, cb, "on_batch_begin")
             raise
 
-    def on_batch_end(
-        self,
-        trainer: TrainerLike,
-        /,
-        batch: int,
-        logs: Logs | None = None,
-        *,
-        metrics: Logs | None = None,
-    ) -> None:
+    def on_batch_end(self, trainer: TrainerLike, /, batch: int, logs: Logs) -> None:
         """Dispatch ``on_batch_end`` to every callback (fail-fast).
 
-        Args:
-            trainer: The trainer.
-            batch: The global step that ended.
-            logs: The step's metrics.
-            metrics: Keyword alias of ``logs``, as the specification spells it.
-
-        Raises:
-            TypeError: If both or neither of ``logs`` and ``metrics`` are given.
+        This is the hot path, so unlike the per-epoch hooks it takes no ``metrics`` alias.
         """
-        if logs is None or metrics is not None:
-            logs = _pick_logs(logs, metrics, "on_batch_end")
-        table = self._on_batch_end
+        cbs, paths = self._on_batch_end
         try:
-            for fn in table[0]:
-                fn(trainer, batch, logs)
+            for cb in cbs:
+                cb.on_batch_end(trainer, batch, logs)
         except Exception as exc:
-            _note(exc, table, fn, "on_batch_end")
+            _note(exc, cbs, paths, cb, "on_batch_end")
             raise
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Dispatch ``on_validation_begin`` to every callback (fail-fast)."""
-        table = self._on_validation_begin
+        cbs, paths = self._on_validation_begin
         try:
-            for fn in table[0]:
-                fn(trainer)
+            for cb in cbs:
+                cb.on_validation_begin(trainer)
         except Exception as exc:
-            _note(exc, table, fn, "on_validation_begin")
+            _note(exc, cbs, paths, cb, "on_validation_begin")
             raise
 
     def on_validation_end(
@@ -539,10 +526,10 @@ class CallbackList:
         """
         if logs is None or metrics is not None:
             logs = _pick_logs(logs, metrics, "on_validation_end")
-        table = self._on_validation_end
+        cbs, paths = self._on_validation_end
         try:
-            for fn in table[0]:
-                fn(trainer, logs)
+            for cb in cbs:
+                cb.on_validation_end(trainer, logs)
         except Exception as exc:
-            _note(exc, table, fn, "on_validation_end")
+            _note(exc, cbs, paths, cb, "on_validation_end")
             raise
