@@ -1,0 +1,358 @@
+"""Unit tests of CallbackList: container, validation, dispatch and exception semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from unittest.mock import MagicMock, call
+
+import pytest
+
+from artifex.generative_models.training.callbacks import (
+    HOOK_NAMES,
+    BaseCallback,
+    CallbackList,
+    TrainerLike,
+    TrainingCallback,
+)
+from tests.typing.cases import AttributeTrainer, MissingHookCallback, StructuralCallback
+
+Log = list[tuple[str, str, tuple[Any, ...]]]
+
+
+class Recorder(BaseCallback):
+    """Records the hooks it overrides into a shared log."""
+
+    def __init__(self, name: str, log: Log) -> None:
+        self.name = name
+        self.log = log
+
+    def on_train_begin(self, trainer: TrainerLike) -> None:
+        self.log.append((self.name, "on_train_begin", (trainer,)))
+
+    def on_train_end(self, trainer: TrainerLike) -> None:
+        self.log.append((self.name, "on_train_end", (trainer,)))
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+        self.log.append((self.name, "on_epoch_end", (trainer, epoch, logs)))
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any]) -> None:
+        self.log.append((self.name, "on_batch_end", (trainer, batch, logs)))
+
+
+class Boom(Exception):
+    """A distinguishable failure."""
+
+
+class Raiser(BaseCallback):
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+        raise self.exc
+
+    def on_train_end(self, trainer: TrainerLike) -> None:
+        raise self.exc
+
+
+@pytest.fixture
+def trainer() -> AttributeTrainer:
+    return AttributeTrainer()
+
+
+# ----------------------------------------------------------------- container
+
+
+def test_copies_the_callers_list_and_never_mutates_it() -> None:
+    log: Log = []
+    mine: list[TrainingCallback] = [Recorder("a", log)]
+    callbacks = CallbackList(mine)
+    callbacks.append(Recorder("b", log))
+    assert len(mine) == 1
+    assert len(callbacks) == 2
+    mine.append(Recorder("c", log))
+    assert len(callbacks) == 2
+
+
+def test_container_protocol() -> None:
+    log: Log = []
+    a, b, c = Recorder("a", log), Recorder("b", log), Recorder("c", log)
+    callbacks = CallbackList([a])
+    callbacks.add(b)
+    callbacks.extend([c])
+    assert list(callbacks) == [a, b, c]
+    assert callbacks.callbacks == (a, b, c)
+    assert a in callbacks
+    assert Recorder("a", log) not in callbacks
+    callbacks.remove(b)
+    assert list(callbacks) == [a, c]
+    assert repr(callbacks).startswith("CallbackList([")
+
+
+def test_callbacks_view_is_read_only() -> None:
+    callbacks = CallbackList([BaseCallback()])
+    with pytest.raises(AttributeError):
+        callbacks.callbacks = ()  # type: ignore[misc]  # read-only property under test
+    assert isinstance(callbacks.callbacks, tuple)
+
+
+def test_slots_forbid_stray_attributes() -> None:
+    with pytest.raises(AttributeError):
+        CallbackList().stray = 1  # type: ignore[attr-defined]  # the error under test
+
+
+def test_remove_absent_raises_value_error_naming_it() -> None:
+    cb = BaseCallback()
+    callbacks = CallbackList([BaseCallback()])
+    with pytest.raises(ValueError, match="not in this CallbackList"):
+        callbacks.remove(cb)
+
+
+def test_remove_compares_by_identity() -> None:
+    class Equal(BaseCallback):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Equal)
+
+        __hash__ = None  # type: ignore[assignment]  # an unhashable, equal-to-all callback
+
+    first, second = Equal(), Equal()
+    callbacks = CallbackList([first, second])
+    callbacks.remove(second)
+    assert callbacks.callbacks[0] is first
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_rejects_non_callbacks_naming_type_and_missing_hooks() -> None:
+    with pytest.raises(TypeError, match=r"MissingHookCallback.*on_validation_end"):
+        CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # the error under test
+
+
+def test_rejects_a_class_passed_for_an_instance() -> None:
+    with pytest.raises(TypeError, match=r"class 'BaseCallback'.*BaseCallback\(\.\.\.\)"):
+        CallbackList([BaseCallback])  # type: ignore[list-item]  # the error under test
+
+
+@pytest.mark.parametrize("bad", [None, 3, "callbacks", BaseCallback()])
+def test_rejects_a_non_iterable_naming_it(bad: object) -> None:
+    with pytest.raises(TypeError, match="iterable of callbacks"):
+        CallbackList().extend(bad)  # type: ignore[arg-type]  # the error under test
+
+
+def test_failed_extend_leaves_the_list_unchanged() -> None:
+    good = BaseCallback()
+    callbacks = CallbackList([good])
+    with pytest.raises(TypeError):
+        callbacks.extend([BaseCallback(), object()])  # type: ignore[list-item]  # under test
+    assert callbacks.callbacks == (good,)
+
+
+def test_non_callable_hook_is_rejected() -> None:
+    class Broken(StructuralCallback):
+        on_batch_end = 3  # type: ignore[assignment]  # a non-callable hook under test
+
+    with pytest.raises(TypeError, match="on_batch_end"):
+        CallbackList([Broken()])  # type: ignore[list-item]  # the error under test
+
+
+def test_accepts_and_dispatches_to_magic_mock(trainer: AttributeTrainer) -> None:
+    mock = MagicMock()
+    callbacks = CallbackList([mock])
+    logs = {"loss": 1.0}
+    callbacks.on_epoch_end(trainer, 2, logs)
+    callbacks.on_batch_begin(trainer, 7)
+    mock.on_epoch_end.assert_called_once_with(trainer, 2, logs)
+    assert mock.on_epoch_end.call_args.args[2] is logs
+    mock.on_batch_begin.assert_called_once_with(trainer, 7)
+
+
+def test_accepts_getattr_proxies(trainer: AttributeTrainer) -> None:
+    seen: list[tuple[str, tuple[Any, ...]]] = []
+
+    class Proxy:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args: seen.append((name, args))
+
+    callbacks = CallbackList([Proxy()])
+    callbacks.on_train_begin(trainer)
+    callbacks.on_validation_end(trainer, {"loss": 0.1})
+    assert seen == [("on_train_begin", (trainer,)), ("on_validation_end", (trainer, {"loss": 0.1}))]
+
+
+def test_rejects_a_cycle() -> None:
+    outer = CallbackList()
+    inner = CallbackList([outer])
+    with pytest.raises(ValueError, match="cycle"):
+        outer.append(inner)
+    with pytest.raises(ValueError, match="cycle"):
+        outer.append(outer)
+
+
+# ------------------------------------------------------------------ dispatch
+
+
+def test_registration_order_and_identical_arguments(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    callbacks = CallbackList([Recorder("a", log), Recorder("b", log)])
+    logs = {"loss": 0.5}
+    callbacks.on_epoch_end(trainer, 3, logs)
+    assert [(n, h) for n, h, _ in log] == [("a", "on_epoch_end"), ("b", "on_epoch_end")]
+    for _, _, args in log:
+        assert args[0] is trainer
+        assert args[2] is logs
+
+
+def test_nested_lists_dispatch_depth_first(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    inner = CallbackList([Recorder("b", log), CallbackList([Recorder("c", log)])])
+    callbacks = CallbackList([Recorder("a", log), inner, Recorder("d", log)])
+    callbacks.on_train_begin(trainer)
+    assert [n for n, _, _ in log] == ["a", "b", "c", "d"]
+    log.clear()
+    inner.append(Recorder("e", log))  # a change inside reaches the enclosing list
+    callbacks.on_train_begin(trainer)
+    assert [n for n, _, _ in log] == ["a", "b", "c", "e", "d"]
+
+
+def test_specification_keyword_call(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    callbacks = CallbackList([Recorder("a", log)])
+    metrics = {"loss": 0.5}
+    callbacks.on_epoch_end(trainer, epoch=5, metrics=metrics)
+    callbacks.on_epoch_end(trainer, epoch=6, logs=metrics)
+    assert [args[1:] for _, _, args in log] == [(5, metrics), (6, metrics)]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"logs": {}, "metrics": {}}])
+def test_logs_alias_misuse_is_a_type_error(trainer: AttributeTrainer, kwargs: Any) -> None:
+    with pytest.raises(TypeError, match="metrics"):
+        CallbackList().on_epoch_end(trainer, 1, **kwargs)
+    with pytest.raises(TypeError, match="metrics"):
+        CallbackList().on_validation_end(trainer, **kwargs)
+
+
+def test_unchanged_base_hooks_are_skipped() -> None:
+    log: Log = []
+    callbacks = CallbackList([BaseCallback(), Recorder("a", log), BaseCallback()])
+    assert callbacks._on_batch_begin == ((), ())
+    assert len(callbacks._on_batch_end[0]) == 1
+    assert callbacks._on_batch_end[1] == ((1,),)
+
+
+def test_instance_attribute_override_is_not_skipped(trainer: AttributeTrainer) -> None:
+    class Plain(BaseCallback):
+        pass
+
+    seen: list[int] = []
+    cb = Plain()
+    cb.on_batch_begin = lambda trainer, batch: seen.append(batch)  # type: ignore[method-assign]  # an instance-level override under test
+    callbacks = CallbackList([cb])
+    callbacks.on_batch_begin(trainer, 4)
+    assert seen == [4]
+
+
+def test_mutation_during_dispatch_changes_only_later_events(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    late = Recorder("late", log)
+
+    class Mutator(BaseCallback):
+        def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+            if epoch == 0:
+                callbacks.append(late)
+                callbacks.remove(self)
+
+    first = Recorder("first", log)
+    callbacks = CallbackList([first, Mutator(), Recorder("last", log)])
+    callbacks.on_epoch_end(trainer, 0, {})
+    assert [n for n, _, _ in log] == ["first", "last"]
+    log.clear()
+    callbacks.on_epoch_end(trainer, 1, {})
+    assert [n for n, _, _ in log] == ["first", "last", "late"]
+
+
+# ---------------------------------------------------------------- exceptions
+
+
+def test_fail_fast_propagates_the_same_object_with_a_note(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    boom = Boom("x")
+    callbacks = CallbackList([Recorder("a", log), Raiser(boom), Recorder("c", log)])
+    with pytest.raises(Boom) as info:
+        callbacks.on_epoch_end(trainer, 1, {})
+    assert info.value is boom
+    assert boom.__notes__ == ["raised by callback #1 (Raiser) in on_epoch_end"]
+    assert [n for n, _, _ in log] == ["a"]
+
+
+def test_note_names_the_nested_index_path(trainer: AttributeTrainer) -> None:
+    boom = Boom()
+    callbacks = CallbackList([BaseCallback(), CallbackList([BaseCallback(), Raiser(boom)])])
+    with pytest.raises(Boom):
+        callbacks.on_epoch_end(trainer, 0, {})
+    assert boom.__notes__ == ["raised by callback #1.1 (Raiser) in on_epoch_end"]
+
+
+def test_teardown_reaches_everyone_and_reraises_a_single_failure(
+    trainer: AttributeTrainer,
+) -> None:
+    log: Log = []
+    boom = Boom()
+    callbacks = CallbackList([Raiser(boom), Recorder("b", log)])
+    with pytest.raises(Boom) as info:
+        callbacks.on_train_end(trainer)
+    assert info.value is boom
+    assert boom.__notes__ == ["raised by callback #0 (Raiser) in on_train_end"]
+    assert [n for n, _, _ in log] == ["b"]
+
+
+def test_teardown_groups_several_failures_in_order(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    first, second = Boom("1"), Boom("2")
+    callbacks = CallbackList([Raiser(first), Recorder("b", log), Raiser(second)])
+    with pytest.raises(ExceptionGroup) as info:
+        callbacks.on_train_end(trainer)
+    assert list(info.value.exceptions) == [first, second]
+    assert [n for n, _, _ in log] == ["b"]
+
+
+@pytest.mark.parametrize("hook", ["on_epoch_end", "on_train_end"])
+def test_base_exceptions_propagate_at_once(trainer: AttributeTrainer, hook: str) -> None:
+    log: Log = []
+    interrupt = KeyboardInterrupt()
+    callbacks = CallbackList([Raiser(interrupt), Recorder("b", log)])
+    dispatch: Callable[[], None] = {
+        "on_train_end": lambda: callbacks.on_train_end(trainer),
+        "on_epoch_end": lambda: callbacks.on_epoch_end(trainer, 0, {}),
+    }[hook]
+    with pytest.raises(KeyboardInterrupt) as info:
+        dispatch()
+    assert info.value is interrupt
+    assert log == []
+    assert not hasattr(interrupt, "__notes__")
+
+
+def test_every_hook_reaches_a_mock(trainer: AttributeTrainer) -> None:
+    mock = MagicMock()
+    callbacks = CallbackList([mock])
+    logs: dict[str, Any] = {}
+    callbacks.on_train_begin(trainer)
+    callbacks.on_epoch_begin(trainer, 0)
+    callbacks.on_batch_begin(trainer, 0)
+    callbacks.on_batch_end(trainer, 0, logs)
+    callbacks.on_validation_begin(trainer)
+    callbacks.on_validation_end(trainer, logs)
+    callbacks.on_epoch_end(trainer, 0, logs)
+    callbacks.on_train_end(trainer)
+    assert [c[0] for c in mock.method_calls] == [
+        "on_train_begin",
+        "on_epoch_begin",
+        "on_batch_begin",
+        "on_batch_end",
+        "on_validation_begin",
+        "on_validation_end",
+        "on_epoch_end",
+        "on_train_end",
+    ]
+    assert sorted(c[0] for c in mock.method_calls) == sorted(HOOK_NAMES)
+    assert mock.method_calls[3] == call.on_batch_end(trainer, 0, logs)
