@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402  (the environment must be set before JAX initialises)
-from hypothesis import settings  # noqa: E402
+import jax
+from hypothesis import settings
 
 
 def _set_jax_flag(name: str, value: str) -> None:

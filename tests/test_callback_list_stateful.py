@@ -1,0 +1,238 @@
+"""Stateful property test: CallbackList against a naive reference model.
+
+Random ``append``/``add``/``extend``/``remove``/dispatch sequences run on real
+``CallbackList``s (nested ones too) and on a plain-Python model of them. The scripted
+callbacks override random hooks, raise, and mutate the lists mid-dispatch. The model
+dispatches naively (every leaf, depth-first, over a snapshot taken at the start of the
+event), so the test also shows that skipping ``BaseCallback`` no-ops calls exactly the
+same methods in the same order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+
+from artifex.generative_models.training.callbacks import (
+    BaseCallback,
+    CallbackList,
+    HookName,
+    TrainingCallback,
+)
+from tests.strategies import Behaviour, callback_scripts, hook_names
+from tests.typing.cases import AttributeTrainer
+
+TRAINER = AttributeTrainer()
+
+
+class Boom(Exception):
+    """Raised by scripted callbacks; each raise is a fresh object."""
+
+
+@dataclass(eq=False)
+class Node:
+    """The model of one held item: a scripted callback or a nested list."""
+
+    real: TrainingCallback
+    script: dict[HookName, Behaviour] = field(default_factory=dict)
+    owner: CallbackList | None = None  # the list a scripted callback was added to
+    spent: set[HookName] = field(default_factory=set)  # one-shot mutations already done
+
+
+class Scripted(BaseCallback):
+    """Base of the dynamically made scripted callback classes."""
+
+    def __init__(self, machine: CallbackListMachine, script: dict[HookName, Behaviour]) -> None:
+        self.machine = machine
+        self.script = script
+        self.raised: list[Boom] = []
+
+
+def _make_hook(hook: HookName) -> Any:
+    def hook_impl(self: Scripted, *args: Any) -> None:
+        self.machine.on_call(self, hook, args)
+
+    return hook_impl
+
+
+_classes: dict[frozenset[HookName], type[Scripted]] = {}
+
+
+def scripted_class(hooks: frozenset[HookName]) -> type[Scripted]:
+    """A ``Scripted`` subclass overriding exactly ``hooks`` (others stay no-ops)."""
+    if hooks not in _classes:
+        _classes[hooks] = type("Scripted", (Scripted,), {h: _make_hook(h) for h in hooks})
+    return _classes[hooks]
+
+
+class CallbackListMachine(RuleBasedStateMachine):
+    lists = Bundle("lists")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[int, list[Node]] = {}  # id(real list) -> its items
+        self.nodes: dict[int, Node] = {}  # id(real callback) -> node
+        self.real_lists: dict[int, CallbackList] = {}
+        self.calls: list[tuple[int, HookName]] = []
+        self.event_args: tuple[Any, ...] = ()
+        self.counter = itertools.count()
+
+    # --------------------------------------------------------------- helpers
+
+    def _new_list(self) -> CallbackList:
+        real = CallbackList()
+        self.model[id(real)] = []
+        self.real_lists[id(real)] = real
+        return real
+
+    def _scripted(self, script: dict[HookName, Behaviour], owner: CallbackList) -> Node:
+        cb = scripted_class(frozenset(script))(self, script)
+        node = Node(cb, script, owner)
+        self.nodes[id(cb)] = node
+        return node
+
+    def _leaves(self, items: list[Node], prefix: tuple[int, ...]) -> list[tuple[str, Node]]:
+        out: list[tuple[str, Node]] = []
+        for index, node in enumerate(items):
+            path = (*prefix, index)
+            if isinstance(node.real, CallbackList):
+                out += self._leaves(self.model[id(node.real)], path)
+            else:
+                out.append((".".join(map(str, path)), node))
+        return out
+
+    def on_call(self, cb: Scripted, hook: HookName, args: tuple[Any, ...]) -> None:
+        """What a scripted hook does: record, then maybe raise or mutate."""
+        assert len(args) == len(self.event_args)
+        assert all(a is b for a, b in zip(args, self.event_args, strict=True))
+        self.calls.append((id(cb), hook))
+        node = self.nodes[id(cb)]
+        behaviour = cb.script[hook]
+        if behaviour == "raise":
+            exc = Boom(f"{id(cb)}:{hook}")
+            cb.raised.append(exc)
+            raise exc
+        if hook in node.spent or behaviour == "record":
+            return
+        node.spent.add(hook)
+        assert node.owner is not None
+        if behaviour == "append":
+            fresh = self._scripted(dict.fromkeys(cb.script, "record"), node.owner)
+            node.owner.append(fresh.real)
+            self.model[id(node.owner)].append(fresh)
+        elif cb in node.owner:  # "remove_self", unless already removed
+            node.owner.remove(cb)
+            self.model[id(node.owner)].remove(node)
+
+    # ----------------------------------------------------------------- rules
+
+    @initialize(target=lists)
+    def root(self) -> CallbackList:
+        self.root_list = self._new_list()
+        return self.root_list
+
+    @rule(target=lists, parent=lists)
+    def nest(self, parent: CallbackList) -> CallbackList:
+        child = self._new_list()
+        parent.append(child)
+        self.model[id(parent)].append(Node(child))
+        return child
+
+    @rule(
+        target=lists,
+        scripts=st.lists(callback_scripts(), min_size=1, max_size=3),
+        how=st.sampled_from(["append", "add", "extend", "init"]),
+        parent=lists,
+    )
+    def add_callbacks(
+        self, scripts: list[dict[HookName, Behaviour]], how: str, parent: CallbackList
+    ) -> CallbackList:
+        nodes = [self._scripted(s, parent) for s in scripts]
+        reals = [n.real for n in nodes]
+        if how == "extend":
+            parent.extend(reals)
+        elif how == "init":  # a list built from an iterable, nested into the parent
+            child = CallbackList(iter(reals))
+            self.model[id(child)] = nodes
+            self.real_lists[id(child)] = child
+            for n in nodes:
+                n.owner = child
+            parent.append(child)
+            self.model[id(parent)].append(Node(child))
+            return child
+        else:
+            for real in reals:
+                getattr(parent, how)(real)
+        self.model[id(parent)].extend(nodes)
+        return parent
+
+    @rule(parent=lists, data=st.data())
+    def remove(self, parent: CallbackList, data: st.DataObject) -> None:
+        items = self.model[id(parent)]
+        if not items:
+            return
+        node = data.draw(st.sampled_from(items))
+        parent.remove(node.real)
+        items.remove(node)
+
+    @rule(hook=hook_names)
+    def dispatch(self, hook: HookName) -> None:
+        args: tuple[Any, ...] = {
+            "on_epoch_begin": (TRAINER, next(self.counter)),
+            "on_batch_begin": (TRAINER, next(self.counter)),
+            "on_epoch_end": (TRAINER, next(self.counter), {"loss": 1.0}),
+            "on_batch_end": (TRAINER, next(self.counter), {"loss": 2.0}),
+            "on_validation_end": (TRAINER, {"loss": 3.0}),
+        }.get(hook, (TRAINER,))
+        snapshot = self._leaves(self.model[id(self.root_list)], ())
+        self.event_args = args
+        self.calls.clear()
+        error: BaseException | None = None
+        try:
+            getattr(self.root_list, hook)(*args)
+        except Exception as exc:
+            error = exc
+
+        # The reference: every leaf of the snapshot that overrides the hook, in order.
+        expected: list[tuple[int, HookName]] = []
+        raised: list[tuple[str, Node]] = []
+        for path, node in snapshot:
+            if hook not in node.script:
+                continue
+            expected.append((id(node.real), hook))
+            if node.script[hook] == "raise":
+                raised.append((path, node))
+                if hook != "on_train_end":
+                    break
+        assert self.calls == expected
+
+        if not raised:
+            assert error is None
+            return
+        exceptions = [node.real.raised[-1] for _, node in raised]  # type: ignore[attr-defined]  # leaves are Scripted
+        for (path, _), boom in zip(raised, exceptions, strict=True):
+            assert boom.__notes__[-1] == f"raised by callback #{path} (Scripted) in {hook}"
+        if len(exceptions) == 1:
+            assert error is exceptions[0]
+        else:
+            assert isinstance(error, ExceptionGroup)
+            assert list(error.exceptions) == exceptions
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def structure_matches_the_model(self) -> None:
+        for key, real in self.real_lists.items():
+            assert [id(cb) for cb in real] == [id(n.real) for n in self.model[key]]
+            assert len(real) == len(self.model[key])
+
+
+CallbackListMachine.TestCase.settings = settings(
+    max_examples=80, stateful_step_count=30, deadline=None
+)
+TestCallbackList = CallbackListMachine.TestCase
