@@ -15,7 +15,8 @@ def _set_jax_flag(name: str, value: str) -> None:
 
 
 _set_jax_flag("jax_numpy_rank_promotion", "raise")
-_set_jax_flag("jax_numpy_dtype_promotion", "strict")
+# Strict dtype promotion ("jax_numpy_dtype_promotion") is left at its default: optax's
+# own Adam mixes Python floats with int32 step counts and fails under it.
 
 settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=30, deadline=None)
