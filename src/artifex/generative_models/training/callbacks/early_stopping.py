@@ -1,0 +1,262 @@
+"""Early stopping: stop training when a monitored metric stops improving."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from artifex.generative_models.training.callbacks._monitor import (
+    Mode,
+    MonitorLookup,
+    check_int,
+    check_mode,
+    check_real,
+    to_float,
+    worst,
+)
+from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+
+__all__ = ["EarlyStopping", "EarlyStoppingConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EarlyStoppingConfig:
+    """Configuration of :class:`EarlyStopping`.
+
+    Attributes:
+        monitor: The ``on_epoch_end`` log key to watch.
+        min_delta: The smallest change that counts as an improvement (``>= 0``).
+        patience: Epochs without improvement after which training stops (``>= 0``).
+        mode: ``"min"`` if lower is better, ``"max"`` if higher is better.
+        check_finite: Stop as soon as the metric is NaN or infinite.
+        stopping_threshold: Stop as soon as the metric is better than this.
+        divergence_threshold: Stop as soon as the metric is worse than this.
+        baseline: The score to beat; epochs that do not beat it count against patience.
+        start_from_epoch: Epochs before this one are ignored (warm-up).
+        restore_best_weights: At ``on_train_end``, load the model state of the best
+            epoch into the model (the state is copied on the device, never synced).
+        strict: Raise ``KeyError`` when ``monitor`` is missing from the epoch logs,
+            instead of warning once.
+    """
+
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    patience: int = 10
+    mode: Mode = "min"
+    check_finite: bool = True
+    stopping_threshold: float | None = None
+    divergence_threshold: float | None = None
+    baseline: float | None = None
+    start_from_epoch: int = 0
+    restore_best_weights: bool = False
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            TypeError: If a field has the wrong type.
+            ValueError: If a field has a bad value.
+        """
+        monitor: object = self.monitor  # run-time checks of what the types promise
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be a non-empty str, got {self.monitor!r}")
+        check_real("min_delta", self.min_delta, minimum=0.0)
+        check_int("patience", self.patience, minimum=0)
+        check_mode("mode", self.mode)
+        check_int("start_from_epoch", self.start_from_epoch, minimum=0)
+        for field in ("stopping_threshold", "divergence_threshold", "baseline"):
+            value = getattr(self, field)
+            if value is not None:
+                check_real(field, value)
+        for field in ("check_finite", "restore_best_weights", "strict"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"{field} must be a bool, got {getattr(self, field)!r}")
+
+
+class EarlyStopping(BaseCallback):
+    """Ask the trainer to stop when ``config.monitor`` has stopped improving.
+
+    Decisions are taken at ``on_epoch_end`` (a Python-float read of the epoch logs; no
+    per-batch work, no device sync). After each epoch (from ``start_from_epoch`` on):
+
+    * a missing key warns once (:class:`MissingMetricWarning`, listing the keys there
+      are) and changes nothing; ``strict=True`` raises ``KeyError`` instead;
+    * a non-finite value stops at once when ``check_finite``, and otherwise counts as
+      no improvement (NaN never improves);
+    * a value better than ``stopping_threshold`` or worse than ``divergence_threshold``
+      stops at once;
+    * otherwise an improvement of more than ``min_delta`` over ``best_score`` (which
+      starts at ``baseline``, if given) resets ``wait_count``; anything else increments
+      it, and ``wait_count >= patience`` stops.
+
+    Stopping means :attr:`should_stop` becomes ``True`` (the :class:`StopRequester`
+    protocol); trainers honour it after the hook. All state resets at
+    ``on_train_begin``, so a reused instance behaves like a fresh one.
+
+    Args:
+        config: The configuration; the defaults of :class:`EarlyStoppingConfig` if
+            omitted.
+    """
+
+    __slots__ = (
+        "_best_state",
+        "_lookup",
+        "best_epoch",
+        "best_score",
+        "config",
+        "stop_reason",
+        "stopped_epoch",
+        "wait_count",
+    )
+
+    def __init__(self, config: EarlyStoppingConfig | None = None, /) -> None:
+        if config is None:
+            config = EarlyStoppingConfig()
+        if not isinstance(config, EarlyStoppingConfig):
+            raise TypeError(
+                f"EarlyStopping expects an EarlyStoppingConfig, got {type(config).__qualname__}"
+            )
+        self.config = config
+        self._lookup = MonitorLookup("EarlyStopping", config.monitor, strict=config.strict)
+        self._best_state: nnx.State[Any, Any] | None = None
+        self.best_score: float = 0.0
+        """The best value seen (``±inf``, or ``baseline``, until one is)."""
+        self.wait_count: int = 0
+        """Epochs since the last improvement."""
+        self.best_epoch: int | None = None
+        """The epoch of ``best_score``, or ``None`` before any improvement."""
+        self.stopped_epoch: int | None = None
+        """The epoch at whose end the stop was requested, or ``None``."""
+        self.stop_reason: str | None = None
+        """Why the stop was requested, or ``None``."""
+        self._reset()
+
+    def __repr__(self) -> str:
+        """A readable representation with the config."""
+        return f"EarlyStopping({self.config!r})"
+
+    def _reset(self) -> None:
+        baseline = self.config.baseline
+        self.best_score = worst(self.config.mode) if baseline is None else float(baseline)
+        self.wait_count = 0
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self.stop_reason = None
+        self._best_state = None
+        self._lookup.reset()
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether this callback asks training to stop (:class:`StopRequester`)."""
+        return self.stop_reason is not None
+
+    def _better(self, current: float, reference: float, delta: float) -> bool:
+        if self.config.mode == "min":
+            return current < reference - delta
+        return current > reference + delta
+
+    def _stop(self, epoch: int, reason: str) -> None:
+        self.stopped_epoch = epoch
+        self.stop_reason = reason
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Reset all state, so a reused instance behaves like a fresh one."""
+        self._reset()
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Update the best score and the patience counter; maybe request a stop.
+
+        Raises:
+            KeyError: If ``strict`` and the monitored key is missing.
+        """
+        config = self.config
+        if epoch < config.start_from_epoch or self.should_stop:
+            return
+        raw = self._lookup(logs, "on_epoch_end")
+        if raw is None:
+            return
+        current = to_float(raw)
+        if current is None:
+            raise TypeError(
+                f"EarlyStopping monitors {config.monitor!r}, whose value {raw!r} is not a number"
+            )
+        name = config.monitor
+        if not math.isfinite(current) and config.check_finite:
+            self._stop(epoch, f"{name} = {current} is not finite")
+            return
+        # NaN compares False, so it is never an improvement.
+        improved = self._better(current, self.best_score, config.min_delta)
+        if improved:
+            self._improve(trainer, epoch, current)
+        else:
+            self.wait_count += 1
+        if config.stopping_threshold is not None and self._better(
+            current, config.stopping_threshold, 0.0
+        ):
+            self._stop(epoch, f"{name} = {current} is better than stopping_threshold")
+        elif config.divergence_threshold is not None and self._better(
+            config.divergence_threshold, current, 0.0
+        ):
+            self._stop(epoch, f"{name} = {current} is worse than divergence_threshold")
+        elif not improved and self.wait_count >= config.patience:
+            self._stop(
+                epoch,
+                f"{name} did not improve for {self.wait_count} epochs "
+                f"(best {self.best_score} at epoch {self.best_epoch})",
+            )
+
+    def _improve(self, trainer: TrainerLike, epoch: int, current: float) -> None:
+        self.best_score = current
+        self.best_epoch = epoch
+        self.wait_count = 0
+        if self.config.restore_best_weights:
+            # An on-device copy: cheap, asynchronous, and safe from buffer donation.
+            self._best_state = jax.tree.map(jnp.copy, nnx.state(trainer.model))
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Load the best epoch's model state if ``restore_best_weights`` is set."""
+        if self.config.restore_best_weights and self._best_state is not None:
+            nnx.update(trainer.model, self._best_state)
+
+    # ------------------------------------------------------------- callback state
+
+    @property
+    def state_key(self) -> str:
+        """A stable key for checkpoints: ``"EarlyStopping[<monitor>]"``."""
+        return f"EarlyStopping[{self.config.monitor}]"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the decision state as JSON-compatible Python scalars.
+
+        The best weights kept for ``restore_best_weights`` are not included.
+        """
+        return {
+            "best_score": self.best_score,
+            "wait_count": self.wait_count,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "stop_reason": self.stop_reason,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Args:
+            state: A mapping with the keys :meth:`state_dict` returns.
+
+        Raises:
+            KeyError: If a key is missing.
+        """
+        self.best_score = float(state["best_score"])
+        self.wait_count = int(state["wait_count"])
+        best_epoch, stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        self.best_epoch = None if best_epoch is None else int(best_epoch)
+        self.stopped_epoch = None if stopped_epoch is None else int(stopped_epoch)
+        reason = state["stop_reason"]
+        self.stop_reason = None if reason is None else str(reason)

@@ -1,0 +1,670 @@
+"""Model checkpointing on Orbax: atomic, optionally asynchronous, best-k retention.
+
+Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
+
+    dirpath/
+      artifex_checkpoints.json     # marker: this directory belongs to ModelCheckpoint
+      <step>/                      # one Orbax checkpoint per save, named by global step
+        state/                     # the training-state pytree (Orbax StandardSave)
+        meta/                      # JSON: format, step, epoch, metrics, monitor, mode, items
+        <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
+
+``state`` is ``trainer.state_dict()`` when the trainer is a
+:class:`CheckpointableTrainer` (at least ``model``, ``opt_state``, ``step`` and
+``epoch``), with every ``nnx.State`` stored as a pure dict. For a plain
+:class:`TrainerLike` it is ``{"model", "opt_state" (if the trainer has an
+``nnx.Optimizer`` as ``optimizer``), "step", "epoch"}``, with ``step`` counted from the
+``on_batch_end`` calls seen. Restore with :func:`restore_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+from orbax.checkpoint import checkpoint_managers as ocm
+
+from artifex.generative_models.training.callbacks._monitor import (
+    Mode,
+    MonitorLookup,
+    check_int,
+    check_mode,
+    to_float,
+)
+from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.protocols import (
+    CheckpointableTrainer,
+    TrainerState,
+)
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointConfig",
+    "ModelCheckpoint",
+    "RestoredCheckpoint",
+    "restore_checkpoint",
+]
+
+_log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/1"
+"""The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file."""
+
+MARKER_FILE: Final = "artifex_checkpoints.json"
+STATE_ITEM: Final = "state"
+META_ITEM: Final = "meta"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointConfig:
+    """Configuration of :class:`ModelCheckpoint`.
+
+    Attributes:
+        dirpath: The checkpoint directory, resolved against the working directory at
+            ``on_train_begin`` (when it is created). It must be new, empty, or one this
+            callback created (it holds ``artifex_checkpoints.json``).
+        monitor: The ``on_epoch_end`` log key that ranks checkpoints, or ``None`` to
+            keep the most recent ones.
+        mode: ``"min"`` if lower ``monitor`` values are better, ``"max"`` otherwise.
+        save_top_k: How many checkpoints to keep: the best by ``monitor`` (or the most
+            recent if ``monitor`` is ``None``); ``-1`` keeps all, ``0`` none (but see
+            ``save_last``).
+        every_n_epochs: Save at the end of every n-th epoch (``>= 1``).
+        save_last: Also keep the most recent checkpoint, whatever its score, and save
+            one when the monitored key is missing. Resuming needs it.
+        async_save: Write checkpoints in the background (Orbax async checkpointing);
+            ``on_train_end`` waits for them.
+        strict: Raise ``KeyError`` when ``monitor`` is missing from the epoch logs,
+            instead of warning once.
+    """
+
+    dirpath: str | os.PathLike[str] = "checkpoints"
+    monitor: str | None = None
+    mode: Mode = "min"
+    save_top_k: int = 3
+    every_n_epochs: int = 1
+    save_last: bool = True
+    async_save: bool = True
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            TypeError: If a field has the wrong type.
+            ValueError: If a field has a bad value.
+        """
+        dirpath: object = self.dirpath  # run-time checks of what the types promise
+        monitor: object = self.monitor
+        if not isinstance(dirpath, str | os.PathLike) or not os.fspath(dirpath):
+            raise ValueError(f"dirpath must be a non-empty path, got {self.dirpath!r}")
+        if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise ValueError(f"monitor must be None or a non-empty str, got {self.monitor!r}")
+        check_mode("mode", self.mode)
+        check_int("save_top_k", self.save_top_k, minimum=-1)
+        check_int("every_n_epochs", self.every_n_epochs, minimum=1)
+        for name in ("save_last", "async_save", "strict"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredCheckpoint:
+    """What :func:`restore_checkpoint` read.
+
+    Attributes:
+        directory: The checkpoint directory.
+        step: The checkpoint's global step.
+        epoch: The epoch at whose end it was saved.
+        metrics: The numeric epoch logs at that point (Python floats).
+        state: The restored training-state pytree (``model``, ``opt_state``, ``step``,
+            ``epoch``, ...). With a ``target``, ``nnx.State`` entries of the target's
+            state are rebuilt as ``nnx.State``; otherwise they are pure dicts.
+        extra: Further JSON items of the checkpoint, by name.
+    """
+
+    directory: Path
+    step: int
+    epoch: int
+    metrics: dict[str, float]
+    state: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------- pytree helpers
+
+
+_shape_dtype_struct: Callable[..., Any] = jax.ShapeDtypeStruct  # untyped __init__ in jax 0.10
+
+
+def _is_state(x: object) -> bool:
+    return isinstance(x, nnx.State)
+
+
+def _to_savable(tree: object) -> Any:
+    """Replace every ``nnx.State`` in ``tree`` by its pure dict (plain, Orbax-friendly)."""
+    return jax.tree.map(
+        lambda x: nnx.to_pure_dict(x) if isinstance(x, nnx.State) else x, tree, is_leaf=_is_state
+    )
+
+
+def _from_savable(template: object, restored: object) -> Any:
+    """Rebuild the ``nnx.State`` entries of ``template`` from the pure dicts in ``restored``."""
+
+    def rebuild(t: object, r: object) -> object:
+        if isinstance(t, nnx.State) and isinstance(r, dict):
+            state = jax.tree.map(lambda x: x, t)
+            nnx.replace_by_pure_dict(state, r)
+            return state
+        return r
+
+    return jax.tree.map(rebuild, template, restored, is_leaf=_is_state)
+
+
+def _abstract(tree: object) -> Any:
+    """Shape/dtype/sharding placeholders for the arrays of ``tree`` (other leaves kept)."""
+    return jax.tree.map(
+        lambda x: (
+            _shape_dtype_struct(x.shape, x.dtype, sharding=x.sharding)
+            if isinstance(x, jax.Array)
+            else x
+        ),
+        tree,
+    )
+
+
+def _abstract_from_metadata(metadata: object) -> Any:
+    """Placeholders on the default device for every array in saved tree metadata."""
+    tree = getattr(metadata, "tree", metadata)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    def is_array_meta(x: object) -> bool:
+        return hasattr(x, "shape") and hasattr(x, "dtype")
+
+    return jax.tree.map(
+        lambda m: (
+            _shape_dtype_struct(m.shape, m.dtype, sharding=sharding) if is_array_meta(m) else m
+        ),
+        tree,
+        is_leaf=is_array_meta,
+    )
+
+
+def _match_keys(template: object, restored: object, path: str) -> object:
+    """Re-key ``restored`` (string keys, as Orbax stores them) like the pure-dict ``template``.
+
+    Raises:
+        ValueError: If a key is missing or an array's shape or dtype differs.
+    """
+    if isinstance(template, Mapping):
+        if not isinstance(restored, Mapping):
+            raise ValueError(f"checkpoint has a leaf at {path or '<root>'}, the model a subtree")
+        out: dict[object, object] = {}
+        for key, sub in template.items():
+            if key in restored:
+                value = restored[key]
+            elif str(key) in restored:
+                value = restored[str(key)]
+            else:
+                raise ValueError(f"checkpoint lacks model entry {path}/{key}")
+            out[key] = _match_keys(sub, value, f"{path}/{key}")
+        return out
+    shape, dtype = getattr(template, "shape", None), getattr(template, "dtype", None)
+    if shape is not None and (
+        getattr(restored, "shape", None) != shape or getattr(restored, "dtype", None) != dtype
+    ):
+        raise ValueError(
+            f"checkpoint entry {path} has shape {getattr(restored, 'shape', None)} and dtype "
+            f"{getattr(restored, 'dtype', None)}; the model expects {shape} and {dtype}"
+        )
+    return restored
+
+
+def _handlers(extra: tuple[str, ...] = ()) -> dict[str, ocp.CheckpointHandler]:
+    handlers: dict[str, ocp.CheckpointHandler] = {
+        STATE_ITEM: ocp.StandardCheckpointHandler(),
+        META_ITEM: ocp.JsonCheckpointHandler(),
+    }
+    for name in extra:
+        handlers[name] = ocp.JsonCheckpointHandler()
+    return handlers
+
+
+def _is_ours(path: Path) -> bool:
+    return (path / MARKER_FILE).is_file()
+
+
+def _prepare_directory(path: Path) -> None:
+    """Create ``path`` (and its marker) unless it is someone else's non-empty directory.
+
+    Raises:
+        FileExistsError: If ``path`` is a file, or a non-empty directory without marker.
+    """
+    if path.exists():
+        if not path.is_dir():
+            raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
+        if not _is_ours(path) and any(path.iterdir()):
+            raise FileExistsError(
+                f"checkpoint dirpath {str(path)!r} is not empty and was not created by "
+                f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
+                "Choose a new or empty directory."
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER_FILE
+    if not marker.exists():
+        marker.write_text(json.dumps({"format": CHECKPOINT_FORMAT}) + "\n")
+
+
+# ----------------------------------------------------------------------- retention
+
+
+def _rank(score: float, mode: Mode) -> float:
+    """Lower is better: the score (``"min"``) or its negation (``"max"``); NaN ranks worst."""
+    if math.isnan(score):
+        return math.inf
+    return score if mode == "min" else -score
+
+
+class _BestKAndLast(ocm.PreservationPolicy):
+    """Orbax preservation policy: the best ``k`` by ``monitor`` (all if ``None``), plus the last.
+
+    Checkpoints without the metric are kept only as the last one. Ties keep the earlier
+    checkpoint.
+    """
+
+    def __init__(self, monitor: str, mode: Mode, k: int | None, *, keep_last: bool) -> None:
+        self.monitor = monitor
+        self.mode: Mode = mode
+        self.k = k
+        self.keep_last = keep_last
+
+    def should_preserve(
+        self, checkpoints: Sequence[ocm.PolicyCheckpointInfo], *, context: object
+    ) -> Sequence[bool]:
+        keep = [False] * len(checkpoints)
+        ranked: list[tuple[float, int, int]] = []
+        for index, info in enumerate(checkpoints):
+            metrics = info.metrics
+            if isinstance(metrics, Mapping) and self.monitor in metrics:
+                score = float(metrics[self.monitor])
+                ranked.append((_rank(score, self.mode), info.step, index))
+        ranked.sort()
+        for _, _, index in ranked if self.k is None else ranked[: self.k]:
+            keep[index] = True
+        if self.keep_last and checkpoints:
+            last = max(range(len(checkpoints)), key=lambda i: checkpoints[i].step)
+            keep[last] = True
+        return keep
+
+
+# ------------------------------------------------------------------------ callback
+
+
+class ModelCheckpoint(BaseCallback):
+    """Save the training state at epoch ends with Orbax, keeping the best ``save_top_k``.
+
+    Every ``every_n_epochs`` epochs, at ``on_epoch_end``, the state is saved as the
+    Orbax step named by the global step (see the module docstring for the layout).
+    Retention is Orbax's: checkpoints are ranked by ``monitor`` (``best_fn``; NaN ranks
+    worst) and the best ``save_top_k`` are kept, plus the latest if ``save_last``. With
+    ``monitor=None`` the ``save_top_k`` most recent are kept. Saves are atomic (an
+    interrupted save leaves no checkpoint behind) and, with ``async_save``, written in
+    the background; ``on_train_end`` waits for them. Orbax only ever deletes
+    checkpoints of this directory; a directory this callback did not create is never
+    written into (``FileExistsError`` at ``on_train_begin``).
+
+    A missing ``monitor`` key warns once (``strict=True`` raises); that epoch is then
+    saved only if ``save_last``.
+
+    If ``on_epoch_end`` is called without a preceding ``on_train_begin`` (as in the
+    specification's ``CallbackList`` example), the directory is set up then, and saves
+    are synchronous, since no ``on_train_end`` will wait for them.
+
+    Args:
+        config: The configuration; the defaults of :class:`CheckpointConfig` if omitted.
+    """
+
+    __slots__ = (
+        "_directory",
+        "_kept",
+        "_lazy",
+        "_lookup",
+        "_manager",
+        "_scores",
+        "_steps_seen",
+        "config",
+    )
+
+    def __init__(self, config: CheckpointConfig | None = None, /) -> None:
+        if config is None:
+            config = CheckpointConfig()
+        if not isinstance(config, CheckpointConfig):
+            raise TypeError(
+                f"ModelCheckpoint expects a CheckpointConfig, got {type(config).__qualname__}"
+            )
+        self.config = config
+        self._lookup = (
+            None
+            if config.monitor is None
+            else MonitorLookup("ModelCheckpoint", config.monitor, strict=config.strict)
+        )
+        self._manager: ocp.CheckpointManager | None = None
+        self._directory: Path | None = None
+        self._scores: dict[int, float] = {}
+        self._steps_seen = 0
+        self._lazy = False
+        self._kept: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        """A readable representation with the config."""
+        return f"ModelCheckpoint({self.config!r})"
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def directory(self) -> Path | None:
+        """The resolved checkpoint directory, once set up (at ``on_train_begin``)."""
+        return self._directory
+
+    @property
+    def saved_checkpoint_steps(self) -> tuple[int, ...]:
+        """The steps of the checkpoints on disk (or being written), ascending."""
+        if self._manager is None:
+            return self._kept
+        return tuple(sorted(self._manager.all_steps()))
+
+    @property
+    def best_checkpoint_step(self) -> int | None:
+        """The step of the best kept checkpoint by ``monitor``, or ``None``.
+
+        ``None`` without ``monitor`` or before a checkpoint with a score was saved.
+        Checkpoints kept from earlier ``fit`` calls of this instance count too.
+        """
+        kept = set(self.saved_checkpoint_steps)
+        ranked = [
+            (_rank(score, self.config.mode), step)
+            for step, score in self._scores.items()
+            if step in kept
+        ]
+        return min(ranked)[1] if ranked else None
+
+    def wait_until_finished(self) -> None:
+        """Block until every pending asynchronous save is on disk."""
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+
+    # ---------------------------------------------------------------- extension
+
+    def json_items(self, trainer: TrainerLike, /) -> dict[str, Any]:
+        """Further JSON items to save with each checkpoint, by item name.
+
+        Returns an empty dict; subclasses (and the exact-resume feature, which stores
+        callback state as a ``"callbacks"`` item) override it. :func:`restore_checkpoint`
+        returns them in :attr:`RestoredCheckpoint.extra`.
+
+        Args:
+            trainer: The trainer being checkpointed.
+
+        Returns:
+            A mapping from item name (not ``"state"`` or ``"meta"``) to a
+            JSON-compatible value.
+        """
+        return {}
+
+    # ------------------------------------------------------------------- set-up
+
+    def _policy(self) -> ocm.PreservationPolicy | None:
+        """The Orbax preservation policy, or ``None`` if nothing is ever saved."""
+        config = self.config
+        k = None if config.save_top_k == -1 else config.save_top_k
+        if config.monitor is None:
+            if k == 0:
+                return ocm.LatestN(n=1) if config.save_last else None
+            return ocm.LatestN(n=k)
+        if k == 0 and not config.save_last:
+            return None
+        return _BestKAndLast(config.monitor, config.mode, k, keep_last=config.save_last)
+
+    def _setup(self, trainer: TrainerLike) -> None:
+        directory = Path(self.config.dirpath).resolve()
+        _prepare_directory(directory)
+        if self._manager is not None and directory != self._directory:
+            self._manager.close()
+            self._manager = None
+        self._directory = directory
+        policy = self._policy()
+        if policy is not None and self._manager is None:
+            options = ocp.CheckpointManagerOptions(
+                preservation_policy=policy,
+                enable_async_checkpointing=self.config.async_save,
+                create=True,
+            )
+            self._manager = ocp.CheckpointManager(directory, options=options)
+        if self._manager is not None:
+            latest = self._manager.latest_step()
+            current = self._current_step(trainer)
+            if latest is not None and latest > current:
+                raise FileExistsError(
+                    f"checkpoint dirpath {str(directory)!r} holds checkpoints up to step "
+                    f"{latest}, beyond this run's step {current}: new checkpoints would be "
+                    "silently skipped. Resume from it, or choose another dirpath."
+                )
+
+    def _current_step(self, trainer: TrainerLike) -> int:
+        if isinstance(trainer, TrainerState):
+            return int(trainer.step)
+        return self._steps_seen
+
+    # -------------------------------------------------------------------- hooks
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Create (or check and reuse) the checkpoint directory and its Orbax manager.
+
+        Raises:
+            FileExistsError: If ``dirpath`` is not ours and not empty, or holds later steps.
+        """
+        if self._lookup is not None:
+            self._lookup.reset()
+        self._lazy = False
+        self._setup(trainer)
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Count steps (for trainers that do not expose ``step``); reads no array."""
+        self._steps_seen = batch + 1
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Save a checkpoint if this epoch is due and something would keep it.
+
+        Raises:
+            KeyError: If ``strict`` and the monitored key is missing.
+        """
+        config = self.config
+        if (epoch + 1) % config.every_n_epochs != 0:
+            return
+        if self._directory is None:
+            self._lazy = True
+            self._setup(trainer)
+        manager = self._manager
+        if manager is None:
+            return
+        score: float | None = None
+        if self._lookup is not None:
+            raw = self._lookup(logs, "on_epoch_end")
+            if raw is not None:
+                score = to_float(raw)
+                if score is None:
+                    raise TypeError(
+                        f"ModelCheckpoint monitors {config.monitor!r}, whose value {raw!r} "
+                        "is not a number"
+                    )
+            elif not config.save_last:
+                return
+        step = self._current_step(trainer)
+        if step in manager.all_steps():
+            _log.debug("step %d already has a checkpoint in %s", step, self._directory)
+            return
+        state = self._state(trainer, step, epoch)
+        extra = self.json_items(trainer)
+        clash = {STATE_ITEM, META_ITEM} & extra.keys()
+        if clash:
+            raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
+        metrics = {key: v for key, value in logs.items() if (v := to_float(value)) is not None}
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "epoch": epoch,
+            "metrics": metrics,
+            "monitor": config.monitor,
+            "mode": config.mode,
+            "trainer_state": isinstance(trainer, CheckpointableTrainer),
+            "items": sorted(extra),
+        }
+        args: dict[str, ocp.args.CheckpointArgs] = {
+            STATE_ITEM: ocp.args.StandardSave(state),
+            META_ITEM: ocp.args.JsonSave(meta),
+        }
+        for name, value in extra.items():
+            args[name] = ocp.args.JsonSave(value)
+        orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
+        saved = manager.save(step, args=ocp.args.Composite(**args), metrics=orbax_metrics)
+        if not saved:
+            raise RuntimeError(f"Orbax declined to save step {step} in {self._directory}")
+        if score is not None:
+            self._scores[step] = score
+        if self._lazy:
+            manager.wait_until_finished()
+
+    def _state(self, trainer: TrainerLike, step: int, epoch: int) -> Any:
+        if isinstance(trainer, CheckpointableTrainer):
+            return _to_savable(trainer.state_dict())
+        state: dict[str, Any] = {
+            "model": nnx.to_pure_dict(nnx.state(trainer.model)),
+            "step": step,
+            "epoch": epoch,
+        }
+        optimizer = getattr(trainer, "optimizer", None)
+        if isinstance(optimizer, nnx.Optimizer):
+            state["opt_state"] = nnx.to_pure_dict(nnx.state(optimizer))
+        return state
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Wait for pending saves, then release the Orbax manager."""
+        manager = self._manager
+        if manager is None:
+            return
+        self._manager = None
+        try:
+            manager.wait_until_finished()
+            self._kept = tuple(sorted(manager.all_steps()))
+        finally:
+            manager.close()
+
+
+# ------------------------------------------------------------------------- restore
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike[str],
+    *,
+    step: int | None = None,
+    target: nnx.Module | TrainerLike | None = None,
+) -> RestoredCheckpoint:
+    """Read a checkpoint written by :class:`ModelCheckpoint`, optionally into a target.
+
+    Example::
+
+        model = MyModel(rngs=nnx.Rngs(0))            # a fresh model
+        restored = restore_checkpoint("checkpoints", target=model)
+        print(restored.step, restored.epoch, restored.metrics)
+
+    Args:
+        directory: The ``dirpath`` the checkpoints were written to.
+        step: The checkpoint's step; the latest if ``None``.
+        target: Where to load it. A :class:`CheckpointableTrainer` gets the whole state
+            through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
+            and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
+            the ``"model"`` entry through ``nnx.update``. ``None`` loads nothing and
+            only returns the state (arrays on the default device).
+
+    Returns:
+        The step, epoch, metrics, state and extra items of the checkpoint.
+
+    Raises:
+        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
+        ValueError: If ``directory`` is not a ModelCheckpoint directory, or the
+            checkpoint does not fit ``target``.
+    """
+    path = Path(directory).resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
+    if not _is_ours(path):
+        raise ValueError(f"{str(path)!r} is not a ModelCheckpoint directory (no {MARKER_FILE})")
+    manager = ocp.CheckpointManager(
+        path,
+        options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
+        item_handlers=_handlers(),
+    )
+    try:
+        steps = tuple(sorted(manager.all_steps()))
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {str(path)!r}")
+        if step is None:
+            step = steps[-1]
+        elif step not in steps:
+            raise FileNotFoundError(
+                f"no checkpoint for step {step} in {str(path)!r}; steps there: {list(steps)}"
+            )
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+            META_ITEM
+        ]
+    finally:
+        manager.close()
+    extra_names = tuple(str(name) for name in meta.get("items", ()))
+    manager = ocp.CheckpointManager(
+        path,
+        options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
+        item_handlers=_handlers(extra_names),
+    )
+    try:
+        template: Any = None
+        if isinstance(target, CheckpointableTrainer):
+            template = target.state_dict()
+            abstract = _abstract(_to_savable(template))
+        else:
+            abstract = _abstract_from_metadata(manager.item_metadata(step)[STATE_ITEM])
+        items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
+        for name in extra_names:
+            items[name] = ocp.args.JsonRestore()
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+    finally:
+        manager.close()
+    state: dict[str, Any] = restored[STATE_ITEM]
+    if isinstance(target, CheckpointableTrainer):
+        state = _from_savable(template, state)
+        target.load_state_dict(state)
+    elif target is not None:
+        model = target if isinstance(target, nnx.Module) else target.model
+        model_state = nnx.state(model)
+        if "model" not in state:
+            raise ValueError(f"checkpoint step {step} in {str(path)!r} has no 'model' entry")
+        pure = _match_keys(nnx.to_pure_dict(model_state), state["model"], "model")
+        assert isinstance(pure, dict)  # _match_keys returns a dict for a dict template
+        nnx.replace_by_pure_dict(model_state, pure)
+        nnx.update(model, model_state)
+    return RestoredCheckpoint(
+        directory=path,
+        step=int(step),
+        epoch=int(meta["epoch"]),
+        metrics={str(k): float(v) for k, v in meta.get("metrics", {}).items()},
+        state=state,
+        extra={name: restored[name] for name in extra_names},
+    )

@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import pytest
+from flax import nnx
+
+from artifex.generative_models.training.callbacks import (
+    CallbackList,
+    CheckpointConfig,
+    MissingMetricWarning,
+    ModelCheckpoint,
+    restore_checkpoint,
+)
+from artifex.generative_models.training.callbacks.model_checkpoint import (
+    CHECKPOINT_FORMAT,
+    MARKER_FILE,
+)
+from tests.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive, params
+
+
+def _same(a: nnx.Module, b: nnx.Module) -> bool:
+    return all(bool((x == y).all()) for x, y in zip(params(a), params(b), strict=True))
+
+
+def _step_dirs(path: Path) -> list[int]:
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
+
+
+def _train(trainer: FullTrainer, cb: ModelCheckpoint, val: list[float], batches: int = 2) -> None:
+    """A real loop: real optimiser steps, checkpoint at each epoch end."""
+    cbs = CallbackList([cb])
+    cbs.on_train_begin(trainer)
+    for epoch, v in enumerate(val):
+        trainer.epoch = epoch
+        for _ in range(batches):
+            s = trainer.step
+            cbs.on_batch_begin(trainer, s)
+            loss = trainer.train_step()
+            trainer.step += 1
+            cbs.on_batch_end(trainer, s, {"loss": loss})
+        cbs.on_epoch_end(trainer, epoch, {"loss": 1.0, "val_loss": v})
+    cbs.on_train_end(trainer)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [
+        ({"save_top_k": -2}, "save_top_k"),
+        ({"every_n_epochs": 0}, "every_n_epochs"),
+        ({"mode": "best"}, "mode"),
+        ({"dirpath": ""}, "dirpath"),
+        ({"monitor": ""}, "monitor"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict[str, Any], culprit: str) -> None:
+    with pytest.raises(ValueError, match=culprit):
+        CheckpointConfig(**kwargs)
+
+
+def test_defaults_and_no_directory_at_construction(tmp_path: Path) -> None:
+    config = CheckpointConfig(dirpath=tmp_path / "ck")
+    assert (config.save_top_k, config.every_n_epochs, config.monitor) == (3, 1, None)
+    cb = ModelCheckpoint(config)
+    assert not (tmp_path / "ck").exists()
+    assert cb.saved_checkpoint_steps == ()
+    assert cb.best_checkpoint_step is None
+    cb.on_train_begin(ModelOnlyTrainer())
+    assert (tmp_path / "ck" / MARKER_FILE).is_file()
+    cb.on_train_end(ModelOnlyTrainer())
+
+
+def test_best_k_by_monitor_plus_last_and_full_restore(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    cb = ModelCheckpoint(
+        CheckpointConfig(dirpath=tmp_path / "ck", monitor="val_loss", save_top_k=2)
+    )
+    _train(trainer, cb, [3.0, 1.0, 2.0, 0.5, 4.0])
+    # steps are global steps after each epoch (2 batches each); kept: best two + last
+    assert cb.saved_checkpoint_steps == (4, 8, 10)
+    assert _step_dirs(tmp_path / "ck") == [4, 8, 10]
+    assert cb.best_checkpoint_step == 8
+
+    fresh = FullTrainer(seed=1)
+    assert not _same(fresh.model, trainer.model)
+    restored = restore_checkpoint(tmp_path / "ck", target=fresh)  # latest
+    assert (restored.step, restored.epoch) == (10, 4)
+    assert restored.metrics == {"loss": 1.0, "val_loss": 4.0}
+    assert (fresh.step, fresh.epoch) == (10, 4)
+    assert _same(fresh.model, trainer.model)
+    # the optimiser state came back too: the next step matches bit for bit
+    assert bool(fresh.train_step() == trainer.train_step())
+    assert _same(fresh.model, trainer.model)
+
+    best = restore_checkpoint(tmp_path / "ck", step=cb.best_checkpoint_step, target=FullTrainer())
+    assert (best.step, best.metrics["val_loss"]) == (8, 0.5)
+
+
+def test_restore_into_a_fresh_model_and_raw(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", async_save=False))
+    _train(trainer, cb, [1.0, 1.0])
+    model = TinyModel(nnx.Rngs(42))
+    restored = restore_checkpoint(tmp_path / "ck", target=model)
+    assert restored.step == 4
+    assert _same(model, trainer.model)
+    raw = restore_checkpoint(tmp_path / "ck", step=2)
+    assert raw.step == 2
+    assert set(raw.state) >= {"model", "opt_state", "step", "epoch"}
+    with pytest.raises(FileNotFoundError, match="step 3"):
+        restore_checkpoint(tmp_path / "ck", step=3)
+    with pytest.raises(ValueError, match="lacks model entry model/bias"):
+        restore_checkpoint(tmp_path / "ck", target=nnx.Linear(2, 4, rngs=nnx.Rngs(0)))
+
+    class Wide(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.layers = nnx.List([nnx.Linear(2, 5, rngs=rngs), nnx.Linear(5, 1, rngs=rngs)])
+
+    with pytest.raises(ValueError, match=r"model/layers/0/bias has shape \(4,\)"):
+        restore_checkpoint(tmp_path / "ck", target=Wide(nnx.Rngs(0)))
+
+
+def test_model_only_trainer_counts_steps_itself(tmp_path: Path) -> None:
+    trainer = ModelOnlyTrainer()
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", save_top_k=-1))
+    drive(trainer, [cb], [[1.0, 1.0, 1.0], [1.0]])
+    assert cb.saved_checkpoint_steps == (3, 4)
+    model = TinyModel(nnx.Rngs(3))
+    restored = restore_checkpoint(tmp_path / "ck", step=3, target=model)
+    assert restored.epoch == 0
+    assert _same(model, trainer.model)
+
+
+def test_recent_k_without_monitor_and_every_n_epochs(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(
+        CheckpointConfig(dirpath=tmp_path / "ck", save_top_k=2, every_n_epochs=2, async_save=False)
+    )
+    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 7)
+    # epochs 1, 3, 5 are due (steps 2, 4, 6); the two most recent stay
+    assert cb.saved_checkpoint_steps == (4, 6)
+
+
+def test_save_top_k_zero_keeps_only_last_or_nothing(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "a", monitor="val_loss", save_top_k=0))
+    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 3, val_losses=[1.0, 0.5, 2.0])
+    assert cb.saved_checkpoint_steps == (3,)
+    cb = ModelCheckpoint(
+        CheckpointConfig(dirpath=tmp_path / "b", monitor="val_loss", save_top_k=0, save_last=False)
+    )
+    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 2, val_losses=[1.0, 0.5])
+    assert cb.saved_checkpoint_steps == ()
+    assert _step_dirs(tmp_path / "b") == []
+
+
+def test_nan_ranks_worst_and_max_mode(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(
+        CheckpointConfig(
+            dirpath=tmp_path / "ck", monitor="acc", mode="max", save_top_k=1, save_last=False
+        )
+    )
+    trainer = ModelOnlyTrainer()
+    cbs = CallbackList([cb])
+    cbs.on_train_begin(trainer)
+    for epoch, acc in enumerate([0.5, math.nan, 0.9, 0.7]):
+        cbs.on_batch_end(trainer, epoch, {"loss": 0.0})
+        cbs.on_epoch_end(trainer, epoch, {"acc": acc})
+    cbs.on_train_end(trainer)
+    assert cb.saved_checkpoint_steps == (3,)
+    assert cb.best_checkpoint_step == 3
+
+
+def test_missing_monitor_warns_and_saves_only_as_last(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", monitor="val_loss"))
+    with pytest.warns(MissingMetricWarning, match="'loss'"):
+        drive(ModelOnlyTrainer(), [cb], [[1.0]] * 3)
+    assert cb.saved_checkpoint_steps == (3,)  # kept only as the latest
+    assert cb.best_checkpoint_step is None
+    strict = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "s", monitor="x", strict=True))
+    with pytest.raises(KeyError, match="'x'"):
+        drive(ModelOnlyTrainer(), [strict], [[1.0]])
+
+
+def test_refuses_a_foreign_non_empty_directory(tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "thesis.tex").write_text("precious")
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=target))
+    with pytest.raises(FileExistsError, match="not created by ModelCheckpoint"):
+        cb.on_train_begin(ModelOnlyTrainer())
+    assert (target / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.tex"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "file")).on_train_begin(
+            ModelOnlyTrainer()
+        )
+
+
+def test_reuses_its_own_directory_and_continues(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    _train(trainer, ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")), [1.0])
+    marker = json.loads((tmp_path / "ck" / MARKER_FILE).read_text())
+    assert marker == {"format": CHECKPOINT_FORMAT}
+    second = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck"))
+    _train(trainer, second, [1.0, 1.0])  # the same trainer: steps continue
+    assert second.saved_checkpoint_steps == (2, 4, 6)
+    # a fresh run (step 0) must not silently skip saves behind later checkpoints
+    with pytest.raises(FileExistsError, match="up to step 6"):
+        ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")).on_train_begin(FullTrainer())
+
+
+def test_json_items_extension_point(tmp_path: Path) -> None:
+    class WithExtra(ModelCheckpoint):
+        def json_items(self, trainer: object, /) -> dict[str, Any]:
+            return {"callbacks": {"EarlyStopping[val_loss]": {"wait_count": 2}}}
+
+    cb = WithExtra(CheckpointConfig(dirpath=tmp_path / "ck"))
+    drive(ModelOnlyTrainer(), [cb], [[1.0]])
+    restored = restore_checkpoint(tmp_path / "ck")
+    assert restored.extra == {"callbacks": {"EarlyStopping[val_loss]": {"wait_count": 2}}}
+
+
+def test_restore_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        restore_checkpoint(tmp_path / "nothing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ValueError, match="not a ModelCheckpoint directory"):
+        restore_checkpoint(tmp_path / "plain")
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "empty"))
+    cb.on_train_begin(ModelOnlyTrainer())
+    cb.on_train_end(ModelOnlyTrainer())
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        restore_checkpoint(tmp_path / "empty")
+
+
+def test_async_saves_are_complete_after_train_end(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", async_save=True))
+    _train(trainer, cb, [1.0, 1.0, 1.0])
+    for step in cb.saved_checkpoint_steps:
+        assert (tmp_path / "ck" / str(step) / "commit_success.txt").exists() or not any(
+            p.name.endswith(".orbax-checkpoint-tmp") for p in (tmp_path / "ck").iterdir()
+        )
+    assert not any("tmp" in p.name for p in (tmp_path / "ck").iterdir())
+    leaves = jax.tree.leaves(restore_checkpoint(tmp_path / "ck").state["model"])
+    assert len(leaves) == 4

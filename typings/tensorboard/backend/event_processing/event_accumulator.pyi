@@ -1,0 +1,13 @@
+# Minimal local stubs for tensorboard's event reader (used by the tests).
+from typing import Any, NamedTuple
+
+class ScalarEvent(NamedTuple):
+    wall_time: float
+    step: int
+    value: float
+
+class EventAccumulator:
+    def __init__(self, path: str, size_guidance: dict[str, int] | None = None) -> None: ...
+    def Reload(self) -> EventAccumulator: ...
+    def Tags(self) -> dict[str, Any]: ...
+    def Scalars(self, tag: str) -> list[ScalarEvent]: ...
