@@ -45,3 +45,131 @@ def early_stopping_scores(
     min_delta = draw(st.sampled_from([0.0, 0.1, 0.5]))
     mode: Literal["min", "max"] = draw(st.sampled_from(["min", "max"]))
     return scores, patience, min_delta, mode
+
+
+# ------------------------------------------------------------ conformance grammar
+# Used by tests/conformance/test_grammar.py: records an ideal trainer would produce,
+# and mutations of them that break the contract.
+
+from collections import Counter  # noqa: E402
+
+from artifex.generative_models.training.conformance import (  # noqa: E402
+    Event,
+    FitPlan,
+    Trigger,
+)
+
+Mutation: TypeAlias = Literal["delete", "duplicate", "swap", "renumber"]
+
+
+class _Raised(Exception):
+    pass
+
+
+def ideal_record(plans: list[FitPlan], batches: int) -> list[Event]:
+    """The events a conforming trainer dispatches for ``plans``, ``batches`` per epoch."""
+    events: list[Event] = []
+    step = epoch = 0
+    for plan in plans:
+        counts: Counter[str] = Counter()
+        stop = False
+
+        def emit(event: Event, plan: FitPlan = plan, counts: Counter[str] = counts) -> None:
+            nonlocal stop
+            events.append(event)
+            seen = counts[event.hook]
+            counts[event.hook] += 1
+            if plan.stop is not None and (plan.stop.hook, plan.stop.occurrence) == (
+                event.hook,
+                seen,
+            ):
+                stop = True
+            if any((t.hook, t.occurrence) == (event.hook, seen) for t in plan.raises):
+                raise _Raised
+
+        try:
+            emit(Event(hook="on_train_begin"))
+            for _ in range(plan.epochs):
+                emit(Event(hook="on_epoch_begin", number=epoch))
+                for _ in range(batches):
+                    emit(Event(hook="on_batch_begin", number=step))
+                    step += 1
+                    logs = (("loss", "jax.Array"),)
+                    emit(Event(hook="on_batch_end", number=step - 1, logs=logs, logs_type="dict"))
+                    if stop:
+                        break
+                epoch_logs: tuple[tuple[str, str], ...] = (("loss", "float"),)
+                if plan.validation and not stop:
+                    emit(Event(hook="on_validation_begin"))
+                    val_logs = (("loss", "float"),)
+                    emit(Event(hook="on_validation_end", logs=val_logs, logs_type="dict"))
+                    epoch_logs += (("val_loss", "float"),)
+                emit(Event(hook="on_epoch_end", number=epoch, logs=epoch_logs, logs_type="dict"))
+                epoch += 1
+                if stop:
+                    break
+            emit(Event(hook="on_train_end"))
+        except _Raised:
+            if not events or events[-1].hook != "on_train_end":
+                events.append(Event(hook="on_train_end"))
+    return events
+
+
+@st.composite
+def fit_plans(draw: st.DrawFn, batches: int, *, raises: bool = True) -> FitPlan:
+    """One ``fit`` call: epochs, validation, maybe a stop, maybe an injected raise."""
+    epochs = draw(st.integers(0, 3))
+    stop = None
+    stop_hook = draw(st.sampled_from([None, "on_epoch_end", "on_batch_end"]))
+    if stop_hook == "on_epoch_end" and epochs:
+        stop = Trigger(hook="on_epoch_end", occurrence=draw(st.integers(0, epochs - 1)))
+    elif stop_hook == "on_batch_end" and epochs:
+        stop = Trigger(hook="on_batch_end", occurrence=draw(st.integers(0, epochs * batches - 1)))
+    injected: tuple[Trigger, ...] = ()
+    if raises and draw(st.booleans()):
+        injected = (Trigger(hook=draw(hook_names), occurrence=draw(st.integers(0, 2))),)
+    return FitPlan(epochs=epochs, validation=draw(st.booleans()), stop=stop, raises=injected)
+
+
+@st.composite
+def valid_records(draw: st.DrawFn) -> tuple[list[Event], list[FitPlan]]:
+    """A record an ideal trainer produces, with its plans (1 to 3 ``fit`` calls)."""
+    batches = draw(st.integers(1, 3))
+    plans = draw(st.lists(fit_plans(batches), min_size=1, max_size=3))
+    return ideal_record(plans, batches), plans
+
+
+@st.composite
+def invalid_records(draw: st.DrawFn) -> tuple[list[Event], list[FitPlan], str]:
+    """A valid record with one structural mutation, which must make it invalid.
+
+    Only the last ``fit`` call may fail, so that every counter is determined exactly.
+    """
+    batches = draw(st.integers(1, 3))
+    plans = draw(st.lists(fit_plans(batches, raises=False), min_size=0, max_size=2))
+    plans.append(draw(fit_plans(batches)))
+    events = ideal_record(plans, batches)
+    kind: Mutation = draw(st.sampled_from(["delete", "duplicate", "swap", "renumber"]))
+    if kind == "swap":
+        pairs = [i for i in range(len(events) - 1) if events[i] != events[i + 1]]
+        i = draw(st.sampled_from(pairs))
+        events[i], events[i + 1] = events[i + 1], events[i]
+        return events, plans, f"swap #{i} and #{i + 1}"
+    if kind == "renumber":
+        numbered = [i for i, event in enumerate(events) if event.number is not None]
+        if numbered:
+            i = draw(st.sampled_from(numbered))
+            number = events[i].number
+            assert isinstance(number, int)
+            delta = draw(st.sampled_from([-1, 1]))
+            old = events[i]
+            events[i] = Event(
+                hook=old.hook, number=number + delta, logs=old.logs, logs_type=old.logs_type
+            )
+            return events, plans, f"renumber #{i} by {delta}"
+    i = draw(st.integers(0, len(events) - 1))
+    if kind == "duplicate":
+        events.insert(i, events[i])
+        return events, plans, f"duplicate #{i}"
+    del events[i]
+    return events, plans, f"delete #{i}"

@@ -1,0 +1,383 @@
+"""Recording what a trainer dispatches: events, and the callbacks a scenario injects.
+
+The conformance suite knows a trainer only through the callbacks it hands to the
+harness. :class:`EventRecorder` writes every hook call down as an :class:`Event`;
+:class:`StopAt` and :class:`RaiseAt` act on the trainer at a chosen hook and
+occurrence. None of them imports a trainer module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
+
+import jax
+
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    HookName,
+    TrainerLike,
+)
+from artifex.generative_models.training.callbacks.protocols import TrainerState
+
+__all__ = [
+    "Event",
+    "EventRecorder",
+    "FailingData",
+    "LogEntries",
+    "ProbeError",
+    "ProbeInterrupt",
+    "RaiseAt",
+    "StopAt",
+    "Teardown",
+    "TeardownWitness",
+    "describe_value",
+]
+
+LogEntries: TypeAlias = tuple[tuple[str, str], ...]
+"""A logs dictionary as recorded: ``(key, type name)`` pairs, in the dictionary's order."""
+
+_T = TypeVar("_T")
+
+
+def describe_value(value: object) -> str:
+    """Name the type of a logs value the way reports print it.
+
+    Args:
+        value: A value from a logs dictionary.
+
+    Returns:
+        ``"jax.Array"`` for any JAX array (device scalars included), ``"float"``,
+        ``"int"`` and ``"bool"`` for Python scalars (subclasses such as
+        ``numpy.float64`` count as ``float``), else ``module.QualifiedName``.
+    """
+    if isinstance(value, jax.Array):
+        return "jax.Array"
+    for kind in (bool, float, int):
+        if isinstance(value, kind):
+            return kind.__name__
+    kind_of = type(value)
+    return f"{kind_of.__module__}.{kind_of.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One hook call, as a callback saw it.
+
+    Attributes:
+        hook: The hook that was called.
+        number: The epoch (``on_epoch_*``) or step (``on_batch_*``) argument; ``None``
+            for the other hooks. Kept as given, so a non-``int`` shows up in reports.
+        logs: For the ``*_end`` hooks that take logs, the logs' keys and value types;
+            ``None`` if the hook takes none or the trainer passed a non-dictionary.
+        logs_type: The type name of the logs argument, for hooks that take logs.
+        status: For ``on_train_end`` on a trainer that satisfies ``TrainerState``, its
+            ``status`` at that moment; else ``None``.
+    """
+
+    hook: HookName
+    number: object = None
+    logs: LogEntries | None = None
+    logs_type: str | None = None
+    status: str | None = None
+
+    def __str__(self) -> str:
+        """The event as a short call, e.g. ``on_batch_end(3, {loss: jax.Array})``."""
+        args: list[str] = []
+        if self.number is not None:
+            args.append(repr(self.number))
+        if self.logs is not None:
+            args.append("{" + ", ".join(f"{key}: {kind}" for key, kind in self.logs) + "}")
+        elif self.logs_type is not None:
+            args.append(f"<{self.logs_type}>")
+        text = f"{self.hook}({', '.join(args)})"
+        return text if self.status is None else f"{text} [status={self.status}]"
+
+
+def _logs_entries(logs: object) -> tuple[LogEntries | None, str]:
+    """Record a logs argument: its entries (if a mapping) and its type name."""
+    type_name = describe_value(logs)
+    if isinstance(logs, Mapping):
+        return tuple((str(key), describe_value(value)) for key, value in logs.items()), type_name
+    return None, type_name
+
+
+class EventRecorder(BaseCallback):
+    """A callback that records every hook call into :attr:`events`.
+
+    Put it first among the injected callbacks, so that it sees an event before any
+    other injected callback can stop or fail the run.
+    """
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Record ``on_train_begin``."""
+        self.events.append(Event(hook="on_train_begin"))
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Record ``on_train_end``, with the trainer's status if it exposes one."""
+        status: str | None = None
+        if isinstance(trainer, TrainerState):
+            status = str(trainer.status)
+        self.events.append(Event(hook="on_train_end", status=status))
+
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        """Record ``on_epoch_begin``."""
+        self.events.append(Event(hook="on_epoch_begin", number=epoch))
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Record ``on_epoch_end`` and the types of its logs."""
+        entries, type_name = _logs_entries(logs)
+        self.events.append(
+            Event(hook="on_epoch_end", number=epoch, logs=entries, logs_type=type_name)
+        )
+
+    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+        """Record ``on_batch_begin``."""
+        self.events.append(Event(hook="on_batch_begin", number=batch))
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Record ``on_batch_end`` and the types of its logs (nothing is synced)."""
+        entries, type_name = _logs_entries(logs)
+        self.events.append(
+            Event(hook="on_batch_end", number=batch, logs=entries, logs_type=type_name)
+        )
+
+    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
+        """Record ``on_validation_begin``."""
+        self.events.append(Event(hook="on_validation_begin"))
+
+    def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
+        """Record ``on_validation_end`` and the types of its logs."""
+        entries, type_name = _logs_entries(logs)
+        self.events.append(Event(hook="on_validation_end", logs=entries, logs_type=type_name))
+
+
+class ProbeError(RuntimeError):
+    """The exception the suite injects (from a callback, or from the data)."""
+
+
+class ProbeInterrupt(KeyboardInterrupt):
+    """The ``KeyboardInterrupt`` the suite injects, distinct from a real Ctrl-C."""
+
+
+class _Trigger(BaseCallback):
+    """Acts at one hook and occurrence, chosen per ``fit`` call.
+
+    ``schedule[k]`` is ``(hook, occurrence)`` for the ``k``-th ``fit`` call (counted by
+    ``on_train_begin``), or ``None`` to do nothing in that call; calls past the end
+    of the schedule do nothing. ``occurrence`` counts calls of ``hook`` from 0 within
+    the ``fit`` call.
+    """
+
+    __slots__ = ("_count", "_current", "call", "schedule")
+
+    def __init__(self, schedule: Sequence[tuple[HookName, int] | None]) -> None:
+        self.schedule = tuple(schedule)
+        self.call = -1
+        self._current: tuple[HookName, int] | None = None
+        self._count = 0
+
+    def _hit(self, hook: HookName, trainer: TrainerLike) -> None:
+        """Count a call of ``hook``; act on the chosen occurrence."""
+        if hook == "on_train_begin":
+            self.call += 1
+            self._count = 0
+            self._current = self.schedule[self.call] if self.call < len(self.schedule) else None
+            self._reset()
+        if self._current is None or hook != self._current[0]:
+            return
+        self._count += 1
+        if self._count == self._current[1] + 1:
+            self._fire(trainer)
+
+    def _reset(self) -> None:
+        """Start a new ``fit`` call; subclasses override."""
+
+    def _fire(self, trainer: TrainerLike) -> None:
+        """Act on the trainer; subclasses override."""
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Start counting for this ``fit`` call; act if chosen."""
+        self._hit("on_train_begin", trainer)
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Act if chosen."""
+        self._hit("on_train_end", trainer)
+
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        """Act if chosen."""
+        self._hit("on_epoch_begin", trainer)
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Act if chosen."""
+        self._hit("on_epoch_end", trainer)
+
+    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+        """Act if chosen."""
+        self._hit("on_batch_begin", trainer)
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Act if chosen."""
+        self._hit("on_batch_end", trainer)
+
+    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
+        """Act if chosen."""
+        self._hit("on_validation_begin", trainer)
+
+    def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
+        """Act if chosen."""
+        self._hit("on_validation_end", trainer)
+
+
+class StopAt(_Trigger):
+    """Request a stop at a chosen hook and occurrence of each ``fit`` call.
+
+    With ``via="requester"`` it satisfies ``StopRequester``: ``should_stop`` turns
+    ``True`` and stays so until the next ``on_train_begin``. With ``via="flag"`` it
+    sets ``trainer.stop_training = True`` instead.
+
+    Args:
+        schedule: Per ``fit`` call, ``(hook, occurrence)`` or ``None``.
+        via: How to request the stop.
+    """
+
+    __slots__ = ("_stop", "fired", "via")
+
+    def __init__(
+        self,
+        schedule: Sequence[tuple[HookName, int] | None],
+        *,
+        via: Literal["requester", "flag"] = "requester",
+    ) -> None:
+        super().__init__(schedule)
+        self.via = via
+        self._stop = False
+        self.fired: list[int] = []
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether this callback asks training to stop."""
+        return self._stop and self.via == "requester"
+
+    def _reset(self) -> None:
+        self._stop = False
+
+    def _fire(self, trainer: TrainerLike) -> None:
+        self._stop = True
+        self.fired.append(self.call)
+        if self.via == "flag":
+            trainer.stop_training = True  # type: ignore[attr-defined]  # scenario checked it
+
+
+class RaiseAt(_Trigger):
+    """Raise a fresh exception at a chosen hook and occurrence of each ``fit`` call.
+
+    Every exception raised is appended, with its ``fit`` call number, to ``log``
+    (shared between several raisers), so the suite can check that the very same
+    object reaches the caller.
+
+    Args:
+        schedule: Per ``fit`` call, ``(hook, occurrence)`` or ``None``.
+        log: Where to append ``(call, exception)`` for every exception raised.
+        interrupt: Raise a :class:`ProbeInterrupt` (a ``KeyboardInterrupt``) instead
+            of a :class:`ProbeError`.
+    """
+
+    __slots__ = ("interrupt", "log")
+
+    def __init__(
+        self,
+        schedule: Sequence[tuple[HookName, int] | None],
+        log: list[tuple[int, BaseException]],
+        *,
+        interrupt: bool = False,
+    ) -> None:
+        super().__init__(schedule)
+        self.log = log
+        self.interrupt = interrupt
+
+    def _fire(self, trainer: TrainerLike) -> None:
+        assert self._current is not None
+        hook, occurrence = self._current
+        message = f"injected by the conformance suite in {hook} #{occurrence}"
+        error: BaseException = ProbeInterrupt(message) if self.interrupt else ProbeError(message)
+        self.log.append((self.call, error))
+        raise error
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Teardown:
+    """What the last callback saw during one ``on_train_end``.
+
+    Attributes:
+        status: ``trainer.status`` if the trainer satisfies ``TrainerState``.
+        stopped_by: ``trainer.stopped_by`` likewise.
+        error: ``trainer.error`` likewise.
+    """
+
+    status: object = None
+    stopped_by: object = None
+    error: object = None
+
+
+class TeardownWitness(BaseCallback):
+    """Registered last: records every ``on_train_end`` it receives, per ``fit`` call.
+
+    ``on_train_end`` must reach every callback, even when another one raised, so this
+    one seeing it proves the trainer dispatched it to all of them.
+    """
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: list[Teardown] = []
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Record the trainer's run status, if it exposes one."""
+        if isinstance(trainer, TrainerState):
+            self.seen.append(
+                Teardown(status=trainer.status, stopped_by=trainer.stopped_by, error=trainer.error)
+            )
+        else:
+            self.seen.append(Teardown())
+
+
+class FailingData(Generic[_T]):
+    """Re-iterable data that raises ``error`` when batch ``at_batch`` is requested.
+
+    Batches are counted across iterations (epochs), from 0. Use it to implement
+    ``FailingHarness.fit_failing``.
+
+    Args:
+        batches: The batches of one epoch; iterated again for every epoch.
+        error: The exception to raise (the very object is raised).
+        at_batch: Which batch, counted from 0 across epochs, raises.
+
+    Raises:
+        ValueError: If ``at_batch`` is negative.
+    """
+
+    __slots__ = ("_batches", "_count", "at_batch", "error")
+
+    def __init__(self, batches: Iterable[_T], error: BaseException, at_batch: int) -> None:
+        if at_batch < 0:
+            raise ValueError(f"at_batch must be >= 0, got {at_batch!r}")
+        self._batches = batches
+        self.error = error
+        self.at_batch = at_batch
+        self._count = 0
+
+    def __iter__(self) -> Iterator[_T]:
+        """Yield the batches, raising :attr:`error` at batch :attr:`at_batch`."""
+        for batch in self._batches:
+            if self._count == self.at_batch:
+                self._count += 1
+                raise self.error
+            self._count += 1
+            yield batch

@@ -1,0 +1,146 @@
+"""One small test trainer, and the faults that break it: each a one-line deviation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal, TypeAlias, cast
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from artifex.generative_models.training.callbacks import (
+    CallbackList,
+    Logs,
+    StopRequester,
+    TrainingCallback,
+)
+from artifex.generative_models.training.conformance import FailingData
+
+Batch: TypeAlias = tuple[jax.Array, jax.Array]
+Fault: TypeAlias = Literal[
+    "none",
+    "forgets_validation_end",
+    "batch_end_off_by_one",
+    "skips_train_end_on_error",
+    "swallows_exception",
+    "ignores_stop",
+    "epoch_end_before_last_batch_end",
+    "epochs_from_1",
+    "float_batch_logs",
+    "model_not_module",
+]
+
+
+def _loss(model: nnx.Linear, batch: Batch) -> jax.Array:
+    x, y = batch
+    return jnp.mean((model(x) - y) ** 2)
+
+
+class SimpleTrainer:
+    """Evaluates the loss (no update: it only needs to dispatch correctly), with ``fault``."""
+
+    def __init__(self, callbacks: Sequence[TrainingCallback], fault: Fault) -> None:
+        self._model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+        self.callbacks = CallbackList(callbacks)
+        self._stoppers = [cb for cb in callbacks if isinstance(cb, StopRequester)]
+        self.fault = fault
+        self.stop_training = False
+        self.step = 0
+        self.epoch = 0
+
+    @property
+    def model(self) -> nnx.Module:
+        if self.fault == "model_not_module":
+            return cast("nnx.Module", {"kernel": self._model.kernel[...]})
+        return self._model
+
+    def _should_stop(self) -> bool:
+        if self.fault == "ignores_stop":
+            return False
+        return self.stop_training or any(cb.should_stop for cb in self._stoppers)
+
+    def fit(
+        self, data: Iterable[Batch], *, epochs: int, val_data: Iterable[Batch] | None = None
+    ) -> None:
+        cbs, fault, self.stop_training = self.callbacks, self.fault, False
+        try:
+            cbs.on_train_begin(self)
+            for _ in range(epochs):
+                epoch = self.epoch
+                cbs.on_epoch_begin(self, epoch + (fault == "epochs_from_1"))
+                losses: list[jax.Array] = []
+                last = -1
+                if fault == "epoch_end_before_last_batch_end":
+                    data = list(data)
+                    last = len(data) - 1
+                deferred: tuple[int, Logs] | None = None
+                for index, batch in enumerate(data):
+                    step = self.step
+                    cbs.on_batch_begin(self, step)
+                    loss = _loss(self._model, batch)
+                    self.step += 1
+                    losses.append(loss)
+                    logs: Logs = {"loss": float(loss) if fault == "float_batch_logs" else loss}
+                    if index == last:
+                        deferred = (step, logs)
+                        break
+                    cbs.on_batch_end(self, step + (fault == "batch_end_off_by_one"), logs)
+                    if self._should_stop():
+                        break
+                epoch_logs: Logs = {"loss": float(jnp.mean(jnp.stack(losses)))}
+                if val_data is not None and not self._should_stop():
+                    cbs.on_validation_begin(self)
+                    val_loss = float(jnp.mean(jnp.stack([_loss(self._model, b) for b in val_data])))
+                    if fault != "forgets_validation_end":
+                        cbs.on_validation_end(self, {"loss": val_loss})
+                    epoch_logs["val_loss"] = val_loss
+                cbs.on_epoch_end(self, epoch + (fault == "epochs_from_1"), epoch_logs)
+                if deferred is not None:
+                    cbs.on_batch_end(self, *deferred)
+                self.epoch += 1
+                if self._should_stop():
+                    break
+        except BaseException as error:
+            if fault == "skips_train_end_on_error":
+                raise
+            try:
+                cbs.on_train_end(self)
+            except Exception as teardown_error:
+                error.add_note(f"on_train_end also raised {teardown_error!r}")
+            if fault == "swallows_exception":
+                return
+            raise
+        cbs.on_train_end(self)
+
+
+def _batches(count: int, seed: int) -> list[Batch]:
+    x = jax.random.normal(jax.random.key(seed), (count, 4, 2))
+    return [(x[i], jnp.sum(x[i], axis=-1, keepdims=True)) for i in range(count)]
+
+
+class BrokenHarness:
+    """A harness (validating and failing) for :class:`SimpleTrainer` with one fault."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault: Fault = fault
+        self.train = _batches(3, 0)
+        self.val = _batches(2, 1)
+
+    def build(self, callbacks: Sequence[TrainingCallback]) -> SimpleTrainer:
+        return SimpleTrainer(callbacks, self.fault)
+
+    def fit(self, trainer: SimpleTrainer, epochs: int) -> None:
+        trainer.fit(self.train, epochs=epochs)
+
+    def train_once(self, trainer: object, epochs: int) -> None:
+        assert isinstance(trainer, SimpleTrainer)
+        trainer.fit(self.train, epochs=epochs)
+
+    def fit_validated(self, trainer: SimpleTrainer, epochs: int) -> None:
+        trainer.fit(self.train, epochs=epochs, val_data=self.val)
+
+    def fit_failing(
+        self, trainer: SimpleTrainer, epochs: int, error: BaseException, at_batch: int
+    ) -> None:
+        trainer.fit(FailingData(self.train, error, at_batch), epochs=epochs)

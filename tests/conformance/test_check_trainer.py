@@ -1,0 +1,156 @@
+"""check_trainer end to end: broken trainers are rejected by name, good ones pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from examples.minimal_trainer import MinimalHarness
+from flax import nnx
+
+from artifex.generative_models.training.callbacks import TrainerLike, TrainingCallback
+from artifex.generative_models.training.conformance import (
+    SCENARIOS,
+    ConformanceReport,
+    check_trainer,
+)
+from tests.conformance.broken_trainers import BrokenHarness, Fault
+
+# fault -> (a scenario that must fail, a phrase its violation must contain)
+MISTAKES: dict[Fault, tuple[str, str]] = {
+    "forgets_validation_end": ("validation", "must be followed by on_validation_end"),
+    "batch_end_off_by_one": ("plain_run", "on_batch_end got step 1 but its on_batch_begin got 0"),
+    "skips_train_end_on_error": ("callback_raises", "expects on_train_end (teardown"),
+    "swallows_exception": ("callback_raises", "returned normally, swallowing"),
+    "ignores_stop": ("stop_at_batch_end", "a stop requested at on_batch_end"),
+    "epoch_end_before_last_batch_end": (
+        "plain_run",
+        "on_batch_begin(2) must be followed by on_batch_end(2) (a batch pair); got on_epoch_end",
+    ),
+    "epochs_from_1": ("plain_run", "on_epoch_begin got epoch 1; epochs are numbered from 0"),
+    "model_not_module": ("protocol", "trainer.model is a builtins.dict"),
+}
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[Fault, ConformanceReport]:
+    faults: list[Fault] = ["none", *MISTAKES, "float_batch_logs"]
+    return {fault: check_trainer(BrokenHarness(fault), max_examples=8) for fault in faults}
+
+
+def test_the_unbroken_test_trainer_conforms(reports: dict[Fault, ConformanceReport]) -> None:
+    report = reports["none"]
+    assert report.ok, report.format()
+    assert report.violations == ()
+    assert [r.name for r in report.results] == list(SCENARIOS)
+    assert all(r.outcome == "passed" for r in report.results)
+
+
+@pytest.mark.parametrize("fault", list(MISTAKES))
+def test_broken_trainer_is_rejected_naming_its_mistake(
+    reports: dict[Fault, ConformanceReport], fault: Fault
+) -> None:
+    report = reports[fault]
+    scenario, phrase = MISTAKES[fault]
+    assert not report.ok
+    assert report.result(scenario).outcome == "failed"
+    named = [v for v in report.errors if v.scenario.startswith(scenario) and phrase in v.expected]
+    assert named, report.format()
+    assert "NOT CONFORMING" in report.format()
+
+
+def test_teardown_skipping_is_caught_for_every_raising_hook(
+    reports: dict[Fault, ConformanceReport],
+) -> None:
+    report = reports["skips_train_end_on_error"]
+    scenarios = {v.scenario for v in report.errors}
+    for hook in ("on_train_begin", "on_batch_end #1", "on_validation_end", "KeyboardInterrupt"):
+        assert any(hook in s for s in scenarios), (hook, scenarios)
+
+
+def test_ignored_stop_fails_every_stop_scenario(reports: dict[Fault, ConformanceReport]) -> None:
+    report = reports["ignores_stop"]
+    for name in ("stop_at_epoch_end", "stop_at_batch_end", "stop_training_flag"):
+        assert report.result(name).outcome == "failed"
+
+
+def test_property_scenario_shrinks_to_a_minimal_draw(
+    reports: dict[Fault, ConformanceReport],
+) -> None:
+    result = reports["epochs_from_1"].result("property")
+    assert result.outcome == "failed"
+    assert result.detail == "minimal failing draw: fit(epochs=1)"
+    assert all("[minimal failing draw: fit(epochs=1)]" in v.expected for v in result.violations)
+
+
+def test_synced_batch_logs_are_a_warning_only(reports: dict[Fault, ConformanceReport]) -> None:
+    report = reports["float_batch_logs"]
+    assert report.ok
+    assert report.errors == ()
+    (warning,) = report.warnings  # reported once, not once per scenario
+    assert warning.severity == "warning"
+    assert "synced the device every step" in warning.expected
+    assert "logs['loss'] is a float" in warning.expected
+    assert "0 error(s), 1 warning(s)" in report.format()
+
+
+def test_minimal_example_trainer_conforms() -> None:
+    report = check_trainer(MinimalHarness(), max_examples=10)
+    assert report.ok, report.format()
+    assert report.violations == ()
+    assert all(r.outcome == "passed" for r in report.results), report.format()
+
+
+class _PlainHarness:
+    """Only build and fit: the optional scenarios are not applicable."""
+
+    def __init__(self) -> None:
+        self.inner = BrokenHarness("none")
+
+    def build(self, callbacks: Sequence[TrainingCallback]) -> TrainerLike:
+        return self.inner.build(callbacks)
+
+    def fit(self, trainer: TrainerLike, epochs: int) -> None:
+        self.inner.train_once(trainer, epochs)
+
+
+def test_missing_capabilities_are_not_applicable_not_passed() -> None:
+    report = check_trainer(_PlainHarness(), scenarios=["validation", "data_raises", "zero_epochs"])
+    outcomes = {r.name: r.outcome for r in report.results}
+    assert outcomes == {
+        "zero_epochs": "passed",
+        "validation": "not applicable",
+        "data_raises": "not applicable",
+    }
+    assert "fit_validated" in report.result("validation").detail
+    assert "n/a" in report.format()
+
+
+class _CrashingHarness:
+    def build(self, callbacks: Sequence[TrainingCallback]) -> TrainerLike:
+        raise RuntimeError("no GPU here")
+
+    def fit(self, trainer: TrainerLike, epochs: int) -> None:
+        raise AssertionError("unreachable")
+
+
+def test_a_crashing_harness_is_reported_not_raised() -> None:
+    report = check_trainer(_CrashingHarness(), max_examples=2)
+    assert not report.ok
+    assert report.result("protocol").outcome == "failed"
+    assert any("no GPU here" in v.expected for v in report.errors)
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(TypeError, match="TrainerHarness"):
+        check_trainer(object())  # type: ignore[arg-type]  # deliberately not a harness
+    with pytest.raises(ValueError, match="unknown scenarios"):
+        check_trainer(MinimalHarness(), scenarios=["plain_run", "nope"])
+    with pytest.raises(ValueError, match="max_examples"):
+        check_trainer(MinimalHarness(), max_examples=0)
+
+
+def test_model_is_a_module_for_conforming_trainers() -> None:
+    trainer = MinimalHarness().build([])
+    assert isinstance(trainer, TrainerLike)
+    assert isinstance(trainer.model, nnx.Module)
