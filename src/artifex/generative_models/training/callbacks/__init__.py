@@ -2,9 +2,12 @@
 
 The core (:mod:`.base`) defines the :class:`TrainerLike` and :class:`TrainingCallback`
 protocols, the no-op :class:`BaseCallback` and the dispatching :class:`CallbackList`.
-:mod:`.protocols` adds the optional trainer and callback protocols.
+:mod:`.protocols` adds the optional trainer and callback protocols. The built-in
+callbacks (early stopping, Orbax checkpoints, NaN guard, history, CSV, progress bar,
+TensorBoard, lambdas, profilers) live in one module each.
 """
 
+from artifex.generative_models.training.callbacks._monitor import MissingMetricWarning
 from artifex.generative_models.training.callbacks.base import (
     HOOK_NAMES,
     BaseCallback,
@@ -14,6 +17,29 @@ from artifex.generative_models.training.callbacks.base import (
     TrainerLike,
     TrainingCallback,
 )
+from artifex.generative_models.training.callbacks.csv_logger import CSVLogger, CSVLoggerConfig
+from artifex.generative_models.training.callbacks.early_stopping import (
+    EarlyStopping,
+    EarlyStoppingConfig,
+)
+from artifex.generative_models.training.callbacks.history import History
+from artifex.generative_models.training.callbacks.jax_profiler import (
+    JAXProfiler,
+    JAXProfilerConfig,
+)
+from artifex.generative_models.training.callbacks.lambda_callback import LambdaCallback
+from artifex.generative_models.training.callbacks.memory_profiler import (
+    MemoryProfiler,
+    MemoryProfilerConfig,
+    MemoryRecord,
+)
+from artifex.generative_models.training.callbacks.model_checkpoint import (
+    CheckpointConfig,
+    ModelCheckpoint,
+    RestoredCheckpoint,
+    restore_checkpoint,
+)
+from artifex.generative_models.training.callbacks.progress import ProgressBar, ProgressBarConfig
 from artifex.generative_models.training.callbacks.protocols import (
     CheckpointableTrainer,
     RunStatus,
@@ -21,18 +47,44 @@ from artifex.generative_models.training.callbacks.protocols import (
     StopRequester,
     TrainerState,
 )
+from artifex.generative_models.training.callbacks.tensorboard import (
+    TensorBoardConfig,
+    TensorBoardLogger,
+)
+from artifex.generative_models.training.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
     "HOOK_NAMES",
     "BaseCallback",
+    "CSVLogger",
+    "CSVLoggerConfig",
     "CallbackList",
+    "CheckpointConfig",
     "CheckpointableTrainer",
+    "EarlyStopping",
+    "EarlyStoppingConfig",
+    "History",
     "HookName",
+    "JAXProfiler",
+    "JAXProfilerConfig",
+    "LambdaCallback",
     "Logs",
+    "MemoryProfiler",
+    "MemoryProfilerConfig",
+    "MemoryRecord",
+    "MissingMetricWarning",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "ProgressBarConfig",
+    "RestoredCheckpoint",
     "RunStatus",
     "StatefulCallback",
     "StopRequester",
+    "TensorBoardConfig",
+    "TensorBoardLogger",
+    "TerminateOnNaN",
     "TrainerLike",
     "TrainerState",
     "TrainingCallback",
+    "restore_checkpoint",
 ]

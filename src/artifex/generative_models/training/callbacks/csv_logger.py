@@ -1,0 +1,153 @@
+"""Write one CSV row per epoch."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from artifex.generative_models.training.callbacks._monitor import to_float
+from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+
+__all__ = ["CSVLogger", "CSVLoggerConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CSVLoggerConfig:
+    """Configuration of :class:`CSVLogger`.
+
+    Attributes:
+        filename: The CSV file, resolved at ``on_train_begin``; parent directories are
+            created.
+        separator: The one-character field separator.
+        append: Append to an existing file (the default, so resumed runs continue it).
+            ``False`` truncates the file at this instance's first ``on_train_begin``;
+            later ``fit`` calls of the same instance append.
+    """
+
+    filename: str | os.PathLike[str] = "training_log.csv"
+    separator: str = ","
+    append: bool = True
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            TypeError: If ``append`` is not a bool.
+            ValueError: If ``filename`` is empty or ``separator`` not one character.
+        """
+        filename: object = self.filename  # run-time checks of what the types promise
+        separator: object = self.separator
+        if not isinstance(filename, str | os.PathLike) or not os.fspath(filename):
+            raise ValueError(f"filename must be a non-empty path, got {self.filename!r}")
+        if not isinstance(separator, str) or len(separator) != 1 or separator in '\r\n"':
+            raise ValueError(
+                f"separator must be one character other than a quote or newline, "
+                f"got {self.separator!r}"
+            )
+        if not isinstance(self.append, bool):
+            raise TypeError(f"append must be a bool, got {self.append!r}")
+
+
+class CSVLogger(BaseCallback):
+    """Append one row per epoch: ``epoch`` then the numeric epoch logs, sorted by key.
+
+    Values are written with ``repr`` (round-trippable floats); a key missing from an
+    epoch is written as an empty field. The file is opened, appended to and closed at
+    every epoch end, so it is complete at every point of a crash. When a new key
+    appears (say ``val_loss`` from the second epoch on), the file is rewritten with the
+    wider header, atomically (a temporary file then ``os.replace``); no row is lost.
+    Appending to an existing file keeps its columns. Reads epoch logs only: no
+    per-batch work, no device sync.
+
+    Args:
+        config: The configuration; or pass ``filename`` (and other fields) by keyword.
+        **kwargs: The fields of :class:`CSVLoggerConfig`, if ``config`` is omitted.
+    """
+
+    __slots__ = ("_fields", "_path", "_started", "config")
+
+    def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
+        if config is None:
+            config = CSVLoggerConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a CSVLoggerConfig or keyword fields, not both")
+        if not isinstance(config, CSVLoggerConfig):
+            raise TypeError(f"CSVLogger expects a CSVLoggerConfig, got {type(config).__qualname__}")
+        self.config = config
+        self._path: Path | None = None
+        self._fields: list[str] | None = None
+        self._started = False
+
+    def __repr__(self) -> str:
+        """A readable representation with the config."""
+        return f"CSVLogger({self.config!r})"
+
+    @property
+    def path(self) -> Path | None:
+        """The resolved CSV path, once training has begun."""
+        return self._path
+
+    def _setup(self) -> Path:
+        path = Path(self.config.filename).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.config.append and not self._started:
+            path.write_text("")
+        self._started = True
+        self._path = path
+        self._fields = self._read_header(path)
+        return path
+
+    def _read_header(self, path: Path) -> list[str] | None:
+        if not path.exists() or path.stat().st_size == 0:
+            return None
+        with path.open(newline="") as file:
+            header = next(csv.reader(file, delimiter=self.config.separator), None)
+        return list(header) if header else None
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Resolve the path, truncate it if ``append=False`` (first time), read its header."""
+        self._setup()
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Append this epoch's row (widening the header if a new key appears)."""
+        path = self._path if self._path is not None else self._setup()
+        row: dict[str, str] = {"epoch": str(epoch)}
+        for key, raw in logs.items():
+            value = to_float(raw)
+            if value is not None and key != "epoch":
+                row[key] = repr(value)
+        sep = self.config.separator
+        if self._fields is None:
+            self._fields = ["epoch", *sorted(key for key in row if key != "epoch")]
+            with path.open("a", newline="") as file:
+                csv.writer(file, delimiter=sep, lineterminator="\n").writerow(self._fields)
+        new = sorted(key for key in row if key not in self._fields)
+        if new:
+            self._widen(path, [*self._fields, *new])
+        with path.open("a", newline="") as file:
+            writer = csv.DictWriter(
+                file, self._fields, restval="", delimiter=sep, lineterminator="\n"
+            )
+            writer.writerow(row)
+
+    def _widen(self, path: Path, fields: list[str]) -> None:
+        sep = self.config.separator
+        with path.open(newline="") as file:
+            rows = list(csv.DictReader(file, delimiter=sep))
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", newline="") as file:
+                writer = csv.DictWriter(
+                    file, fields, restval="", delimiter=sep, lineterminator="\n"
+                )
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._fields = fields

@@ -1,0 +1,122 @@
+"""Write metrics as TensorBoard event files (with ``tensorboardX``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from artifex.generative_models.training.callbacks._monitor import check_int, to_float
+from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+
+if TYPE_CHECKING:
+    from tensorboardX import SummaryWriter
+
+__all__ = ["TensorBoardConfig", "TensorBoardLogger"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorBoardConfig:
+    """Configuration of :class:`TensorBoardLogger`.
+
+    Attributes:
+        log_dir: The event-file directory, created at ``on_train_begin``.
+        log_every_n_steps: Also log the batch logs every n global steps, under
+            ``batch/<key>``. Reading them waits for the device (a sync), so the default
+            ``0`` logs epoch metrics only.
+        flush_secs: How often the writer flushes to disk, in seconds.
+    """
+
+    log_dir: str | os.PathLike[str] = "tensorboard"
+    log_every_n_steps: int = 0
+    flush_secs: int = 30
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            TypeError: If a count is not an int.
+            ValueError: If ``log_dir`` is empty or a count is out of range.
+        """
+        log_dir: object = self.log_dir  # a run-time check of what the types promise
+        if not isinstance(log_dir, str | os.PathLike) or not os.fspath(log_dir):
+            raise ValueError(f"log_dir must be a non-empty path, got {self.log_dir!r}")
+        check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
+        check_int("flush_secs", self.flush_secs, minimum=1)
+
+
+class TensorBoardLogger(BaseCallback):
+    """Log epoch metrics (``epoch/<key>``, x-axis: epoch) to TensorBoard event files.
+
+    Needs ``tensorboardX`` (``pip install 'artifex-nnx-callbacks[tensorboard]'``); it is
+    imported at ``on_train_begin``. ``on_epoch_end`` logs already include the
+    ``val_*`` keys. Batch logs are written only if ``log_every_n_steps`` is set (each
+    such write reads device scalars: a sync). The writer is flushed and closed at
+    ``on_train_end``; a later ``fit`` opens a new event file in the same directory.
+
+    Args:
+        config: The configuration; the defaults of :class:`TensorBoardConfig` if omitted.
+    """
+
+    __slots__ = ("_writer", "config")
+
+    def __init__(self, config: TensorBoardConfig | None = None, /) -> None:
+        if config is None:
+            config = TensorBoardConfig()
+        if not isinstance(config, TensorBoardConfig):
+            raise TypeError(
+                f"TensorBoardLogger expects a TensorBoardConfig, got {type(config).__qualname__}"
+            )
+        self.config = config
+        self._writer: SummaryWriter | None = None
+
+    def __repr__(self) -> str:
+        """A readable representation with the config."""
+        return f"TensorBoardLogger({self.config!r})"
+
+    def _open(self) -> SummaryWriter:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "TensorBoardLogger needs tensorboardX: "
+                "pip install 'artifex-nnx-callbacks[tensorboard]'"
+            ) from exc
+        log_dir = Path(self.config.log_dir).resolve()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = SummaryWriter(str(log_dir), flush_secs=self.config.flush_secs)
+        return self._writer
+
+    def _write(self, prefix: str, logs: dict[str, Any], step: int) -> None:
+        writer = self._writer or self._open()
+        for key, raw in logs.items():
+            value = to_float(raw)
+            if value is not None:
+                writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Create the directory and open an event file.
+
+        Raises:
+            ImportError: If ``tensorboardX`` is not installed.
+        """
+        if self._writer is None:
+            self._open()
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Every ``log_every_n_steps`` steps (if set), log the batch logs (a sync)."""
+        every = self.config.log_every_n_steps
+        if every and (batch + 1) % every == 0:
+            self._write("batch", logs, batch)
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Log the epoch metrics."""
+        self._write("epoch", logs, epoch)
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Flush and close the event file."""
+        writer = self._writer
+        self._writer = None
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,70 @@
+"""Stop training as soon as the loss becomes NaN or infinite."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from artifex.generative_models.training.callbacks._monitor import MonitorLookup, to_float
+from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+
+__all__ = ["TerminateOnNaN"]
+
+
+class TerminateOnNaN(BaseCallback):
+    """Request a stop in the very batch whose loss is NaN or infinite.
+
+    This callback reads ``logs[monitor]`` at every ``on_batch_end``: converting that
+    device scalar to a Python float **waits for the step to finish (a device sync per
+    batch)**. That is its documented purpose and its cost; leave it out where the
+    pipeline must stay asynchronous, and rely on ``EarlyStopping(check_finite=True)``
+    at epoch ends instead.
+
+    After a non-finite value :attr:`should_stop` is ``True`` (the
+    :class:`StopRequester` protocol), so trainers stop right after that batch. It
+    resets at ``on_train_begin``. A missing key warns once
+    (:class:`MissingMetricWarning`).
+
+    Args:
+        monitor: The ``on_batch_end`` log key to check.
+    """
+
+    __slots__ = ("_lookup", "bad_value", "monitor", "stopped_step")
+
+    def __init__(self, *, monitor: str = "loss") -> None:
+        untrusted: object = monitor
+        if not isinstance(untrusted, str) or not untrusted:
+            raise ValueError(f"monitor must be a non-empty str, got {monitor!r}")
+        self.monitor = monitor
+        self._lookup = MonitorLookup("TerminateOnNaN", monitor, strict=False)
+        self.stopped_step: int | None = None
+        self.bad_value: float | None = None
+
+    def __repr__(self) -> str:
+        """A readable representation."""
+        return f"TerminateOnNaN(monitor={self.monitor!r})"
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether a non-finite value was seen since ``on_train_begin``."""
+        return self.stopped_step is not None
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Forget earlier runs."""
+        self.stopped_step = None
+        self.bad_value = None
+        self._lookup.reset()
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Check the monitored value (a device sync) and request a stop if not finite."""
+        if self.stopped_step is not None:
+            return
+        raw = self._lookup(logs, "on_batch_end")
+        if raw is None:
+            return
+        value = to_float(raw)
+        if value is None:
+            raise TypeError(f"TerminateOnNaN: {self.monitor!r} = {raw!r} is not a number")
+        if not math.isfinite(value):
+            self.stopped_step = batch
+            self.bad_value = value

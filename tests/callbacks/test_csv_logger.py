@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from artifex.generative_models.training.callbacks import CSVLogger, CSVLoggerConfig
+from tests.callbacks._stubs import ModelOnlyTrainer, drive
+
+
+def _rows(path: Path, sep: str = ",") -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file, delimiter=sep))
+
+
+def test_one_row_per_epoch_with_widening_header(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "train.csv"
+    cb = CSVLogger(filename=path)
+    trainer = ModelOnlyTrainer()
+    cb.on_train_begin(trainer)
+    assert cb.path == path.resolve()
+    cb.on_epoch_end(trainer, 0, {"loss": 0.5})
+    cb.on_epoch_end(trainer, 1, {"loss": 0.25, "val_loss": 0.75, "tag": "x"})
+    cb.on_epoch_end(trainer, 2, {"val_loss": 0.1})
+    text = path.read_text()
+    assert text.splitlines()[0] == "epoch,loss,val_loss"
+    assert _rows(path) == [
+        {"epoch": "0", "loss": "0.5", "val_loss": ""},
+        {"epoch": "1", "loss": "0.25", "val_loss": "0.75"},
+        {"epoch": "2", "loss": "", "val_loss": "0.1"},
+    ]
+    assert not [p for p in path.parent.iterdir() if p.name != "train.csv"]  # no temp left
+
+
+def test_appends_on_resume_and_keeps_columns(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    drive(ModelOnlyTrainer(), [CSVLogger(filename=path)], [[1.0], [2.0]])
+    # a new process resumes at epoch 2 with a new logger instance
+    drive(ModelOnlyTrainer(), [CSVLogger(filename=path)], [[3.0]], start_epoch=2)
+    assert [(r["epoch"], r["loss"]) for r in _rows(path)] == [
+        ("0", "1.0"),
+        ("1", "2.0"),
+        ("2", "3.0"),
+    ]
+    assert path.read_text().count("epoch") == 1
+
+
+def test_append_false_truncates_once_and_separator(tmp_path: Path) -> None:
+    path = tmp_path / "train.tsv"
+    path.write_text("old\n")
+    cb = CSVLogger(CSVLoggerConfig(filename=path, append=False, separator="\t"))
+    drive(ModelOnlyTrainer(), [cb], [[1.0]])
+    drive(ModelOnlyTrainer(), [cb], [[2.0]], start_epoch=1)
+    assert path.read_text() == "epoch\tloss\n0\t1.0\n1\t2.0\n"
+
+
+def test_config_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="separator"):
+        CSVLoggerConfig(filename=tmp_path / "a.csv", separator=";;")
+    with pytest.raises(ValueError, match="filename"):
+        CSVLoggerConfig(filename="")
+    with pytest.raises(TypeError, match="not both"):
+        CSVLogger(CSVLoggerConfig(), filename="x.csv")
