@@ -7,7 +7,6 @@ callbacks (early stopping, Orbax checkpoints, NaN guard, history, CSV, progress 
 TensorBoard, lambdas, profilers) live in one module each.
 """
 
-from artifex.generative_models.training.callbacks._monitor import MissingMetricWarning
 from artifex.generative_models.training.callbacks.base import (
     HOOK_NAMES,
     BaseCallback,
@@ -21,6 +20,7 @@ from artifex.generative_models.training.callbacks.csv_logger import CSVLogger, C
 from artifex.generative_models.training.callbacks.early_stopping import (
     EarlyStopping,
     EarlyStoppingConfig,
+    MissingMetricWarning,
 )
 from artifex.generative_models.training.callbacks.history import History
 from artifex.generative_models.training.callbacks.jax_profiler import (

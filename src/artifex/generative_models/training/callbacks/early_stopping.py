@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from artifex.generative_models.training.callbacks._monitor import (
+    MissingMetricWarning,
     Mode,
     MonitorLookup,
     check_int,
@@ -21,7 +22,8 @@ from artifex.generative_models.training.callbacks._monitor import (
 )
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 
-__all__ = ["EarlyStopping", "EarlyStoppingConfig"]
+__all__ = ["EarlyStopping", "EarlyStoppingConfig", "MissingMetricWarning"]
+# MissingMetricWarning is shared with ModelCheckpoint and TerminateOnNaN.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
