@@ -133,10 +133,6 @@ class BrokenHarness:
     def fit(self, trainer: SimpleTrainer, epochs: int) -> None:
         trainer.fit(self.train, epochs=epochs)
 
-    def train_once(self, trainer: object, epochs: int) -> None:
-        assert isinstance(trainer, SimpleTrainer)
-        trainer.fit(self.train, epochs=epochs)
-
     def fit_validated(self, trainer: SimpleTrainer, epochs: int) -> None:
         trainer.fit(self.train, epochs=epochs, val_data=self.val)
 
@@ -144,3 +140,32 @@ class BrokenHarness:
         self, trainer: SimpleTrainer, epochs: int, error: BaseException, at_batch: int
     ) -> None:
         trainer.fit(FailingData(self.train, error, at_batch), epochs=epochs)
+
+
+class PlainHarness:
+    """Only ``build`` and ``fit``: the optional scenarios are not applicable."""
+
+    def __init__(self) -> None:
+        self.inner = BrokenHarness("none")
+
+    def build(self, callbacks: Sequence[TrainingCallback]) -> SimpleTrainer:
+        return self.inner.build(callbacks)
+
+    def fit(self, trainer: SimpleTrainer, epochs: int) -> None:
+        self.inner.fit(trainer, epochs)
+
+
+class UntypedBuildHarness(PlainHarness):
+    """Runs fine, but ``build`` is annotated to return ``object``: ``--static`` rejects it."""
+
+    def build(self, callbacks: Sequence[TrainingCallback]) -> object:  # type: ignore[override]  # the point
+        return self.inner.build(callbacks)
+
+    def fit(self, trainer: object, epochs: int) -> None:
+        assert isinstance(trainer, SimpleTrainer)
+        self.inner.fit(trainer, epochs)
+
+
+def epochs_from_one() -> BrokenHarness:
+    """A factory for the CLI tests."""
+    return BrokenHarness("epochs_from_1")

@@ -14,7 +14,7 @@ from artifex.generative_models.training.conformance import (
     ConformanceReport,
     check_trainer,
 )
-from tests.conformance.broken_trainers import BrokenHarness, Fault
+from tests.conformance.broken_trainers import BrokenHarness, Fault, PlainHarness
 
 # fault -> (a scenario that must fail, a phrase its violation must contain)
 MISTAKES: dict[Fault, tuple[str, str]] = {
@@ -101,21 +101,8 @@ def test_minimal_example_trainer_conforms() -> None:
     assert all(r.outcome == "passed" for r in report.results), report.format()
 
 
-class _PlainHarness:
-    """Only build and fit: the optional scenarios are not applicable."""
-
-    def __init__(self) -> None:
-        self.inner = BrokenHarness("none")
-
-    def build(self, callbacks: Sequence[TrainingCallback]) -> TrainerLike:
-        return self.inner.build(callbacks)
-
-    def fit(self, trainer: TrainerLike, epochs: int) -> None:
-        self.inner.train_once(trainer, epochs)
-
-
 def test_missing_capabilities_are_not_applicable_not_passed() -> None:
-    report = check_trainer(_PlainHarness(), scenarios=["validation", "data_raises", "zero_epochs"])
+    report = check_trainer(PlainHarness(), scenarios=["validation", "data_raises", "zero_epochs"])
     outcomes = {r.name: r.outcome for r in report.results}
     assert outcomes == {
         "zero_epochs": "passed",

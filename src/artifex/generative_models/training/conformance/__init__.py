@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from artifex.generative_models.training.conformance._names import SCENARIOS
     from artifex.generative_models.training.conformance.grammar import (
         FitPlan,
         Severity,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
         StopAt,
     )
     from artifex.generative_models.training.conformance.scenarios import (
-        SCENARIOS,
         ConformanceReport,
         FailingHarness,
         Outcome,
@@ -83,7 +83,6 @@ _HOME: Final[dict[str, str]] = {
     ),
     **dict.fromkeys(
         [
-            "SCENARIOS",
             "ConformanceReport",
             "FailingHarness",
             "Outcome",
@@ -95,6 +94,7 @@ _HOME: Final[dict[str, str]] = {
         "scenarios",
     ),
     "check_static": "static",
+    "SCENARIOS": "_names",
 }
 
 

@@ -23,6 +23,7 @@ from artifex.generative_models.training.callbacks.base import (
     TrainingCallback,
 )
 from artifex.generative_models.training.callbacks.protocols import TrainerState
+from artifex.generative_models.training.conformance._names import SCENARIOS
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Trigger,
@@ -125,22 +126,6 @@ class FailingHarness(TrainerHarness[T], Protocol[T]):
         ...
 
 
-SCENARIOS: Final[dict[str, str]] = {
-    "protocol": "build() returns a TrainerLike whose model is an nnx.Module",
-    "plain_run": "fit(epochs=2): lifecycle order, numbering, logs types",
-    "zero_epochs": "fit(epochs=0) dispatches on_train_begin then on_train_end only",
-    "validation": "fit with validation data: a validation pair per epoch, val_* epoch logs",
-    "stop_at_epoch_end": "a StopRequester asks to stop at on_epoch_end #1",
-    "stop_at_batch_end": "a StopRequester asks to stop mid-epoch at an on_batch_end",
-    "stop_training_flag": "a callback sets trainer.stop_training = True at on_batch_end #0",
-    "callback_raises": "a callback raises at chosen hooks: teardown, same exception object",
-    "data_raises": "the data raises mid-epoch: teardown, same exception object",
-    "fit_twice": "fit called twice on one trainer: counters continue",
-    "property": "Hypothesis draws epochs, stops and raises; the grammar holds on every draw",
-}
-"""Every scenario's name and what it checks, in the order they run."""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScenarioResult:
     """The outcome of one scenario.
@@ -223,7 +208,16 @@ class ConformanceReport:
             )
         if self.violations:
             lines += ["", "Findings:"]
+            first_seen: dict[str, str] = {}
             for violation in self.violations:
+                where = "" if violation.index is None else f" at event #{violation.index}"
+                if violation.expected in first_seen:
+                    lines.append(
+                        f"[{violation.severity}] {violation.scenario}{where}: the same finding "
+                        f"as in {first_seen[violation.expected]}"
+                    )
+                    continue
+                first_seen[violation.expected] = violation.scenario
                 lines += ["", str(violation)]
         verdict = "OK" if self.ok else "NOT CONFORMING"
         lines += [

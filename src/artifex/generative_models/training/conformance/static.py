@@ -2,8 +2,8 @@
 
 :func:`check_static` writes a small Python file that imports the harness factory and
 states, in annotations, that the harness is a ``TrainerHarness`` and that what its
-``build()`` returns is a ``TrainerLike``; then it runs ``python -m mypy --strict`` on
-that file in a subprocess.
+``build()`` returns is a ``TrainerLike``; then it runs ``python -m mypy`` on that file
+in a subprocess.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def _search_path(module_name: str) -> list[str]:
 def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
     """Run mypy on a generated file asserting the harness and trainer types.
 
-    Uses the mypy configuration of the working directory (if any) plus ``--strict``,
-    and reports only errors in the generated file.
+    Uses the mypy configuration of the working directory (if any, so that its cache
+    is reused), and judges and reports only the errors in the generated file.
 
     Args:
         target: ``"pkg.module:HarnessFactory"``.
@@ -144,9 +144,6 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
             sys.executable,
             "-m",
             "mypy",
-            "--strict",
-            "--follow-imports=silent",
-            "--no-incremental",
             "--show-error-codes",
             str(path),
         ]
@@ -157,4 +154,10 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
         except subprocess.TimeoutExpired:
             return StaticCheck(ok=False, output=f"mypy took over {timeout} s", source=source)
     output = (done.stdout + done.stderr).replace(str(path), "<generated check>")
-    return StaticCheck(ok=done.returncode == 0, output=output.strip(), source=source)
+    ours = [line for line in output.splitlines() if line.startswith("<generated check>:")]
+    crashed = done.returncode not in (0, 1)
+    return StaticCheck(
+        ok=not crashed and not any(": error:" in line for line in ours),
+        output=("\n".join(ours) if ours and not crashed else output).strip(),
+        source=source,
+    )

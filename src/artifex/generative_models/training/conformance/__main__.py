@@ -1,0 +1,106 @@
+"""Command line: ``python -m artifex.generative_models.training.conformance pkg.mod:Factory``.
+
+Prints the readable report; exits 0 if the trainer conforms (warnings allowed), 1 on
+violations (or, with ``--static``, if mypy rejects the types), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from artifex.generative_models.training.conformance._names import SCENARIOS
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m artifex.generative_models.training.conformance",
+        description="Check that a custom trainer honours the artifex callback contract.",
+    )
+    parser.add_argument(
+        "target",
+        help="the harness factory, 'pkg.module:HarnessFactory': a class or zero-argument "
+        "callable returning a TrainerHarness, or a harness object",
+    )
+    parser.add_argument(
+        "--static",
+        action="store_true",
+        help="also run mypy: the harness is statically a TrainerHarness and build() a TrainerLike",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=20,
+        help="how many runs the property scenario draws (default: 20)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the conformance suite from the command line.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 conforming, 1 violations, 2 bad usage.
+    """
+    args = _parser().parse_args(argv)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+    from artifex.generative_models.training.conformance.scenarios import (
+        TrainerHarness,
+        check_trainer,
+    )
+    from artifex.generative_models.training.conformance.static import (
+        check_static,
+        resolve_target,
+    )
+
+    try:
+        _, _, found = resolve_target(args.target)
+        harness: object = found
+        if isinstance(found, type) or not isinstance(found, TrainerHarness):
+            if not callable(found):
+                raise TypeError(f"{args.target} is neither a harness nor a factory of one")
+            try:
+                harness = found()
+            except Exception as error:
+                raise TypeError(
+                    f"calling {args.target}() to get the harness raised {error!r}"
+                ) from error
+        if not isinstance(harness, TrainerHarness):
+            raise TypeError(
+                f"{args.target} gave a {type(harness).__qualname__}, not a TrainerHarness "
+                "(it needs build(callbacks) and fit(trainer, epochs) methods)"
+            )
+        report = check_trainer(harness, scenarios=args.scenario, max_examples=args.max_examples)
+    except (ImportError, AttributeError, TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.format())
+    status = 0 if report.ok else 1
+    if args.static:
+        static = check_static(args.target)
+        print()
+        print("Static check (mypy on a generated file):", "OK" if static.ok else "FAILED")
+        if not static.ok:
+            print(static.output)
+            print("\nGenerated file:\n" + static.source)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""The scenario names, importable without JAX (the pytest plugin needs them early)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["SCENARIOS"]
+
+SCENARIOS: Final[dict[str, str]] = {
+    "protocol": "build() returns a TrainerLike whose model is an nnx.Module",
+    "plain_run": "fit(epochs=2): lifecycle order, numbering, logs types",
+    "zero_epochs": "fit(epochs=0) dispatches on_train_begin then on_train_end only",
+    "validation": "fit with validation data: a validation pair per epoch, val_* epoch logs",
+    "stop_at_epoch_end": "a StopRequester asks to stop at on_epoch_end #1",
+    "stop_at_batch_end": "a StopRequester asks to stop mid-epoch at an on_batch_end",
+    "stop_training_flag": "a callback sets trainer.stop_training = True at on_batch_end #0",
+    "callback_raises": "a callback raises at chosen hooks: teardown, same exception object",
+    "data_raises": "the data raises mid-epoch: teardown, same exception object",
+    "fit_twice": "fit called twice on one trainer: counters continue",
+    "property": "Hypothesis draws epochs, stops and raises; the grammar holds on every draw",
+}
+"""Every scenario's name and what it checks, in the order they run."""

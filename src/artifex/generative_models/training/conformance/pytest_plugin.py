@@ -1,0 +1,89 @@
+"""pytest plugin: the conformance scenarios as tests of your own trainer.
+
+Subclass :class:`TrainerConformanceSuite` in a test module (the subclass's name must
+start with ``Test``) and give it a ``harness`` fixture; every scenario becomes its own
+test, ``test_conformance[<scenario>]``::
+
+    from artifex.generative_models.training.conformance.pytest_plugin import (
+        TrainerConformanceSuite,
+    )
+
+    class TestMyTrainer(TrainerConformanceSuite):
+        @pytest.fixture
+        def harness(self) -> MyHarness:
+            return MyHarness()
+
+A violation fails the test with the readable report; a scenario the harness cannot
+run is skipped; a warning-level finding is emitted as a :class:`ConformanceWarning`.
+The plugin (a ``pytest11`` entry point) adds ``--conformance-max-examples``. It
+imports JAX only when a scenario runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pytest
+
+from artifex.generative_models.training.conformance._names import SCENARIOS
+
+if TYPE_CHECKING:
+    from artifex.generative_models.training.conformance.scenarios import TrainerHarness
+
+__all__ = ["ConformanceWarning", "TrainerConformanceSuite"]
+
+
+class ConformanceWarning(UserWarning):
+    """A warning-level conformance finding (allowed by the contract, but costly)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--conformance-max-examples``."""
+    group = parser.getgroup("artifex-conformance", "trainer conformance suite")
+    group.addoption(
+        "--conformance-max-examples",
+        type=int,
+        default=None,
+        help="how many runs the property scenario draws (default: the suite class's max_examples)",
+    )
+
+
+class TrainerConformanceSuite:
+    """Base class of a trainer's conformance tests: one test per scenario.
+
+    Attributes:
+        max_examples: How many runs the ``property`` scenario draws.
+    """
+
+    max_examples: ClassVar[int] = 20
+
+    @pytest.fixture
+    def harness(self) -> TrainerHarness[Any]:
+        """Override: return the harness that builds and runs your trainer."""
+        pytest.fail(
+            f"{type(self).__qualname__} must define a `harness` fixture returning your "
+            "TrainerHarness",
+            pytrace=False,
+        )
+
+    @pytest.mark.parametrize("scenario", list(SCENARIOS))
+    def test_conformance(
+        self, harness: TrainerHarness[Any], scenario: str, request: pytest.FixtureRequest
+    ) -> None:
+        """Run one scenario against the harness."""
+        from artifex.generative_models.training.conformance.scenarios import check_trainer
+
+        option: int | None = request.config.getoption("conformance_max_examples", None)
+        report = check_trainer(
+            harness,
+            scenarios=[scenario],
+            max_examples=self.max_examples if option is None else option,
+        )
+        result = report.result(scenario)
+        if result.outcome == "not applicable":
+            pytest.skip(f"{scenario} not applicable: {result.detail}")
+        for finding in report.warnings:
+            warnings.warn(ConformanceWarning(str(finding)), stacklevel=1)
+        if not report.ok:
+            pytest.fail(report.format(), pytrace=False)

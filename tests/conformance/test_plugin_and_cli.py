@@ -1,0 +1,177 @@
+"""The pytest plugin (via a pytest subprocess) and the command line (incl. --static)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from artifex.generative_models.training.conformance import SCENARIOS
+from artifex.generative_models.training.conformance.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = "artifex.generative_models.training.conformance"
+
+SUITES = """
+import pytest
+
+from artifex.generative_models.training.conformance.pytest_plugin import (
+    TrainerConformanceSuite,
+)
+from tests.conformance.broken_trainers import BrokenHarness, PlainHarness
+
+
+class TestGood(TrainerConformanceSuite):
+    @pytest.fixture
+    def harness(self):
+        return BrokenHarness("none")
+
+
+class TestEpochsFromOne(TrainerConformanceSuite):
+    @pytest.fixture
+    def harness(self):
+        return BrokenHarness("epochs_from_1")
+
+
+class TestPlain(TrainerConformanceSuite):
+    @pytest.fixture
+    def harness(self):
+        return PlainHarness()
+
+
+class TestFloats(TrainerConformanceSuite):
+    @pytest.fixture
+    def harness(self):
+        return BrokenHarness("float_batch_logs")
+
+
+class TestForgotTheFixture(TrainerConformanceSuite):
+    pass
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def test_plugin_is_a_pytest11_entry_point() -> None:
+    found = [
+        ep
+        for ep in importlib.metadata.entry_points(group="pytest11")
+        if ep.value == f"{MODULE}.pytest_plugin"
+    ]
+    assert found, "reinstall the package: the pytest11 entry point is missing"
+
+
+def test_each_scenario_is_its_own_test(tmp_path: Path) -> None:
+    (tmp_path / "test_suites.py").write_text(SUITES)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-v",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "default",
+            "--conformance-max-examples",
+            "3",
+            "test_suites.py",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    outcome = dict(re.findall(r"test_suites\.py::(\S+) (PASSED|FAILED|SKIPPED|ERROR)", out))
+    for scenario in SCENARIOS:
+        assert outcome[f"TestGood::test_conformance[{scenario}]"] == "PASSED", out
+        assert outcome[f"TestFloats::test_conformance[{scenario}]"] == "PASSED", out
+        assert outcome[f"TestForgotTheFixture::test_conformance[{scenario}]"] == "ERROR", out
+    assert outcome["TestEpochsFromOne::test_conformance[plain_run]"] == "FAILED"
+    assert outcome["TestEpochsFromOne::test_conformance[zero_epochs]"] == "PASSED"
+    assert outcome["TestPlain::test_conformance[validation]"] == "SKIPPED"
+    assert outcome["TestPlain::test_conformance[plain_run]"] == "PASSED"
+    assert "on_epoch_begin got epoch 1; epochs are numbered from 0" in out
+    assert "ConformanceWarning" in out
+    assert "synced the device every step" in out
+    assert "must define a `harness` fixture" in out
+    assert done.returncode == 1
+
+
+def test_cli_subprocess_reports_and_exits_non_zero_on_violations() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            MODULE,
+            "tests.conformance.broken_trainers:epochs_from_one",
+            "--scenario",
+            "plain_run",
+            "--scenario",
+            "zero_epochs",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "FAILED  plain_run" in done.stdout
+    assert "passed  zero_epochs" in done.stdout
+    assert "on_epoch_begin got epoch 1" in done.stdout
+    assert "NOT CONFORMING: 1 error(s)" in done.stdout
+
+
+def test_cli_minimal_trainer_passes_with_static_check(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["examples.minimal_trainer:MinimalHarness", "--static", "--max-examples", "3"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "OK: 0 error(s), 0 warning(s)." in out
+    assert "Static check (mypy on a generated file): OK" in out
+
+
+def test_cli_static_check_rejects_a_build_typed_object(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        [
+            "tests.conformance.broken_trainers:UntypedBuildHarness",
+            "--scenario",
+            "zero_epochs",
+            "--static",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "OK: 0 error(s)" in out  # it runs fine: only the types are wrong
+    assert "Static check (mypy on a generated file): FAILED" in out
+    assert 'variable has type "TrainerLike"' in out
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_such_module_xyz:Harness", "No module named 'no_such_module_xyz'"),
+        ("examples.minimal_trainer:Nope", "Nope"),
+        ("examples.minimal_trainer", "expected 'pkg.module:HarnessFactory'"),
+        ("examples.minimal_trainer:make_batches", "calling examples.minimal_trainer:make_batches"),
+        ("collections:OrderedDict", "gave a OrderedDict, not a TrainerHarness"),
+    ],
+)
+def test_cli_bad_targets_exit_2(
+    target: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([target]) == 2
+    assert message in capsys.readouterr().err
