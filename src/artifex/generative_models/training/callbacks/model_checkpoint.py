@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as ocm
@@ -183,20 +184,25 @@ def _abstract(tree: object) -> Any:
 
 
 def _abstract_from_metadata(metadata: object) -> Any:
-    """Placeholders on the default device for every array in saved tree metadata."""
+    """Restore placeholders for saved tree metadata.
+
+    Arrays are restored on the default device; Python scalars (saved from Python ints
+    and floats) as Python scalars.
+    """
     tree = getattr(metadata, "tree", metadata)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
     def is_array_meta(x: object) -> bool:
         return hasattr(x, "shape") and hasattr(x, "dtype")
 
-    return jax.tree.map(
-        lambda m: (
-            _shape_dtype_struct(m.shape, m.dtype, sharding=sharding) if is_array_meta(m) else m
-        ),
-        tree,
-        is_leaf=is_array_meta,
-    )
+    def placeholder(m: Any) -> Any:
+        if not is_array_meta(m):
+            return m
+        if type(m).__name__ == "ScalarMetadata":
+            return 0 if np.issubdtype(m.dtype, np.integer) else 0.0
+        return _shape_dtype_struct(m.shape, m.dtype, sharding=sharding)
+
+    return jax.tree.map(placeholder, tree, is_leaf=is_array_meta)
 
 
 def _match_keys(template: object, restored: object, path: str) -> object:
@@ -636,11 +642,19 @@ def restore_checkpoint(
     )
     try:
         template: Any = None
+        abstract = _abstract_from_metadata(manager.item_metadata(step)[STATE_ITEM])
         if isinstance(target, CheckpointableTrainer):
+            # The target's own state gives structure, dtypes and shardings for the
+            # entries it has; entries only the checkpoint has (e.g. a data position
+            # saved by a trainer that has not run yet) come from the saved metadata.
             template = target.state_dict()
-            abstract = _abstract(_to_savable(template))
-        else:
-            abstract = _abstract_from_metadata(manager.item_metadata(step)[STATE_ITEM])
+            savable = _to_savable(template)
+            if isinstance(abstract, dict) and isinstance(savable, dict):
+                abstract = {
+                    key: _abstract(savable[key]) if key in savable else value
+                    for key, value in abstract.items()
+                }
+
         items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
@@ -649,7 +663,13 @@ def restore_checkpoint(
         manager.close()
     state: dict[str, Any] = restored[STATE_ITEM]
     if isinstance(target, CheckpointableTrainer):
-        state = _from_savable(template, state)
+        if isinstance(template, dict):
+            state = {
+                key: _from_savable(template[key], value) if key in template else value
+                for key, value in state.items()
+            }
+        else:
+            state = _from_savable(template, state)
         target.load_state_dict(state)
     elif target is not None:
         model = target if isinstance(target, nnx.Module) else target.model
