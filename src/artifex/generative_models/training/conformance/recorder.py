@@ -278,13 +278,13 @@ class StopAt(_Trigger):
 class RaiseAt(_Trigger):
     """Raise a fresh exception at a chosen hook and occurrence of each ``fit`` call.
 
-    Every exception raised is appended, with its ``fit`` call number, to ``log``
-    (shared between several raisers), so the suite can check that the very same
-    object reaches the caller.
+    Every exception raised is appended, with its ``fit`` call number and hook, to
+    ``log`` (shared between several raisers), so the suite can check that the very
+    same object reaches the caller.
 
     Args:
         schedule: Per ``fit`` call, ``(hook, occurrence)`` or ``None``.
-        log: Where to append ``(call, exception)`` for every exception raised.
+        log: Where to append ``(call, hook, exception)`` for every exception raised.
         interrupt: Raise a :class:`ProbeInterrupt` (a ``KeyboardInterrupt``) instead
             of a :class:`ProbeError`.
     """
@@ -294,7 +294,7 @@ class RaiseAt(_Trigger):
     def __init__(
         self,
         schedule: Sequence[tuple[HookName, int] | None],
-        log: list[tuple[int, BaseException]],
+        log: list[tuple[int, HookName, BaseException]],
         *,
         interrupt: bool = False,
     ) -> None:
@@ -307,7 +307,7 @@ class RaiseAt(_Trigger):
         hook, occurrence = self._current
         message = f"injected by the conformance suite in {hook} #{occurrence}"
         error: BaseException = ProbeInterrupt(message) if self.interrupt else ProbeError(message)
-        self.log.append((self.call, error))
+        self.log.append((self.call, hook, error))
         raise error
 
 

@@ -278,7 +278,7 @@ def _execute(
     """
     harness = ctx.harness
     recorder = EventRecorder()
-    log: list[tuple[int, BaseException]] = []
+    log: list[tuple[int, HookName, BaseException]] = []
     raisers = [
         RaiseAt(
             [
@@ -321,8 +321,10 @@ def _execute(
                 harness.fit(trainer, plan.epochs)
         except (Exception, ProbeInterrupt) as error:
             caught = error
-        injected = [error for c, error in log if c == call]
-        expected: BaseException | None = injected[0] if injected else None
+        injected = [(hook, error) for c, hook, error in log if c == call]
+        expected: BaseException | None = injected[0][1] if injected else None
+        # An exception raised in on_train_end cannot be the trainer's error during it.
+        in_teardown = bool(injected) and injected[0][0] == "on_train_end"
         what = ""
         if expected is not None:
             what = f"the exception a callback raised ({expected!r})"
@@ -373,7 +375,14 @@ def _execute(
             )
         if teardowns and isinstance(trainer, TrainerState):
             findings += _check_teardown(
-                scenario, events, teardowns[0], trainer, expected, stopper, call, via
+                scenario,
+                events,
+                teardowns[0],
+                trainer,
+                None if in_teardown else expected,
+                stopper,
+                call,
+                via,
             )
     findings[:0] = check_events(events, plans, scenario=scenario)
     return findings, events
