@@ -12,6 +12,8 @@ from flax import nnx
 from artifex.generative_models.training.callbacks import (
     CallbackList,
     CheckpointConfig,
+    EarlyStopping,
+    History,
     MissingMetricWarning,
     ModelCheckpoint,
     restore_checkpoint,
@@ -213,15 +215,27 @@ def test_reuses_its_own_directory_and_continues(tmp_path: Path) -> None:
         ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")).on_train_begin(FullTrainer())
 
 
-def test_json_items_extension_point(tmp_path: Path) -> None:
-    class WithExtra(ModelCheckpoint):
-        def json_items(self, trainer: object, /) -> dict[str, Any]:
-            return {"callbacks": {"EarlyStopping[val_loss]": {"wait_count": 2}}}
+def test_json_items_extension_point_carries_callback_state(tmp_path: Path) -> None:
+    early, history = EarlyStopping(), History()
+    history.on_epoch_end(ModelOnlyTrainer(), 0, {"val_loss": 1.0})
+    history.on_epoch_end(ModelOnlyTrainer(), 1, {"loss": 2.0})  # NaN-padded columns
 
-    cb = WithExtra(CheckpointConfig(dirpath=tmp_path / "ck"))
+    class WithCallbackState(ModelCheckpoint):
+        def json_items(self, trainer: object, /) -> dict[str, Any]:
+            return {"callbacks": {cb.state_key: cb.state_dict() for cb in (early, history)}}
+
+    cb = WithCallbackState(CheckpointConfig(dirpath=tmp_path / "ck"))
     drive(ModelOnlyTrainer(), [cb], [[1.0]])
-    restored = restore_checkpoint(tmp_path / "ck")
-    assert restored.extra == {"callbacks": {"EarlyStopping[val_loss]": {"wait_count": 2}}}
+    saved = restore_checkpoint(tmp_path / "ck").extra["callbacks"]
+    assert set(saved) == {"EarlyStopping[val_loss]", "History"}
+    early2, history2 = EarlyStopping(), History()
+    early2.load_state_dict(saved["EarlyStopping[val_loss]"])
+    history2.load_state_dict(saved["History"])
+    assert early2.state_dict() == early.state_dict()  # best_score is inf: JSON round trip
+    assert early2.best_score == math.inf
+    assert history2.epochs == [0, 1]
+    assert math.isnan(history2.history["loss"][0])
+    assert history2.history["val_loss"][0] == 1.0
 
 
 def test_restore_errors(tmp_path: Path) -> None:
