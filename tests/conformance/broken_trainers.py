@@ -12,6 +12,7 @@ from flax import nnx
 from artifex.generative_models.training.callbacks import (
     CallbackList,
     Logs,
+    RunStatus,
     StopRequester,
     TrainingCallback,
 )
@@ -29,6 +30,8 @@ Fault: TypeAlias = Literal[
     "epochs_from_1",
     "float_batch_logs",
     "model_not_module",
+    "wraps_exception",
+    "status_always_completed",
 ]
 
 
@@ -48,6 +51,22 @@ class SimpleTrainer:
         self.stop_training = False
         self.step = 0
         self.epoch = 0
+        self._stopped_by: object | None = None
+        self._error: BaseException | None = None
+        self._status: RunStatus = "completed"
+
+    # TrainerState: how the run stands.
+    @property
+    def status(self) -> RunStatus:
+        return "completed" if self.fault == "status_always_completed" else self._status
+
+    @property
+    def stopped_by(self) -> object | None:
+        return self._stopped_by
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
 
     @property
     def model(self) -> nnx.Module:
@@ -55,15 +74,21 @@ class SimpleTrainer:
             return cast("nnx.Module", {"kernel": self._model.kernel[...]})
         return self._model
 
+    def _begin_run(self) -> None:
+        self._status, self._stopped_by, self._error = "running", None, None
+
     def _should_stop(self) -> bool:
         if self.fault == "ignores_stop":
             return False
-        return self.stop_training or any(cb.should_stop for cb in self._stoppers)
+        requester = next((cb for cb in self._stoppers if cb.should_stop), None)
+        self._stopped_by = self if self.stop_training else requester
+        return self._stopped_by is not None
 
     def fit(
         self, data: Iterable[Batch], *, epochs: int, val_data: Iterable[Batch] | None = None
     ) -> None:
         cbs, fault, self.stop_training = self.callbacks, self.fault, False
+        self._begin_run()
         try:
             cbs.on_train_begin(self)
             for _ in range(epochs):
@@ -102,6 +127,7 @@ class SimpleTrainer:
                 if self._should_stop():
                     break
         except BaseException as error:
+            self._status, self._error = "failed", error
             if fault == "skips_train_end_on_error":
                 raise
             try:
@@ -110,7 +136,10 @@ class SimpleTrainer:
                 error.add_note(f"on_train_end also raised {teardown_error!r}")
             if fault == "swallows_exception":
                 return
+            if fault == "wraps_exception":
+                raise RuntimeError("training failed") from error
             raise
+        self._status = "stopped" if self._stopped_by is not None else "completed"
         cbs.on_train_end(self)
 
 

@@ -8,7 +8,7 @@ import pytest
 from examples.minimal_trainer import MinimalHarness
 from flax import nnx
 
-from artifex.generative_models.training.callbacks import TrainerLike, TrainingCallback
+from artifex.generative_models.training.callbacks import TrainerLike, TrainerState, TrainingCallback
 from artifex.generative_models.training.conformance import (
     SCENARIOS,
     ConformanceReport,
@@ -29,6 +29,8 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     ),
     "epochs_from_1": ("plain_run", "on_epoch_begin got epoch 1; epochs are numbered from 0"),
     "model_not_module": ("protocol", "trainer.model is a builtins.dict"),
+    "wraps_exception": ("callback_raises", "raised RuntimeError('training failed')"),
+    "status_always_completed": ("callback_raises", "trainer.status must be 'failed'"),
 }
 
 
@@ -135,6 +137,15 @@ def test_bad_arguments_raise() -> None:
         check_trainer(MinimalHarness(), scenarios=["plain_run", "nope"])
     with pytest.raises(ValueError, match="max_examples"):
         check_trainer(MinimalHarness(), max_examples=0)
+
+
+def test_state_checks_apply_to_trainer_state_trainers(
+    reports: dict[Fault, ConformanceReport],
+) -> None:
+    trainer = BrokenHarness("none").build([])
+    assert isinstance(trainer, TrainerState)  # so the status/stopped_by/error checks ran
+    stop = reports["status_always_completed"].result("stop_at_batch_end").violations
+    assert any("trainer.status must be 'stopped'" in v.expected for v in stop)
 
 
 def test_model_is_a_module_for_conforming_trainers() -> None:

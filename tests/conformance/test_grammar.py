@@ -108,6 +108,7 @@ def test_second_fit_continues_counters() -> None:
     restarted = first + first
     found = _only_error(restarted, plans)
     assert "numbered from 0 (or the resumed epoch)" in found.expected
+    assert "fit call #1 continues where the previous call left off" in found.expected
 
 
 def test_data_failure_may_end_the_run_anywhere_but_must_tear_down() -> None:

@@ -205,6 +205,7 @@ class _Parser:
         self.step = first_step
         self.findings: list[Violation] = []
         self.plan: FitPlan | None = None
+        self.call = 0
         self._seen: set[tuple[str, ...]] = set()
 
     # ------------------------------------------------------------------ helpers
@@ -344,6 +345,7 @@ class _Parser:
 
     def parse(self, plans: Sequence[FitPlan]) -> None:
         for call, plan in enumerate(plans):
+            self.call = call
             run = _Run(plan=plan)
             self.plan = plan
             self.expect(
@@ -448,12 +450,10 @@ class _Parser:
                     "before fit returns; got the end of the record"
                 )
             begin = self.expect("on_epoch_begin", "each epoch must begin with on_epoch_begin")
-            self.epoch = self.check_number(
-                begin,
-                self.epochs,
-                "epoch",
-                "epochs are numbered from 0 (or the resumed epoch), contiguously",
-            )
+            rule = "epochs are numbered from 0 (or the resumed epoch), contiguously"
+            if self.call and not run.epochs_done:
+                rule += f"; fit call #{self.call} continues where the previous call left off"
+            self.epoch = self.check_number(begin, self.epochs, "epoch", rule)
             run.last_epoch = self.epoch
             self.take(run)
             if self.parse_epoch(run):
@@ -530,12 +530,10 @@ class _Parser:
 
     def parse_batch(self, run: _Run, event: Event) -> bool:
         """Parse one batch pair; ``True`` if the run ended inside it."""
-        step = self.check_number(
-            event,
-            self.steps,
-            "step",
-            "the global step is 0-based and contiguous across epochs and fit calls",
-        )
+        rule = "the global step is 0-based and contiguous across epochs and fit calls"
+        if self.call and not run.batch_ends:
+            rule += f"; fit call #{self.call} continues where the previous call left off"
+        step = self.check_number(event, self.steps, "step", rule)
         run.last_begun = step
         self.take(run)
         if self.failure_check(run) or self.data_failure_end(run):
