@@ -152,3 +152,12 @@ def test_model_is_a_module_for_conforming_trainers() -> None:
     trainer = MinimalHarness().build([])
     assert isinstance(trainer, TrainerLike)
     assert isinstance(trainer.model, nnx.Module)
+
+
+def test_format_collapses_a_finding_repeated_across_scenarios(
+    reports: dict[Fault, ConformanceReport],
+) -> None:
+    text = reports["epochs_from_1"].format()
+    assert text.count("on_epoch_begin got epoch 1; epochs are numbered from 0") >= 2
+    assert "validation at event #1: the same finding as in plain_run" in text
+    assert text.count(">   1 on_epoch_begin(1)") < len(reports["epochs_from_1"].errors)
