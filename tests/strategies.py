@@ -173,3 +173,79 @@ def invalid_records(draw: st.DrawFn) -> tuple[list[Event], list[FitPlan], str]:
         return events, plans, f"duplicate #{i}"
     del events[i]
     return events, plans, f"delete #{i}"
+
+
+# ------------------------------------------------------------------ reference trainer
+# Used by tests/test_trainer_lifecycle.py: fit scenarios for the reference Trainer.
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+TrainerHook: TypeAlias = Literal[
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_batch_begin",
+    "on_batch_end",
+    "on_validation_begin",
+    "on_validation_end",
+    "data",
+]
+"""Where a scenario injects a failure: a hook, or the training data itself."""
+
+
+@_dataclass(frozen=True, slots=True, kw_only=True)
+class TrainerFit:
+    """One ``fit`` call of a lifecycle scenario.
+
+    ``stop`` and ``fail`` are ``(hook or "data", occurrence within this fit)``;
+    ``stop_by_flag`` stops through ``trainer.stop_training`` instead of ``should_stop``.
+    """
+
+    epochs: int
+    validation: bool
+    stop: tuple[Literal["on_batch_end", "on_epoch_end"], int] | None
+    stop_by_flag: bool
+    fail: tuple[TrainerHook, int] | None
+    interrupt: bool
+
+
+@_dataclass(frozen=True, slots=True, kw_only=True)
+class TrainerScenario:
+    """Several ``fit`` calls on one trainer, ``batches`` per epoch, ``chunk`` steps per call."""
+
+    batches: int
+    chunk: int
+    fits: tuple[TrainerFit, ...]
+
+
+@st.composite
+def trainer_fits(draw: st.DrawFn, batches: int) -> TrainerFit:
+    """One fit call: epochs, validation, maybe a stop, maybe a failure."""
+    epochs = draw(st.integers(0, 3))
+    stop: tuple[Literal["on_batch_end", "on_epoch_end"], int] | None = None
+    where = draw(st.sampled_from([None, "on_batch_end", "on_epoch_end"]))
+    if where == "on_batch_end" and epochs:
+        stop = ("on_batch_end", draw(st.integers(0, epochs * batches - 1)))
+    elif where == "on_epoch_end" and epochs:
+        stop = ("on_epoch_end", draw(st.integers(0, epochs - 1)))
+    fail: tuple[TrainerHook, int] | None = None
+    if draw(st.booleans()):
+        hook: TrainerHook = draw(st.sampled_from([*HOOK_NAMES, "data", "data"]))
+        fail = (hook, draw(st.integers(0, max(0, epochs * batches - 1) if hook == "data" else 2)))
+    return TrainerFit(
+        epochs=epochs,
+        validation=draw(st.booleans()),
+        stop=stop,
+        stop_by_flag=draw(st.booleans()),
+        fail=fail,
+        interrupt=draw(st.integers(0, 5)) == 0,
+    )
+
+
+@st.composite
+def trainer_scenarios(draw: st.DrawFn) -> TrainerScenario:
+    """One to three fit calls on a trainer with 1-4 batches per epoch, 1-3 steps per call."""
+    batches = draw(st.integers(1, 4))
+    fits = draw(st.lists(trainer_fits(batches), min_size=1, max_size=3))
+    return TrainerScenario(batches=batches, chunk=draw(st.integers(1, 3)), fits=tuple(fits))

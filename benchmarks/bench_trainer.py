@@ -1,0 +1,247 @@
+"""Training throughput of ``Trainer`` as ratios to a raw functional ``jax.jit`` loop.
+
+Run: ``nox -s bench`` (or ``python benchmarks/bench_trainer.py [--quick]``). For a
+small MLP (64-256-256-10, batch 128) and a medium one (784-1024-1024-10, batch 256),
+with the same data, optimiser (Adam) and initial weights, it prints the throughput of:
+
+* the raw loop: a params pytree, ``optax`` and a ``jax.jit`` step donating params and
+  optimizer state (= 1.00);
+* ``Trainer`` with no callbacks (target on the small MLP >= 0.97x);
+* ``Trainer`` with a typical set: a history, an early-stopping-like ``StopRequester``
+  and a progress-like callback that counts batches without syncing (target >= 0.95x);
+* ``Trainer`` with ``steps_per_execution=10`` (target >= 1.2x);
+* the eager step of the original project: un-jitted ``nnx.value_and_grad`` with a
+  ``float(loss)`` sync per step.
+
+Ratios are throughput relative to the raw loop (higher is faster). Variants run
+interleaved in one process, one epoch each per round, and the per-round ratios'
+medians are reported, because this machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from artifex.generative_models.training import Trainer
+from artifex.generative_models.training.callbacks import BaseCallback, Logs, TrainerLike
+
+Batch = tuple[jax.Array, jax.Array]
+
+
+class MLP(nnx.Module):
+    def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs) -> None:
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers[:-1]:
+            x = nnx.relu(layer(x))
+        return self.layers[-1](x)
+
+
+def mlp_loss(model: MLP, batch: Batch) -> jax.Array:
+    x, y = batch
+    return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+
+# ------------------------------------------------------------------ raw baseline
+
+RawParams = list[dict[str, jax.Array]]
+
+
+def raw_params(model: MLP) -> RawParams:
+    params: RawParams = []
+    for layer in model.layers:
+        assert layer.bias is not None
+        params.append({"kernel": jnp.copy(layer.kernel[...]), "bias": jnp.copy(layer.bias[...])})
+    return params
+
+
+def raw_forward(params: RawParams, x: jax.Array) -> jax.Array:
+    for layer in params[:-1]:
+        x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
+    return x @ params[-1]["kernel"] + params[-1]["bias"]
+
+
+def make_raw_step(
+    tx: optax.GradientTransformation,
+) -> Callable[[RawParams, Any, Batch], tuple[RawParams, Any, jax.Array]]:
+    def loss(params: RawParams, batch: Batch) -> jax.Array:
+        x, y = batch
+        return optax.softmax_cross_entropy_with_integer_labels(raw_forward(params, x), y).mean()
+
+    def step(params: RawParams, opt_state: Any, batch: Batch) -> tuple[RawParams, Any, jax.Array]:
+        value, grads = jax.value_and_grad(loss)(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+# ------------------------------------------------------------------ typical callbacks
+
+
+class SmallHistory(BaseCallback):
+    __slots__ = ("epochs",)
+
+    def __init__(self) -> None:
+        self.epochs: list[Logs] = []
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: Logs, /) -> None:
+        self.epochs.append(dict(logs))
+
+
+class SmallEarlyStopping(BaseCallback):
+    __slots__ = ("_best", "_wait", "patience")
+
+    def __init__(self, patience: int = 1000) -> None:
+        self.patience = patience
+        self._best = float("inf")
+        self._wait = 0
+
+    @property
+    def should_stop(self) -> bool:
+        return self._wait > self.patience
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: Logs, /) -> None:
+        if logs["loss"] < self._best:
+            self._best, self._wait = logs["loss"], 0
+        else:
+            self._wait += 1
+
+
+class SmallProgress(BaseCallback):
+    """Counts batches (as a progress bar would) and never reads the device logs."""
+
+    __slots__ = ("batches", "epoch")
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.epoch = 0
+
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        self.epoch = epoch
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: Logs, /) -> None:
+        self.batches += 1
+
+
+# ------------------------------------------------------------------ harness
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    name: str
+    sizes: tuple[int, ...]
+    batch_size: int
+    batches: int
+    eager_steps: int
+
+
+def make_batches(case: Case, seed: int = 0) -> list[Batch]:
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            jnp.asarray(rng.normal(size=(case.batch_size, case.sizes[0])).astype(np.float32)),
+            jnp.asarray(rng.integers(0, case.sizes[-1], size=(case.batch_size,)).astype(np.int32)),
+        )
+        for _ in range(case.batches)
+    ]
+
+
+def run_case(case: Case, rounds: int) -> dict[str, float]:
+    batches = make_batches(case)
+    tx = optax.adam(1e-3)
+
+    raw_step = make_raw_step(tx)
+    params = raw_params(MLP(case.sizes, rngs=nnx.Rngs(0)))
+    opt_state = tx.init(params)
+
+    def raw_epoch() -> None:
+        nonlocal params, opt_state
+        for batch in batches:
+            params, opt_state, _ = raw_step(params, opt_state, batch)
+        for leaf in jax.tree.leaves(params):
+            leaf.block_until_ready()
+
+    def trainer(**options: Any) -> Callable[[], None]:
+        t = Trainer(MLP(case.sizes, rngs=nnx.Rngs(0)), tx, mlp_loss, **options)
+
+        def epoch() -> None:
+            t.fit(batches, epochs=1)
+
+        return epoch
+
+    eager_model = MLP(case.sizes, rngs=nnx.Rngs(0))
+    eager_opt = nnx.Optimizer(eager_model, tx, wrt=nnx.Param)
+    eager_batches = batches[: case.eager_steps]
+
+    def eager_epoch() -> None:
+        total = 0.0
+        for batch in eager_batches:
+            loss, grads = nnx.value_and_grad(mlp_loss)(eager_model, batch)
+            eager_opt.update(eager_model, grads)
+            total += float(loss)
+
+    variants: dict[str, Callable[[], None]] = {
+        "raw jax.jit loop": raw_epoch,
+        "Trainer, no callbacks": trainer(),
+        "Trainer, typical callbacks": trainer(
+            callbacks=[SmallHistory(), SmallEarlyStopping(), SmallProgress()]
+        ),
+        "Trainer, steps_per_execution=10": trainer(steps_per_execution=10),
+        "eager nnx step + float(loss)": eager_epoch,
+    }
+    steps = {name: case.batches for name in variants}
+    steps["eager nnx step + float(loss)"] = case.eager_steps
+    for fn in variants.values():  # warm up: compile everything
+        fn()
+        fn()
+    per_step: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            per_step[name].append((time.perf_counter() - start) / steps[name])
+    base = per_step["raw jax.jit loop"]
+    return {
+        name: statistics.median(b / v for b, v in zip(base, times, strict=True))
+        for name, times in per_step.items()
+    } | {f"{name} [us/step]": statistics.median(times) * 1e6 for name, times in per_step.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 15
+    cases = [
+        Case(name="small MLP 64-256-256-10, batch 128", sizes=(64, 256, 256, 10),
+             batch_size=128, batches=100 if args.quick else 200, eager_steps=5),
+        Case(name="medium MLP 784-1024-1024-10, batch 256", sizes=(784, 1024, 1024, 10),
+             batch_size=256, batches=10 if args.quick else 30, eager_steps=3),
+    ]  # fmt: skip
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s)")
+    print("throughput relative to the raw jax.jit loop (higher is faster), medians over rounds")
+    for case in cases:
+        result = run_case(case, rounds)
+        print(f"\n{case.name} ({case.batches} steps/epoch, {rounds} rounds)")
+        for name, ratio in result.items():
+            if not name.endswith("[us/step]"):
+                us = result[f"{name} [us/step]"]
+                print(f"  {name:34s} {ratio:6.3f}x   {us:10.1f} us/step")
+
+
+if __name__ == "__main__":
+    main()

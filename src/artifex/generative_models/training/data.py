@@ -1,0 +1,268 @@
+"""A deterministic, seedable in-memory batcher for arrays, with a resumable position.
+
+:class:`ArrayBatcher` cuts a pytree of arrays (NumPy or JAX, with a common leading
+dimension) into batches. Iterating it yields the rest of the current pass over the
+data; each pass (a *data epoch*) has its own permutation, a pure function of
+``(seed, epoch)``, so runs are reproducible and a saved position
+(:meth:`ArrayBatcher.state_dict`) resumes exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from typing_extensions import Protocol, runtime_checkable
+
+__all__ = ["ArrayBatcher", "StatefulData"]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class StatefulData(Protocol):
+    """Training data whose position can be saved and restored (``ArrayBatcher`` is one)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the position as a dict of Python scalars."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Args:
+            state: The dict :meth:`state_dict` returned.
+        """
+        ...
+
+
+def _take_rows(tree: Any, index: jax.Array) -> Any:
+    return jax.tree.map(lambda leaf: jnp.take(leaf, index, axis=0), tree)
+
+
+_take_rows_jit = jax.jit(_take_rows)
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__qualname__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class ArrayBatcher(Generic[T]):
+    """Deterministic, seedable batches of a pytree of in-memory arrays.
+
+    Every leaf of ``data`` must be an array with the same leading dimension (the number
+    of examples). Each batch has the same pytree structure as ``data``. NumPy leaves
+    are indexed on the host (the trainer's jitted step then transfers them); JAX leaves
+    are gathered on their device by one jitted call per batch.
+
+    Iterating yields the remaining batches of the current data epoch, starting at the
+    saved position; when a pass is exhausted the epoch advances and the position
+    returns to 0, so ``iter()`` once per training epoch gives one pass each. With
+    ``shuffle=True``, data epoch ``e`` uses the permutation drawn from
+    ``numpy.random.default_rng((seed, e))``. The last batch is smaller when the number
+    of examples is not a multiple of ``batch_size``, unless ``drop_last=True``, which
+    drops it (a ragged last batch costs the trainer one extra compilation).
+
+    Not safe for two concurrent iterations: they share the position.
+
+    Args:
+        data: A pytree of arrays with a common leading dimension of at least 1.
+        batch_size: Examples per batch (>= 1).
+        shuffle: Whether to permute the examples differently in each data epoch.
+        seed: The shuffling seed (>= 0).
+        drop_last: Whether to drop a last batch smaller than ``batch_size``.
+
+    Raises:
+        TypeError: If an option has the wrong type or a leaf is not an array.
+        ValueError: If ``data`` is empty or has no leaves, leading dimensions differ,
+            or ``drop_last`` leaves no batch at all.
+    """
+
+    __slots__ = (
+        "_batch_size",
+        "_data",
+        "_drop_last",
+        "_epoch",
+        "_num_batches",
+        "_num_examples",
+        "_on_device",
+        "_position",
+        "_seed",
+        "_shuffle",
+    )
+
+    def __init__(
+        self,
+        data: T,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        self._batch_size = _check_int("batch_size", batch_size, 1)
+        self._seed = _check_int("seed", seed, 0)
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__qualname__} {flag!r}")
+        self._shuffle = shuffle
+        self._drop_last = drop_last
+        leaves = jax.tree.leaves(data)
+        if not leaves:
+            raise ValueError(f"data must hold at least one array, got {data!r}")
+        sizes: set[int] = set()
+        for leaf in leaves:
+            if not isinstance(leaf, np.ndarray | jax.Array):
+                raise TypeError(
+                    f"every leaf of data must be a NumPy or JAX array, got "
+                    f"{type(leaf).__qualname__} {leaf!r}"
+                )
+            if leaf.ndim == 0:
+                raise ValueError("every leaf of data needs a leading (example) axis; got a scalar")
+            sizes.add(int(leaf.shape[0]))
+        if len(sizes) != 1:
+            raise ValueError(
+                f"the leaves of data have different leading dimensions: {sorted(sizes)}"
+            )
+        self._num_examples = sizes.pop()
+        if self._num_examples == 0:
+            raise ValueError("data is empty: its leading dimension is 0")
+        full, rest = divmod(self._num_examples, self._batch_size)
+        self._num_batches = full if drop_last or rest == 0 else full + 1
+        if self._num_batches == 0:
+            raise ValueError(
+                f"drop_last=True with batch_size={self._batch_size} > "
+                f"{self._num_examples} examples leaves no batch"
+            )
+        self._data = data
+        on_device = [isinstance(leaf, jax.Array) for leaf in leaves]
+        self._on_device = "all" if all(on_device) else "some" if any(on_device) else "none"
+        self._epoch = 0
+        self._position = 0
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per batch."""
+        return self._batch_size
+
+    @property
+    def num_examples(self) -> int:
+        """The number of examples (the leading dimension of ``data``)."""
+        return self._num_examples
+
+    @property
+    def epoch(self) -> int:
+        """The current data epoch (how many full passes have completed)."""
+        return self._epoch
+
+    @property
+    def position(self) -> int:
+        """How many batches of the current data epoch have been yielded."""
+        return self._position
+
+    def __len__(self) -> int:
+        """The number of batches in one full pass."""
+        return self._num_batches
+
+    def __repr__(self) -> str:
+        return (
+            f"ArrayBatcher(num_examples={self._num_examples}, batch_size={self._batch_size}, "
+            f"shuffle={self._shuffle}, seed={self._seed}, drop_last={self._drop_last}, "
+            f"epoch={self._epoch}, position={self._position})"
+        )
+
+    # ------------------------------------------------------------------ iteration
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The example order of data epoch ``epoch`` (a pure function of seed and epoch).
+
+        Args:
+            epoch: The data epoch (>= 0).
+
+        Returns:
+            An ``int64`` array of the ``num_examples`` example indices.
+        """
+        if not self._shuffle:
+            return np.arange(self._num_examples)
+        return np.random.default_rng((self._seed, epoch)).permutation(self._num_examples)
+
+    def _batch(self, index: np.ndarray) -> T:
+        data: Any = self._data
+        if self._on_device == "all":
+            return _take_rows_jit(data, jnp.asarray(index))  # type: ignore[no-any-return]  # data's structure
+        if self._on_device == "none":
+            return jax.tree.map(lambda leaf: leaf[index], data)  # type: ignore[no-any-return]  # data's structure
+        device_index = jnp.asarray(index)
+        return jax.tree.map(  # type: ignore[no-any-return]  # the batch has data's structure
+            lambda leaf: (
+                leaf[index] if isinstance(leaf, np.ndarray) else _take_rows_jit(leaf, device_index)
+            ),
+            data,
+        )
+
+    def __iter__(self) -> Iterator[T]:
+        """Yield the remaining batches of the current data epoch, then advance the epoch."""
+        if self._position >= self._num_batches:
+            self._epoch, self._position = self._epoch + 1, 0
+        order = self.order(self._epoch)
+        size = self._batch_size
+        while self._position < self._num_batches:
+            start = self._position * size
+            index = order[start : start + size]
+            self._position += 1
+            yield self._batch(index)
+        self._epoch, self._position = self._epoch + 1, 0
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the position: ``{"seed", "epoch", "position"}`` as Python ints.
+
+        Returns:
+            A dict that :meth:`load_state_dict` accepts.
+        """
+        return {"seed": self._seed, "epoch": self._epoch, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Restore a position saved by :meth:`state_dict`.
+
+        Args:
+            state: A dict with ``"seed"``, ``"epoch"`` and ``"position"``.
+
+        Raises:
+            KeyError: If a key is missing (the message names it).
+            TypeError: If a value is not an int.
+            ValueError: If a value is out of range.
+        """
+        for key in ("seed", "epoch", "position"):
+            if key not in state:
+                raise KeyError(f"batcher state lacks {key!r}; got keys {sorted(state)}")
+        seed = _check_int("state['seed']", _as_int(state["seed"]), 0)
+        epoch = _check_int("state['epoch']", _as_int(state["epoch"]), 0)
+        position = _check_int("state['position']", _as_int(state["position"]), 0)
+        if position > self._num_batches:
+            raise ValueError(
+                f"state['position'] must be <= {self._num_batches} (batches per epoch), "
+                f"got {position}"
+            )
+        self._seed, self._epoch, self._position = seed, epoch, position
+
+
+def _as_int(value: object) -> object:
+    """Accept 0-d integer arrays (as restored from a checkpoint) as Python ints."""
+    if (
+        isinstance(value, np.ndarray | jax.Array)
+        and value.ndim == 0
+        and np.issubdtype(value.dtype, np.integer)
+    ):
+        return int(value)
+    return value
