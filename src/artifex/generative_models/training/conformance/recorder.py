@@ -169,32 +169,37 @@ class ProbeInterrupt(KeyboardInterrupt):
 class _Trigger(BaseCallback):
     """Acts at one hook and occurrence, chosen per ``fit`` call.
 
-    ``schedule[k]`` is ``(hook, occurrence)`` for the ``k``-th ``fit`` call (counted by
-    ``on_train_begin``), or ``None`` to do nothing in that call; calls past the end
-    of the schedule do nothing. ``occurrence`` counts calls of ``hook`` from 0 within
-    the ``fit`` call.
+    ``schedule[k]`` is ``(hook, occurrence)`` for the ``k``-th ``fit`` call, or
+    ``None`` to do nothing in that call; calls past the end of the schedule do
+    nothing. ``occurrence`` counts calls of ``hook`` from 0 within the ``fit`` call.
+    ``fit`` calls are counted by ``on_train_end``, the one hook that reaches every
+    callback even when another one raised in ``on_train_begin``.
     """
 
     __slots__ = ("_count", "_current", "call", "schedule")
 
     def __init__(self, schedule: Sequence[tuple[HookName, int] | None]) -> None:
         self.schedule = tuple(schedule)
-        self.call = -1
+        self.call = 0
         self._current: tuple[HookName, int] | None = None
         self._count = 0
 
     def _hit(self, hook: HookName, trainer: TrainerLike) -> None:
         """Count a call of ``hook``; act on the chosen occurrence."""
         if hook == "on_train_begin":
-            self.call += 1
             self._count = 0
             self._current = self.schedule[self.call] if self.call < len(self.schedule) else None
             self._reset()
-        if self._current is None or hook != self._current[0]:
-            return
-        self._count += 1
-        if self._count == self._current[1] + 1:
-            self._fire(trainer)
+        try:
+            if self._current is None or hook != self._current[0]:
+                return
+            self._count += 1
+            if self._count == self._current[1] + 1:
+                self._fire(trainer)
+        finally:
+            if hook == "on_train_end":
+                self.call += 1
+                self._current = None
 
     def _reset(self) -> None:
         """Start a new ``fit`` call; subclasses override."""

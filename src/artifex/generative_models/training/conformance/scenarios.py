@@ -589,6 +589,7 @@ def _property(ctx: _Context) -> tuple[list[Violation], str]:
             f"needs Hypothesis ({error}); install artifex-nnx-callbacks[conformance]"
         ) from error
     batches, validating = ctx.batches, _validating(ctx)
+    failing = isinstance(ctx.harness, FailingHarness)
     hooks = [h for h in HOOK_NAMES if validating or "validation" not in h]
 
     @st.composite
@@ -603,10 +604,22 @@ def _property(ctx: _Context) -> tuple[list[Violation], str]:
             last = epochs * batches - 1
             stop = Trigger(hook="on_batch_end", occurrence=draw(st.integers(0, last)))
         raises: tuple[Trigger, ...] = ()
-        if draw(st.booleans()):
+        failure = draw(
+            st.sampled_from([None, "callback", "data"] if failing else [None, "callback"])
+        )
+        if failure == "callback":
             hook = draw(st.sampled_from(hooks))
             raises = (Trigger(hook=hook, occurrence=draw(st.integers(0, 2))),)
-        return FitPlan(epochs=epochs, validation=validation, stop=stop, raises=raises)
+        data_failure = None
+        if failure == "data" and epochs * batches and not validation:
+            data_failure = draw(st.integers(0, epochs * batches - 1))
+        return FitPlan(
+            epochs=epochs,
+            validation=validation,
+            stop=stop,
+            raises=raises,
+            data_failure=data_failure,
+        )
 
     budget = [ctx.max_examples * 5]
     last_failing: list[tuple[FitPlan, ...]] = []
