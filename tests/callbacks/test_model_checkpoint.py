@@ -262,3 +262,17 @@ def test_async_saves_are_complete_after_train_end(tmp_path: Path) -> None:
     assert not any("tmp" in p.name for p in (tmp_path / "ck").iterdir())
     leaves = jax.tree.leaves(restore_checkpoint(tmp_path / "ck").state["model"])
     assert len(leaves) == 4
+
+
+def test_ranking_spans_runs_in_the_same_directory(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    config = CheckpointConfig(dirpath=tmp_path / "ck", monitor="val_loss", save_top_k=2)
+    first = ModelCheckpoint(config)
+    drive(trainer, [first], [[1.0]] * 3, val_losses=[1.0, 0.2, 0.5])
+    assert first.saved_checkpoint_steps == (2, 3)
+    # a new instance (say, a resumed process) continues in the same directory; the
+    # scores of the earlier checkpoints were written by Orbax and still count
+    second = ModelCheckpoint(config)
+    drive(trainer, [second], [[1.0]] * 2, val_losses=[0.9, 0.8], start_step=3, start_epoch=3)
+    assert second.saved_checkpoint_steps == (2, 3, 5)
+    assert second.best_checkpoint_step == 2

@@ -449,12 +449,28 @@ class ModelCheckpoint(BaseCallback):
         self._directory = directory
         policy = self._policy()
         if policy is not None and self._manager is None:
+            monitor, mode = self.config.monitor, self.config.mode
+            best_fn: Callable[[Any], float] | None = None
+            if monitor is not None:
+                # Setting best_fn makes Orbax write each checkpoint's metrics to disk
+                # (and read them back), so retention and best_checkpoint_step also
+                # rank the checkpoints of earlier runs in this directory.
+                def best_fn(metrics: Any) -> float:
+                    return -_rank(float(metrics[monitor]), mode)
+
             options = ocp.CheckpointManagerOptions(
                 preservation_policy=policy,
+                best_fn=best_fn,
+                best_mode="max",
                 enable_async_checkpointing=self.config.async_save,
                 create=True,
             )
             self._manager = ocp.CheckpointManager(directory, options=options)
+            if monitor is not None:
+                for step in self._manager.all_steps():
+                    saved = self._manager.metrics(step)
+                    if isinstance(saved, Mapping) and monitor in saved:
+                        self._scores[step] = float(saved[monitor])
         if self._manager is not None:
             latest = self._manager.latest_step()
             current = self._current_step(trainer)
