@@ -7,6 +7,7 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
       <step>/                      # one Orbax checkpoint per save, named by global step
         state/                     # the training-state pytree (Orbax StandardSave)
         meta/                      # JSON: format, step, epoch, metrics, monitor, mode, items
+        metrics/                   # Orbax's own: {monitor: score}, when monitor is set
         <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
 
 ``state`` is ``trainer.state_dict()`` when the trainer is a
