@@ -33,25 +33,39 @@ class TestGood(TrainerConformanceSuite):
 
 
 class TestEpochsFromOne(TrainerConformanceSuite):
+    scenarios = ["plain_run", "zero_epochs"]
     @pytest.fixture
     def harness(self):
         return BrokenHarness("epochs_from_1")
 
 
 class TestPlain(TrainerConformanceSuite):
+    scenarios = ["plain_run", "validation", "data_raises"]
     @pytest.fixture
     def harness(self):
         return PlainHarness()
 
 
 class TestFloats(TrainerConformanceSuite):
+    scenarios = ["plain_run"]
     @pytest.fixture
     def harness(self):
         return BrokenHarness("float_batch_logs")
 
 
 class TestForgotTheFixture(TrainerConformanceSuite):
-    pass
+    scenarios = ["protocol"]
+"""
+
+
+UNKNOWN = """
+from artifex.generative_models.training.conformance.pytest_plugin import (
+    TrainerConformanceSuite,
+)
+
+
+class TestUnknownScenario(TrainerConformanceSuite):
+    scenarios = ["plain_run", "warp_drive"]
 """
 
 
@@ -72,6 +86,7 @@ def test_plugin_is_a_pytest11_entry_point() -> None:
 
 def test_each_scenario_is_its_own_test(tmp_path: Path) -> None:
     (tmp_path / "test_suites.py").write_text(SUITES)
+    (tmp_path / "test_unknown.py").write_text(UNKNOWN)
     done = subprocess.run(
         [
             sys.executable,
@@ -84,7 +99,9 @@ def test_each_scenario_is_its_own_test(tmp_path: Path) -> None:
             "default",
             "--conformance-max-examples",
             "3",
+            "--continue-on-collection-errors",
             "test_suites.py",
+            "test_unknown.py",
         ],
         cwd=tmp_path,
         env=_env(),
@@ -97,8 +114,10 @@ def test_each_scenario_is_its_own_test(tmp_path: Path) -> None:
     outcome = dict(re.findall(r"test_suites\.py::(\S+) (PASSED|FAILED|SKIPPED|ERROR)", out))
     for scenario in SCENARIOS:
         assert outcome[f"TestGood::test_conformance[{scenario}]"] == "PASSED", out
-        assert outcome[f"TestFloats::test_conformance[{scenario}]"] == "PASSED", out
-        assert outcome[f"TestForgotTheFixture::test_conformance[{scenario}]"] == "ERROR", out
+    assert outcome["TestFloats::test_conformance[plain_run]"] == "PASSED", out
+    assert outcome["TestForgotTheFixture::test_conformance[protocol]"] == "ERROR", out
+    assert sum(name.startswith("TestPlain::") for name in outcome) == 3
+    assert "TestUnknownScenario.scenarios has unknown names ['warp_drive']" in out
     assert outcome["TestEpochsFromOne::test_conformance[plain_run]"] == "FAILED"
     assert outcome["TestEpochsFromOne::test_conformance[zero_epochs]"] == "PASSED"
     assert outcome["TestPlain::test_conformance[validation]"] == "SKIPPED"
@@ -137,7 +156,7 @@ def test_cli_subprocess_reports_and_exits_non_zero_on_violations() -> None:
 
 
 def test_cli_minimal_trainer_passes_with_static_check(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["examples.minimal_trainer:MinimalHarness", "--static", "--max-examples", "3"])
+    status = main(["examples.minimal_trainer:MinimalHarness", "--static", "--scenario", "protocol"])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "OK: 0 error(s), 0 warning(s)." in out

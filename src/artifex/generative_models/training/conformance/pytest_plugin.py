@@ -13,7 +13,8 @@ test, ``test_conformance[<scenario>]``::
         def harness(self) -> MyHarness:
             return MyHarness()
 
-A violation fails the test with the readable report; a scenario the harness cannot
+Set the class attribute ``scenarios`` to a list of names to run only those. A
+violation fails the test with the readable report; a scenario the harness cannot
 run is skipped; a warning-level finding is emitted as a :class:`ConformanceWarning`.
 The plugin (a ``pytest11`` entry point) adds ``--conformance-max-examples``. It
 imports JAX only when a scenario runs.
@@ -22,6 +23,7 @@ imports JAX only when a scenario runs.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
@@ -54,9 +56,24 @@ class TrainerConformanceSuite:
 
     Attributes:
         max_examples: How many runs the ``property`` scenario draws.
+        scenarios: The scenarios to turn into tests; ``None`` (the default) for all.
     """
 
     max_examples: ClassVar[int] = 20
+    scenarios: ClassVar[Sequence[str] | None] = None
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Parametrize ``test_conformance`` with the selected scenario names."""
+        if "scenario" not in metafunc.fixturenames:
+            return
+        names = list(SCENARIOS) if self.scenarios is None else list(self.scenarios)
+        unknown = [name for name in names if name not in SCENARIOS]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__qualname__}.scenarios has unknown names {unknown}; "
+                f"expected names from {list(SCENARIOS)}"
+            )
+        metafunc.parametrize("scenario", names)
 
     @pytest.fixture
     def harness(self) -> TrainerHarness[Any]:
@@ -67,7 +84,6 @@ class TrainerConformanceSuite:
             pytrace=False,
         )
 
-    @pytest.mark.parametrize("scenario", list(SCENARIOS))
     def test_conformance(
         self, harness: TrainerHarness[Any], scenario: str, request: pytest.FixtureRequest
     ) -> None:
