@@ -276,3 +276,18 @@ def test_ranking_spans_runs_in_the_same_directory(tmp_path: Path) -> None:
     drive(trainer, [second], [[1.0]] * 2, val_losses=[0.9, 0.8], start_step=3, start_epoch=3)
     assert second.saved_checkpoint_steps == (2, 3, 5)
     assert second.best_checkpoint_step == 2
+
+
+def test_interrupted_save_leftovers_are_cleaned_and_ignored(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    config = CheckpointConfig(dirpath=tmp_path / "ck")
+    drive(trainer, [ModelCheckpoint(config)], [[1.0]])
+    # what a save killed mid-way leaves: an Orbax temporary directory, never committed
+    leftover = tmp_path / "ck" / "2.orbax-checkpoint-tmp-1700000000"
+    (leftover / "state").mkdir(parents=True)
+    assert restore_checkpoint(tmp_path / "ck").step == 1  # not a checkpoint
+    resumed = ModelCheckpoint(config)
+    drive(trainer, [resumed], [[1.0]], start_step=1, start_epoch=1)
+    assert not leftover.exists()
+    assert resumed.saved_checkpoint_steps == (1, 2)
+    assert restore_checkpoint(tmp_path / "ck").step == 2

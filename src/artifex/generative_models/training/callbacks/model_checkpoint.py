@@ -465,6 +465,9 @@ class ModelCheckpoint(BaseCallback):
                 best_mode="max",
                 enable_async_checkpointing=self.config.async_save,
                 create=True,
+                # Remove the temporary directories of saves interrupted by a crash:
+                # they are Orbax's own, inside this (marked) directory.
+                cleanup_tmp_directories=True,
             )
             self._manager = ocp.CheckpointManager(directory, options=options)
             if monitor is not None:
