@@ -70,6 +70,11 @@ def test_teardown_skipping_is_caught_for_every_raising_hook(
         assert any(hook in s for s in scenarios), (hook, scenarios)
 
 
+def test_swallowed_data_failure_is_named(reports: dict[Fault, ConformanceReport]) -> None:
+    found = reports["swallows_exception"].result("data_raises").violations
+    assert any("although the data raises at batch 4" in v.expected for v in found)
+
+
 def test_ignored_stop_fails_every_stop_scenario(reports: dict[Fault, ConformanceReport]) -> None:
     report = reports["ignores_stop"]
     for name in ("stop_at_epoch_end", "stop_at_batch_end", "stop_training_flag"):

@@ -331,7 +331,19 @@ def _execute(
         elif data_error is not None and (caught is data_error or _data_must_fire(ctx, plan)):
             expected, what = data_error, f"the exception the data raised ({data_error!r})"
         run_events = events[start:]
-        if expected is not None and caught is None:
+        if expected is not None and caught is None and expected is data_error:
+            findings.append(
+                _fault(
+                    scenario,
+                    events,
+                    f"fit call #{call} ({plan}) returned normally, although the data raises at "
+                    f"batch {plan.data_failure}, within the batches this call requests: the "
+                    "trainer swallowed the exception (or did not iterate the data anew each "
+                    "epoch); the contract expects that very exception object to propagate to "
+                    "the caller after on_train_end",
+                )
+            )
+        elif expected is not None and caught is None:
             findings.append(
                 _fault(
                     scenario,
