@@ -209,10 +209,11 @@ def run_case(case: Case, rounds: int) -> dict[str, float]:
         fn()
         fn()
     per_step: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
+    names = list(variants)
+    for index in range(rounds):  # rotate the order, so that drift hits every variant alike
+        for name in names[index % len(names) :] + names[: index % len(names)]:
             start = time.perf_counter()
-            fn()
+            variants[name]()
             per_step[name].append((time.perf_counter() - start) / steps[name])
     base = per_step["raw jax.jit loop"]
     return {
@@ -224,8 +225,10 @@ def run_case(case: Case, rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument("--case", choices=["small", "medium", "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=None, help="override the round count")
     args = parser.parse_args()
-    rounds = 3 if args.quick else 15
+    rounds = args.rounds or (3 if args.quick else 15)
     cases = [
         Case(name="small MLP 64-256-256-10, batch 128", sizes=(64, 256, 256, 10),
              batch_size=128, batches=100 if args.quick else 200, eager_steps=5),
@@ -234,6 +237,8 @@ def main() -> None:
     ]  # fmt: skip
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s)")
     print("throughput relative to the raw jax.jit loop (higher is faster), medians over rounds")
+    if args.case != "all":
+        cases = [case for case in cases if case.name.startswith(args.case)]
     for case in cases:
         result = run_case(case, rounds)
         print(f"\n{case.name} ({case.batches} steps/epoch, {rounds} rounds)")
