@@ -206,19 +206,14 @@ def simulate(fit: TrainerFit, batches: int, chunk: int, step: int, epoch: int) -
                 for _ in group:
                     fetch()
                 start = step
-                try:
-                    for j in range(len(group)):
-                        step = start + j
-                        emit("on_batch_begin", start + j)
-                        step = start + j + 1
-                        emit("on_batch_end", start + j, train_logs)
-                        if stop:
-                            stopped_in_epoch = True
-                            break
-                except _Fail:
-                    if chunk > 1 and len(group) == chunk:  # a compiled chunk keeps its steps
-                        step = start + len(group)
-                    raise
+                for j in range(len(group)):
+                    step = start + j
+                    emit("on_batch_begin", start + j)
+                    step = start + j + 1
+                    emit("on_batch_end", start + j, train_logs)
+                    if stop:
+                        stopped_in_epoch = True
+                        break
                 if stopped_in_epoch:
                     break
             epoch_logs = train_logs

@@ -195,11 +195,14 @@ class Trainer(Generic[M]):
     chunk). Leftover batches (fewer than ``k``, or a change of shape) run one step at
     a time. A stop requested at ``on_batch_end(s)`` inside a chunk discards the
     chunk's later steps: the trainer recomputes the chunk's steps up to ``s`` from the
-    state before the chunk (non-donated), so ``trainer.step``, the model, the epoch
-    logs and (for an :class:`~artifex.generative_models.training.data.ArrayBatcher`)
-    the data position all reflect exactly the batches that were dispatched. If a
-    callback raises inside a chunk, the whole chunk's steps are kept and
-    ``trainer.step`` counts them.
+    state before the chunk (which the chunk does not donate), so ``trainer.step``, the
+    model, the epoch logs and (for an
+    :class:`~artifex.generative_models.training.data.ArrayBatcher`) the data position
+    all reflect exactly the batches that were dispatched. A callback raising inside a
+    chunk is handled the same way: the steps kept are those an unchunked run would
+    have run (up to the batch whose ``on_batch_begin`` returned), so a later ``fit``
+    continues contiguously. Batches fetched for a chunk that never ran (the data
+    raised first) are not dispatched.
 
     Args:
         model: The module to train; it is updated in place.
@@ -759,29 +762,38 @@ class Trainer(Generic[M]):
         )
         self._model_stale = True
         start = self._step
+        kept = 0  # the steps that count: those whose on_batch_begin returned
         try:
             for i, logs in enumerate(per_step):
                 self._step = start + i
                 cbs.on_batch_begin(self, start + i)
-                self._step = start + i + 1
+                kept = i + 1
+                self._step = start + kept
                 cbs.on_batch_end(self, start + i, logs)
                 stopper = self._stop_source(stoppers)
                 if stopper is not None:
-                    if i + 1 < len(batches):
-                        new_sums = self._rerun(before, batches[: i + 1])
-                        self._rewind_data(len(batches) - i - 1)
-                    return new_sums, i + 1, stopper
-        except BaseException:
-            self._step = start + len(batches)  # a failed chunk keeps all its steps
+                    if kept < len(batches):
+                        new_sums = self._rerun(before, batches[:kept])
+                        self._rewind_data(len(batches) - kept)
+                    return new_sums, kept, stopper
+        except BaseException as error:
+            self._step = start + kept
+            if kept < len(batches):  # keep what an unchunked run would have kept
+                try:
+                    self._rerun(before, batches[:kept])
+                    self._rewind_data(len(batches) - kept)
+                except BaseException as rerun_error:
+                    self._step = start + len(batches)  # the chunk's end state stays
+                    error.add_note(
+                        f"the trainer kept all {len(batches)} steps of the chunk: recomputing "
+                        f"the first {kept} raised {rerun_error!r}"
+                    )
             raise
         return new_sums, len(batches), None
 
     def _rerun(self, before: tuple[_Leaves, _Leaves, _Leaves, _Sums], batches: list[Any]) -> _Sums:
         """Discard a chunk's later steps: recompute its first steps from ``before``."""
         p, r, o, sums = before
-        if self.donate:  # ``before`` may be shared with handed-out arrays: never donate
-            p, r, o = _copy(p), _copy(r), _copy(o)
-            sums = {k: jnp.copy(v) for k, v in sums.items()}
         for batch in batches:
             p, r, o, sums, _ = self._train_step(p, r, o, sums, batch)
         self._p, self._r, self._o = p, r, o
