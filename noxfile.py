@@ -82,3 +82,33 @@ def bench(session: nox.Session) -> None:
     _install(session)
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """Train the demo VAE on scikit-learn's digits; arguments go to the demo's CLI."""
+    session.install("-e", ".[demo]")
+    session.run("artifex-demo", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(python="3.11")
+def conformance(session: nox.Session) -> None:
+    """Check a custom trainer against the callback contract.
+
+    Usage: ``nox -s conformance -- pkg.module:HarnessFactory [--static]
+    [--scenario NAME ...] [--max-examples N]``. Run from the directory the module
+    imports from (``python -m`` puts it on ``sys.path``).
+    """
+    if not session.posargs:
+        session.error(
+            "usage: nox -s conformance -- pkg.module:HarnessFactory "
+            "[--static] [--scenario NAME ...] [--max-examples N]"
+        )
+    session.install("-e", ".[conformance]")
+    session.run(
+        "python",
+        "-m",
+        "artifex.generative_models.training.conformance",
+        *session.posargs,
+        env={"JAX_PLATFORMS": "cpu"},
+    )

@@ -64,11 +64,6 @@ def test_reference_trainer_conforms(steps_per_execution: int) -> None:
     assert all(r.outcome == "passed" for r in report.results), report.format()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reference Trainer with steps_per_execution > 1 counts a chunk's steps before "
-    "its hooks run: a callback raising in on_batch_begin(0) leaves step at 2",
-)
 def test_chunked_steps_stay_contiguous_after_a_failure() -> None:
     """Found by the property scenario (max_examples=60) with steps_per_execution=2.
 

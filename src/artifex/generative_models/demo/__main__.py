@@ -1,0 +1,5 @@
+"""``python -m artifex.generative_models.demo``: the demo training run."""
+
+from artifex.generative_models.demo.app import main
+
+raise SystemExit(main())
