@@ -18,6 +18,7 @@ been donated); read ``trainer.model`` in the hook instead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
@@ -27,12 +28,17 @@ import numpy as np
 import optax
 from flax import nnx
 
+from artifex.generative_models.training.callbacks._state import (
+    load_callback_states,
+    stateful_callbacks,
+)
 from artifex.generative_models.training.callbacks.base import (
     CallbackList,
     Logs,
     TrainingCallback,
 )
 from artifex.generative_models.training.callbacks.protocols import (
+    CallbackHost,
     CheckpointableTrainer,
     RunStatus,
     StopRequester,
@@ -220,7 +226,8 @@ class Trainer(Generic[M]):
         TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` is not a
             gradient transformation, a function is not callable, or an option has the
             wrong type.
-        ValueError: If ``steps_per_execution < 1``.
+        ValueError: If ``steps_per_execution < 1``, or two callbacks share a
+            ``state_key`` (the message names both).
     """
 
     def __init__(
@@ -269,9 +276,11 @@ class Trainer(Generic[M]):
         self.callbacks = (
             callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
         )
+        stateful_callbacks(self.callbacks)  # two equal state_keys fail here
         self.stop_training = False
         self._step = 0
         self._epoch = 0
+        self._epoch_closing = False  # during on_epoch_end: the epoch's steps are done
         self._status: RunStatus = "completed"
         self._stopped_by: object | None = None
         self._error: BaseException | None = None
@@ -343,16 +352,19 @@ class Trainer(Generic[M]):
 
         Returns:
             ``{"model": nnx.State, "opt_state": pytree, "step": int, "epoch": int}``,
-            plus ``"data"`` (the batcher's ``state_dict()``: seed, data epoch and
-            position) when the last ``fit`` used data with state. The model's RNG
-            streams are part of ``"model"``. The arrays are never donated later.
+            where ``"epoch"`` is the next epoch to run (during ``on_epoch_end(e)``,
+            whose steps are all done, that is ``e + 1``, so a checkpoint taken there
+            resumes with the following epoch), plus ``"data"`` (the batcher's
+            ``state_dict()``: seed, data epoch and position) when the last ``fit``
+            used data with state. The model's RNG streams are part of ``"model"``.
+            The arrays are never donated later.
         """
         state: dict[str, Any] = {
             # A snapshot: fresh Variable containers, not the module's live ones.
             "model": jax.tree.map(lambda leaf: leaf, nnx.state(self.model)),
             "opt_state": self.opt_state,
             "step": self._step,
-            "epoch": self._epoch,
+            "epoch": self._epoch + 1 if self._epoch_closing else self._epoch,
         }
         if isinstance(self._data, StatefulData):
             state["data"] = self._data.state_dict()
@@ -394,6 +406,45 @@ class Trainer(Generic[M]):
                 self._data.load_state_dict(state["data"])
             else:
                 self._pending_data_state = dict(state["data"])
+
+    def resume(self, checkpoint: str | os.PathLike[str], /) -> int:
+        """Restore a ``ModelCheckpoint`` checkpoint: all state, callbacks' included.
+
+        Loads the model (its RNG streams included), the optimizer state, ``step``,
+        ``epoch``, the data position (into the current, else the next ``fit``'s
+        training data) and the state of every stateful callback, by ``state_key``
+        (a callback without a saved state, or a saved state without a callback,
+        warns). ``fit(..., resume_from=...)`` calls it before ``on_train_begin``.
+
+        Args:
+            checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
+                step's directory in it.
+
+        Returns:
+            The restored global step.
+
+        Raises:
+            FileNotFoundError: If there is no such checkpoint.
+            ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
+                this trainer, or two callbacks share a ``state_key``.
+        """
+        # Imported here: Orbax is needed only by runs that checkpoint.
+        from artifex.generative_models.training.callbacks.model_checkpoint import (
+            CALLBACKS_ITEM,
+            restore_checkpoint,
+        )
+
+        targets = stateful_callbacks(self.callbacks)
+        restored = restore_checkpoint(checkpoint, target=self)
+        states: object = restored.extra.get(CALLBACKS_ITEM, {})
+        if not isinstance(states, Mapping):
+            raise ValueError(
+                f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
+                f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
+            )
+        if targets or states:
+            load_callback_states(self.callbacks, states)
+        return restored.step
 
     # ------------------------------------------------------------------ state sync
 
@@ -580,8 +631,12 @@ class Trainer(Generic[M]):
         *,
         epochs: int,
         val_data: DataSource | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> list[Logs]:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
+
+        With ``resume_from``, first restore a checkpoint written by ``ModelCheckpoint``
+        (see :meth:`resume`): the run then continues exactly where it was saved.
 
         Args:
             train_data: Batches (pytrees of arrays with one structure): a re-iterable
@@ -590,6 +645,9 @@ class Trainer(Generic[M]):
             epochs: How many epochs to run (>= 0). Epoch numbers continue from
                 ``trainer.epoch``.
             val_data: Validation batches, in the same forms, or ``None``.
+            resume_from: A ``ModelCheckpoint`` directory (its latest checkpoint) or
+                one step's directory in it, or ``None`` to continue from the current
+                state.
 
         Returns:
             The ``on_epoch_end`` logs of each epoch run, in order.
@@ -598,8 +656,10 @@ class Trainer(Generic[M]):
             TypeError: If ``epochs`` is not an int or a data source is not iterable.
             ValueError: If ``epochs < 0``, an epoch yields no batches, or a batch's
                 structure differs from the first; also any error of ``loss_fn``'s
-                output (see the class docs). Exceptions from the step, the data or a
-                callback propagate unchanged after ``on_train_end``.
+                output (see the class docs), two callbacks sharing a ``state_key``,
+                or a checkpoint that does not fit. Exceptions from the step, the data
+                or a callback propagate unchanged after ``on_train_end``.
+            FileNotFoundError: If ``resume_from`` holds no checkpoint.
         """
         untrusted: object = epochs
         if isinstance(untrusted, bool) or not isinstance(untrusted, int):
@@ -610,9 +670,12 @@ class Trainer(Generic[M]):
         if val_data is not None:
             _check_reiterable(val_data, "val_data", epochs)
 
+        stateful_callbacks(self.callbacks)  # callbacks may have been added since __init__
         self._refresh_structure()
         self._data = train_data
         self._batch_def = None
+        if resume_from is not None:
+            self.resume(resume_from)
         source: object = train_data
         if self._pending_data_state is not None and isinstance(source, StatefulData):
             source.load_state_dict(self._pending_data_state)
@@ -634,9 +697,11 @@ class Trainer(Generic[M]):
                     cbs.on_validation_end(self, val_logs)
                     logs.update({f"val_{key}": value for key, value in val_logs.items()})
                 self._sync()
+                self._epoch_closing = True
                 cbs.on_epoch_end(self, epoch, logs)
                 history.append(logs)
                 self._epoch = epoch + 1
+                self._epoch_closing = False
                 if stopper is None:
                     stopper = self._stop_source(stoppers)
                 if stopper is not None:
@@ -644,6 +709,7 @@ class Trainer(Generic[M]):
                     break
         except BaseException as error:
             self._status, self._error = "failed", error
+            self._epoch_closing = False
             try:
                 self._sync()
             except Exception as sync_error:  # pragma: no cover - a deleted donated buffer
@@ -854,4 +920,7 @@ class Trainer(Generic[M]):
 if TYPE_CHECKING:  # static conformance to the optional trainer protocols
 
     def _conforms(trainer: Trainer[nnx.Linear]) -> CheckpointableTrainer:
+        return trainer
+
+    def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:
         return trainer

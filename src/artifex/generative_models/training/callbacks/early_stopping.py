@@ -99,7 +99,12 @@ class EarlyStopping(BaseCallback):
 
     Stopping means :attr:`should_stop` becomes ``True`` (the :class:`StopRequester`
     protocol); trainers honour it after the hook. All state resets at
-    ``on_train_begin``, so a reused instance behaves like a fresh one.
+    ``on_train_begin``, so a reused instance behaves like a fresh one, except right
+    after :meth:`load_state_dict` (a resume): then the next ``on_train_begin`` keeps
+    the loaded best score, best epoch and patience counter, and only clears a loaded
+    stop request, so the resumed run goes on until the next stop decision. The best
+    weights of ``restore_best_weights`` are not part of the state: after a resume they
+    cover the epochs since the resume.
 
     Args:
         config: The configuration; the defaults of :class:`EarlyStoppingConfig` if
@@ -109,6 +114,7 @@ class EarlyStopping(BaseCallback):
     __slots__ = (
         "_best_state",
         "_lookup",
+        "_resumed",
         "best_epoch",
         "best_score",
         "config",
@@ -137,6 +143,7 @@ class EarlyStopping(BaseCallback):
         """The epoch at whose end the stop was requested, or ``None``."""
         self.stop_reason: str | None = None
         """Why the stop was requested, or ``None``."""
+        self._resumed = False
         self._reset()
 
     def __repr__(self) -> str:
@@ -168,7 +175,14 @@ class EarlyStopping(BaseCallback):
         self.stop_reason = reason
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Reset all state, so a reused instance behaves like a fresh one."""
+        """Reset all state, unless a state was just loaded (see the class docs)."""
+        if self._resumed:
+            self._resumed = False
+            self.stopped_epoch = None
+            self.stop_reason = None
+            self._best_state = None
+            self._lookup.reset()
+            return
         self._reset()
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
@@ -247,7 +261,7 @@ class EarlyStopping(BaseCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what :meth:`state_dict` returned; the next ``on_train_begin`` keeps it.
 
         Args:
             state: A mapping with the keys :meth:`state_dict` returns.
@@ -262,3 +276,4 @@ class EarlyStopping(BaseCallback):
         self.stopped_epoch = None if stopped_epoch is None else int(stopped_epoch)
         reason = state["stop_reason"]
         self.stop_reason = None if reason is None else str(reason)
+        self._resumed = True

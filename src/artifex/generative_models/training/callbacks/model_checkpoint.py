@@ -8,6 +8,7 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
         state/                     # the training-state pytree (Orbax StandardSave)
         meta/                      # JSON: format, step, epoch, metrics, monitor, mode, items
         metrics/                   # Orbax's own: {monitor: score}, when monitor is set
+        callbacks/                 # JSON: {state_key: state} of the stateful callbacks
         <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
 
 ``state`` is ``trainer.state_dict()`` when the trainer is a
@@ -16,6 +17,14 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
 :class:`TrainerLike` it is ``{"model", "opt_state" (if the trainer has an
 ``nnx.Optimizer`` as ``optimizer``), "step", "epoch"}``, with ``step`` counted from the
 ``on_batch_end`` calls seen. Restore with :func:`restore_checkpoint`.
+
+``callbacks`` holds the ``state_dict()`` of every
+:class:`~artifex.generative_models.training.callbacks.protocols.StatefulCallback` of a
+trainer that exposes its callbacks (a
+:class:`~artifex.generative_models.training.callbacks.protocols.CallbackHost`), keyed by
+``state_key``: taken at the same ``on_epoch_end`` as the model state, so callbacks
+that run before ``ModelCheckpoint`` in dispatch order (put it last) have already seen
+that epoch. ``Trainer.fit(..., resume_from=...)`` loads it back.
 """
 
 from __future__ import annotations
@@ -42,8 +51,10 @@ from artifex.generative_models.training.callbacks._monitor import (
     check_mode,
     to_float,
 )
+from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 from artifex.generative_models.training.callbacks.protocols import (
+    CallbackHost,
     CheckpointableTrainer,
     TrainerState,
 )
@@ -64,6 +75,8 @@ CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/1"
 MARKER_FILE: Final = "artifex_checkpoints.json"
 STATE_ITEM: Final = "state"
 META_ITEM: Final = "meta"
+CALLBACKS_ITEM: Final = "callbacks"
+"""The checkpoint item holding the stateful callbacks' states, by ``state_key``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -414,9 +427,10 @@ class ModelCheckpoint(BaseCallback):
     def json_items(self, trainer: TrainerLike, /) -> dict[str, Any]:
         """Further JSON items to save with each checkpoint, by item name.
 
-        Returns an empty dict; subclasses (and the exact-resume feature, which stores
-        callback state as a ``"callbacks"`` item) override it. :func:`restore_checkpoint`
-        returns them in :attr:`RestoredCheckpoint.extra`.
+        Returns an empty dict; subclasses override it. The stateful callbacks' states
+        are saved as the ``"callbacks"`` item without it (an item returned here under
+        that name replaces them). :func:`restore_checkpoint` returns all JSON items in
+        :attr:`RestoredCheckpoint.extra`.
 
         Args:
             trainer: The trainer being checkpointed.
@@ -426,6 +440,16 @@ class ModelCheckpoint(BaseCallback):
             JSON-compatible value.
         """
         return {}
+
+    @staticmethod
+    def _callback_items(trainer: TrainerLike) -> dict[str, Any]:
+        """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks."""
+        if not isinstance(trainer, CallbackHost):
+            return {}
+        found = stateful_callbacks(trainer.callbacks)
+        if not found:
+            return {}
+        return {CALLBACKS_ITEM: {key: cb.state_dict() for key, cb in found.items()}}
 
     # ------------------------------------------------------------------- set-up
 
@@ -539,7 +563,7 @@ class ModelCheckpoint(BaseCallback):
             _log.debug("step %d already has a checkpoint in %s", step, self._directory)
             return
         state = self._state(trainer, step, epoch)
-        extra = self.json_items(trainer)
+        extra = self._callback_items(trainer) | self.json_items(trainer)
         clash = {STATE_ITEM, META_ITEM} & extra.keys()
         if clash:
             raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
@@ -613,8 +637,9 @@ def restore_checkpoint(
         print(restored.step, restored.epoch, restored.metrics)
 
     Args:
-        directory: The ``dirpath`` the checkpoints were written to.
-        step: The checkpoint's step; the latest if ``None``.
+        directory: The ``dirpath`` the checkpoints were written to, or one step's
+            directory in it (``dirpath/<step>``, meaning that step).
+        step: The checkpoint's step; the latest if ``None`` (or the step directory's).
         target: Where to load it. A :class:`CheckpointableTrainer` gets the whole state
             through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
             and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
@@ -627,11 +652,18 @@ def restore_checkpoint(
     Raises:
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
         ValueError: If ``directory`` is not a ModelCheckpoint directory, or the
-            checkpoint does not fit ``target``.
+            checkpoint does not fit ``target``, or ``step`` contradicts the step
+            directory given.
     """
     path = Path(directory).resolve()
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
+    if not _is_ours(path) and path.name.isdigit() and _is_ours(path.parent):
+        if step is not None and step != int(path.name):
+            raise ValueError(
+                f"step={step} contradicts the step directory {str(path)!r}; pass one of them"
+            )
+        path, step = path.parent, int(path.name)
     if not _is_ours(path):
         raise ValueError(f"{str(path)!r} is not a ModelCheckpoint directory (no {MARKER_FILE})")
     manager = ocp.CheckpointManager(

@@ -12,9 +12,10 @@ from typing import Any, Literal, TypeAlias
 
 from typing_extensions import Protocol, runtime_checkable
 
-from artifex.generative_models.training.callbacks.base import TrainerLike
+from artifex.generative_models.training.callbacks.base import CallbackList, TrainerLike
 
 __all__ = [
+    "CallbackHost",
     "CheckpointableTrainer",
     "RunStatus",
     "StatefulCallback",
@@ -113,4 +114,18 @@ class StatefulCallback(Protocol):
         Args:
             state: A pytree with the structure :meth:`state_dict` returns.
         """
+        ...
+
+
+@runtime_checkable
+class CallbackHost(TrainerLike, Protocol):
+    """A trainer that exposes its callbacks (the reference ``Trainer`` does).
+
+    ``ModelCheckpoint`` uses it to save the state of every :class:`StatefulCallback`
+    of the trainer in the same checkpoint as the model.
+    """
+
+    @property
+    def callbacks(self) -> CallbackList:
+        """The trainer's callbacks, in dispatch order."""
         ...
