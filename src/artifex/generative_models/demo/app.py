@@ -30,7 +30,6 @@ from artifex.generative_models.training.callbacks import (
     EarlyStoppingConfig,
     ModelCheckpoint,
     ProgressBar,
-    restore_checkpoint,
 )
 
 __all__ = ["DemoResult", "main", "run"]
@@ -127,6 +126,9 @@ def run(
 
     train_x, val_x = _digits(seed)
     csv_path = run_dir / "training_log.csv"
+    checkpoint = ModelCheckpoint(
+        CheckpointConfig(dirpath=checkpoint_dir, monitor="val_loss", save_top_k=2)
+    )
     callbacks = [
         EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=patience)),
         ModelCheckpoint(CheckpointConfig(dirpath=checkpoint_dir, monitor="val_loss", save_top_k=2)),
@@ -137,8 +139,7 @@ def run(
     trainer = Trainer(VAE(seed=seed), optax.adam(2e-3), vae_loss, callbacks=callbacks)
     train_data = ArrayBatcher({"image": train_x}, batch_size=batch_size, seed=seed)
     if resume:
-        restored = restore_checkpoint(checkpoint_dir, target=trainer)
-        print(f"resumed from step {restored.step} (epoch {restored.epoch})")
+        print(f"resuming from step {trainer.resume(checkpoint_dir)} of {checkpoint_dir}")
     history = trainer.fit(
         train_data, epochs=epochs, val_data=[{"image": val_x[i : i + 100]} for i in (0, 100, 200)]
     )
@@ -147,8 +148,6 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     samples_png = save_sample_grid(run_dir / "samples.png", real=val_x[:32], generated=samples)
     curves_png = save_loss_curves(run_dir / "loss_curves.png", _read_curves(csv_path))
-    checkpoint = callbacks[1]
-    assert isinstance(checkpoint, ModelCheckpoint)
     return DemoResult(
         epochs_run=len(history),
         final_epoch_logs=dict(history[-1]) if history else {},
