@@ -131,8 +131,8 @@ def run(
     )
     callbacks = [
         EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=patience)),
-        ModelCheckpoint(CheckpointConfig(dirpath=checkpoint_dir, monitor="val_loss", save_top_k=2)),
         CSVLogger(CSVLoggerConfig(filename=csv_path)),
+        checkpoint,  # after the stateful ones: checkpoints hold their end-of-epoch state
     ]
     if progress:
         callbacks.append(ProgressBar())
