@@ -180,17 +180,7 @@ def invalid_records(draw: st.DrawFn) -> tuple[list[Event], list[FitPlan], str]:
 
 from dataclasses import dataclass as _dataclass  # noqa: E402
 
-TrainerHook: TypeAlias = Literal[
-    "on_train_begin",
-    "on_train_end",
-    "on_epoch_begin",
-    "on_epoch_end",
-    "on_batch_begin",
-    "on_batch_end",
-    "on_validation_begin",
-    "on_validation_end",
-    "data",
-]
+TrainerHook: TypeAlias = Literal[HookName, "data"]
 """Where a scenario injects a failure: a hook, or the training data itself."""
 
 
