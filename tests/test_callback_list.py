@@ -12,6 +12,7 @@ from artifex.generative_models.training.callbacks import (
     HOOK_NAMES,
     BaseCallback,
     CallbackList,
+    LambdaCallback,
     TrainerLike,
     TrainingCallback,
 )
@@ -356,3 +357,67 @@ def test_every_hook_reaches_a_mock(trainer: AttributeTrainer) -> None:
     ]
     assert sorted(c[0] for c in mock.method_calls) == sorted(HOOK_NAMES)
     assert mock.method_calls[3] == call.on_batch_end(trainer, 0, logs)
+
+
+# ------------------------------------------------------------- process scope
+
+
+class MainOnly(Recorder):
+    process_scope = "main"
+
+
+def _names(log: Log) -> list[str]:
+    return [name for name, _, _ in log]
+
+
+@pytest.mark.parametrize(("index", "expected"), [(0, ["a", "m", "b"]), (1, ["a", "b"])])
+def test_main_only_callbacks_run_on_process_zero_only(
+    trainer: AttributeTrainer, index: int, expected: list[str]
+) -> None:
+    log: Log = []
+    callbacks = CallbackList(
+        [Recorder("a", log), CallbackList([MainOnly("m", log)]), Recorder("b", log)],
+        process_index=index,
+    )
+    callbacks.on_train_begin(trainer)
+    callbacks.on_epoch_end(trainer, 0, {"loss": 1.0})
+    callbacks.on_train_end(trainer)
+    assert _names(log) == expected * 3
+    log.clear()
+    callbacks.process_index = 0  # setting it rebuilds the dispatch tables
+    callbacks.on_train_end(trainer)
+    assert _names(log) == ["a", "m", "b"]
+
+
+def test_process_index_is_learnt_from_jax_at_train_begin(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    callbacks = CallbackList([MainOnly("m", log)])
+    before = callbacks.process_index
+    callbacks.on_train_begin(trainer)
+    assert (before, callbacks.process_index) == (None, 0)  # a single-process job
+    assert _names(log) == ["m"]
+
+
+def test_lambda_callback_declares_its_scope(trainer: AttributeTrainer) -> None:
+    seen: list[int] = []
+    main = LambdaCallback(on_train_begin=lambda t: seen.append(0), process_scope="main")
+    every = LambdaCallback(on_train_begin=lambda t: seen.append(1))
+    assert "process_scope='main'" in repr(main)
+    CallbackList([main, every], process_index=3).on_train_begin(trainer)
+    assert seen == [1]
+
+
+def test_unknown_process_scope_is_rejected_at_registration() -> None:
+    class Odd(BaseCallback):
+        process_scope = "rank0"  # type: ignore[assignment]  # the wrong value under test
+
+    with pytest.raises(ValueError, match=r"Odd object .* process_scope='rank0'; expected one of"):
+        CallbackList([Odd()])
+    with pytest.raises(ValueError, match="process_scope='everywhere'"):
+        LambdaCallback(process_scope="everywhere")  # type: ignore[arg-type]  # under test
+
+
+@pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), (1.0, TypeError), (True, TypeError)])
+def test_bad_process_index_names_the_value(bad: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=f"process_index must be .*{bad!r}"):
+        CallbackList(process_index=bad)  # type: ignore[arg-type]  # bad values under test

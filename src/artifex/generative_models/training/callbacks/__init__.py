@@ -13,6 +13,7 @@ from artifex.generative_models.training.callbacks.base import (
     CallbackList,
     HookName,
     Logs,
+    ProcessScope,
     TrainerLike,
     TrainingCallback,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "JAXProfilerConfig",
     "LambdaCallback",
     "Logs",
+    "ProcessScope",
     "MemoryProfiler",
     "MemoryProfilerConfig",
     "MemoryRecord",

@@ -12,8 +12,9 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, get_args
 
+import jax
 from flax import nnx
 from typing_extensions import Protocol, runtime_checkable
 
@@ -23,6 +24,7 @@ __all__ = [
     "CallbackList",
     "HookName",
     "Logs",
+    "ProcessScope",
     "TrainerLike",
     "TrainingCallback",
 ]
@@ -53,6 +55,11 @@ HOOK_NAMES: Final[tuple[HookName, ...]] = (
     "on_validation_end",
 )
 """All eight hook names, in the order the specification lists them."""
+
+ProcessScope: TypeAlias = Literal["all", "main"]
+"""Where a callback runs in a multi-process job: on every process, or on process 0 only."""
+
+_SCOPES: Final[tuple[str, ...]] = get_args(ProcessScope)
 
 
 @runtime_checkable
@@ -121,9 +128,17 @@ class BaseCallback:
     Extend this class and override only the hooks you need. A :class:`CallbackList`
     never calls a hook that a subclass inherits unchanged from here, so unused hooks
     cost nothing.
+
+    ``process_scope`` declares where the callback runs in a multi-process job:
+    ``"all"`` (the default) on every process, ``"main"`` on process 0 only (for
+    callbacks that write logs, files or a progress bar). Any callback may declare it;
+    one without the attribute runs on every process.
     """
 
     __slots__ = ()
+
+    process_scope: ProcessScope = "all"
+    """``"all"``: run on every process; ``"main"``: on process 0 only."""
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Called once at the start of ``fit``, before the first epoch."""
@@ -184,6 +199,27 @@ def _check_callback(callback: object) -> None:
             f"missing or non-callable hooks: {', '.join(missing)}. "
             "Subclass BaseCallback to inherit no-op hooks."
         )
+    _scope(callback)
+
+
+def _scope(callback: object) -> ProcessScope:
+    """The callback's declared ``process_scope`` (``"all"`` when it declares none).
+
+    Only a string counts as a declaration, so the automatic attributes of
+    ``unittest.mock`` mocks read as ``"all"``.
+
+    Raises:
+        ValueError: If it declares a string other than ``"all"`` or ``"main"``.
+    """
+    scope: object = getattr(callback, "process_scope", "all")
+    if scope == "main":
+        return "main"
+    if scope == "all" or not isinstance(scope, str):
+        return "all"
+    raise ValueError(
+        f"{type(callback).__qualname__} object {callback!r} declares process_scope="
+        f"{scope!r}; expected one of {', '.join(map(repr, _SCOPES))}"
+    )
 
 
 def _is_no_op(callback: object, name: str) -> bool:
@@ -215,6 +251,18 @@ def _note(
             return
 
 
+def _check_process_index(index: object) -> int | None:
+    if index is None:
+        return None
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(
+            f"process_index must be an int or None, got {type(index).__qualname__} {index!r}"
+        )
+    if index < 0:
+        raise ValueError(f"process_index must be >= 0, got {index}")
+    return index
+
+
 def _pick_logs(logs: Logs | None, metrics: Logs | None, hook: str) -> Logs:
     """Resolve the ``metrics=`` keyword alias of ``logs`` (the specification's spelling)."""
     if metrics is None:
@@ -244,6 +292,10 @@ class CallbackList:
       it; one failure is re-raised, several are raised as an ``ExceptionGroup``.
       ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``) propagate
       at once.
+    * In a multi-process job, callbacks declaring ``process_scope = "main"`` receive
+      events on process 0 only. The list learns its process from
+      ``jax.process_index()`` when it dispatches ``on_train_begin`` (after
+      ``jax.distributed.initialize``), unless ``process_index`` was given.
 
     ``CallbackList`` is itself a :class:`TrainingCallback`. Its own hooks accept every
     argument after ``trainer`` by keyword too, and ``on_epoch_end`` and
@@ -262,20 +314,32 @@ class CallbackList:
         "_on_validation_begin",
         "_on_validation_end",
         "_parents",
+        "_process_index",
     )
 
-    def __init__(self, callbacks: Iterable[TrainingCallback] | None = None) -> None:
+    def __init__(
+        self,
+        callbacks: Iterable[TrainingCallback] | None = None,
+        *,
+        process_index: int | None = None,
+    ) -> None:
         """Create a list holding copies of the references in ``callbacks``.
 
         Args:
             callbacks: The callbacks, in dispatch order. The iterable is copied; the
                 caller's own list is never aliased or mutated.
+            process_index: This process's index in a multi-process job, or ``None``
+                to ask ``jax.process_index()`` at the first ``on_train_begin``.
 
         Raises:
-            TypeError: If ``callbacks`` is not iterable or holds a non-callback.
+            TypeError: If ``callbacks`` is not iterable or holds a non-callback, or
+                ``process_index`` is not an int.
+            ValueError: If a callback declares an unknown ``process_scope``, or
+                ``process_index`` is negative.
         """
         self._callbacks: tuple[TrainingCallback, ...] = ()
         self._parents: weakref.WeakSet[CallbackList] = weakref.WeakSet()
+        self._process_index = _check_process_index(process_index)
         self._on_train_begin = self._on_train_end = _EMPTY_TABLE
         self._on_epoch_begin = self._on_epoch_end = _EMPTY_TABLE
         self._on_batch_begin = self._on_batch_end = _EMPTY_TABLE
@@ -360,6 +424,20 @@ class CallbackList:
                 return
         raise ValueError(f"{callback!r} is not in this CallbackList")
 
+    @property
+    def process_index(self) -> int | None:
+        """The process this list dispatches for; ``None`` until learnt from JAX.
+
+        On a process other than 0, callbacks with ``process_scope == "main"`` receive
+        no events.
+        """
+        return self._process_index
+
+    @process_index.setter
+    def process_index(self, index: int | None) -> None:
+        self._process_index = _check_process_index(index)
+        self._rebuild()
+
     def __len__(self) -> int:
         """The number of directly held callbacks."""
         return len(self._callbacks)
@@ -394,6 +472,8 @@ class CallbackList:
     def _rebuild(self) -> None:
         """Recompute the per-hook dispatch tables here and in every enclosing list."""
         leaves = tuple(self._leaves(()))
+        if self._process_index:  # not process 0: drop the main-process-only callbacks
+            leaves = tuple((path, cb) for path, cb in leaves if _scope(cb) == "all")
         for name in HOOK_NAMES:
             called = tuple((path, cb) for path, cb in leaves if not _is_no_op(cb, name))
             table: _Table = (tuple(cb for _, cb in called), tuple(path for path, _ in called))
@@ -404,7 +484,12 @@ class CallbackList:
     # ------------------------------------------------------------------ dispatch
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Dispatch ``on_train_begin`` to every callback (fail-fast)."""
+        """Dispatch ``on_train_begin`` to every callback (fail-fast).
+
+        First learns the process index from JAX, if it was not given.
+        """
+        if self._process_index is None:
+            self.process_index = jax.process_index()
         cbs, paths = self._on_train_begin
         try:
             for cb in cbs:

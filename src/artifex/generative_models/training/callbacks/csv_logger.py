@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from artifex.generative_models.training.callbacks._monitor import to_float
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    ProcessScope,
+    TrainerLike,
+)
 
 __all__ = ["CSVLogger", "CSVLoggerConfig"]
 
@@ -69,6 +73,7 @@ class CSVLogger(BaseCallback):
     """
 
     __slots__ = ("_fields", "_path", "_started", "config")
+    process_scope: ProcessScope = "main"  # it writes one file, on process 0 only
 
     def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
         if config is None:

@@ -11,7 +11,11 @@ from typing import Any
 import jax
 
 from artifex.generative_models.training.callbacks._monitor import check_int
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    ProcessScope,
+    TrainerLike,
+)
 
 __all__ = ["JAXProfiler", "JAXProfilerConfig"]
 
@@ -65,6 +69,7 @@ class JAXProfiler(BaseCallback):
     """
 
     __slots__ = ("_tracing", "config", "trace_dir")
+    process_scope: ProcessScope = "main"  # one trace, on process 0 only
 
     def __init__(self, config: JAXProfilerConfig | None = None, /) -> None:
         if config is None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    ProcessScope,
+    TrainerLike,
+    _scope,
+)
 
 __all__ = ["LambdaCallback"]
 
@@ -30,9 +35,12 @@ class LambdaCallback(BaseCallback):
         on_batch_end: Called as ``fn(trainer, step, logs)``.
         on_validation_begin: Called as ``fn(trainer)``.
         on_validation_end: Called as ``fn(trainer, logs)``.
+        process_scope: ``"all"`` to run on every process of a multi-process job,
+            ``"main"`` to run on process 0 only.
 
     Raises:
         TypeError: If a given hook is not callable.
+        ValueError: If ``process_scope`` is not ``"all"`` or ``"main"``.
     """
 
     # No __slots__: the given functions are stored as instance attributes, shadowing
@@ -49,7 +57,10 @@ class LambdaCallback(BaseCallback):
         on_batch_end: Callable[[TrainerLike, int, dict[str, Any]], object] | None = None,
         on_validation_begin: Callable[[TrainerLike], object] | None = None,
         on_validation_end: Callable[[TrainerLike, dict[str, Any]], object] | None = None,
+        process_scope: ProcessScope = "all",
     ) -> None:
+        self.process_scope = process_scope
+        _scope(self)
         hooks: dict[str, object] = {
             "on_train_begin": on_train_begin,
             "on_train_end": on_train_end,
@@ -69,4 +80,6 @@ class LambdaCallback(BaseCallback):
 
     def __repr__(self) -> str:
         """A readable representation naming the hooks given."""
-        return f"LambdaCallback({', '.join(sorted(vars(self)))})"
+        hooks = sorted(name for name in vars(self) if name.startswith("on_"))
+        scope = [] if self.process_scope == "all" else [f"process_scope={self.process_scope!r}"]
+        return f"LambdaCallback({', '.join(hooks + scope)})"

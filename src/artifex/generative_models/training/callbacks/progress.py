@@ -18,7 +18,11 @@ from rich.progress import (
 )
 
 from artifex.generative_models.training.callbacks._monitor import check_int, to_float
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    ProcessScope,
+    TrainerLike,
+)
 
 __all__ = ["ProgressBar", "ProgressBarConfig", "format_metrics"]
 
@@ -103,6 +107,7 @@ class ProgressBar(BaseCallback):
         "_total",
         "config",
     )
+    process_scope: ProcessScope = "main"  # one bar, on process 0 only
 
     def __init__(self, config: ProgressBarConfig | None = None, /) -> None:
         if config is None:

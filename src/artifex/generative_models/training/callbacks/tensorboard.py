@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artifex.generative_models.training.callbacks._monitor import check_int, to_float
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    ProcessScope,
+    TrainerLike,
+)
 
 if TYPE_CHECKING:
     from tensorboardX import SummaryWriter
@@ -60,6 +64,7 @@ class TensorBoardLogger(BaseCallback):
     """
 
     __slots__ = ("_writer", "config")
+    process_scope: ProcessScope = "main"  # one event log, on process 0 only
 
     def __init__(self, config: TensorBoardConfig | None = None, /) -> None:
         if config is None:
