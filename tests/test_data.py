@@ -117,6 +117,31 @@ def test_is_stateful_data() -> None:
         (np.zeros(3), {"batch_size": 2.0}, TypeError, "batch_size must be an int"),
         (np.zeros(3), {"batch_size": 2, "seed": -1}, ValueError, "seed must be >= 0"),
         (np.zeros(3), {"batch_size": 2, "shuffle": 1}, TypeError, "shuffle must be a bool"),
+        (np.zeros(8), {"batch_size": 4, "process_count": 0}, ValueError, "process_count must be"),
+        (
+            np.zeros(8),
+            {"batch_size": 4, "process_index": 2, "process_count": 2},
+            ValueError,
+            "process_index must be < process_count=2, got 2",
+        ),
+        (
+            np.zeros(8),
+            {"batch_size": 3, "process_count": 2},
+            ValueError,
+            r"batch_size \(3 examples\) does not split evenly over process_count=2",
+        ),
+        (
+            np.zeros(10),
+            {"batch_size": 4, "process_count": 4, "drop_last": False, "shuffle": False},
+            ValueError,
+            r"the last batch \(2 examples\)",
+        ),
+        (
+            np.zeros(11),
+            {"batch_size": 4, "process_count": 2},
+            ValueError,
+            "or drop_last=True",
+        ),
     ],
 )
 def test_bad_input(
@@ -134,3 +159,36 @@ def test_bad_state() -> None:
         batcher.load_state_dict({"seed": 0, "epoch": 0, "position": 4})
     with pytest.raises(TypeError, match="epoch'\\] must be an int"):
         batcher.load_state_dict({"seed": 0, "epoch": 0.5, "position": 0})
+
+
+@given(
+    processes=st.integers(1, 4),
+    share=st.integers(1, 3),
+    batches=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=25)
+def test_process_shares_concatenate_to_the_single_process_batches(
+    processes: int, share: int, batches: int, seed: int
+) -> None:
+    n = processes * share * batches
+    whole = rows(list(make(n, batch_size=processes * share, seed=seed)))
+    parts = [
+        rows(
+            list(
+                make(
+                    n,
+                    batch_size=processes * share,
+                    seed=seed,
+                    process_index=i,
+                    process_count=processes,
+                )
+            )
+        )
+        for i in range(processes)
+    ]
+    joined = [
+        list(itertools.chain.from_iterable(part[b] for part in parts)) for b in range(batches)
+    ]
+    assert joined == whole
+    assert all(len(batch) == share for part in parts for batch in part)

@@ -62,3 +62,12 @@ def softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike, labels: ArrayLike, axis: int | tuple[int, ...] | None = -1
 ) -> jax.Array: ...
 def l2_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Array: ...
+def tree_map_params(
+    initable: GradientTransformation | TransformInitFn,
+    f: Callable[..., Any],
+    state: OptState,
+    /,
+    *rest: Any,
+    transform_non_params: Callable[..., Any] | None = None,
+    is_leaf: Callable[[Params], bool] | None = None,
+) -> OptState: ...

@@ -12,20 +12,33 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from artifex.generative_models.training.data import ArrayBatcher, StatefulData
     from artifex.generative_models.training.trainer import (
+        DataAxis,
         DataSource,
         LossFn,
         LossOutput,
+        RemoteStop,
         Trainer,
     )
 
-__all__ = ["ArrayBatcher", "DataSource", "LossFn", "LossOutput", "StatefulData", "Trainer"]
+__all__ = [
+    "ArrayBatcher",
+    "DataAxis",
+    "DataSource",
+    "LossFn",
+    "LossOutput",
+    "RemoteStop",
+    "StatefulData",
+    "Trainer",
+]
 
 _LAZY = {
     "ArrayBatcher": "data",
     "StatefulData": "data",
+    "DataAxis": "trainer",
     "DataSource": "trainer",
     "LossFn": "trainer",
     "LossOutput": "trainer",
+    "RemoteStop": "trainer",
     "Trainer": "trainer",
 }
 

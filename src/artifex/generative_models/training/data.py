@@ -70,6 +70,11 @@ class ArrayBatcher(Generic[T]):
     of examples is not a multiple of ``batch_size``, unless ``drop_last=True``, which
     drops it (a ragged last batch costs the trainer one extra compilation).
 
+    In a multi-process job, give every process the same ``data``, ``seed`` and
+    (global) ``batch_size``, and its own ``process_index`` out of ``process_count``:
+    each process then yields its contiguous share of every global batch, in process
+    order, which is what a data-parallel trainer expects of each process.
+
     Not safe for two concurrent iterations: they share the position.
 
     Args:
@@ -78,11 +83,15 @@ class ArrayBatcher(Generic[T]):
         shuffle: Whether to permute the examples differently in each data epoch.
         seed: The shuffling seed (>= 0).
         drop_last: Whether to drop a last batch smaller than ``batch_size``.
+        process_index: This process's index in a multi-process job (>= 0).
+        process_count: How many processes share each batch (>= 1).
 
     Raises:
         TypeError: If an option has the wrong type or a leaf is not an array.
         ValueError: If ``data`` is empty or has no leaves, leading dimensions differ,
-            or ``drop_last`` leaves no batch at all.
+            ``drop_last`` leaves no batch at all, ``process_index`` is not below
+            ``process_count``, or a batch (the last one included) does not split
+            evenly over the processes.
     """
 
     __slots__ = (
@@ -94,6 +103,8 @@ class ArrayBatcher(Generic[T]):
         "_num_examples",
         "_on_device",
         "_position",
+        "_process_count",
+        "_process_index",
         "_seed",
         "_shuffle",
     )
@@ -106,8 +117,16 @@ class ArrayBatcher(Generic[T]):
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        process_index: int = 0,
+        process_count: int = 1,
     ) -> None:
         self._batch_size = _check_int("batch_size", batch_size, 1)
+        self._process_count = _check_int("process_count", process_count, 1)
+        self._process_index = _check_int("process_index", process_index, 0)
+        if self._process_index >= self._process_count:
+            raise ValueError(
+                f"process_index must be < process_count={process_count}, got {process_index}"
+            )
         self._seed = _check_int("seed", seed, 0)
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
@@ -141,6 +160,14 @@ class ArrayBatcher(Generic[T]):
                 f"drop_last=True with batch_size={self._batch_size} > "
                 f"{self._num_examples} examples leaves no batch"
             )
+        last = self._batch_size if drop_last or rest == 0 else rest
+        for size, which in ((self._batch_size, "batch_size"), (last, "the last batch")):
+            if size % self._process_count:
+                raise ValueError(
+                    f"{which} ({size} examples) does not split evenly over "
+                    f"process_count={process_count} processes; use a multiple of it"
+                    + (", or drop_last=True" if which == "the last batch" else "")
+                )
         self._data = data
         on_device = [isinstance(leaf, jax.Array) for leaf in leaves]
         self._on_device = "all" if all(on_device) else "some" if any(on_device) else "none"
@@ -177,7 +204,12 @@ class ArrayBatcher(Generic[T]):
         return (
             f"ArrayBatcher(num_examples={self._num_examples}, batch_size={self._batch_size}, "
             f"shuffle={self._shuffle}, seed={self._seed}, drop_last={self._drop_last}, "
-            f"epoch={self._epoch}, position={self._position})"
+            f"epoch={self._epoch}, position={self._position}"
+            + (
+                f", process_index={self._process_index}, process_count={self._process_count})"
+                if self._process_count > 1
+                else ")"
+            )
         )
 
     # ------------------------------------------------------------------ iteration
@@ -218,6 +250,9 @@ class ArrayBatcher(Generic[T]):
         while self._position < self._num_batches:
             start = self._position * size
             index = order[start : start + size]
+            if self._process_count > 1:
+                share = len(index) // self._process_count
+                index = index[self._process_index * share : (self._process_index + 1) * share]
             self._position += 1
             yield self._batch(index)
         self._epoch, self._position = self._epoch + 1, 0

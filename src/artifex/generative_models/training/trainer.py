@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import jax
@@ -27,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, Sharding
 
+from artifex.generative_models.training._spmd import DataAxis, DataParallel
 from artifex.generative_models.training.callbacks._state import (
     load_callback_states,
     stateful_callbacks,
@@ -45,7 +48,7 @@ from artifex.generative_models.training.callbacks.protocols import (
 )
 from artifex.generative_models.training.data import StatefulData
 
-__all__ = ["DataSource", "LossFn", "LossOutput", "Trainer"]
+__all__ = ["DataAxis", "DataSource", "LossFn", "LossOutput", "RemoteStop", "Trainer"]
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -60,6 +63,19 @@ DataSource: TypeAlias = Iterable[Any] | Callable[[], Iterable[Any]]
 
 _Leaves: TypeAlias = list[jax.Array]
 _Sums: TypeAlias = dict[str, jax.Array]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStop:
+    """``Trainer.stopped_by`` on a process that stopped because other processes asked to.
+
+    In a multi-process job every stop request is agreed across processes, so all of
+    them stop after the same step; the processes that asked see their own callback
+    (or trainer) in ``stopped_by``, the others see this.
+    """
+
+    processes: tuple[int, ...]
+    """The indices of the processes that asked to stop."""
 
 
 def _copy_leaves(leaves: _Leaves) -> _Leaves:
@@ -221,13 +237,20 @@ class Trainer(Generic[M]):
         steps_per_execution: Steps per compiled dispatch (>= 1).
         wrt: The ``nnx`` filter of the trained variables (default ``nnx.Param``).
         donate: Whether the step donates its state buffers (default ``True``).
+        mesh: A ``jax.sharding.Mesh`` to train data-parallel on (see the README's
+            "Several devices and hosts"): each batch's leading dimension is split over
+            ``data_axis``; variables are sharded as their NNX sharding annotations
+            say, replicated otherwise, and the optimizer state like its parameters.
+            ``None`` (the default) runs on the default device.
+        data_axis: The mesh axis (or tuple of axes) that splits each batch.
 
     Raises:
         TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` is not a
             gradient transformation, a function is not callable, or an option has the
             wrong type.
-        ValueError: If ``steps_per_execution < 1``, or two callbacks share a
-            ``state_key`` (the message names both).
+        ValueError: If ``steps_per_execution < 1``, two callbacks share a
+            ``state_key`` (the message names both), or ``data_axis`` is not an axis
+            of ``mesh``.
     """
 
     def __init__(
@@ -241,6 +264,8 @@ class Trainer(Generic[M]):
         steps_per_execution: int = 1,
         wrt: nnx.filterlib.Filter = nnx.Param,
         donate: bool = True,
+        mesh: Mesh | None = None,
+        data_axis: DataAxis = "data",
     ) -> None:
         untrusted: object = model
         if not isinstance(untrusted, nnx.Module):
@@ -265,6 +290,9 @@ class Trainer(Generic[M]):
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
         if not isinstance(donate, bool):
             raise TypeError(f"donate must be a bool, got {type(donate).__qualname__} {donate!r}")
+        self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
+        # In a multi-process job every stop check is agreed across processes.
+        self._agree = self._spmd is not None and self._spmd.multiprocess
 
         self._model = model
         self.optimizer = optimizer
@@ -298,6 +326,10 @@ class Trainer(Generic[M]):
         self._p: _Leaves = p_leaves
         self._r: _Leaves = r_leaves
         self._o: _Leaves = o_leaves
+        self._p_sh: list[Sharding] = []
+        self._r_sh: list[Sharding] = []
+        self._o_sh: list[Sharding] = []
+        self._place_state(params, rest)
         # Whether the module lags behind the leaves, and whether the module's arrays
         # (or the optimizer state) were handed out and must not be donated.
         self._model_stale = False
@@ -315,6 +347,11 @@ class Trainer(Generic[M]):
         self._sync()
         self._model_exposed = True
         return self._model
+
+    @property
+    def mesh(self) -> Mesh | None:
+        """The device mesh this trainer runs data-parallel on, or ``None``."""
+        return None if self._spmd is None else self._spmd.mesh
 
     @property
     def step(self) -> int:
@@ -398,6 +435,8 @@ class Trainer(Generic[M]):
         nnx.update(self._model, state["model"])
         self._model_exposed = True  # the caller owns the arrays just loaded
         self._pull()
+        if self._spmd is not None:
+            o_leaves = self._spmd.place(o_leaves, self._o_sh)
         self._o = list(_copy(o_leaves)) if o_leaves else []
         self._step = int(state["step"])
         self._epoch = int(state["epoch"])
@@ -472,6 +511,9 @@ class Trainer(Generic[M]):
                 "the model's structure changed during training (variables were added, "
                 "removed or retyped); the trainer cannot continue with it"
             )
+        if self._spmd is not None:  # a callback may have put arrays elsewhere
+            p_leaves = self._spmd.place(p_leaves, self._p_sh)
+            r_leaves = self._spmd.place(r_leaves, self._r_sh)
         self._p, self._r = p_leaves, r_leaves
 
     def _own_state(self) -> None:
@@ -492,18 +534,34 @@ class Trainer(Generic[M]):
         graphdef, params, rest = _split(self._model, self.wrt)
         p_leaves, p_def = jax.tree.flatten(params)
         r_leaves, r_def = jax.tree.flatten(rest)
-        if (
+        changed = (
             not _same(p_def, self._p_def)
             or not _same(r_def, self._r_def)
             or not _same(graphdef, self._graphdef)
-        ):
+        )
+        if changed:
             self._graphdef, self._p_def, self._r_def = graphdef, p_def, r_def
             o_leaves, self._o_def = jax.tree.flatten(self.optimizer.init(params))
             self._o = o_leaves
             self._metric_keys = self._eval_keys = None
-            self._build()
         self._p, self._r = p_leaves, r_leaves
+        self._place_state(params, rest)
+        if changed:
+            self._build()
         self._model_exposed = True
+
+    def _place_state(self, params: nnx.State[Any, Any], rest: nnx.State[Any, Any]) -> None:
+        """On a mesh: work out the state's shardings and put the leaves there."""
+        spmd = self._spmd
+        if spmd is None:
+            return
+        self._p_sh = spmd.state_shardings(params)
+        self._r_sh = spmd.state_shardings(rest)
+        opt_state = jax.tree.unflatten(self._o_def, self._o)
+        self._o_sh = spmd.opt_shardings(self.optimizer, opt_state, self._p_def, self._p_sh)
+        self._p = spmd.place(self._p, self._p_sh)
+        self._r = spmd.place(self._r, self._r_sh)
+        self._o = spmd.place(self._o, self._o_sh)
 
     # ------------------------------------------------------------------ compiled fns
 
@@ -583,10 +641,22 @@ class Trainer(Generic[M]):
 
         donated = (0, 1, 2, 3) if self.donate else ()
         self._probe = probe
-        self._train_step = jax.jit(train_step, donate_argnums=donated)
-        # Not donated: a stop inside a chunk rolls back to the state before it.
-        self._chunk_step = jax.jit(chunk_step)
-        self._eval_step = jax.jit(eval_step, donate_argnums=(2,))
+        spmd = self._spmd
+        if spmd is None:
+            self._train_step = jax.jit(train_step, donate_argnums=donated)
+            # Not donated: a stop inside a chunk rolls back to the state before it.
+            self._chunk_step = jax.jit(chunk_step)
+            self._eval_step = jax.jit(eval_step, donate_argnums=(2,))
+            self._zeros = _zeros
+            return
+        # On a mesh the state keeps its shardings from step to step; sums and logs
+        # are replicated, so every process can read them.
+        rep = spmd.replicated
+        out = (self._p_sh, self._r_sh, self._o_sh, rep, rep)
+        self._train_step = jax.jit(train_step, donate_argnums=donated, out_shardings=out)
+        self._chunk_step = jax.jit(chunk_step, out_shardings=out)
+        self._eval_step = jax.jit(eval_step, donate_argnums=(2,), out_shardings=rep)
+        self._zeros = jax.jit(_zeros_for, static_argnums=0, out_shardings=rep)
 
     def _keys(self, batch: Any, *, train: bool) -> tuple[str, ...]:
         """The metric names, learnt once by an abstract trace of the loss function."""
@@ -608,20 +678,24 @@ class Trainer(Generic[M]):
                 self._eval_keys = keys
         return keys
 
-    @staticmethod
-    def _zeros(keys: tuple[str, ...]) -> _Sums:
-        sums: _Sums = _zeros(keys)
-        return sums
-
     # ------------------------------------------------------------------ stopping
 
     def _stop_source(self, stoppers: list[StopRequester]) -> object | None:
+        """What asks to stop: a callback, this trainer, or (only) other processes."""
+        found: object | None = None
         for stopper in stoppers:
             if stopper.should_stop:
-                return stopper
-        if self.stop_training:
-            return self
-        return None
+                found = stopper
+                break
+        else:
+            if self.stop_training:
+                found = self
+        if self._agree:
+            assert self._spmd is not None
+            asking = self._spmd.anyone(found is not None)
+            if found is None and asking:
+                return RemoteStop(asking)
+        return found
 
     # ------------------------------------------------------------------ fit
 
@@ -749,6 +823,8 @@ class Trainer(Generic[M]):
                         f"{self._batch_def}"
                     )
                 self._batch_def = treedef
+            if self._spmd is not None:
+                batch = self._spmd.shard_batch(batch, "train_data")
             if sums is None:
                 sums = self._zeros(self._keys(batch, train=True))
             if chunk == 1:
@@ -762,7 +838,7 @@ class Trainer(Generic[M]):
                 self._step = step + 1
                 count += 1
                 cbs.on_batch_end(self, step, logs)
-                if stoppers or self.stop_training:
+                if stoppers or self.stop_training or self._agree:
                     stopper = self._stop_source(stoppers)
                     if stopper is not None:
                         break
@@ -902,6 +978,8 @@ class Trainer(Generic[M]):
         count = 0
         for batch in _iterate(data, name):
             treedef = jax.tree.structure(batch)
+            if self._spmd is not None:
+                batch = self._spmd.shard_batch(batch, name)
             if sums is None:
                 batch_def = treedef
                 sums = self._zeros(self._keys(batch, train=False))

@@ -1,0 +1,190 @@
+"""A small, fully seeded training run, on one device, on a device mesh, or as a job.
+
+Imported by ``tests/test_spmd.py`` (the single-device reference run, in process) and
+run by it as a script on 8 host devices or as 2 processes of 4 devices each::
+
+    python -m tests._spmd_script OUT [--mesh] [--steps-per-execution K]
+        [--stop-process P --stop-step S] [--checkpoints DIR] [--epochs N] [--resume]
+
+Every process writes ``OUT/process-<i>.json``: the per-step losses, the epoch logs,
+the final parameters (gathered from all processes), how the run ended, and what the
+process-aware callbacks did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from tests._distributed import initialize
+
+if __name__ == "__main__":
+    initialize()  # before anything else touches JAX
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from artifex.generative_models.training.callbacks import (
+    CheckpointConfig,
+    CSVLogger,
+    CSVLoggerConfig,
+    LambdaCallback,
+    ModelCheckpoint,
+    TrainerLike,
+    TrainingCallback,
+)
+from artifex.generative_models.training.data import ArrayBatcher
+from artifex.generative_models.training.trainer import Trainer
+
+Batch = tuple[np.ndarray, np.ndarray]
+GLOBAL_BATCH = 16
+
+
+class MLP(nnx.Module):
+    """Two layers; with ``sharded``, the hidden layer's kernel is split over ``"data"``."""
+
+    def __init__(self, *, sharded: bool, rngs: nnx.Rngs) -> None:
+        init = nnx.initializers.lecun_normal()
+        kernel_init = nnx.with_partitioning(init, (None, "data")) if sharded else init
+        self.hidden = nnx.Linear(8, 16, kernel_init=kernel_init, rngs=rngs)
+        self.out = nnx.Linear(16, 4, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.out(jnp.tanh(self.hidden(x)))
+
+
+def loss_fn(model: MLP, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    x, y = batch
+    error = model(jnp.asarray(x)) - jnp.asarray(y)
+    return jnp.mean(error**2), {"mae": jnp.mean(jnp.abs(error))}
+
+
+def dataset(n: int, seed: int) -> Batch:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    y = np.tanh(x[:, :4] * 2.0).astype(np.float32)
+    return x, y
+
+
+def gather(leaf: jax.Array) -> list[Any]:
+    """A parameter's global value, on every process (sharded ones are all-gathered)."""
+    if leaf.is_fully_addressable or leaf.is_fully_replicated:
+        value: list[Any] = np.asarray(leaf).tolist()
+        return value
+    gathered: list[Any] = np.asarray(multihost_utils.process_allgather(leaf, tiled=True)).tolist()
+    return gathered
+
+
+def train(
+    out: Path,
+    *,
+    mesh: bool = False,
+    steps_per_execution: int = 1,
+    stop_process: int | None = None,
+    stop_step: int | None = None,
+    checkpoints: Path | None = None,
+    epochs: int = 3,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train the MLP; return (and, as a script, save) what the test compares."""
+    index, count = jax.process_index(), jax.process_count()
+    device_mesh = Mesh(np.array(jax.devices()), ("data",)) if mesh else None
+    if device_mesh is not None:
+        with jax.set_mesh(device_mesh):  # NNX shards annotated variables at creation
+            model = MLP(sharded=True, rngs=nnx.Rngs(0))
+    else:
+        model = MLP(sharded=False, rngs=nnx.Rngs(0))
+
+    def batches(n: int, seed: int, shuffle: bool) -> ArrayBatcher[Batch]:
+        return ArrayBatcher(
+            dataset(n, seed),
+            batch_size=GLOBAL_BATCH,
+            shuffle=shuffle,
+            seed=seed,
+            process_index=index,
+            process_count=count,
+        )
+
+    losses: list[tuple[int, float]] = []
+    main_only: list[int] = []
+
+    def record(trainer: TrainerLike, step: int, logs: dict[str, Any]) -> None:
+        losses.append((step, float(logs["loss"])))
+        if step == stop_step and index == stop_process:
+            assert isinstance(trainer, Trainer)
+            trainer.stop_training = True
+
+    callbacks: list[TrainingCallback] = [
+        LambdaCallback(on_batch_end=record),
+        LambdaCallback(on_epoch_end=lambda t, e, logs: main_only.append(e), process_scope="main"),
+        CSVLogger(CSVLoggerConfig(filename=out / f"log-{index}.csv")),
+    ]
+    if checkpoints is not None:
+        callbacks.append(ModelCheckpoint(CheckpointConfig(dirpath=checkpoints, async_save=False)))
+    trainer = Trainer(
+        model,
+        optax.adam(1e-2),
+        loss_fn,
+        callbacks=callbacks,
+        steps_per_execution=steps_per_execution,
+        mesh=device_mesh,
+    )
+    history = trainer.fit(
+        batches(64, 1, True),
+        epochs=epochs,
+        val_data=batches(32, 2, False),
+        resume_from=checkpoints if resume else None,
+    )
+    params = nnx.state(trainer.model, nnx.Param)
+    return {
+        "process": index,
+        "losses": losses,
+        "history": history,
+        "evaluate": trainer.evaluate(batches(32, 2, False)),
+        "params": [gather(leaf) for leaf in jax.tree.leaves(params)],
+        "param_specs": [
+            str(getattr(leaf.sharding, "spec", None)) for leaf in jax.tree.leaves(params)
+        ],
+        "step": trainer.step,
+        "epoch": trainer.epoch,
+        "status": trainer.status,
+        "stopped_by": type(trainer.stopped_by).__name__,
+        "stopped_by_processes": list(getattr(trainer.stopped_by, "processes", ())),
+        "main_only_epochs": main_only,
+        "callback_process_index": trainer.callbacks.process_index,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--mesh", action="store_true")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--stop-process", type=int)
+    parser.add_argument("--stop-step", type=int)
+    parser.add_argument("--checkpoints", type=Path)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    result = train(
+        args.out,
+        mesh=args.mesh,
+        steps_per_execution=args.steps_per_execution,
+        stop_process=args.stop_process,
+        stop_step=args.stop_step,
+        checkpoints=args.checkpoints,
+        epochs=args.epochs,
+        resume=args.resume,
+    )
+    (args.out / f"process-{result['process']}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Data-parallel training on a device mesh, and as a two-process JAX job on loopback.
+
+Each multi-device run is a fresh subprocess (``tests/_distributed.py``): 8 host CPU
+devices in one process, or 2 processes of 4 devices joined by
+``jax.distributed.initialize`` with CPU collectives. The reference is the same run
+on this process's single device. Data parallelism must not change the maths: the
+losses, epoch logs and parameters agree within float tolerance (the gradient's
+reduction order differs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests._distributed import run_job
+from tests._spmd_script import train
+
+SCRIPT = "tests._spmd_script"
+Result = dict[str, Any]
+
+
+def job(out: Path, *args: str, processes: int, devices: int) -> list[Result]:
+    out.mkdir(parents=True, exist_ok=True)
+    run_job(SCRIPT, str(out), *args, processes=processes, devices=devices)
+    return [json.loads((out / f"process-{i}.json").read_text()) for i in range(processes)]
+
+
+def close(actual: Any, expected: Any) -> None:
+    np.testing.assert_allclose(actual, expected, rtol=2e-5, atol=2e-6)
+
+
+def assert_same_run(result: Result, reference: Result) -> None:
+    """Same steps, losses, epoch logs, evaluation and parameters, within tolerance."""
+    steps, losses = zip(*result["losses"], strict=True)
+    ref_steps, ref_losses = zip(*reference["losses"], strict=True)
+    assert steps == ref_steps
+    close(losses, ref_losses)
+    assert [sorted(logs) for logs in result["history"]] == [
+        sorted(logs) for logs in reference["history"]
+    ]
+    for logs, ref in zip(result["history"], reference["history"], strict=True):
+        close([logs[k] for k in ref], list(ref.values()))
+    assert result["evaluate"].keys() == reference["evaluate"].keys()
+    for key, value in reference["evaluate"].items():
+        close(result["evaluate"][key], value)
+    assert len(result["params"]) == len(reference["params"])
+    for leaf, ref_leaf in zip(result["params"], reference["params"], strict=True):
+        close(leaf, ref_leaf)
+    assert (result["step"], result["epoch"], result["status"]) == (
+        reference["step"],
+        reference["epoch"],
+        reference["status"],
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Result:
+    """The single-device run, in this process."""
+    return train(tmp_path_factory.mktemp("reference"))
+
+
+def test_eight_devices_give_the_single_device_run(reference: Result, tmp_path: Path) -> None:
+    [result] = job(tmp_path, "--mesh", processes=1, devices=8)
+    assert_same_run(result, reference)
+    # The annotated hidden kernel is split over the data axis; the rest is replicated.
+    assert result["param_specs"] == ["P()", "P(None, 'data')", "P()", "P()"]
+    assert reference["param_specs"] == ["None"] * 4  # single-device arrays
+
+
+def test_two_processes_give_the_single_process_run(reference: Result, tmp_path: Path) -> None:
+    results = job(tmp_path, "--mesh", processes=2, devices=4)
+    for result in results:
+        assert_same_run(result, reference)
+    # process_scope="main" callbacks (the lambda, the CSV logger) ran on process 0 only.
+    assert [r["callback_process_index"] for r in results] == [0, 1]
+    assert [r["main_only_epochs"] for r in results] == [[0, 1, 2], []]
+    assert (tmp_path / "log-0.csv").is_file()
+    assert not (tmp_path / "log-1.csv").exists()
+    assert len((tmp_path / "log-0.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_a_stop_asked_on_one_process_stops_every_process(tmp_path: Path) -> None:
+    # Process 1 alone sets stop_training at step 4, the first step of a two-step
+    # chunk: both processes keep step 4 only and close the epoch together.
+    reference = train(tmp_path / "reference", steps_per_execution=2, stop_process=0, stop_step=4)
+    args = ("--mesh", "--steps-per-execution", "2", "--stop-process", "1", "--stop-step", "4")
+    first, second = job(tmp_path / "job", *args, processes=2, devices=4)
+    assert reference["step"] == 5
+    assert reference["status"] == "stopped"
+    for result in (first, second):
+        assert_same_run(result, reference)
+    assert (first["stopped_by"], first["stopped_by_processes"]) == ("RemoteStop", [1])
+    assert second["stopped_by"] == "Trainer"
+
+
+def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path: Path) -> None:
+    checkpoints = str(tmp_path / "checkpoints")
+    job(
+        tmp_path / "a",
+        "--mesh",
+        "--epochs",
+        "2",
+        "--checkpoints",
+        checkpoints,
+        processes=2,
+        devices=4,
+    )
+    resumed = job(
+        tmp_path / "b",
+        *("--mesh", "--epochs", "1", "--checkpoints", checkpoints, "--resume"),
+        processes=2,
+        devices=4,
+    )
+    assert sorted(int(p.name) for p in Path(checkpoints).iterdir() if p.name.isdigit()) == [
+        4,
+        8,
+        12,
+    ]
+    last_epoch = {
+        **reference,
+        "losses": reference["losses"][8:],
+        "history": reference["history"][2:],
+    }
+    for result in resumed:
+        assert_same_run(result, last_epoch)
