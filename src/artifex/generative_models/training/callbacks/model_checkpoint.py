@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from artifex.generative_models.training.callbacks._monitor import (
@@ -197,26 +199,56 @@ def _abstract(tree: object) -> Any:
     )
 
 
+def _is_array_meta(x: object) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
 def _abstract_from_metadata(metadata: object) -> Any:
     """Restore placeholders for saved tree metadata.
 
-    Arrays are restored on the default device; Python scalars (saved from Python ints
-    and floats) as Python scalars.
+    Arrays are restored whole on this process's first local device
+    (``jax.local_devices()[0]``, JAX's default device): in a multi-process job every
+    process gets its own fully addressable copy. Python scalars (saved from Python
+    ints and floats) are restored as Python scalars.
     """
     tree = getattr(metadata, "tree", metadata)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-    def is_array_meta(x: object) -> bool:
-        return hasattr(x, "shape") and hasattr(x, "dtype")
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def placeholder(m: Any) -> Any:
-        if not is_array_meta(m):
+        if not _is_array_meta(m):
             return m
         if type(m).__name__ == "ScalarMetadata":
             return 0 if np.issubdtype(m.dtype, np.integer) else 0.0
         return _shape_dtype_struct(m.shape, m.dtype, sharding=sharding)
 
-    return jax.tree.map(placeholder, tree, is_leaf=is_array_meta)
+    return jax.tree.map(placeholder, tree, is_leaf=_is_array_meta)
+
+
+def _with_shardings(abstract: object, template: object) -> Any:
+    """``abstract`` (placeholders keyed as saved) with the shardings of ``template``'s arrays.
+
+    ``template`` is a pure dict of the target (keys matched by their string form, as
+    Orbax stores them). Placeholders whose template array has the same shape and
+    dtype take its sharding, so the restored arrays are laid out like the target's
+    (global arrays in a multi-process job); the others are left as they are (a
+    mismatch is reported after the restore, by :func:`_match_keys`).
+    """
+    if isinstance(abstract, Mapping):
+        if not isinstance(template, Mapping):
+            return abstract
+        by_name = {str(key): value for key, value in template.items()}
+        return {
+            key: _with_shardings(value, by_name[str(key)]) if str(key) in by_name else value
+            for key, value in abstract.items()
+        }
+    if (
+        isinstance(abstract, jax.ShapeDtypeStruct)
+        and isinstance(template, jax.Array)
+        and abstract.shape == template.shape
+        and abstract.dtype == template.dtype
+    ):
+        return _shape_dtype_struct(abstract.shape, abstract.dtype, sharding=template.sharding)
+    return abstract
 
 
 def _match_keys(template: object, restored: object, path: str) -> object:
@@ -263,25 +295,79 @@ def _is_ours(path: Path) -> bool:
     return (path / MARKER_FILE).is_file()
 
 
-def _prepare_directory(path: Path) -> None:
-    """Create ``path`` (and its marker) unless it is someone else's non-empty directory.
+_DIRECTORY_OK: Final = 0
+_DIRECTORY_IS_FILE: Final = 1
+_DIRECTORY_FOREIGN: Final = 2
+_DIRECTORY_OS_ERROR: Final = 3
 
-    Raises:
-        FileExistsError: If ``path`` is a file, or a non-empty directory without marker.
+
+def _check_and_mark(path: Path) -> int:
+    """Create ``path`` and its marker unless it is someone else's; return a ``_DIRECTORY_*`` code.
+
+    The marker is written to a temporary file and renamed into place, so a reader
+    never sees a partial marker.
     """
     if path.exists():
         if not path.is_dir():
-            raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
+            return _DIRECTORY_IS_FILE
         if not _is_ours(path) and any(path.iterdir()):
-            raise FileExistsError(
-                f"checkpoint dirpath {str(path)!r} is not empty and was not created by "
-                f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
-                "Choose a new or empty directory."
-            )
+            return _DIRECTORY_FOREIGN
     path.mkdir(parents=True, exist_ok=True)
     marker = path / MARKER_FILE
     if not marker.exists():
-        marker.write_text(json.dumps({"format": CHECKPOINT_FORMAT}) + "\n")
+        partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
+        partial.write_text(json.dumps({"format": CHECKPOINT_FORMAT}) + "\n")
+        partial.replace(marker)
+    return _DIRECTORY_OK
+
+
+def _gather(payload: bytes) -> list[bytes]:
+    """Every process's ``payload`` (all of one length), by process index.
+
+    A collective: in a multi-process job every process must call it. In a single
+    process it returns ``[payload]`` without touching a device.
+    """
+    if jax.process_count() == 1:
+        return [payload]
+    rows = multihost_utils.process_allgather(np.frombuffer(payload, dtype=np.uint8))
+    return [np.asarray(row, dtype=np.uint8).tobytes() for row in np.asarray(rows)]
+
+
+_PLAN: Final = struct.Struct("<??q?d")
+"""A process's save plan, as gathered: failed, due, step, has score, score."""
+
+
+def _prepare_directory(path: Path) -> None:
+    """Create ``path`` (and its marker) unless it is someone else's non-empty directory.
+
+    In a multi-process job only process 0 checks and writes; the other processes wait
+    for its verdict (a collective, so every process must call this), so no process
+    can see the directory half-made, and every process raises the same error.
+
+    Raises:
+        FileExistsError: If ``path`` is a file, or a non-empty directory without marker.
+        OSError: If process 0 could not create the directory or its marker.
+    """
+    primary = jax.process_index() == 0
+    code, failure = _DIRECTORY_OK, None
+    if primary:
+        try:
+            code = _check_and_mark(path)
+        except OSError as error:
+            code, failure = _DIRECTORY_OS_ERROR, error
+    code = _gather(struct.pack("<b", code))[0][0]
+    if code == _DIRECTORY_IS_FILE:
+        raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
+    if code == _DIRECTORY_FOREIGN:
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} is not empty and was not created by "
+            f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
+            "Choose a new or empty directory."
+        )
+    if code == _DIRECTORY_OS_ERROR:
+        if failure is not None:
+            raise failure
+        raise OSError(f"process 0 could not create the checkpoint dirpath {str(path)!r}")
 
 
 # ----------------------------------------------------------------------- retention
@@ -348,6 +434,20 @@ class ModelCheckpoint(BaseCallback):
     If ``on_epoch_end`` is called without a preceding ``on_train_begin`` (as in the
     specification's ``CallbackList`` example), the directory is set up then, and saves
     are synchronous, since no ``on_train_end`` will wait for them.
+
+    In a multi-process JAX job (after ``jax.distributed.initialize``) the callback
+    must run on every process: its ``process_scope`` is ``"all"`` (inherited from
+    :class:`BaseCallback`; do not set it to ``"main"``), because Orbax's
+    ``CheckpointManager`` creation, ``save``, ``wait_until_finished`` and ``close``
+    are collective. Each process writes the shards of the global arrays it holds;
+    Orbax's primary process (0) writes the JSON items and the scores, and applies
+    retention (deletes) once. Process 0 alone checks the directory and writes the
+    marker; the others wait for its verdict, so they all raise the same
+    ``FileExistsError``. At every ``on_epoch_end`` the processes compare, in one
+    small collective, whether they save, the step and the monitored score: a
+    trainer must give every process the same ``step`` and epoch logs (global
+    means). If they differ, or the hook fails on some process, every process raises
+    (``RuntimeError`` on the others) instead of waiting forever in the save.
 
     Args:
         config: The configuration; the defaults of :class:`CheckpointConfig` if omitted.
@@ -536,32 +636,23 @@ class ModelCheckpoint(BaseCallback):
 
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
+            TypeError: If the monitored value is not a number.
+            RuntimeError: In a multi-process job, if the processes disagree on the
+                save, or it failed on another process.
         """
         config = self.config
-        if (epoch + 1) % config.every_n_epochs != 0:
+        plan: tuple[int, float | None] | None = None
+        failure: Exception | None = None
+        try:
+            plan = self._plan(trainer, epoch, logs)
+        except Exception as error:
+            failure = error
+        plan = self._agree(epoch, plan, failure)
+        if plan is None:
             return
-        if self._directory is None:
-            self._lazy = True
-            self._setup(trainer)
         manager = self._manager
-        if manager is None:
-            return
-        score: float | None = None
-        if self._lookup is not None:
-            raw = self._lookup(logs, "on_epoch_end")
-            if raw is not None:
-                score = to_float(raw)
-                if score is None:
-                    raise TypeError(
-                        f"ModelCheckpoint monitors {config.monitor!r}, whose value {raw!r} "
-                        "is not a number"
-                    )
-            elif not config.save_last:
-                return
-        step = self._current_step(trainer)
-        if step in manager.all_steps():
-            _log.debug("step %d already has a checkpoint in %s", step, self._directory)
-            return
+        assert manager is not None  # _plan returns a plan only with a manager
+        step, score = plan
         state = self._state(trainer, step, epoch)
         extra = self._callback_items(trainer) | self.json_items(trainer)
         clash = {STATE_ITEM, META_ITEM} & extra.keys()
@@ -592,6 +683,89 @@ class ModelCheckpoint(BaseCallback):
             self._scores[step] = score
         if self._lazy:
             manager.wait_until_finished()
+
+    def _plan(
+        self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]
+    ) -> tuple[int, float | None] | None:
+        """``(step, score)`` of the checkpoint due at this epoch end, or ``None``.
+
+        Sets the directory up first if ``on_train_begin`` did not.
+
+        Raises:
+            KeyError: If ``strict`` and the monitored key is missing.
+            TypeError: If the monitored value is not a number.
+        """
+        config = self.config
+        if (epoch + 1) % config.every_n_epochs != 0:
+            return None
+        if self._directory is None:
+            self._lazy = True
+            self._setup(trainer)
+        manager = self._manager
+        if manager is None:
+            return None
+        score: float | None = None
+        if self._lookup is not None:
+            raw = self._lookup(logs, "on_epoch_end")
+            if raw is not None:
+                score = to_float(raw)
+                if score is None:
+                    raise TypeError(
+                        f"ModelCheckpoint monitors {config.monitor!r}, whose value {raw!r} "
+                        "is not a number"
+                    )
+            elif not config.save_last:
+                return None
+        step = self._current_step(trainer)
+        if step in manager.all_steps():
+            _log.debug("step %d already has a checkpoint in %s", step, self._directory)
+            return None
+        return step, score
+
+    def _agree(
+        self,
+        epoch: int,
+        plan: tuple[int, float | None] | None,
+        failure: Exception | None,
+    ) -> tuple[int, float | None] | None:
+        """Check that every process of the job plans the same save (a collective).
+
+        Orbax saves are collective, and retention is decided on every process from
+        its own scores, so the processes must agree on whether to save, the step and
+        the score; otherwise some would wait forever for the others. In a single
+        process this only re-raises ``failure``.
+
+        Returns:
+            ``plan``, once every process has agreed on it.
+
+        Raises:
+            Exception: ``failure``, if this process failed to plan.
+            RuntimeError: If another process failed to plan, or the plans differ.
+        """
+        step, score = plan if plan is not None else (-1, None)
+        payload = _PLAN.pack(
+            failure is not None, plan is not None, step, score is not None, score or 0.0
+        )
+        rows = _gather(payload)
+        if failure is not None:
+            raise failure
+        failed = [index for index, row in enumerate(rows) if _PLAN.unpack(row)[0]]
+        if failed:
+            raise RuntimeError(
+                f"ModelCheckpoint failed at on_epoch_end({epoch}) on process(es) {failed} "
+                "(see their errors); this process stops with them"
+            )
+        if any(row != payload for row in rows):
+            seen = []
+            for index, row in enumerate(rows):
+                _, row_due, row_step, has_score, row_score = _PLAN.unpack(row)
+                what = f"step {row_step}, score {row_score if has_score else None}"
+                seen.append(f"process {index}: {what if row_due else 'no save'}")
+            raise RuntimeError(
+                f"ModelCheckpoint: the processes of the job disagree at on_epoch_end({epoch}) "
+                f"({'; '.join(seen)}). Every process must pass the same step and logs."
+            )
+        return plan
 
     def _state(self, trainer: TrainerLike, step: int, epoch: int) -> Any:
         if isinstance(trainer, CheckpointableTrainer):
@@ -643,8 +817,18 @@ def restore_checkpoint(
         target: Where to load it. A :class:`CheckpointableTrainer` gets the whole state
             through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
             and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
-            the ``"model"`` entry through ``nnx.update``. ``None`` loads nothing and
-            only returns the state (arrays on the default device).
+            the ``"model"`` entry through ``nnx.update``, with the shardings of the
+            module's own arrays. ``None`` loads nothing and only returns the state,
+            each array whole on this process's first local device
+            (``jax.local_devices()[0]``, JAX's default device).
+
+    In a multi-process job every process must call this (Orbax restores are
+    collective), with a target of the same structure. With a target whose arrays
+    are global (on a mesh over all processes' devices), each process reads the
+    shards its devices hold and the result is global arrays with the target's
+    shardings, replicated or sharded. With ``target=None`` each process gets its own
+    fully addressable copy of every array (for inspection or evaluation, not for
+    resuming a sharded run).
 
     Returns:
         The step, epoch, metrics, state and extra items of the checkpoint.
@@ -706,6 +890,12 @@ def restore_checkpoint(
                     key: _abstract(savable[key]) if key in savable else value
                     for key, value in abstract.items()
                 }
+        elif target is not None and isinstance(abstract, dict) and "model" in abstract:
+            # The target model's own arrays give the shardings (global ones in a
+            # multi-process job); shapes and dtypes are checked after the restore.
+            model = target if isinstance(target, nnx.Module) else target.model
+            pure_model = nnx.to_pure_dict(nnx.state(model))
+            abstract = {**abstract, "model": _with_shardings(abstract["model"], pure_model)}
 
         items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
         for name in extra_names:
