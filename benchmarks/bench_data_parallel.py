@@ -7,13 +7,16 @@ against the single-device run (``Trainer`` without a mesh, = 1.00) and prints:
 
 * ``steps/s`` ratio: the step rate relative to one device. Ideal weak scaling keeps
   it at 1.00; this is the *efficiency*;
-* ``examples/s`` ratio: ``n`` times the efficiency.
+* ``examples/s`` ratio: ``n`` times the efficiency;
+* the same for a hand-written SPMD loop on the same mesh (a ``jax.jit`` step with the
+  same shardings, the batch put on the mesh each step), and ``Trainer / raw``: what
+  the trainer itself costs on a mesh (target about 1.00).
 
 Without accelerators the script asks XLA for 8 host CPU devices. They share this
-machine's cores, so on CPU the efficiency cannot exceed ``cores / n``: read the line
-as a check that nothing serialises on the host (a per-step transfer or sync would
-push it far below that bound). On a GPU machine the same script runs unchanged over
-the GPUs it finds. Variants run interleaved, one epoch each per round, and medians of
+machine's cores, and one CPU device already uses all of them, so on CPU the examples/s
+ratio cannot exceed about 1: read the lines as a check that nothing serialises on the
+host (``Trainer / raw`` would fall well below 1). On a GPU machine the same script runs
+unchanged over the GPUs it finds. Variants run interleaved, one epoch each per round, and medians of
 the per-round ratios are reported, because this machine is noisy.
 """
 
@@ -29,16 +32,19 @@ import argparse  # noqa: E402 - after the XLA flag, as are the imports below
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 from artifex.generative_models.training import Trainer  # noqa: E402
 
 Batch = tuple[np.ndarray, np.ndarray]
+_spec: Callable[..., PartitionSpec] = PartitionSpec  # untyped __init__ in jax 0.10
 SIZES = (784, 1024, 1024, 10)
 DEVICE_COUNTS = (1, 2, 4, 8)
 
@@ -70,21 +76,62 @@ def make_batches(global_batch: int, steps: int) -> list[Batch]:
     ]
 
 
-def epoch_runner(devices: int | None, per_device: int, steps: int) -> Callable[[], float]:
-    """A function running one epoch and returning its steps per second."""
-    mesh = None if devices is None else Mesh(np.array(jax.devices()[:devices]), ("data",))
-    trainer = Trainer(make_model(), optax.adam(1e-3), loss_fn, mesh=mesh)
-    batches = make_batches(per_device * (devices or 1), steps)
+def timed(epoch: Callable[[], jax.Array], steps: int) -> Callable[[], float]:
+    """Compile ``epoch``; return a function running it and giving its steps per second."""
 
     def run() -> float:
         start = time.perf_counter()
-        trainer.fit(batches, epochs=1)
-        for leaf in jax.tree.leaves(trainer.opt_state):
-            leaf.block_until_ready()
+        epoch().block_until_ready()
         return steps / (time.perf_counter() - start)
 
     run()  # compile
     return run
+
+
+def trainer_runner(devices: int | None, per_device: int, steps: int) -> Callable[[], float]:
+    """One ``Trainer`` epoch: on the first ``devices`` devices, or without a mesh."""
+    mesh = None if devices is None else Mesh(np.array(jax.devices()[:devices]), ("data",))
+    trainer = Trainer(make_model(), optax.adam(1e-3), loss_fn, mesh=mesh)
+    batches = make_batches(per_device * (devices or 1), steps)
+
+    def epoch() -> jax.Array:
+        trainer.fit(batches, epochs=1)
+        last: jax.Array = jax.tree.leaves(trainer.opt_state)[-1]
+        return last
+
+    return timed(epoch, steps)
+
+
+def raw_runner(devices: int, per_device: int, steps: int) -> Callable[[], float]:
+    """One epoch of a hand-written SPMD loop: ``jax.jit`` with the trainer's shardings."""
+    mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
+    replicated = NamedSharding(mesh, _spec())
+    split = NamedSharding(mesh, _spec("data"))
+    graphdef, params = nnx.split(make_model())
+    tx = optax.adam(1e-3)
+    state = jax.device_put((params, tx.init(params)), replicated)
+    batches = make_batches(per_device * devices, steps)
+
+    def step(state: Any, batch: Batch) -> tuple[Any, jax.Array]:
+        params, opt_state = state
+
+        def loss(params: Any) -> jax.Array:
+            return loss_fn(nnx.merge(graphdef, params), batch)
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    compiled = jax.jit(step, donate_argnums=0, out_shardings=replicated)
+
+    def epoch() -> jax.Array:
+        nonlocal state
+        value = jnp.zeros(())
+        for batch in batches:
+            state, value = compiled(state, jax.device_put(batch, split))
+        return value
+
+    return timed(epoch, steps)
 
 
 def main() -> None:
@@ -97,31 +144,35 @@ def main() -> None:
     steps = 10 if args.quick else 20
     available = len(jax.devices())
     counts = [n for n in DEVICE_COUNTS if n <= available]
-    runners = {n: epoch_runner(n, args.per_device_batch, steps) for n in counts}
-    single = epoch_runner(None, args.per_device_batch, steps)
+    batch = args.per_device_batch
+    runners = {n: (trainer_runner(n, batch, steps), raw_runner(n, batch, steps)) for n in counts}
+    single = trainer_runner(None, batch, steps)
     ratios: dict[int, list[float]] = {n: [] for n in counts}
+    raw_ratios: dict[int, list[float]] = {n: [] for n in counts}
     for _ in range(rounds):
         base = single()
-        for n, run in runners.items():
-            ratios[n].append(run() / base)
+        for n, (trainer, raw) in runners.items():
+            ratios[n].append(trainer() / base)
+            raw_ratios[n].append(raw() / base)
 
     platform = jax.devices()[0].platform
-    cores = os.cpu_count() or 1
     print(
         f"\nData-parallel Trainer, medium MLP {'-'.join(map(str, SIZES))}, "
         f"{args.per_device_batch} examples per device, {platform} x{available}, "
         f"{rounds} rounds x {steps} steps (ratios to one device without a mesh = 1.00)"
     )
-    print(f"{'devices':>8} {'steps/s (efficiency)':>22} {'examples/s':>11}", end="")
-    print(f" {'CPU bound':>10}" if platform == "cpu" else "")
+    print(
+        f"{'devices':>8} {'steps/s (efficiency)':>21} {'examples/s':>11} "
+        f"{'raw SPMD examples/s':>20} {'Trainer / raw':>14}"
+    )
     for n in counts:
         efficiency = statistics.median(ratios[n])
-        line = f"{n:>8} {efficiency:>21.2f}x {n * efficiency:>10.2f}x"
-        if platform == "cpu":
-            line += f" {min(1.0, cores / n):>9.2f}x"
-        print(line)
-    if platform == "cpu":
-        print(f"(CPU bound: the best efficiency {cores} shared cores allow)")
+        raw_efficiency = statistics.median(raw_ratios[n])
+        overhead = statistics.median(t / r for t, r in zip(ratios[n], raw_ratios[n], strict=True))
+        print(
+            f"{n:>8} {efficiency:>20.2f}x {n * efficiency:>10.2f}x {n * raw_efficiency:>19.2f}x "
+            f"{overhead:>13.2f}x"
+        )
 
 
 if __name__ == "__main__":

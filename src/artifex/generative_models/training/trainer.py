@@ -511,10 +511,8 @@ class Trainer(Generic[M]):
                 "the model's structure changed during training (variables were added, "
                 "removed or retyped); the trainer cannot continue with it"
             )
-        if self._spmd is not None:  # a callback may have put arrays elsewhere
-            p_leaves = self._spmd.place(p_leaves, self._p_sh)
-            r_leaves = self._spmd.place(r_leaves, self._r_sh)
         self._p, self._r = p_leaves, r_leaves
+        self._place_leaves()  # a callback may have put arrays elsewhere
 
     def _own_state(self) -> None:
         """Before a donating step: take back handed-out arrays, copying them."""
@@ -545,10 +543,18 @@ class Trainer(Generic[M]):
             self._o = o_leaves
             self._metric_keys = self._eval_keys = None
         self._p, self._r = p_leaves, r_leaves
-        self._place_state(params, rest)
         if changed:
+            self._place_state(params, rest)
             self._build()
+        else:
+            self._place_leaves()
         self._model_exposed = True
+
+    def _place_leaves(self) -> None:
+        """On a mesh: put the model's leaves on their shardings (a no-op where they are)."""
+        if self._spmd is not None:
+            self._p = self._spmd.place(self._p, self._p_sh)
+            self._r = self._spmd.place(self._r, self._r_sh)
 
     def _place_state(self, params: nnx.State[Any, Any], rest: nnx.State[Any, Any]) -> None:
         """On a mesh: work out the state's shardings and put the leaves there."""
