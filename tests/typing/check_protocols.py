@@ -11,6 +11,9 @@ from typing import Any, assert_type
 from artifex.generative_models.training.callbacks import (
     BaseCallback,
     CallbackList,
+    CSVLogger,
+    LambdaCallback,
+    ProcessScope,
     TrainerLike,
     TrainingCallback,
 )
@@ -66,3 +69,15 @@ def negatives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
 class NarrowingOverride(BaseCallback):
     def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # drops logs
         ...
+
+
+def process_scopes() -> None:
+    assert_type(BaseCallback().process_scope, ProcessScope)
+    assert_type(CSVLogger().process_scope, ProcessScope)
+    assert_type(CallbackList(process_index=1).process_index, int | None)
+    LambdaCallback(process_scope="main")
+    LambdaCallback(process_scope="rank0")  # type: ignore[arg-type]  # not a scope
+    CallbackList(process_index="0")  # type: ignore[arg-type]  # not an int
+
+    class Everywhere(BaseCallback):
+        process_scope = "everywhere"  # type: ignore[assignment]  # not a scope
