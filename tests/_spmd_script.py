@@ -143,7 +143,7 @@ def train(
         resume_from=checkpoints if resume else None,
     )
     params = nnx.state(trainer.model, nnx.Param)
-    return {
+    result = {
         "process": index,
         "losses": losses,
         "history": history,
@@ -159,7 +159,15 @@ def train(
         "stopped_by_processes": list(getattr(trainer.stopped_by, "processes", ())),
         "main_only_epochs": main_only,
         "callback_process_index": trainer.callbacks.process_index,
+        "ragged_error": "",
     }
+    if device_mesh is not None:  # 3 rows per process do not split over the devices
+        probe = Trainer(trainer.model, optax.sgd(0.1), loss_fn, mesh=device_mesh)
+        try:
+            probe.fit([dataset(3, 0)], epochs=1)
+        except ValueError as error:
+            result["ragged_error"] = str(error)
+    return result
 
 
 def main() -> None:

@@ -70,6 +70,11 @@ def test_eight_devices_give_the_single_device_run(reference: Result, tmp_path: P
     # The annotated hidden kernel is split over the data axis; the rest is replicated.
     assert result["param_specs"] == ["P()", "P(None, 'data')", "P()", "P()"]
     assert reference["param_specs"] == ["None"] * 4  # single-device arrays
+    assert (
+        "shape (3, 8): a data-parallel batch needs a leading dimension (global size 3)"
+        in (result["ragged_error"])
+    )
+    assert "8 devices of mesh axis 'data'" in result["ragged_error"]
 
 
 def test_two_processes_give_the_single_process_run(reference: Result, tmp_path: Path) -> None:
@@ -82,6 +87,8 @@ def test_two_processes_give_the_single_process_run(reference: Result, tmp_path: 
     assert (tmp_path / "log-0.csv").is_file()
     assert not (tmp_path / "log-1.csv").exists()
     assert len((tmp_path / "log-0.csv").read_text().splitlines()) == 1 + 3
+    for result in results:  # 3 rows on each of 2 processes: 6, for 8 devices
+        assert "global size 6) that splits evenly over the 8 devices" in result["ragged_error"]
 
 
 def test_a_stop_asked_on_one_process_stops_every_process(tmp_path: Path) -> None:
