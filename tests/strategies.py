@@ -6,7 +6,7 @@ from typing import Literal, TypeAlias
 
 from hypothesis import strategies as st
 
-from artifex.generative_models.training.callbacks import HOOK_NAMES, HookName
+from artifex.generative_models.training.callbacks import HOOK_NAMES, HookName, ProcessScope
 
 # ------------------------------------------------------------------ callback core
 # Used by tests/test_callback_list_stateful.py.
@@ -15,6 +15,8 @@ Behaviour: TypeAlias = Literal["record", "raise", "append", "remove_self"]
 """What a scripted callback does when one of its hooks is called (it always records)."""
 
 hook_names: st.SearchStrategy[HookName] = st.sampled_from(HOOK_NAMES)
+
+process_scopes: st.SearchStrategy[ProcessScope] = st.sampled_from(("all", "main"))
 
 behaviours: st.SearchStrategy[Behaviour] = st.sampled_from(
     ("record", "record", "raise", "append", "remove_self")

@@ -5,7 +5,8 @@ Random ``append``/``add``/``extend``/``remove``/dispatch sequences run on real
 callbacks override random hooks, raise, and mutate the lists mid-dispatch. The model
 dispatches naively (every leaf, depth-first, over a snapshot taken at the start of the
 event), so the test also shows that skipping ``BaseCallback`` no-ops calls exactly the
-same methods in the same order.
+same methods in the same order. Callbacks declare random process scopes and the root
+list is put on random processes: off process 0, the ``"main"`` ones receive nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from artifex.generative_models.training.callbacks import (
     BaseCallback,
     CallbackList,
     HookName,
+    ProcessScope,
     TrainingCallback,
 )
-from tests.strategies import Behaviour, callback_scripts, hook_names
+from tests.strategies import Behaviour, callback_scripts, hook_names, process_scopes
 from tests.typing.cases import AttributeTrainer
 
 TRAINER = AttributeTrainer()
@@ -41,15 +43,22 @@ class Node:
     real: TrainingCallback
     script: dict[HookName, Behaviour] = field(default_factory=dict)
     owner: CallbackList | None = None  # the list a scripted callback was added to
+    scope: ProcessScope = "all"
     spent: set[HookName] = field(default_factory=set)  # one-shot mutations already done
 
 
 class Scripted(BaseCallback):
     """Base of the dynamically made scripted callback classes."""
 
-    def __init__(self, machine: CallbackListMachine, script: dict[HookName, Behaviour]) -> None:
+    def __init__(
+        self,
+        machine: CallbackListMachine,
+        script: dict[HookName, Behaviour],
+        scope: ProcessScope,
+    ) -> None:
         self.machine = machine
         self.script = script
+        self.process_scope = scope
         self.raised: list[Boom] = []
 
 
@@ -81,6 +90,7 @@ class CallbackListMachine(RuleBasedStateMachine):
         self.calls: list[tuple[int, HookName]] = []
         self.event_args: tuple[Any, ...] = ()
         self.counter = itertools.count()
+        self.process_index: int | None = None  # the root list's
 
     # --------------------------------------------------------------- helpers
 
@@ -90,9 +100,11 @@ class CallbackListMachine(RuleBasedStateMachine):
         self.real_lists[id(real)] = real
         return real
 
-    def _scripted(self, script: dict[HookName, Behaviour], owner: CallbackList) -> Node:
-        cb = scripted_class(frozenset(script))(self, script)
-        node = Node(cb, script, owner)
+    def _scripted(
+        self, script: dict[HookName, Behaviour], owner: CallbackList, scope: ProcessScope
+    ) -> Node:
+        cb = scripted_class(frozenset(script))(self, script, scope)
+        node = Node(cb, script, owner, scope)
         self.nodes[id(cb)] = node
         return node
 
@@ -122,7 +134,7 @@ class CallbackListMachine(RuleBasedStateMachine):
         node.spent.add(hook)
         assert node.owner is not None
         if behaviour == "append":
-            fresh = self._scripted(dict.fromkeys(cb.script, "record"), node.owner)
+            fresh = self._scripted(dict.fromkeys(cb.script, "record"), node.owner, node.scope)
             node.owner.append(fresh.real)
             self.model[id(node.owner)].append(fresh)
         elif cb in node.owner:  # "remove_self", unless already removed
@@ -145,14 +157,17 @@ class CallbackListMachine(RuleBasedStateMachine):
 
     @rule(
         target=lists,
-        scripts=st.lists(callback_scripts(), min_size=1, max_size=3),
+        scripts=st.lists(st.tuples(callback_scripts(), process_scopes), min_size=1, max_size=3),
         how=st.sampled_from(["append", "add", "extend", "init"]),
         parent=lists,
     )
     def add_callbacks(
-        self, scripts: list[dict[HookName, Behaviour]], how: str, parent: CallbackList
+        self,
+        scripts: list[tuple[dict[HookName, Behaviour], ProcessScope]],
+        how: str,
+        parent: CallbackList,
     ) -> CallbackList:
-        nodes = [self._scripted(s, parent) for s in scripts]
+        nodes = [self._scripted(script, parent, scope) for script, scope in scripts]
         reals = [n.real for n in nodes]
         if how == "extend":
             parent.extend(reals)
@@ -180,6 +195,11 @@ class CallbackListMachine(RuleBasedStateMachine):
         parent.remove(node.real)
         items.remove(node)
 
+    @rule(index=st.sampled_from([0, 1, 3]))
+    def move_to_process(self, index: int) -> None:
+        self.root_list.process_index = index
+        self.process_index = index
+
     @rule(hook=hook_names)
     def dispatch(self, hook: HookName) -> None:
         args: tuple[Any, ...] = {
@@ -192,6 +212,8 @@ class CallbackListMachine(RuleBasedStateMachine):
         snapshot = self._leaves(self.model[id(self.root_list)], ())
         self.event_args = args
         self.calls.clear()
+        if hook == "on_train_begin" and self.process_index is None:
+            self.process_index = 0  # learnt from JAX: this test is process 0 of 1
         error: BaseException | None = None
         try:
             getattr(self.root_list, hook)(*args)
@@ -202,7 +224,7 @@ class CallbackListMachine(RuleBasedStateMachine):
         expected: list[tuple[int, HookName]] = []
         raised: list[tuple[str, Node]] = []
         for path, node in snapshot:
-            if hook not in node.script:
+            if hook not in node.script or (self.process_index and node.scope == "main"):
                 continue
             expected.append((id(node.real), hook))
             if node.script[hook] == "raise":
