@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.sharding import Mesh
 
 from artifex.generative_models.training import ArrayBatcher, Trainer
 from artifex.generative_models.training.callbacks import BaseCallback, TrainerLike
@@ -118,12 +119,20 @@ def device_batches(count: int) -> list[Batch]:
     return [(x[4 * i : 4 * i + 4], y[4 * i : 4 * i + 4]) for i in range(count)]
 
 
+@pytest.mark.parametrize("mesh", [False, True], ids=["no-mesh", "mesh"])
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_no_implicit_transfer_and_one_fetch_per_epoch(
-    chunk: int, monkeypatch: pytest.MonkeyPatch
+    chunk: int, mesh: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # On a mesh, too: the state keeps its shardings from step to step (no resharding),
+    # and batches go to the mesh by one explicit device_put each.
     train, val = device_batches(5), device_batches(2)
-    trainer = new_trainer(CountingLoss(), callbacks=[Quiet()], steps_per_execution=chunk)
+    trainer = new_trainer(
+        CountingLoss(),
+        callbacks=[Quiet()],
+        steps_per_execution=chunk,
+        mesh=Mesh(np.array(jax.devices()[:1]), ("data",)) if mesh else None,
+    )
     trainer.fit(train, epochs=1, val_data=val)  # warm up: compile outside the guard
     fetches: list[object] = []
     real_get = jax.device_get
