@@ -5,7 +5,8 @@ with SIGKILL three times, each a seeded random delay after a given epoch's end (
 the kill lands in a save, between saves or mid-epoch), and resumed from the latest
 checkpoint each time (the last resume runs in-process). After every kill every
 checkpoint on disk restores, and the run that finally completes ends with the same
-model state, bit for bit, as an uninterrupted run.
+model state, bit for bit, and the same CSV log, as an uninterrupted run (rows of
+epochs that were run again are moved aside, not lost).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _assert_all_restore(directory: Path) -> list[int]:
     for step in steps:
         restored = restore_checkpoint(directory, step=step)
         assert restored.step == step
-        assert set(restored.extra["callbacks"]) == {"EarlyStopping[val_loss]", "History"}
+        keys = {"EarlyStopping[val_loss]", "History", "CSVLogger[log.csv]"}
+        assert set(restored.extra["callbacks"]) == keys
         assert restored.state["epoch"] == restored.epoch + 1
     return steps
 
@@ -98,3 +100,6 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert got.keys() == want.keys()
     for key, value in want.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert (workdir / "log.csv").read_text() == (reference / "log.csv").read_text()
+    aside = sorted(workdir.glob("log.csv.superseded-*"))
+    assert all(path.read_text().startswith("epoch,") for path in aside)

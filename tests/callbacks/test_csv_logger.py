@@ -62,3 +62,37 @@ def test_config_validation(tmp_path: Path) -> None:
         CSVLoggerConfig(filename="")
     with pytest.raises(TypeError, match="not both"):
         CSVLogger(CSVLoggerConfig(), filename="x.csv")
+
+
+def test_resume_moves_rows_after_the_checkpoint_aside(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    crashed = CSVLogger(filename=path)
+    drive(ModelOnlyTrainer(), [crashed], [[1.0], [2.0]])
+    saved = crashed.state_dict()  # the checkpoint of epoch 1
+    assert saved == {"rows": 2}
+    drive(ModelOnlyTrainer(), [crashed], [[3.0], [4.0]], start_epoch=2)  # then a crash
+    for attempt in (1, 2):  # resumed from that checkpoint, twice
+        resumed = CSVLogger(filename=path)
+        assert resumed.state_key == "CSVLogger[train.csv]"
+        resumed.load_state_dict(saved)
+        drive(ModelOnlyTrainer(), [resumed], [[3.5], [4.5]], start_epoch=2)
+        assert [(r["epoch"], r["loss"]) for r in _rows(path)] == [
+            ("0", "1.0"),
+            ("1", "2.0"),
+            ("2", "3.5"),
+            ("3", "4.5"),
+        ]
+        aside = _rows(path.with_name(f"train.csv.superseded-{attempt}"))
+        expected = [("2", "3.0"), ("3", "4.0")] if attempt == 1 else [("2", "3.5"), ("3", "4.5")]
+        assert [(r["epoch"], r["loss"]) for r in aside] == expected
+    resumed = CSVLogger(filename=path)  # a checkpoint at the file's end moves nothing
+    resumed.load_state_dict({"rows": 4})
+    drive(ModelOnlyTrainer(), [resumed], [[5.0]], start_epoch=4)
+    assert len(_rows(path)) == 5
+    assert not path.with_name("train.csv.superseded-3").exists()
+
+
+@pytest.mark.parametrize("rows", [-1, 1.5, True, "2"])
+def test_bad_state_names_the_value(rows: object) -> None:
+    with pytest.raises(ValueError, match=f"'rows' must be an int >= 0, got {rows!r}"):
+        CSVLogger().load_state_dict({"rows": rows})

@@ -67,12 +67,20 @@ class CSVLogger(BaseCallback):
     Appending to an existing file keeps its columns. Reads epoch logs only: no
     per-batch work, no device sync.
 
+    It is a ``StatefulCallback`` (``state_key`` ``"CSVLogger[<file name>]"``): a
+    checkpoint records how many rows the file held. When training resumes from it,
+    rows written after the checkpoint (the epochs a crash cut short, which are about to
+    be run again) are moved out of the file, at the next ``on_train_begin``, into a new
+    ``<filename>.superseded-<n>`` CSV next to it, so the log holds each epoch once and
+    no row is lost. Register it before ``ModelCheckpoint``, so the row of the
+    checkpointed epoch is counted.
+
     Args:
         config: The configuration; or pass ``filename`` (and other fields) by keyword.
         **kwargs: The fields of :class:`CSVLoggerConfig`, if ``config`` is omitted.
     """
 
-    __slots__ = ("_fields", "_path", "_started", "config")
+    __slots__ = ("_fields", "_path", "_resume_rows", "_rows", "_started", "config")
     process_scope: ProcessScope = "main"  # it writes one file, on process 0 only
 
     def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
@@ -86,6 +94,8 @@ class CSVLogger(BaseCallback):
         self._path: Path | None = None
         self._fields: list[str] | None = None
         self._started = False
+        self._rows = 0  # data rows in the file
+        self._resume_rows: int | None = None  # rows kept by a restored checkpoint
 
     def __repr__(self) -> str:
         """A readable representation with the config."""
@@ -103,15 +113,48 @@ class CSVLogger(BaseCallback):
             path.write_text("")
         self._started = True
         self._path = path
-        self._fields = self._read_header(path)
+        self._fields, rows = self._read(path)
+        self._rows = len(rows)
+        keep, self._resume_rows = self._resume_rows, None
+        if keep is not None and self._fields is not None and len(rows) > keep:
+            self._supersede(path, self._fields, rows, keep)
         return path
 
-    def _read_header(self, path: Path) -> list[str] | None:
+    def _read(self, path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
+        """The file's header and data rows (``None`` and none for a new file)."""
         if not path.exists() or path.stat().st_size == 0:
-            return None
+            return None, []
         with path.open(newline="") as file:
-            header = next(csv.reader(file, delimiter=self.config.separator), None)
-        return list(header) if header else None
+            reader = csv.DictReader(file, delimiter=self.config.separator)
+            rows = list(reader)
+            return (list(reader.fieldnames) if reader.fieldnames else None), rows
+
+    def _supersede(
+        self, path: Path, fields: list[str], rows: list[dict[str, str]], keep: int
+    ) -> None:
+        """Move the rows after the first ``keep`` into a new ``.superseded-<n>`` file."""
+        number = 1
+        while (aside := path.with_name(f"{path.name}.superseded-{number}")).exists():
+            number += 1
+        self._write(aside, fields, rows[keep:])
+        self._write(path, fields, rows[:keep])
+        self._rows = keep
+
+    def _write(self, path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+        """Write a whole CSV file atomically (a temporary file, then ``os.replace``)."""
+        sep = self.config.separator
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", newline="") as file:
+                writer = csv.DictWriter(
+                    file, fields, restval="", delimiter=sep, lineterminator="\n"
+                )
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Resolve the path, truncate it if ``append=False`` (first time), read its header."""
@@ -138,21 +181,38 @@ class CSVLogger(BaseCallback):
                 file, self._fields, restval="", delimiter=sep, lineterminator="\n"
             )
             writer.writerow(row)
+        self._rows += 1
 
     def _widen(self, path: Path, fields: list[str]) -> None:
-        sep = self.config.separator
-        with path.open(newline="") as file:
-            rows = list(csv.DictReader(file, delimiter=sep))
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", newline="") as file:
-                writer = csv.DictWriter(
-                    file, fields, restval="", delimiter=sep, lineterminator="\n"
-                )
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._write(path, fields, self._read(path)[1])
         self._fields = fields
+
+    # ------------------------------------------------------------- callback state
+
+    @property
+    def state_key(self) -> str:
+        """A stable key for checkpoints: ``"CSVLogger[<file name>]"``.
+
+        Only the file's name counts, not its folder, so a run resumed in another
+        directory (a branch of the run) finds its logger's state.
+        """
+        return f"CSVLogger[{Path(self.config.filename).name}]"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return ``{"rows": n}``: how many data rows the file holds now."""
+        return {"rows": self._rows}
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        """Restore a checkpoint's row count; the next ``on_train_begin`` acts on it.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+
+        Raises:
+            KeyError: If ``"rows"`` is missing.
+            ValueError: If it is not a non-negative integer.
+        """
+        rows: object = state["rows"]
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise ValueError(f"CSVLogger state 'rows' must be an int >= 0, got {rows!r}")
+        self._resume_rows = rows
