@@ -72,7 +72,6 @@ def test_all_callbacks_with_the_reference_trainer(
     batch_ends: list[int] = []
     callbacks = [
         early,
-        ckpt,
         TerminateOnNaN(),
         history,
         CSVLogger(filename=tmp_path / "log.csv"),
@@ -81,6 +80,7 @@ def test_all_callbacks_with_the_reference_trainer(
         LambdaCallback(on_batch_end=lambda t, s, logs: batch_ends.append(s)),
         MemoryProfiler(),
         JAXProfiler(JAXProfilerConfig(log_dir=tmp_path / "prof", start_step=2, stop_step=4)),
+        ckpt,  # last, after the stateful callbacks whose state it saves
     ]
     train = ArrayBatcher(_data(48, 0), batch_size=16, seed=1)
     val = [tuple(jnp.asarray(a) for a in _data(16, 2))]

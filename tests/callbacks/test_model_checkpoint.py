@@ -21,6 +21,7 @@ from artifex.generative_models.training.callbacks import (
 from artifex.generative_models.training.callbacks.model_checkpoint import (
     CHECKPOINT_FORMAT,
     MARKER_FILE,
+    CheckpointOrderWarning,
 )
 from tests.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive, params
 
@@ -291,3 +292,23 @@ def test_interrupted_save_leftovers_are_cleaned_and_ignored(tmp_path: Path) -> N
     assert not leftover.exists()
     assert resumed.saved_checkpoint_steps == (1, 2)
     assert restore_checkpoint(tmp_path / "ck").step == 2
+
+
+class HostingTrainer(ModelOnlyTrainer):
+    """A ``CallbackHost``: it exposes its callbacks."""
+
+    def __init__(self, callbacks: CallbackList) -> None:
+        super().__init__()
+        self.callbacks = callbacks
+
+
+def test_a_stateful_callback_after_it_is_warned_about(tmp_path: Path) -> None:
+    history = History()
+    late = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "late"))
+    nested = CallbackList([late, CallbackList([history])])
+    with pytest.warns(CheckpointOrderWarning, match=r"\['History'\] run after ModelCheckpoint"):
+        late.on_train_begin(HostingTrainer(nested))
+    last = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "last"))
+    last.on_train_begin(HostingTrainer(CallbackList([history, last])))  # no warning
+    late.on_train_end(ModelOnlyTrainer())
+    last.on_train_end(ModelOnlyTrainer())

@@ -36,6 +36,7 @@ from artifex.generative_models.training.callbacks.memory_profiler import (
 )
 from artifex.generative_models.training.callbacks.model_checkpoint import (
     CheckpointConfig,
+    CheckpointOrderWarning,
     ModelCheckpoint,
     RestoredCheckpoint,
     restore_checkpoint,
@@ -61,6 +62,7 @@ __all__ = [
     "CSVLoggerConfig",
     "CallbackList",
     "CheckpointConfig",
+    "CheckpointOrderWarning",
     "CheckpointableTrainer",
     "EarlyStopping",
     "EarlyStoppingConfig",

@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import struct
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,23 +54,34 @@ from artifex.generative_models.training.callbacks._monitor import (
     check_mode,
     to_float,
 )
-from artifex.generative_models.training.callbacks._state import stateful_callbacks
+from artifex.generative_models.training.callbacks._state import flatten, stateful_callbacks
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 from artifex.generative_models.training.callbacks.protocols import (
     CallbackHost,
     CheckpointableTrainer,
+    StatefulCallback,
     TrainerState,
 )
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointConfig",
+    "CheckpointOrderWarning",
     "ModelCheckpoint",
     "RestoredCheckpoint",
     "restore_checkpoint",
 ]
 
 _log = logging.getLogger(__name__)
+
+
+class CheckpointOrderWarning(UserWarning):
+    """A stateful callback runs after ``ModelCheckpoint``: its saved state lags an epoch.
+
+    ``ModelCheckpoint`` saves the other callbacks' state in its ``on_epoch_end``, so
+    the callbacks registered after it have not yet seen that epoch.
+    """
+
 
 CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/1"
 """The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file."""
@@ -428,6 +440,11 @@ class ModelCheckpoint(BaseCallback):
     checkpoints of this directory; a directory this callback did not create is never
     written into (``FileExistsError`` at ``on_train_begin``).
 
+    Register it after the stateful callbacks (``EarlyStopping``, ``History``,
+    ``CSVLogger``): their state is saved with the model, as of its own
+    ``on_epoch_end``. A stateful callback registered after it gets a
+    :class:`CheckpointOrderWarning` at ``on_train_begin``.
+
     A missing ``monitor`` key warns once (``strict=True`` raises); that epoch is then
     saved only if ``save_last``.
 
@@ -625,7 +642,26 @@ class ModelCheckpoint(BaseCallback):
         if self._lookup is not None:
             self._lookup.reset()
         self._lazy = False
+        self._warn_about_order(trainer)
         self._setup(trainer)
+
+    def _warn_about_order(self, trainer: TrainerLike) -> None:
+        """Warn if a stateful callback is registered after this one (see the class docs)."""
+        if not isinstance(trainer, CallbackHost):
+            return
+        order = list(flatten(trainer.callbacks))
+        if not any(callback is self for callback in order):
+            return
+        later = order[next(i for i, cb in enumerate(order) if cb is self) + 1 :]
+        late = [cb.state_key for cb in later if isinstance(cb, StatefulCallback)]
+        if late:
+            warnings.warn(
+                f"{late} run after ModelCheckpoint, so each checkpoint would hold their "
+                "state from before that epoch's end and a resumed run would differ; "
+                "register ModelCheckpoint after them",
+                CheckpointOrderWarning,
+                stacklevel=2,
+            )
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Count steps (for trainers that do not expose ``step``); reads no array."""
