@@ -611,6 +611,7 @@ class ModelCheckpoint(BaseCallback):
                 cleanup_tmp_directories=True,
             )
             self._manager = ocp.CheckpointManager(directory, options=options)
+            _await_tmp_cleanup(self._manager)
             if monitor is not None:
                 for step in self._manager.all_steps():
                     saved = self._manager.metrics(step)
@@ -827,6 +828,21 @@ class ModelCheckpoint(BaseCallback):
             self._kept = tuple(sorted(manager.all_steps()))
         finally:
             manager.close()
+
+
+def _await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
+    """Wait for the removal of interrupted saves that Orbax starts in the background.
+
+    ``CheckpointManager`` starts it in its constructor, and only ``save`` waits for it,
+    not ``close``. A run that saves nothing would leave that thread running; at
+    interpreter exit it dies with "cannot schedule new futures after shutdown" and a
+    logged traceback. Waiting here also means the directory is clean when
+    ``on_train_begin`` returns. The method is private in Orbax 0.12, hence the
+    ``getattr``: an Orbax without it cleans up synchronously.
+    """
+    wait = getattr(manager, "_maybe_await_cleanup_tmp_directory", None)
+    if callable(wait):
+        wait()
 
 
 # ------------------------------------------------------------------------- restore
