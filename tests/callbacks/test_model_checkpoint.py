@@ -302,6 +302,13 @@ def test_leftovers_are_gone_when_train_begin_returns(
     # Orbax removes them on a background thread that its close() does not wait for;
     # a slow removal shows whether on_train_begin waits (a run that saves nothing
     # would otherwise exit with that thread still running).
+    config = CheckpointConfig(dirpath=tmp_path / "ck")
+    first = ModelCheckpoint(config)  # makes the directory ModelCheckpoint's own
+    first.on_train_begin(ModelOnlyTrainer())
+    first.on_train_end(ModelOnlyTrainer())
+    leftover = tmp_path / "ck" / "2.orbax-checkpoint-tmp-1700000000"
+    (leftover / "state").mkdir(parents=True)
+
     # Orbax's private module, untyped: the one place that function is looked up.
     temporary_paths = importlib.import_module("orbax.checkpoint._src.path.temporary_paths")
     cleanup = temporary_paths.cleanup_temporary_paths
@@ -313,10 +320,7 @@ def test_leftovers_are_gone_when_train_begin_returns(
         finished.append(True)
 
     monkeypatch.setattr(temporary_paths, "cleanup_temporary_paths", slow_cleanup)
-    leftover = tmp_path / "ck" / "2.orbax-checkpoint-tmp-1700000000"
-    (leftover / "state").mkdir(parents=True)
-    (tmp_path / "ck" / MARKER_FILE).write_text(json.dumps({"format": CHECKPOINT_FORMAT}))
-    callback = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck"))
+    callback = ModelCheckpoint(config)
     callback.on_train_begin(ModelOnlyTrainer())
     assert finished == [True]
     assert not leftover.exists()
