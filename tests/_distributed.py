@@ -8,9 +8,9 @@ which job it is.
 
 Launcher side (in a test)::
 
-    outputs = run_job("tests._spmd_script", "--out", str(tmp_path), processes=2, devices=4)
+    outputs = run_job("tests.laws._spmd_script", "--out", str(tmp_path), processes=2, devices=4)
 
-Script side (``python -m tests._spmd_script``)::
+Script side (``python -m tests.laws._spmd_script``)::
 
     from tests._distributed import initialize
     initialize()  # before anything else touches JAX

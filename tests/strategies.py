@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from artifex.generative_models.training.callbacks import HOOK_NAMES, HookName, ProcessScope
 
 # ------------------------------------------------------------------ callback core
-# Used by tests/test_callback_list_stateful.py.
+# Used by tests/training/callbacks/test_base_stateful.py.
 
 Behaviour: TypeAlias = Literal["record", "raise", "append", "remove_self"]
 """What a scripted callback does when one of its hooks is called (it always records)."""
@@ -31,7 +31,7 @@ def callback_scripts(draw: st.DrawFn) -> dict[HookName, Behaviour]:
 
 
 # --------------------------------------------------------------- built-in callbacks
-# Used by tests/callbacks/test_early_stopping.py.
+# Used by tests/training/callbacks/test_early_stopping.py.
 
 
 @st.composite
@@ -50,7 +50,7 @@ def early_stopping_scores(
 
 
 # ------------------------------------------------------------ conformance grammar
-# Used by tests/conformance/test_grammar.py: records an ideal trainer would produce,
+# Used by tests/training/conformance/test_grammar.py: records an ideal trainer would produce,
 # and mutations of them that break the contract.
 
 from collections import Counter  # noqa: E402
@@ -178,7 +178,7 @@ def invalid_records(draw: st.DrawFn) -> tuple[list[Event], list[FitPlan], str]:
 
 
 # ------------------------------------------------------------------ reference trainer
-# Used by tests/test_trainer_lifecycle.py: fit scenarios for the reference Trainer.
+# Used by tests/training/test_trainer_lifecycle.py: fit scenarios for the reference Trainer.
 
 from dataclasses import dataclass as _dataclass  # noqa: E402
 

@@ -1,1 +1,1 @@
-"""The specification's code examples, as written (``tests/test_spec_examples.py`` runs them)."""
+"""The specification's code examples, as written (``test_examples.py`` here runs them)."""

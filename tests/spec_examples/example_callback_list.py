@@ -12,7 +12,7 @@ from artifex.generative_models.training.callbacks import (
 )
 from artifex.generative_models.training.callbacks.early_stopping import EarlyStoppingConfig
 from artifex.generative_models.training.callbacks.model_checkpoint import CheckpointConfig
-from tests.callbacks._stubs import ModelOnlyTrainer
+from tests.training.callbacks._stubs import ModelOnlyTrainer
 
 trainer = ModelOnlyTrainer()  # supplied: the example assumes a trainer
 

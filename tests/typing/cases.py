@@ -1,7 +1,8 @@
 """Positive and negative protocol cases, shared by the typing checks and the runtime tests.
 
 Every class here is a valid definition; whether it *conforms* is what
-``check_protocols.py`` (statically) and ``tests/test_protocols.py`` (at run time) pin down.
+``check_protocols.py`` (statically) and ``tests/training/callbacks/test_protocols.py``
+(at run time) pin down.
 """
 
 from __future__ import annotations

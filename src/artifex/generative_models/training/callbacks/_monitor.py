@@ -156,3 +156,28 @@ class MonitorLookup:
                 stacklevel=4,
             )
         return None
+
+    def number(self, logs: Mapping[str, Any], where: str) -> float | None:
+        """Return ``logs[monitor]`` as a ``float``, or ``None`` if missing (see ``__call__``).
+
+        Args:
+            logs: The logs a hook received.
+            where: The hook, named in the message (e.g. ``"on_epoch_end"``).
+
+        Returns:
+            The logged value as a float, or ``None`` when the key is missing.
+
+        Raises:
+            KeyError: If the key is missing and ``strict`` is set.
+            TypeError: If the logged value is not a number.
+        """
+        raw = self(logs, where)
+        if raw is None:
+            return None
+        value = to_float(raw)
+        if value is None:
+            raise TypeError(
+                f"{self.owner} monitors {self.monitor!r}, whose value {raw!r} in the logs of "
+                f"{where} is not a number"
+            )
+        return value

@@ -11,29 +11,13 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from artifex.generative_models.training.callbacks.base import CallbackList
+from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
 from artifex.generative_models.training.callbacks.protocols import StatefulCallback
 
-__all__ = ["flatten", "load_callback_states", "stateful_callbacks"]
+__all__ = ["load_callback_states", "stateful_callbacks"]
 
 
-def flatten(callbacks: Iterable[object]) -> Iterable[object]:
-    """Yield the callbacks in dispatch order, nested callback lists flattened.
-
-    Args:
-        callbacks: Callbacks, or a ``CallbackList``.
-
-    Yields:
-        Each callback that is not itself a ``CallbackList``.
-    """
-    for callback in callbacks:
-        if isinstance(callback, CallbackList):
-            yield from flatten(callback.callbacks)
-        else:
-            yield callback
-
-
-def stateful_callbacks(callbacks: Iterable[object]) -> dict[str, StatefulCallback]:
+def stateful_callbacks(callbacks: Iterable[TrainingCallback]) -> dict[str, StatefulCallback]:
     """Every :class:`StatefulCallback` among ``callbacks``, by ``state_key``.
 
     Nested callback lists are flattened depth-first, in dispatch order.
@@ -49,7 +33,7 @@ def stateful_callbacks(callbacks: Iterable[object]) -> dict[str, StatefulCallbac
         ValueError: If two callbacks have the same ``state_key`` (both are named).
     """
     found: dict[str, StatefulCallback] = {}
-    for callback in flatten(callbacks):
+    for _, callback in flatten_callbacks(callbacks):
         if not isinstance(callback, StatefulCallback):
             continue
         key: object = callback.state_key
@@ -69,7 +53,7 @@ def stateful_callbacks(callbacks: Iterable[object]) -> dict[str, StatefulCallbac
 
 
 def load_callback_states(
-    callbacks: Iterable[object], states: Mapping[str, Mapping[str, Any]], /
+    callbacks: Iterable[TrainingCallback], states: Mapping[str, Mapping[str, Any]], /
 ) -> None:
     """Load saved states (by ``state_key``) into the stateful ``callbacks``.
 

@@ -461,17 +461,9 @@ class CallbackList:
                 yield callback
                 yield from callback._lists()
 
-    def _leaves(self, prefix: _Path) -> Iterator[tuple[_Path, TrainingCallback]]:
-        """Yield ``(index path, callback)`` for every non-list callback, depth-first."""
-        for index, callback in enumerate(self._callbacks):
-            if type(callback) is CallbackList:
-                yield from callback._leaves((*prefix, index))
-            else:
-                yield (*prefix, index), callback
-
     def _rebuild(self) -> None:
         """Recompute the per-hook dispatch tables here and in every enclosing list."""
-        leaves = tuple(self._leaves(()))
+        leaves = tuple(flatten_callbacks(self._callbacks))
         if self._process_index:  # not process 0: drop the main-process-only callbacks
             leaves = tuple((path, cb) for path, cb in leaves if _scope(cb) == "all")
         for name in HOOK_NAMES:
@@ -618,3 +610,28 @@ class CallbackList:
         except Exception as exc:
             _note(exc, cbs, paths, cb, "on_validation_end")
             raise
+
+
+def flatten_callbacks(
+    callbacks: Iterable[TrainingCallback], prefix: _Path = ()
+) -> Iterator[tuple[_Path, TrainingCallback]]:
+    """Yield ``(index path, callback)`` for every callback, nested lists flattened.
+
+    The one rule for walking nested callback lists, shared by dispatch, the
+    trainer (stop requesters) and checkpoints (stateful callbacks): depth-first, in
+    dispatch order. A plain ``CallbackList`` is walked into; any other callback, a
+    ``CallbackList`` subclass included (it may dispatch its own way), is yielded.
+    ``(1, 2)`` is item 2 of the list at index 1.
+
+    Args:
+        callbacks: The callbacks (or a ``CallbackList``).
+        prefix: The index path of ``callbacks`` itself.
+
+    Yields:
+        ``(index path, callback)`` pairs, in dispatch order.
+    """
+    for index, callback in enumerate(callbacks):
+        if type(callback) is CallbackList:
+            yield from flatten_callbacks(callback.callbacks, (*prefix, index))
+        else:
+            yield (*prefix, index), callback

@@ -54,8 +54,12 @@ from artifex.generative_models.training.callbacks._monitor import (
     check_mode,
     to_float,
 )
-from artifex.generative_models.training.callbacks._state import flatten, stateful_callbacks
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks._state import stateful_callbacks
+from artifex.generative_models.training.callbacks.base import (
+    BaseCallback,
+    TrainerLike,
+    flatten_callbacks,
+)
 from artifex.generative_models.training.callbacks.protocols import (
     CallbackHost,
     CheckpointableTrainer,
@@ -650,7 +654,7 @@ class ModelCheckpoint(BaseCallback):
         """Warn if a stateful callback is registered after this one (see the class docs)."""
         if not isinstance(trainer, CallbackHost):
             return
-        order = list(flatten(trainer.callbacks))
+        order = [callback for _, callback in flatten_callbacks(trainer.callbacks)]
         if not any(callback is self for callback in order):
             return
         later = order[next(i for i, cb in enumerate(order) if cb is self) + 1 :]

@@ -11,7 +11,7 @@ from artifex.generative_models.training.callbacks import (
     JAXProfiler,
     JAXProfilerConfig,
 )
-from tests.callbacks._stubs import ModelOnlyTrainer
+from tests.training.callbacks._stubs import ModelOnlyTrainer
 
 
 def test_traces_the_window_into_log_dir(tmp_path: Path) -> None:

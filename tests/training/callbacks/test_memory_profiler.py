@@ -11,7 +11,7 @@ from artifex.generative_models.training.callbacks import (
     MemoryProfilerConfig,
     MemoryRecord,
 )
-from tests.callbacks._stubs import ModelOnlyTrainer, drive
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
 class FakeGPU:

@@ -1,6 +1,6 @@
 """Law 2, crash safety: SIGKILLed training leaves only sound checkpoints, and resumes exactly.
 
-One training run (``tests/_resume_script.py``, asynchronous Orbax saves) is killed
+One training run (``tests/laws/_resume_script.py``, asynchronous Orbax saves) is killed
 with SIGKILL three times, each a seeded random delay after a given epoch's end (so
 the kill lands in a save, between saves or mid-epoch), and resumed from the latest
 checkpoint each time (the last resume runs in-process). After every kill every
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from artifex.generative_models.training.callbacks import restore_checkpoint
-from tests import _resume_script
+from tests.laws import _resume_script
 
-ROOT = Path(_resume_script.__file__).resolve().parents[1]
+ROOT = Path(_resume_script.__file__).resolve().parents[2]
 EPOCHS = 8
 BATCH_SLEEP = 0.02  # seconds per batch: an epoch lasts long enough to be hit
 KILL_AFTER_EPOCHS = (1, 3, 5)  # kill a random delay after these epochs' ends
@@ -32,7 +32,7 @@ KILL_AFTER_EPOCHS = (1, 3, 5)  # kill a random delay after these epochs' ends
 def _start(workdir: Path, *, resume: bool) -> subprocess.Popen[bytes]:
     # Run as a module from the repository root: tests/ holds a ``typing`` package
     # that would shadow the standard library's if the script's folder led sys.path.
-    args = [sys.executable, "-m", "tests._resume_script", str(workdir)]
+    args = [sys.executable, "-m", "tests.laws._resume_script", str(workdir)]
     args += ["--epochs", str(EPOCHS), "--batch-sleep", str(BATCH_SLEEP)]
     args += ["--resume"] if resume else []
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}

@@ -10,7 +10,7 @@ from artifex.generative_models.training.callbacks import (
     TrainerLike,
     TrainingCallback,
 )
-from tests.callbacks._stubs import ModelOnlyTrainer, drive
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
 def test_calls_the_given_functions_only() -> None:

@@ -1,9 +1,9 @@
 """A small, fully seeded training run, on one device, on a device mesh, or as a job.
 
-Imported by ``tests/test_spmd.py`` (the single-device reference run, in process) and
+Imported by ``tests/laws/test_spmd.py`` (the single-device reference run, in process) and
 run by it as a script on 8 host devices or as 2 processes of 4 devices each::
 
-    python -m tests._spmd_script OUT [--mesh] [--steps-per-execution K]
+    python -m tests.laws._spmd_script OUT [--mesh] [--steps-per-execution K]
         [--stop-process P --stop-step S] [--checkpoints DIR] [--epochs N] [--resume]
 
 Every process writes ``OUT/process-<i>.json``: the per-step losses, the epoch logs,

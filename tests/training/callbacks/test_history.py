@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 from artifex.generative_models.training.callbacks import History, StatefulCallback
-from tests.callbacks._stubs import ModelOnlyTrainer, drive
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
 def test_records_epoch_logs_aligned_with_epochs() -> None:

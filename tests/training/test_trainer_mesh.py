@@ -1,6 +1,6 @@
 """The Trainer's mesh options, in this process (one CPU device): checks and a 1-device mesh.
 
-Runs on several devices and processes are in ``tests/test_spmd.py``.
+Runs on several devices and processes are in ``tests/laws/test_spmd.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 
 from artifex.generative_models.training import Trainer
-from tests.test_trainer import batches, linear, mse_with_metrics, new_trainer
+from tests.training.test_trainer import batches, linear, mse_with_metrics, new_trainer
 
 
 def one_device_mesh(*axes: str) -> Mesh:

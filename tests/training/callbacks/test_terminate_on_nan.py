@@ -10,7 +10,7 @@ from artifex.generative_models.training.callbacks import (
     StopRequester,
     TerminateOnNaN,
 )
-from tests.callbacks._stubs import ModelOnlyTrainer, drive
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

@@ -1,6 +1,6 @@
 """ModelCheckpoint and restore_checkpoint on a global mesh: a 2-process job, and 1 process.
 
-Each job runs ``tests/_checkpoint_mp_script.py`` (see its docstring) once; the tests
+Each job runs ``_checkpoint_mp_script.py`` (beside this file; see its docstring) once; the tests
 assert on what every process wrote to ``process-<index>.json`` and on the checkpoint
 directories the job left behind.
 """
@@ -18,8 +18,8 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
     CHECKPOINT_FORMAT,
     MARKER_FILE,
 )
-from tests import _checkpoint_mp_script as script
 from tests._distributed import Finished, run_job
+from tests.training.callbacks import _checkpoint_mp_script as script
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ def job(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     processes, devices = request.param
     workdir = tmp_path_factory.mktemp(f"ckpt-{processes}x{devices}")
     finished = run_job(
-        "tests._checkpoint_mp_script",
+        "tests.training.callbacks._checkpoint_mp_script",
         str(workdir),
         processes=processes,
         devices=devices,

@@ -25,7 +25,7 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
     MARKER_FILE,
     CheckpointOrderWarning,
 )
-from tests.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive, params
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive, params
 
 
 def _same(a: nnx.Module, b: nnx.Module) -> bool:

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from tests._distributed import run_job
-from tests._spmd_script import train
+from tests.laws._spmd_script import train
 
-SCRIPT = "tests._spmd_script"
+SCRIPT = "tests.laws._spmd_script"
 Result = dict[str, Any]
 
 

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from artifex.generative_models.training.callbacks import ProgressBar, ProgressBarConfig
 from artifex.generative_models.training.callbacks.progress import format_metrics
-from tests.callbacks._stubs import ModelOnlyTrainer, drive
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
 class _Unreadable:

@@ -37,7 +37,7 @@ from artifex.generative_models.training.callbacks import (
 )
 from artifex.generative_models.training.data import ArrayBatcher
 from artifex.generative_models.training.trainer import Trainer
-from tests.callbacks._stubs import TinyModel, params
+from tests.training.callbacks._stubs import TinyModel, params
 
 Batch = tuple[jax.Array, jax.Array]
 

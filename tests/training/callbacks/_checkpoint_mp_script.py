@@ -1,10 +1,10 @@
 """ModelCheckpoint and restore_checkpoint in one process of a (multi-process) JAX job.
 
-Run by ``tests/callbacks/test_model_checkpoint_multiprocess.py`` through
+Run by ``tests/training/callbacks/test_model_checkpoint_multiprocess.py`` through
 :func:`tests._distributed.run_job`, as 2 processes with 4 host CPU devices each, or
 as 1 process with 8::
 
-    python -m tests._checkpoint_mp_script WORKDIR
+    python -m tests.training.callbacks._checkpoint_mp_script WORKDIR
 
 Every process builds the same tiny checkpointable trainer (not the reference
 ``Trainer``) whose model has one parameter replicated over a global 8-device mesh

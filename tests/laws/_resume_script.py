@@ -1,9 +1,9 @@
 """A small, fully seeded training run for the exact-resume and crash-safety tests.
 
-Imported by ``tests/test_resume.py`` (in-process runs) and run as a script by
-``tests/test_crash_safety.py`` (subprocesses killed with SIGKILL)::
+Imported by ``tests/laws/test_resume.py`` (in-process runs) and run as a script by
+``tests/laws/test_crash_safety.py`` (subprocesses killed with SIGKILL)::
 
-    python -m tests._resume_script WORKDIR --epochs N [--resume] [--batch-sleep S]
+    python -m tests.laws._resume_script WORKDIR --epochs N [--resume] [--batch-sleep S]
 
 The model has dropout, so its RNG stream must round-trip; the training data is a
 shuffling ``ArrayBatcher``; ``EarlyStopping``, ``History``, ``CSVLogger`` and

@@ -14,7 +14,7 @@ import pytest
 from artifex.generative_models.training.conformance import SCENARIOS
 from artifex.generative_models.training.conformance.__main__ import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODULE = "artifex.generative_models.training.conformance"
 
 SUITES = """
@@ -23,7 +23,7 @@ import pytest
 from artifex.generative_models.training.conformance.pytest_plugin import (
     TrainerConformanceSuite,
 )
-from tests.conformance.broken_trainers import BrokenHarness, PlainHarness
+from tests.training.conformance.broken_trainers import BrokenHarness, PlainHarness
 
 
 class TestGood(TrainerConformanceSuite):
@@ -135,7 +135,7 @@ def test_cli_subprocess_reports_and_exits_non_zero_on_violations() -> None:
             sys.executable,
             "-m",
             MODULE,
-            "tests.conformance.broken_trainers:epochs_from_one",
+            "tests.training.conformance.broken_trainers:epochs_from_one",
             "--scenario",
             "plain_run",
             "--scenario",
@@ -166,7 +166,7 @@ def test_cli_minimal_trainer_passes_with_static_check(capsys: pytest.CaptureFixt
 def test_cli_static_check_rejects_a_build_typed_object(capsys: pytest.CaptureFixture[str]) -> None:
     status = main(
         [
-            "tests.conformance.broken_trainers:UntypedBuildHarness",
+            "tests.training.conformance.broken_trainers:UntypedBuildHarness",
             "--scenario",
             "zero_epochs",
             "--static",

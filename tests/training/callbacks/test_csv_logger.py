@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from artifex.generative_models.training.callbacks import CSVLogger, CSVLoggerConfig
-from tests.callbacks._stubs import ModelOnlyTrainer, drive
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
 def _rows(path: Path, sep: str = ",") -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ from artifex.generative_models.training.conformance import (
     ConformanceReport,
     check_trainer,
 )
-from tests.conformance.broken_trainers import BrokenHarness, Fault, PlainHarness
+from tests.training.conformance.broken_trainers import BrokenHarness, Fault, PlainHarness
 
 # fault -> (a scenario that must fail, a phrase its violation must contain)
 MISTAKES: dict[Fault, tuple[str, str]] = {

@@ -17,8 +17,8 @@ from artifex.generative_models.training.callbacks import (
     StopRequester,
 )
 from artifex.generative_models.training.callbacks._monitor import Mode
-from tests.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive, params
 from tests.strategies import early_stopping_scores
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive, params
 
 
 def _feed(es: EarlyStopping, scores: list[float], key: str = "val_loss") -> int | None:

@@ -23,7 +23,7 @@ from artifex.generative_models.training.callbacks import (
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.protocols import CallbackHost
 from artifex.generative_models.training.trainer import Trainer
-from tests._resume_script import build, flat_state, loss_fn, make_data, make_model
+from tests.laws._resume_script import build, flat_state, loss_fn, make_data, make_model
 
 EPOCHS = 6  # early stopping ends the run after epoch 3 (see early_stopping())
 

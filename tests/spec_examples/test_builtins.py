@@ -17,7 +17,7 @@ from artifex.generative_models.training.callbacks import (
     ModelCheckpoint,
     restore_checkpoint,
 )
-from tests.callbacks._stubs import TinyModel
+from tests.training.callbacks._stubs import TinyModel
 
 MODULE = "tests.spec_examples.example_callback_list"
 

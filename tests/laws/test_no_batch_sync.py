@@ -28,7 +28,7 @@ from artifex.generative_models.training.callbacks import (
     TensorBoardLogger,
     TerminateOnNaN,
 )
-from tests.callbacks._stubs import FullTrainer
+from tests.training.callbacks._stubs import FullTrainer
 
 
 class Unreadable:
