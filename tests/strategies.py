@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from hypothesis import strategies as st
 
 from artifex.generative_models.training.callbacks import HOOK_NAMES, HookName, ProcessScope
+from artifex.generative_models.training.conformance import Event, FitPlan, Trigger
 
 # ------------------------------------------------------------------ callback core
 # Used by tests/training/callbacks/test_base_stateful.py.
@@ -52,14 +55,6 @@ def early_stopping_scores(
 # ------------------------------------------------------------ conformance grammar
 # Used by tests/training/conformance/test_grammar.py: records an ideal trainer would produce,
 # and mutations of them that break the contract.
-
-from collections import Counter  # noqa: E402
-
-from artifex.generative_models.training.conformance import (  # noqa: E402
-    Event,
-    FitPlan,
-    Trigger,
-)
 
 Mutation: TypeAlias = Literal["delete", "duplicate", "swap", "renumber"]
 
@@ -180,13 +175,11 @@ def invalid_records(draw: st.DrawFn) -> tuple[list[Event], list[FitPlan], str]:
 # ------------------------------------------------------------------ reference trainer
 # Used by tests/training/test_trainer_lifecycle.py: fit scenarios for the reference Trainer.
 
-from dataclasses import dataclass as _dataclass  # noqa: E402
-
 TrainerHook: TypeAlias = Literal[HookName, "data"]
 """Where a scenario injects a failure: a hook, or the training data itself."""
 
 
-@_dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrainerFit:
     """One ``fit`` call of a lifecycle scenario.
 
@@ -202,7 +195,7 @@ class TrainerFit:
     interrupt: bool
 
 
-@_dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrainerScenario:
     """Several ``fit`` calls on one trainer, ``batches`` per epoch, ``chunk`` steps per call."""
 

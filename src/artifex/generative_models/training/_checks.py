@@ -141,7 +141,9 @@ def resolve_config(config: C | None, cls: type[C], owner: str) -> C:
         return cls()
     untrusted: object = config
     if not isinstance(untrusted, cls):
+        article = "an" if cls.__qualname__[:1] in "AEIOU" else "a"
         raise TypeError(
-            f"{owner} expects a {cls.__qualname__}, got {type(config).__qualname__} {config!r}"
+            f"{owner} expects {article} {cls.__qualname__}, "
+            f"got {type(config).__qualname__} {config!r}"
         )
     return config

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from typing_extensions import Protocol, runtime_checkable
 
+from artifex.generative_models.training._checks import check_bool, check_int
+
 __all__ = ["ArrayBatcher", "StatefulData"]
 
 T = TypeVar("T")
@@ -44,14 +46,6 @@ def _take_rows(tree: Any, index: jax.Array) -> Any:
 
 
 _take_rows_jit = jax.jit(_take_rows)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__qualname__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class ArrayBatcher(Generic[T]):
@@ -120,17 +114,16 @@ class ArrayBatcher(Generic[T]):
         process_index: int = 0,
         process_count: int = 1,
     ) -> None:
-        self._batch_size = _check_int("batch_size", batch_size, 1)
-        self._process_count = _check_int("process_count", process_count, 1)
-        self._process_index = _check_int("process_index", process_index, 0)
+        self._batch_size = check_int("batch_size", batch_size, minimum=1, numpy=True)
+        self._process_count = check_int("process_count", process_count, minimum=1, numpy=True)
+        self._process_index = check_int("process_index", process_index, minimum=0, numpy=True)
         if self._process_index >= self._process_count:
             raise ValueError(
                 f"process_index must be < process_count={process_count}, got {process_index}"
             )
-        self._seed = _check_int("seed", seed, 0)
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__qualname__} {flag!r}")
+        self._seed = check_int("seed", seed, minimum=0, numpy=True)
+        check_bool("shuffle", shuffle)
+        check_bool("drop_last", drop_last)
         self._shuffle = shuffle
         self._drop_last = drop_last
         leaves = jax.tree.leaves(data)
@@ -281,9 +274,9 @@ class ArrayBatcher(Generic[T]):
         for key in ("seed", "epoch", "position"):
             if key not in state:
                 raise KeyError(f"batcher state lacks {key!r}; got keys {sorted(state)}")
-        seed = _check_int("state['seed']", _as_int(state["seed"]), 0)
-        epoch = _check_int("state['epoch']", _as_int(state["epoch"]), 0)
-        position = _check_int("state['position']", _as_int(state["position"]), 0)
+        seed = check_int("state['seed']", _as_int(state["seed"]), minimum=0, numpy=True)
+        epoch = check_int("state['epoch']", _as_int(state["epoch"]), minimum=0, numpy=True)
+        position = check_int("state['position']", _as_int(state["position"]), minimum=0, numpy=True)
         if position > self._num_batches:
             raise ValueError(
                 f"state['position'] must be <= {self._num_batches} (batches per epoch), "

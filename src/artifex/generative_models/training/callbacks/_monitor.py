@@ -137,6 +137,14 @@ class MonitorLookup:
         Raises:
             KeyError: If the key is missing and ``strict`` is set.
         """
+        return self._get(logs, where)
+
+    def _get(self, logs: Mapping[str, Any], where: str) -> object | None:
+        """The lookup of ``__call__`` and :meth:`number`, one frame below either.
+
+        Both reach it through one frame, so the warning's ``stacklevel`` (this frame,
+        ``__call__`` or ``number``, the hook, the dispatch, its caller) is the same.
+        """
         if self.monitor in logs:
             value: object = logs[self.monitor]
             return value
@@ -153,7 +161,7 @@ class MonitorLookup:
                 f"{message}; it does nothing until the key appears. Pass strict=True to "
                 "raise instead.",
                 MissingMetricWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         return None
 
@@ -171,7 +179,7 @@ class MonitorLookup:
             KeyError: If the key is missing and ``strict`` is set.
             TypeError: If the logged value is not a number.
         """
-        raw = self(logs, where)
+        raw = self._get(logs, where)
         if raw is None:
             return None
         value = to_float(raw)

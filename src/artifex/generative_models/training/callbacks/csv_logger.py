@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artifex.generative_models.training._checks import check_bool, check_path, resolve_config
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
@@ -43,17 +44,14 @@ class CSVLoggerConfig:
             TypeError: If ``append`` is not a bool.
             ValueError: If ``filename`` is empty or ``separator`` not one character.
         """
-        filename: object = self.filename  # run-time checks of what the types promise
-        separator: object = self.separator
-        if not isinstance(filename, str | os.PathLike) or not os.fspath(filename):
-            raise ValueError(f"filename must be a non-empty path, got {self.filename!r}")
+        check_path("filename", self.filename)
+        separator: object = self.separator  # a run-time check of what the types promise
         if not isinstance(separator, str) or len(separator) != 1 or separator in '\r\n"':
             raise ValueError(
                 f"separator must be one character other than a quote or newline, "
                 f"got {self.separator!r}"
             )
-        if not isinstance(self.append, bool):
-            raise TypeError(f"append must be a bool, got {self.append!r}")
+        check_bool("append", self.append)
 
 
 class CSVLogger(BaseCallback):
@@ -84,13 +82,11 @@ class CSVLogger(BaseCallback):
     process_scope: ProcessScope = "main"  # it writes one file, on process 0 only
 
     def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
-        if config is None:
-            config = CSVLoggerConfig(**kwargs)
-        elif kwargs:
+        if config is not None and kwargs:
             raise TypeError("pass either a CSVLoggerConfig or keyword fields, not both")
-        if not isinstance(config, CSVLoggerConfig):
-            raise TypeError(f"CSVLogger expects a CSVLoggerConfig, got {type(config).__qualname__}")
-        self.config = config
+        self.config = resolve_config(
+            CSVLoggerConfig(**kwargs) if config is None else config, CSVLoggerConfig, "CSVLogger"
+        )
         self._path: Path | None = None
         self._fields: list[str] | None = None
         self._started = False

@@ -10,14 +10,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from artifex.generative_models.training._checks import (
+    check_bool,
+    check_int,
+    check_mode,
+    check_name,
+    check_real,
+    resolve_config,
+)
 from artifex.generative_models.training.callbacks._monitor import (
     MissingMetricWarning,
     Mode,
     MonitorLookup,
-    check_int,
-    check_mode,
-    check_real,
-    to_float,
     worst,
 )
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
@@ -65,9 +69,7 @@ class EarlyStoppingConfig:
             TypeError: If a field has the wrong type.
             ValueError: If a field has a bad value.
         """
-        monitor: object = self.monitor  # run-time checks of what the types promise
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"monitor must be a non-empty str, got {self.monitor!r}")
+        check_name("monitor", self.monitor)
         check_real("min_delta", self.min_delta, minimum=0.0)
         check_int("patience", self.patience, minimum=0)
         check_mode("mode", self.mode)
@@ -77,8 +79,7 @@ class EarlyStoppingConfig:
             if value is not None:
                 check_real(field, value)
         for field in ("check_finite", "restore_best_weights", "strict"):
-            if not isinstance(getattr(self, field), bool):
-                raise TypeError(f"{field} must be a bool, got {getattr(self, field)!r}")
+            check_bool(field, getattr(self, field))
 
 
 class EarlyStopping(BaseCallback):
@@ -124,13 +125,7 @@ class EarlyStopping(BaseCallback):
     )
 
     def __init__(self, config: EarlyStoppingConfig | None = None, /) -> None:
-        if config is None:
-            config = EarlyStoppingConfig()
-        if not isinstance(config, EarlyStoppingConfig):
-            raise TypeError(
-                f"EarlyStopping expects an EarlyStoppingConfig, got {type(config).__qualname__}"
-            )
-        self.config = config
+        self.config = config = resolve_config(config, EarlyStoppingConfig, "EarlyStopping")
         self._lookup = MonitorLookup("EarlyStopping", config.monitor, strict=config.strict)
         self._best_state: nnx.State[Any, Any] | None = None
         self.best_score: float = 0.0
@@ -190,18 +185,14 @@ class EarlyStopping(BaseCallback):
 
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
+            TypeError: If the monitored value is not a number.
         """
         config = self.config
         if epoch < config.start_from_epoch or self.should_stop:
             return
-        raw = self._lookup(logs, "on_epoch_end")
-        if raw is None:
-            return
-        current = to_float(raw)
+        current = self._lookup.number(logs, "on_epoch_end")
         if current is None:
-            raise TypeError(
-                f"EarlyStopping monitors {config.monitor!r}, whose value {raw!r} is not a number"
-            )
+            return
         name = config.monitor
         if not math.isfinite(current) and config.check_finite:
             self._stop(epoch, f"{name} = {current} is not finite")

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from artifex.generative_models.training.callbacks._monitor import check_int
+from artifex.generative_models.training._checks import check_int, check_path, resolve_config
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     ProcessScope,
@@ -48,9 +48,7 @@ class JAXProfilerConfig:
             TypeError: If a step is not an int.
             ValueError: If ``log_dir`` is empty or the window is empty or negative.
         """
-        log_dir: object = self.log_dir  # a run-time check of what the types promise
-        if not isinstance(log_dir, str | os.PathLike) or not os.fspath(log_dir):
-            raise ValueError(f"log_dir must be a non-empty path, got {self.log_dir!r}")
+        check_path("log_dir", self.log_dir)
         check_int("start_step", self.start_step, minimum=0)
         check_int("stop_step", self.stop_step, minimum=self.start_step + 1)
 
@@ -72,13 +70,7 @@ class JAXProfiler(BaseCallback):
     process_scope: ProcessScope = "main"  # one trace, on process 0 only
 
     def __init__(self, config: JAXProfilerConfig | None = None, /) -> None:
-        if config is None:
-            config = JAXProfilerConfig()
-        if not isinstance(config, JAXProfilerConfig):
-            raise TypeError(
-                f"JAXProfiler expects a JAXProfilerConfig, got {type(config).__qualname__}"
-            )
-        self.config = config
+        self.config = resolve_config(config, JAXProfilerConfig, "JAXProfiler")
         self._tracing = False
         self.trace_dir: Path | None = None
         """The directory of the last completed trace, or ``None``."""

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 from typing_extensions import Protocol, runtime_checkable
 
-from artifex.generative_models.training.callbacks._monitor import check_int
+from artifex.generative_models.training._checks import check_int, resolve_config
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 
 __all__ = ["MemoryProfiler", "MemoryProfilerConfig", "MemoryRecord", "MemoryStatsDevice"]
@@ -88,13 +88,7 @@ class MemoryProfiler(BaseCallback):
     __slots__ = ("config", "records", "unavailable")
 
     def __init__(self, config: MemoryProfilerConfig | None = None, /) -> None:
-        if config is None:
-            config = MemoryProfilerConfig()
-        if not isinstance(config, MemoryProfilerConfig):
-            raise TypeError(
-                f"MemoryProfiler expects a MemoryProfilerConfig, got {type(config).__qualname__}"
-            )
-        self.config = config
+        self.config = resolve_config(config, MemoryProfilerConfig, "MemoryProfiler")
         self.records: list[MemoryRecord] = []
         """Every record taken, across ``fit`` calls."""
         self.unavailable: tuple[str, ...] = ()

@@ -17,7 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from artifex.generative_models.training.callbacks._monitor import check_int, to_float
+from artifex.generative_models.training._checks import check_bool, check_int, resolve_config
+from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     ProcessScope,
@@ -60,12 +61,10 @@ class ProgressBarConfig:
         if self.steps_per_epoch is not None:
             check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
         check_int("batch_metrics_every_n_steps", self.batch_metrics_every_n_steps, minimum=0)
-        enabled: object = self.enabled  # run-time checks of what the types promise
-        console: object = self.console
-        if enabled is not None and not isinstance(enabled, bool):
-            raise TypeError(f"enabled must be None or a bool, got {self.enabled!r}")
-        if not isinstance(self.epoch_lines, bool):
-            raise TypeError(f"epoch_lines must be a bool, got {self.epoch_lines!r}")
+        if self.enabled is not None:
+            check_bool("enabled", self.enabled)
+        check_bool("epoch_lines", self.epoch_lines)
+        console: object = self.console  # a run-time check of what the types promise
         if console is not None and not isinstance(console, Console):
             raise TypeError(f"console must be a rich Console, got {self.console!r}")
 
@@ -110,13 +109,7 @@ class ProgressBar(BaseCallback):
     process_scope: ProcessScope = "main"  # one bar, on process 0 only
 
     def __init__(self, config: ProgressBarConfig | None = None, /) -> None:
-        if config is None:
-            config = ProgressBarConfig()
-        if not isinstance(config, ProgressBarConfig):
-            raise TypeError(
-                f"ProgressBar expects a ProgressBarConfig, got {type(config).__qualname__}"
-            )
-        self.config = config
+        self.config = config = resolve_config(config, ProgressBarConfig, "ProgressBar")
         self._console: Console | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None

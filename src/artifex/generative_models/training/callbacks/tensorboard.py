@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from artifex.generative_models.training.callbacks._monitor import check_int, to_float
+from artifex.generative_models.training._checks import check_int, check_path, resolve_config
+from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     ProcessScope,
@@ -43,9 +44,7 @@ class TensorBoardConfig:
             TypeError: If a count is not an int.
             ValueError: If ``log_dir`` is empty or a count is out of range.
         """
-        log_dir: object = self.log_dir  # a run-time check of what the types promise
-        if not isinstance(log_dir, str | os.PathLike) or not os.fspath(log_dir):
-            raise ValueError(f"log_dir must be a non-empty path, got {self.log_dir!r}")
+        check_path("log_dir", self.log_dir)
         check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
         check_int("flush_secs", self.flush_secs, minimum=1)
 
@@ -67,13 +66,7 @@ class TensorBoardLogger(BaseCallback):
     process_scope: ProcessScope = "main"  # one event log, on process 0 only
 
     def __init__(self, config: TensorBoardConfig | None = None, /) -> None:
-        if config is None:
-            config = TensorBoardConfig()
-        if not isinstance(config, TensorBoardConfig):
-            raise TypeError(
-                f"TensorBoardLogger expects a TensorBoardConfig, got {type(config).__qualname__}"
-            )
-        self.config = config
+        self.config = resolve_config(config, TensorBoardConfig, "TensorBoardLogger")
         self._writer: SummaryWriter | None = None
 
     def __repr__(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from artifex.generative_models.training.callbacks._monitor import MonitorLookup, to_float
+from artifex.generative_models.training._checks import check_name
+from artifex.generative_models.training.callbacks._monitor import MonitorLookup
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 
 __all__ = ["TerminateOnNaN"]
@@ -32,9 +33,7 @@ class TerminateOnNaN(BaseCallback):
     __slots__ = ("_lookup", "bad_value", "monitor", "stopped_step")
 
     def __init__(self, *, monitor: str = "loss") -> None:
-        untrusted: object = monitor
-        if not isinstance(untrusted, str) or not untrusted:
-            raise ValueError(f"monitor must be a non-empty str, got {monitor!r}")
+        check_name("monitor", monitor)
         self.monitor = monitor
         self._lookup = MonitorLookup("TerminateOnNaN", monitor, strict=False)
         self.stopped_step: int | None = None
@@ -56,15 +55,14 @@ class TerminateOnNaN(BaseCallback):
         self._lookup.reset()
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
-        """Check the monitored value (a device sync) and request a stop if not finite."""
+        """Check the monitored value (a device sync) and request a stop if not finite.
+
+        Raises:
+            TypeError: If the monitored value is not a number.
+        """
         if self.stopped_step is not None:
             return
-        raw = self._lookup(logs, "on_batch_end")
-        if raw is None:
-            return
-        value = to_float(raw)
-        if value is None:
-            raise TypeError(f"TerminateOnNaN: {self.monitor!r} = {raw!r} is not a number")
-        if not math.isfinite(value):
+        value = self._lookup.number(logs, "on_batch_end")
+        if value is not None and not math.isfinite(value):
             self.stopped_step = batch
             self.bad_value = value
