@@ -8,8 +8,8 @@ from pathlib import Path
 
 import nox
 
-PYTHONS = ["3.11", "3.12", "3.13"]
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)  # the Programming Language classifiers
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -53,12 +53,14 @@ def _install(session: nox.Session, *groups: str) -> None:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
-@nox.session(python="3.11")
+@nox.session(python=PYTHONS[0])
 def lint(session: nox.Session) -> None:
-    """Check formatting and lint rules with ruff."""
+    """Check formatting and lint rules with ruff, and duplicated code in src with pylint."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # Only pylint's similarity check (configured in pyproject.toml); ruff has none.
+    session.run("pylint", "--disable=all", "--enable=duplicate-code", "src")
 
 
 @nox.session(python=PYTHONS)
@@ -76,7 +78,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-@nox.session(python="3.11")
+@nox.session(python=PYTHONS[0])
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print speed ratios against baselines measured in the same run."""
     _install(session)
@@ -84,14 +86,14 @@ def bench(session: nox.Session) -> None:
         session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-@nox.session(python="3.11")
+@nox.session(python=PYTHONS[0])
 def demo(session: nox.Session) -> None:
     """Train the demo VAE on scikit-learn's digits; arguments go to the demo's CLI."""
     session.install("-e", ".[demo]")
     session.run("artifex-demo", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-@nox.session(python="3.11")
+@nox.session(python=PYTHONS[0])
 def conformance(session: nox.Session) -> None:
     """Check a custom trainer against the callback contract.
 
