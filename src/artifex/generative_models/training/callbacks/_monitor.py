@@ -1,4 +1,6 @@
-"""Shared helpers of the built-in callbacks: validation and monitored-metric lookup.
+"""Shared helpers of the built-in callbacks: monitored-metric lookup and conversion.
+
+Argument checks live in ``training/_checks.py``.
 
 Private: the public names here are re-exported from the package.
 """
@@ -14,9 +16,6 @@ __all__ = [
     "MissingMetricWarning",
     "Mode",
     "MonitorLookup",
-    "check_int",
-    "check_mode",
-    "check_real",
     "to_float",
     "worst",
 ]
@@ -27,61 +26,6 @@ Mode: TypeAlias = Literal["min", "max"]
 
 class MissingMetricWarning(UserWarning):
     """A callback's monitored metric is missing from the logs it received."""
-
-
-def check_mode(field: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``"min"`` or ``"max"``.
-
-    Args:
-        field: The config field, named in the message.
-        value: The value to check.
-
-    Raises:
-        ValueError: If ``value`` is neither ``"min"`` nor ``"max"``.
-    """
-    if value not in ("min", "max"):
-        raise ValueError(f"{field} must be 'min' or 'max', got {value!r}")
-
-
-def check_int(field: str, value: object, *, minimum: int) -> None:
-    """Raise unless ``value`` is an ``int`` (not a ``bool``) at least ``minimum``.
-
-    Args:
-        field: The config field, named in the message.
-        value: The value to check.
-        minimum: The smallest value allowed.
-
-    Raises:
-        TypeError: If ``value`` is not an ``int``.
-        ValueError: If ``value`` is below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field} must be an int, got {type(value).__qualname__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{field} must be >= {minimum}, got {value!r}")
-
-
-def check_real(
-    field: str, value: object, *, minimum: float | None = None, finite: bool = True
-) -> None:
-    """Raise unless ``value`` is a real number (not a ``bool``) within bounds.
-
-    Args:
-        field: The config field, named in the message.
-        value: The value to check.
-        minimum: The smallest value allowed, if any.
-        finite: Whether NaN and infinities are rejected.
-
-    Raises:
-        TypeError: If ``value`` is not an ``int`` or ``float``.
-        ValueError: If ``value`` is out of bounds or not finite.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{field} must be a number, got {type(value).__qualname__} {value!r}")
-    if finite and not math.isfinite(value):
-        raise ValueError(f"{field} must be finite, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{field} must be >= {minimum}, got {value!r}")
 
 
 def to_float(value: object) -> float | None:
