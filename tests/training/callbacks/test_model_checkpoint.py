@@ -11,6 +11,7 @@ import jax
 import pytest
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing import MARKER_FILE
 from artifex.generative_models.training.callbacks import (
     CallbackList,
     CheckpointConfig,
@@ -22,7 +23,6 @@ from artifex.generative_models.training.callbacks import (
 )
 from artifex.generative_models.training.callbacks.model_checkpoint import (
     CHECKPOINT_FORMAT,
-    MARKER_FILE,
     CheckpointOrderWarning,
 )
 from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive, params

@@ -151,3 +151,22 @@ class DataParallel:
             return (0,) if flag else ()
         flags = np.asarray(multihost_utils.process_allgather(np.int32(flag)))
         return tuple(int(index) for index in np.flatnonzero(flags))
+
+
+def allgather_bytes(payload: bytes) -> list[bytes]:
+    """Every process's ``payload``, by process index.
+
+    A collective: in a multi-process job every process must call it, each with a
+    payload of the same length. In a single process it returns ``[payload]`` without
+    touching a device.
+
+    Args:
+        payload: This process's bytes.
+
+    Returns:
+        The payloads of all processes, the one of process ``i`` at index ``i``.
+    """
+    if jax.process_count() == 1:
+        return [payload]
+    rows = multihost_utils.process_allgather(np.frombuffer(payload, dtype=np.uint8))
+    return [np.asarray(row, dtype=np.uint8).tobytes() for row in np.asarray(rows)]

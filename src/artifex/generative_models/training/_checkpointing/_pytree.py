@@ -1,0 +1,187 @@
+"""Pytree conversions between the training state, Orbax's saved form and restore targets.
+
+``nnx.State`` is saved as its pure dict (Orbax stores plain nested dicts with string
+keys); restoring builds placeholders (shape, dtype, sharding) for Orbax and rebuilds
+the ``nnx.State`` entries of a target afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+__all__ = [
+    "abstract_from_metadata",
+    "abstract_tree",
+    "from_savable",
+    "match_keys",
+    "to_savable",
+    "with_shardings",
+]
+
+_shape_dtype_struct: Callable[..., Any] = jax.ShapeDtypeStruct  # untyped __init__ in jax 0.10
+
+
+def _is_state(x: object) -> bool:
+    return isinstance(x, nnx.State)
+
+
+def _is_array_meta(x: object) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def to_savable(tree: object) -> Any:
+    """Replace every ``nnx.State`` in ``tree`` by its pure dict (plain, Orbax-friendly).
+
+    Args:
+        tree: A pytree, such as a trainer's ``state_dict()``.
+
+    Returns:
+        ``tree`` with pure dicts in place of its ``nnx.State`` entries.
+    """
+    return jax.tree.map(
+        lambda x: nnx.to_pure_dict(x) if isinstance(x, nnx.State) else x, tree, is_leaf=_is_state
+    )
+
+
+def from_savable(template: object, restored: object) -> Any:
+    """Rebuild the ``nnx.State`` entries of ``template`` from the pure dicts in ``restored``.
+
+    Args:
+        template: The pytree that was saved (its ``nnx.State`` entries give the structure).
+        restored: What Orbax restored from ``to_savable(template)``.
+
+    Returns:
+        ``restored``, with an ``nnx.State`` wherever ``template`` has one.
+    """
+
+    def rebuild(t: object, r: object) -> object:
+        if isinstance(t, nnx.State) and isinstance(r, dict):
+            state = jax.tree.map(lambda x: x, t)
+            nnx.replace_by_pure_dict(state, r)
+            return state
+        return r
+
+    return jax.tree.map(rebuild, template, restored, is_leaf=_is_state)
+
+
+def abstract_tree(tree: object) -> Any:
+    """Shape/dtype/sharding placeholders for the arrays of ``tree`` (other leaves kept).
+
+    Args:
+        tree: A pytree of arrays and other leaves.
+
+    Returns:
+        ``tree`` with a ``jax.ShapeDtypeStruct`` in place of every ``jax.Array``.
+    """
+    return jax.tree.map(
+        lambda x: (
+            _shape_dtype_struct(x.shape, x.dtype, sharding=x.sharding)
+            if isinstance(x, jax.Array)
+            else x
+        ),
+        tree,
+    )
+
+
+def abstract_from_metadata(metadata: object) -> Any:
+    """Restore placeholders for saved tree metadata.
+
+    Arrays are restored whole on this process's first local device
+    (``jax.local_devices()[0]``, JAX's default device): in a multi-process job every
+    process gets its own fully addressable copy. Python scalars (saved from Python
+    ints and floats) are restored as Python scalars.
+
+    Args:
+        metadata: Orbax's item metadata of the saved state (or its ``tree``).
+
+    Returns:
+        A placeholder for every saved leaf, keyed as saved.
+    """
+    tree = getattr(metadata, "tree", metadata)
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def placeholder(m: Any) -> Any:
+        if not _is_array_meta(m):
+            return m
+        if type(m).__name__ == "ScalarMetadata":
+            return 0 if np.issubdtype(m.dtype, np.integer) else 0.0
+        return _shape_dtype_struct(m.shape, m.dtype, sharding=sharding)
+
+    return jax.tree.map(placeholder, tree, is_leaf=_is_array_meta)
+
+
+def with_shardings(abstract: object, template: object) -> Any:
+    """``abstract`` (placeholders keyed as saved) with the shardings of ``template``'s arrays.
+
+    ``template`` is a pure dict of the target (keys matched by their string form, as
+    Orbax stores them). Placeholders whose template array has the same shape and
+    dtype take its sharding, so the restored arrays are laid out like the target's
+    (global arrays in a multi-process job); the others are left as they are (a
+    mismatch is reported after the restore, by :func:`match_keys`).
+
+    Args:
+        abstract: Placeholders, as :func:`abstract_from_metadata` returns them.
+        template: The target's pure dict.
+
+    Returns:
+        ``abstract`` with the target's shardings where they fit.
+    """
+    if isinstance(abstract, Mapping):
+        if not isinstance(template, Mapping):
+            return abstract
+        by_name = {str(key): value for key, value in template.items()}
+        return {
+            key: with_shardings(value, by_name[str(key)]) if str(key) in by_name else value
+            for key, value in abstract.items()
+        }
+    if (
+        isinstance(abstract, jax.ShapeDtypeStruct)
+        and isinstance(template, jax.Array)
+        and abstract.shape == template.shape
+        and abstract.dtype == template.dtype
+    ):
+        return _shape_dtype_struct(abstract.shape, abstract.dtype, sharding=template.sharding)
+    return abstract
+
+
+def match_keys(template: object, restored: object, path: str) -> object:
+    """Re-key ``restored`` (string keys, as Orbax stores them) like the pure-dict ``template``.
+
+    Args:
+        template: The target's pure dict.
+        restored: The restored pure dict.
+        path: Where ``template`` sits in the checkpoint (for messages), e.g. ``"model"``.
+
+    Returns:
+        ``restored`` keyed like ``template`` (a dict wherever ``template`` is a mapping).
+
+    Raises:
+        ValueError: If a key is missing or an array's shape or dtype differs.
+    """
+    if isinstance(template, Mapping):
+        if not isinstance(restored, Mapping):
+            raise ValueError(f"checkpoint has a leaf at {path or '<root>'}, the model a subtree")
+        out: dict[object, object] = {}
+        for key, sub in template.items():
+            if key in restored:
+                value = restored[key]
+            elif str(key) in restored:
+                value = restored[str(key)]
+            else:
+                raise ValueError(f"checkpoint lacks model entry {path}/{key}")
+            out[key] = match_keys(sub, value, f"{path}/{key}")
+        return out
+    shape, dtype = getattr(template, "shape", None), getattr(template, "dtype", None)
+    if shape is not None and (
+        getattr(restored, "shape", None) != shape or getattr(restored, "dtype", None) != dtype
+    ):
+        raise ValueError(
+            f"checkpoint entry {path} has shape {getattr(restored, 'shape', None)} and dtype "
+            f"{getattr(restored, 'dtype', None)}; the model expects {shape} and {dtype}"
+        )
+    return restored

@@ -1,0 +1,243 @@
+"""Reading a checkpoint of a ``ModelCheckpoint`` directory back, optionally into a target."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
+from artifex.generative_models.training._checkpointing._format import (
+    MARKER_FILE,
+    META_ITEM,
+    STATE_ITEM,
+    item_handlers,
+)
+from artifex.generative_models.training._checkpointing._pytree import (
+    abstract_from_metadata,
+    abstract_tree,
+    from_savable,
+    match_keys,
+    to_savable,
+    with_shardings,
+)
+
+if TYPE_CHECKING:
+    from artifex.generative_models.training.callbacks.base import TrainerLike
+    from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
+
+__all__ = ["RestoredCheckpoint", "restore_checkpoint"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredCheckpoint:
+    """What :func:`restore_checkpoint` read.
+
+    Attributes:
+        directory: The checkpoint directory.
+        step: The checkpoint's global step.
+        epoch: The epoch at whose end it was saved.
+        metrics: The numeric epoch logs at that point (Python floats).
+        state: The restored training-state pytree (``model``, ``opt_state``, ``step``,
+            ``epoch``, ...). With a ``target``, ``nnx.State`` entries of the target's
+            state are rebuilt as ``nnx.State``; otherwise they are pure dicts.
+        extra: Further JSON items of the checkpoint, by name.
+    """
+
+    directory: Path
+    step: int
+    epoch: int
+    metrics: dict[str, float]
+    state: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike[str],
+    *,
+    step: int | None = None,
+    target: nnx.Module | TrainerLike | None = None,
+) -> RestoredCheckpoint:
+    """Read a checkpoint written by :class:`ModelCheckpoint`, optionally into a target.
+
+    Example::
+
+        model = MyModel(rngs=nnx.Rngs(0))            # a fresh model
+        restored = restore_checkpoint("checkpoints", target=model)
+        print(restored.step, restored.epoch, restored.metrics)
+
+    Args:
+        directory: The ``dirpath`` the checkpoints were written to, or one step's
+            directory in it (``dirpath/<step>``, meaning that step).
+        step: The checkpoint's step; the latest if ``None`` (or the step directory's).
+        target: Where to load it. A :class:`CheckpointableTrainer` gets the whole state
+            through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
+            and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
+            the ``"model"`` entry through ``nnx.update``, with the shardings of the
+            module's own arrays. ``None`` loads nothing and only returns the state,
+            each array whole on this process's first local device
+            (``jax.local_devices()[0]``, JAX's default device).
+
+    In a multi-process job every process must call this (Orbax restores are
+    collective), with a target of the same structure. With a target whose arrays
+    are global (on a mesh over all processes' devices), each process reads the
+    shards its devices hold and the result is global arrays with the target's
+    shardings, replicated or sharded. With ``target=None`` each process gets its own
+    fully addressable copy of every array (for inspection or evaluation, not for
+    resuming a sharded run).
+
+    Returns:
+        The step, epoch, metrics, state and extra items of the checkpoint.
+
+    Raises:
+        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
+        ValueError: If ``directory`` is not a ModelCheckpoint directory, or the
+            checkpoint does not fit ``target``, or ``step`` contradicts the step
+            directory given.
+    """
+    # Imported here: the callbacks package imports ModelCheckpoint, which is built on
+    # this package.
+    from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
+
+    path, step = _locate(Path(directory).resolve(), step)
+    step, meta = _read_meta(path, step)
+    trainer = target if isinstance(target, CheckpointableTrainer) else None
+    model: nnx.Module | None = None
+    if trainer is None and target is not None:
+        model = target if isinstance(target, nnx.Module) else target.model
+    extra_names = tuple(str(name) for name in meta.get("items", ()))
+    manager = _open(path, extra_names)
+    try:
+        abstract, template = _placeholders(
+            abstract_from_metadata(manager.item_metadata(step)[STATE_ITEM]), trainer, model
+        )
+        items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
+        for name in extra_names:
+            items[name] = ocp.args.JsonRestore()
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+    finally:
+        manager.close()
+    state: dict[str, Any] = restored[STATE_ITEM]
+    if trainer is not None:
+        if isinstance(template, dict):
+            state = {
+                key: from_savable(template[key], value) if key in template else value
+                for key, value in state.items()
+            }
+        else:
+            state = from_savable(template, state)
+        trainer.load_state_dict(state)
+    elif model is not None:
+        _load_model(model, state, f"checkpoint step {step} in {str(path)!r}")
+    return RestoredCheckpoint(
+        directory=path,
+        step=int(step),
+        epoch=int(meta["epoch"]),
+        metrics={str(k): float(v) for k, v in meta.get("metrics", {}).items()},
+        state=state,
+        extra={name: restored[name] for name in extra_names},
+    )
+
+
+def _open(path: Path, extra: tuple[str, ...] = ()) -> ocp.CheckpointManager:
+    """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
+    return ocp.CheckpointManager(
+        path,
+        options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
+        item_handlers=item_handlers(extra),
+    )
+
+
+def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
+    """The checkpoint directory and step meant by ``path`` (a directory or a step in one).
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a directory.
+        ValueError: If it is not a ModelCheckpoint directory (or a step of one), or
+            ``step`` contradicts the step directory.
+    """
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
+    if (
+        not is_checkpoint_directory(path)
+        and path.name.isdigit()
+        and is_checkpoint_directory(path.parent)
+    ):
+        if step is not None and step != int(path.name):
+            raise ValueError(
+                f"step={step} contradicts the step directory {str(path)!r}; pass one of them"
+            )
+        path, step = path.parent, int(path.name)
+    if not is_checkpoint_directory(path):
+        raise ValueError(f"{str(path)!r} is not a ModelCheckpoint directory (no {MARKER_FILE})")
+    return path, step
+
+
+def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
+    """The step to restore (the latest if ``step`` is ``None``) and its ``meta`` item.
+
+    Raises:
+        FileNotFoundError: If there is no checkpoint, or none for ``step``.
+    """
+    manager = _open(path)
+    try:
+        steps = tuple(sorted(manager.all_steps()))
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {str(path)!r}")
+        if step is None:
+            step = steps[-1]
+        elif step not in steps:
+            raise FileNotFoundError(
+                f"no checkpoint for step {step} in {str(path)!r}; steps there: {list(steps)}"
+            )
+        meta = manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))
+        return step, meta[META_ITEM]
+    finally:
+        manager.close()
+
+
+def _placeholders(
+    abstract: Any, trainer: CheckpointableTrainer | None, model: nnx.Module | None
+) -> tuple[Any, Any]:
+    """The restore placeholders fitted to the target, and the trainer's ``state_dict()``.
+
+    Returns:
+        ``(placeholders, template)``; ``template`` is ``None`` unless ``trainer`` is given.
+    """
+    template: Any = None
+    if trainer is not None:
+        # The target's own state gives structure, dtypes and shardings for the
+        # entries it has; entries only the checkpoint has (e.g. a data position
+        # saved by a trainer that has not run yet) come from the saved metadata.
+        template = trainer.state_dict()
+        savable = to_savable(template)
+        if isinstance(abstract, dict) and isinstance(savable, dict):
+            abstract = {
+                key: abstract_tree(savable[key]) if key in savable else value
+                for key, value in abstract.items()
+            }
+    elif model is not None and isinstance(abstract, dict) and "model" in abstract:
+        # The target model's own arrays give the shardings (global ones in a
+        # multi-process job); shapes and dtypes are checked after the restore.
+        pure_model = nnx.to_pure_dict(nnx.state(model))
+        abstract = {**abstract, "model": with_shardings(abstract["model"], pure_model)}
+    return abstract, template
+
+
+def _load_model(model: nnx.Module, state: dict[str, Any], where: str) -> None:
+    """Load the ``"model"`` entry of a restored ``state`` into ``model``.
+
+    Raises:
+        ValueError: If there is no such entry, or it does not fit ``model``.
+    """
+    model_state = nnx.state(model)
+    if "model" not in state:
+        raise ValueError(f"{where} has no 'model' entry")
+    pure = match_keys(nnx.to_pure_dict(model_state), state["model"], "model")
+    assert isinstance(pure, dict)  # match_keys returns a dict for a dict template
+    nnx.replace_by_pure_dict(model_state, pure)
+    nnx.update(model, model_state)

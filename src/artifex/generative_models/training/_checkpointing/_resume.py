@@ -1,0 +1,62 @@
+"""Resuming a run from a checkpoint: the trainer's whole state and its callbacks' states."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from artifex.generative_models.training._checkpointing._format import CALLBACKS_ITEM
+from artifex.generative_models.training._checkpointing._restore import restore_checkpoint
+
+if TYPE_CHECKING:
+    from artifex.generative_models.training.callbacks.base import TrainingCallback
+    from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
+
+__all__ = ["restore_run"]
+
+
+def restore_run(
+    checkpoint: str | os.PathLike[str],
+    trainer: CheckpointableTrainer,
+    callbacks: Iterable[TrainingCallback],
+    /,
+) -> int:
+    """Restore a ``ModelCheckpoint`` checkpoint into ``trainer`` and its ``callbacks``.
+
+    Loads the trainer's whole state (``load_state_dict``) and the state of every
+    stateful callback, by ``state_key`` (a callback without a saved state, or a saved
+    state without a callback, warns).
+
+    Args:
+        checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
+            step's directory in it.
+        trainer: The trainer to load the state into.
+        callbacks: The trainer's callbacks (or a ``CallbackList``).
+
+    Returns:
+        The restored global step.
+
+    Raises:
+        FileNotFoundError: If there is no such checkpoint.
+        ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
+            ``trainer``, or two callbacks share a ``state_key``.
+    """
+    # Imported here: the callbacks package imports ModelCheckpoint, which is built on
+    # this package.
+    from artifex.generative_models.training.callbacks._state import (
+        load_callback_states,
+        stateful_callbacks,
+    )
+
+    targets = stateful_callbacks(callbacks)
+    restored = restore_checkpoint(checkpoint, target=trainer)
+    states: object = restored.extra.get(CALLBACKS_ITEM, {})
+    if not isinstance(states, Mapping):
+        raise ValueError(
+            f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
+            f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
+        )
+    if targets or states:
+        load_callback_states(callbacks, states)
+    return restored.step
