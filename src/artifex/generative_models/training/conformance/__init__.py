@@ -11,11 +11,22 @@ Names are loaded lazily, so importing the pytest plugin stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
+
+from artifex.generative_models.training._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from artifex.generative_models.training.conformance._harness import (
+        FailingHarness,
+        TrainerHarness,
+        ValidatingHarness,
+    )
     from artifex.generative_models.training.conformance._names import SCENARIOS
+    from artifex.generative_models.training.conformance._report import (
+        ConformanceReport,
+        Outcome,
+        ScenarioResult,
+    )
     from artifex.generative_models.training.conformance.grammar import (
         FitPlan,
         Severity,
@@ -32,15 +43,7 @@ if TYPE_CHECKING:
         RaiseAt,
         StopAt,
     )
-    from artifex.generative_models.training.conformance.scenarios import (
-        ConformanceReport,
-        FailingHarness,
-        Outcome,
-        ScenarioResult,
-        TrainerHarness,
-        ValidatingHarness,
-        check_trainer,
-    )
+    from artifex.generative_models.training.conformance.scenarios import check_trainer
     from artifex.generative_models.training.conformance.static import check_static
 
 __all__ = [
@@ -67,46 +70,26 @@ __all__ = [
     "check_trainer",
 ]
 
-_HOME: Final[dict[str, str]] = {
-    **dict.fromkeys(["FitPlan", "Severity", "Trigger", "Violation", "check_events"], "grammar"),
-    **dict.fromkeys(
-        [
-            "Event",
-            "EventRecorder",
-            "FailingData",
-            "ProbeError",
-            "ProbeInterrupt",
-            "RaiseAt",
-            "StopAt",
-        ],
-        "recorder",
-    ),
-    **dict.fromkeys(
-        [
-            "ConformanceReport",
-            "FailingHarness",
-            "Outcome",
-            "ScenarioResult",
-            "TrainerHarness",
-            "ValidatingHarness",
-            "check_trainer",
-        ],
-        "scenarios",
-    ),
-    "check_static": "static",
-    "SCENARIOS": "_names",
-}
-
-
-def __getattr__(name: str) -> object:
-    """Import a public name from its submodule on first use."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value: object = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["FitPlan", "Severity", "Trigger", "Violation", "check_events"], "grammar"),
+        **dict.fromkeys(
+            [
+                "Event",
+                "EventRecorder",
+                "FailingData",
+                "ProbeError",
+                "ProbeInterrupt",
+                "RaiseAt",
+                "StopAt",
+            ],
+            "recorder",
+        ),
+        **dict.fromkeys(["ConformanceReport", "Outcome", "ScenarioResult"], "_report"),
+        **dict.fromkeys(["FailingHarness", "TrainerHarness", "ValidatingHarness"], "_harness"),
+        "check_trainer": "scenarios",
+        "check_static": "static",
+        "SCENARIOS": "_names",
+    },
+)

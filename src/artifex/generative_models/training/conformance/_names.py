@@ -1,4 +1,12 @@
-"""The scenario names, importable without JAX (the pytest plugin needs them early)."""
+"""The scenario registry: every scenario's name and what it checks, without JAX.
+
+This table is the one list of scenarios: ``check_trainer`` runs them in its order,
+the CLI and the pytest plugin (which loads it at every pytest start, so this module
+must not import JAX) offer its names, and the report prints its descriptions. A new
+scenario is a row here, a runner in ``scenarios._RUNNERS`` under the same name (and
+written in ``_fixed`` or a module of its own), and a row in the README's scenario
+table; ``tests/training/conformance/test_registry.py`` checks that all three agree.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,124 @@
+"""The property scenario: Hypothesis draws ``fit`` plans; the grammar must hold on each.
+
+It draws one or two ``fit`` calls (epochs, validation, stop and raise points, a data
+failure), runs each draw through :func:`execute`, and shrinks a failing draw to a
+minimal one. Hypothesis is imported only when the scenario runs.
+"""
+
+from __future__ import annotations
+
+from artifex.generative_models.training.callbacks.base import HOOK_NAMES
+from artifex.generative_models.training.conformance._execute import (
+    Context,
+    Found,
+    NotApplicable,
+    execute,
+    validating,
+)
+from artifex.generative_models.training.conformance._harness import FailingHarness
+from artifex.generative_models.training.conformance.grammar import FitPlan, Trigger, Violation
+
+__all__ = ["property_scenario"]
+
+
+class _Budget(Exception):
+    """Internal: the property scenario ran out of runs while shrinking."""
+
+
+def property_scenario(ctx: Context) -> Found:
+    """Hypothesis draws one or two ``fit`` calls; a failing draw is shrunk to a minimal one.
+
+    Args:
+        ctx: The shared context: ``max_examples`` draws, then shrinking within five
+            times as many runs.
+
+    Returns:
+        The findings of the minimal failing draw (none if every draw conforms), and
+        a detail naming the draw or how many draws conform.
+
+    Raises:
+        NotApplicable: If Hypothesis is not installed.
+    """
+    try:
+        from hypothesis import HealthCheck, Phase, find, settings
+        from hypothesis import strategies as st
+        from hypothesis.errors import NoSuchExample
+    except ImportError as error:  # pragma: no cover - hypothesis is a test dependency
+        raise NotApplicable(
+            f"needs Hypothesis ({error}); install artifex-nnx-callbacks[conformance]"
+        ) from error
+    batches, with_validation = ctx.batches, validating(ctx)
+    failing = isinstance(ctx.harness, FailingHarness)
+    hooks = [h for h in HOOK_NAMES if with_validation or "validation" not in h]
+
+    @st.composite
+    def plan(draw: st.DrawFn) -> FitPlan:
+        epochs = draw(st.integers(0, 3))
+        validation = with_validation and draw(st.booleans())
+        stop_hook = draw(st.sampled_from([None, "on_epoch_end", "on_batch_end"]))
+        stop = None
+        if stop_hook == "on_epoch_end" and epochs:
+            stop = Trigger(hook="on_epoch_end", occurrence=draw(st.integers(0, epochs - 1)))
+        elif stop_hook == "on_batch_end" and epochs * batches:
+            last = epochs * batches - 1
+            stop = Trigger(hook="on_batch_end", occurrence=draw(st.integers(0, last)))
+        raises: tuple[Trigger, ...] = ()
+        failure = draw(
+            st.sampled_from([None, "callback", "data"] if failing else [None, "callback"])
+        )
+        if failure == "callback":
+            hook = draw(st.sampled_from(hooks))
+            raises = (Trigger(hook=hook, occurrence=draw(st.integers(0, 2))),)
+        data_failure = None
+        if failure == "data" and epochs * batches and not validation:
+            data_failure = draw(st.integers(0, epochs * batches - 1))
+        return FitPlan(
+            epochs=epochs,
+            validation=validation,
+            stop=stop,
+            raises=raises,
+            data_failure=data_failure,
+        )
+
+    budget = [ctx.max_examples * 5]
+    last_failing: list[tuple[FitPlan, ...]] = []
+
+    def fails(plans: list[FitPlan]) -> bool:
+        if budget[0] <= 0:
+            raise _Budget
+        budget[0] -= 1
+        findings, _ = execute(ctx, "property", plans)
+        failed = any(v.severity == "error" for v in findings)
+        if failed:
+            last_failing.append(tuple(plans))
+        return failed
+
+    config = settings(
+        max_examples=ctx.max_examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate, Phase.shrink],
+    )
+    try:
+        minimal: tuple[FitPlan, ...] = tuple(
+            find(st.lists(plan(), min_size=1, max_size=2), fails, settings=config)
+        )
+    except NoSuchExample:
+        return [], f"{ctx.max_examples} drawn runs conform"
+    except _Budget:
+        minimal = last_failing[-1]
+    draw_text = ", ".join(map(str, minimal))
+    findings, _ = execute(ctx, "property", minimal)
+    shrunk = [
+        Violation(
+            scenario=v.scenario,
+            index=v.index,
+            context=v.context,
+            expected=f"{v.expected} [minimal failing draw: {draw_text}]",
+            severity=v.severity,
+        )
+        for v in findings
+    ]
+    return shrunk, f"minimal failing draw: {draw_text}"

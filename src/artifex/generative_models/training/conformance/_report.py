@@ -1,0 +1,119 @@
+"""What :func:`check_trainer` returns: one result per scenario, and the whole report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance.grammar import Violation
+
+__all__ = ["ConformanceReport", "Outcome", "ScenarioResult"]
+
+Outcome: TypeAlias = Literal["passed", "failed", "not applicable"]
+"""How a scenario ended: ``"passed"`` may still carry warnings."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioResult:
+    """The outcome of one scenario.
+
+    Attributes:
+        name: The scenario's name (a key of :data:`SCENARIOS`).
+        outcome: ``"passed"``, ``"failed"`` or ``"not applicable"``.
+        violations: Its findings, errors and warnings.
+        detail: Why it was not applicable, or what the property scenario drew.
+    """
+
+    name: str
+    outcome: Outcome
+    violations: tuple[Violation, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConformanceReport:
+    """What :func:`check_trainer` found.
+
+    Attributes:
+        harness: A description of the harness checked.
+        results: One entry per scenario, in the order of :data:`SCENARIOS`.
+    """
+
+    harness: str
+    results: tuple[ScenarioResult, ...]
+
+    @property
+    def violations(self) -> tuple[Violation, ...]:
+        """Every finding, errors and warnings, scenario by scenario."""
+        return tuple(violation for result in self.results for violation in result.violations)
+
+    @property
+    def errors(self) -> tuple[Violation, ...]:
+        """The findings of severity ``"error"``."""
+        return tuple(v for v in self.violations if v.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Violation, ...]:
+        """The findings of severity ``"warning"``."""
+        return tuple(v for v in self.violations if v.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        """``True`` if no scenario found an error (warnings allowed)."""
+        return not self.errors
+
+    def result(self, name: str) -> ScenarioResult:
+        """The result of scenario ``name``.
+
+        Args:
+            name: A scenario name.
+
+        Returns:
+            Its result.
+
+        Raises:
+            KeyError: If the scenario was not run.
+        """
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(f"scenario {name!r} was not run; ran {[r.name for r in self.results]}")
+
+    def format(self) -> str:
+        """The report as readable text: a table of scenarios, then every finding."""
+        width = max((len(name) for name in SCENARIOS), default=0)
+        lines = [f"Trainer conformance report for {self.harness}", ""]
+        for result in self.results:
+            label = {"passed": "passed", "failed": "FAILED", "not applicable": "n/a"}
+            notes = f"{len(result.violations)} warning(s)" if result.violations else ""
+            if result.outcome == "failed":
+                notes = f"{sum(v.severity == 'error' for v in result.violations)} error(s)"
+            detail = result.detail or SCENARIOS.get(result.name, "")
+            lines.append(
+                f"  {label[result.outcome]:<7} {result.name:<{width}}  {detail}"
+                + (f"  [{notes}]" if notes else "")
+            )
+        if self.violations:
+            lines += ["", "Findings:"]
+            first_seen: dict[str, str] = {}
+            for violation in self.violations:
+                where = "" if violation.index is None else f" at event #{violation.index}"
+                if violation.expected in first_seen:
+                    lines.append(
+                        f"[{violation.severity}] {violation.scenario}{where}: the same finding "
+                        f"as in {first_seen[violation.expected]}"
+                    )
+                    continue
+                first_seen[violation.expected] = violation.scenario
+                lines += ["", str(violation)]
+        verdict = "OK" if self.ok else "NOT CONFORMING"
+        lines += [
+            "",
+            f"{verdict}: {len(self.errors)} error(s), {len(self.warnings)} warning(s).",
+        ]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        """Same as :meth:`format`."""
+        return self.format()
