@@ -89,6 +89,8 @@ class TrainingCallback(Protocol):
     pass them positionally.
     """
 
+    # pylint: disable=duplicate-code  # one method per hook, written out on purpose
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Called once at the start of ``fit``, before the first epoch."""
         ...
@@ -134,6 +136,8 @@ class BaseCallback:
     callbacks that write logs, files or a progress bar). Any callback may declare it;
     one without the attribute runs on every process.
     """
+
+    # pylint: disable=duplicate-code  # one method per hook, written out on purpose
 
     __slots__ = ()
 
@@ -474,6 +478,8 @@ class CallbackList:
             parent._rebuild()
 
     # ------------------------------------------------------------------ dispatch
+
+    # pylint: disable=duplicate-code  # one method per hook, written out on purpose
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Dispatch ``on_train_begin`` to every callback (fail-fast).

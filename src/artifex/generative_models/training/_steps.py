@@ -1,0 +1,248 @@
+"""The compiled steps: a train step, a ``lax.scan`` chunk of them, and an eval step.
+
+Every step is a pure function of flat leaf lists (see ``_flat_state``), built from
+the functions passed in (nothing of the trainer is captured) and compiled with
+``jax.jit``: the train step donates its state and metric-sum buffers; the chunk does
+not (a stop inside a chunk rolls back to the state before it); the eval step donates
+only its sums. On a mesh the state keeps its shardings from step to step and sums
+and logs are replicated, so every process can read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from artifex.generative_models.training._flat_state import Layout, Leaves, same, split
+from artifex.generative_models.training._means import Sums, accumulate, zeros_function
+from artifex.generative_models.training._spmd import DataParallel
+
+__all__ = ["CompiledSteps", "LossFn", "LossOutput", "normalize"]
+
+M = TypeVar("M", bound=nnx.Module)
+
+LossOutput: TypeAlias = jax.Array | tuple[jax.Array, Mapping[str, jax.Array]]
+"""What a loss (or eval) function returns: a scalar loss, or ``(loss, metrics)``."""
+
+LossFn: TypeAlias = Callable[[M, Any], LossOutput]
+"""``loss_fn(model, batch)``: traced under ``jax.jit``; returns a :data:`LossOutput`."""
+
+_TrainOut: TypeAlias = tuple[Leaves, Leaves, Leaves, Sums, Sums]
+_ChunkOut: TypeAlias = tuple[Leaves, Leaves, Leaves, Sums, tuple[Sums, ...]]
+
+
+def normalize(output: object, where: str) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Split a loss function's output into ``(loss, metrics)``, checking its shape.
+
+    Args:
+        output: What ``loss_fn`` (or ``eval_fn``) returned.
+        where: The function's name, used in messages.
+
+    Returns:
+        The scalar loss and the metrics dict.
+
+    Raises:
+        TypeError: If the output is neither a scalar nor ``(scalar, dict)``, or a
+            metric is not a scalar array.
+        ValueError: If the loss is not a scalar, or a metric is named ``"loss"``.
+    """
+    metrics: object = {}
+    loss = output
+    if isinstance(output, tuple):
+        if len(output) != 2 or not isinstance(output[1], Mapping):
+            raise TypeError(
+                f"{where} must return a scalar loss or a (loss, metrics_dict) pair; it "
+                f"returned a tuple of {len(output)} item(s): "
+                f"({', '.join(type(item).__qualname__ for item in output)})"
+            )
+        loss, metrics = output
+    if not isinstance(loss, jax.Array):
+        raise TypeError(
+            f"{where} must return a scalar loss (a jax.Array) or a (loss, metrics_dict) "
+            f"pair; it returned {type(loss).__qualname__}"
+        )
+    if loss.shape != ():
+        raise ValueError(
+            f"{where} must return a scalar loss, got an array of shape {loss.shape}; "
+            "reduce it, e.g. with jnp.mean"
+        )
+    assert isinstance(metrics, Mapping)
+    out: dict[str, jax.Array] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where}'s metrics keys must be str, got {key!r}")
+        if key == "loss":
+            raise ValueError(f"{where}'s metrics must not be named 'loss' (the loss is added)")
+        if not isinstance(value, jax.Array) or value.shape != ():
+            shape = getattr(value, "shape", None)
+            raise TypeError(
+                f"{where}'s metric {key!r} must be a scalar jax.Array, got "
+                f"{type(value).__qualname__}" + (f" of shape {shape}" if shape else "")
+            )
+        out[key] = value
+    return loss, out
+
+
+class CompiledSteps(Generic[M]):
+    """The jitted train, chunk and eval steps for one state :class:`Layout`.
+
+    Args:
+        layout: The tree definitions (and shardings) of the state.
+        optimizer: The optax transformation.
+        loss_fn: The training loss.
+        eval_fn: The validation / ``evaluate`` function, or ``None`` for ``loss_fn``.
+        wrt: The ``nnx`` filter of the trained variables.
+        donate: Whether the train step donates its state buffers.
+        spmd: The mesh placement, or ``None``.
+    """
+
+    __slots__ = (
+        "_eval_names",
+        "_train_names",
+        "chunk",
+        "eval_fn",
+        "evaluate",
+        "layout",
+        "loss_fn",
+        "probe",
+        "train",
+        "zeros",
+    )
+
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        optimizer: optax.GradientTransformation,
+        loss_fn: LossFn[M],
+        eval_fn: LossFn[M] | None,
+        wrt: nnx.filterlib.Filter,
+        donate: bool,
+        spmd: DataParallel | None,
+    ) -> None:
+        self.layout = layout
+        self.loss_fn = loss_fn
+        self.eval_fn = eval_fn
+        self._train_names: tuple[str, ...] | None = None
+        self._eval_names: tuple[str, ...] | None = None
+        graphdef, params_def, rest_def = layout.graphdef, layout.params_def, layout.rest_def
+        opt_state_def = layout.opt_state_def
+        validate, validate_name = (loss_fn, "loss_fn") if eval_fn is None else (eval_fn, "eval_fn")
+
+        def forward(
+            fn: LossFn[M], where: str, params: Leaves, rest: Leaves, batch: Any
+        ) -> tuple[jax.Array, dict[str, jax.Array], Leaves]:
+            model: M = nnx.merge(
+                graphdef,
+                jax.tree.unflatten(params_def, params),
+                jax.tree.unflatten(rest_def, rest),
+            )
+            loss, metrics = normalize(fn(model, batch), where)
+            _, _, new_rest = split(model, wrt)
+            rest_out, rest_out_def = jax.tree.flatten(new_rest)
+            if not same(rest_out_def, rest_def):
+                raise RuntimeError(
+                    f"{where} changed the model's structure (for instance with sow or by "
+                    "creating variables); the trainer cannot carry that state"
+                )
+            return loss, metrics, rest_out
+
+        def probe(train: bool, params: Leaves, rest: Leaves, batch: Any) -> Any:
+            fn, where = (loss_fn, "loss_fn") if train else (validate, validate_name)
+            loss, metrics, _ = forward(fn, where, params, rest, batch)
+            return {"loss": loss, **metrics}
+
+        def train_step(
+            params: Leaves, rest: Leaves, opt_state: Leaves, sums: Sums, batch: Any
+        ) -> _TrainOut:
+            def objective(params: Leaves) -> tuple[jax.Array, tuple[dict[str, jax.Array], Leaves]]:
+                loss, metrics, rest_out = forward(loss_fn, "loss_fn", params, rest, batch)
+                return loss, (metrics, rest_out)
+
+            (loss, (metrics, rest_out)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            tree = jax.tree.unflatten(params_def, params)
+            updates, new_opt_state = optimizer.update(
+                jax.tree.unflatten(params_def, grads),
+                jax.tree.unflatten(opt_state_def, opt_state),
+                tree,
+            )
+            new_params = optax.apply_updates(tree, updates)
+            logs = {"loss": loss, **metrics}
+            if set(logs) != set(sums):
+                raise RuntimeError(
+                    f"loss_fn returned metrics {sorted(logs)}, but earlier {sorted(sums)}"
+                )
+            return (
+                jax.tree.leaves(new_params),
+                rest_out,
+                jax.tree.leaves(new_opt_state),
+                accumulate(sums, logs),
+                logs,
+            )
+
+        def chunk_step(
+            params: Leaves, rest: Leaves, opt_state: Leaves, sums: Sums, batches: tuple[Any, ...]
+        ) -> _ChunkOut:
+            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+
+            def body(
+                carry: tuple[Leaves, Leaves, Leaves, Sums], batch: Any
+            ) -> tuple[tuple[Leaves, Leaves, Leaves, Sums], Sums]:
+                params, rest, opt_state, sums, logs = train_step(*carry, batch)
+                return (params, rest, opt_state, sums), logs
+
+            (params, rest, opt_state, sums), logs = jax.lax.scan(
+                body, (params, rest, opt_state, sums), stacked
+            )
+            per_step = tuple({k: v[i] for k, v in logs.items()} for i in range(len(batches)))
+            return params, rest, opt_state, sums, per_step
+
+        def eval_step(params: Leaves, rest: Leaves, sums: Sums, batch: Any) -> Sums:
+            loss, metrics, _ = forward(validate, validate_name, params, rest, batch)
+            return accumulate(sums, {"loss": loss, **metrics})
+
+        self.probe = probe
+        donated = (0, 1, 2, 3) if donate else ()
+        if spmd is None:
+            self.train = jax.jit(train_step, donate_argnums=donated)
+            self.chunk = jax.jit(chunk_step)
+            self.evaluate = jax.jit(eval_step, donate_argnums=(2,))
+            self.zeros = zeros_function(None)
+            return
+        replicated = spmd.replicated
+        out = (
+            layout.params_shardings,
+            layout.rest_shardings,
+            layout.opt_state_shardings,
+            replicated,
+            replicated,
+        )
+        self.train = jax.jit(train_step, donate_argnums=donated, out_shardings=out)
+        self.chunk = jax.jit(chunk_step, out_shardings=out)
+        self.evaluate = jax.jit(eval_step, donate_argnums=(2,), out_shardings=replicated)
+        self.zeros = zeros_function(replicated)
+
+    def metric_names(
+        self, params: Leaves, rest: Leaves, batch: Any, *, train: bool
+    ) -> tuple[str, ...]:
+        """The log keys of the train (or eval) function, learnt once by an abstract trace."""
+        names = self._train_names if train else self._eval_names
+        if names is None:
+            shapes = jax.eval_shape(lambda p, r, b: self.probe(train, p, r, b), params, rest, batch)
+            names = tuple(shapes)
+            if train:
+                self._train_names = names
+                if self.eval_fn is None:
+                    self._eval_names = names
+            else:
+                self._eval_names = names
+        return names
+
+    def zero_sums(self, params: Leaves, rest: Leaves, batch: Any, *, train: bool) -> Sums:
+        """Fresh zero sums for the metrics of the train (or eval) function."""
+        return self.zeros(self.metric_names(params, rest, batch, train=train))

@@ -1,0 +1,76 @@
+"""Stop requests: who may ask, who asked, and agreement across the processes of a job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from artifex.generative_models.training._spmd import DataParallel
+from artifex.generative_models.training.callbacks.base import (
+    TrainingCallback,
+    flatten_callbacks,
+)
+from artifex.generative_models.training.callbacks.protocols import StopRequester, TrainerState
+
+__all__ = ["RemoteStop", "StopArbiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStop:
+    """``Trainer.stopped_by`` on a process that stopped because other processes asked to.
+
+    In a multi-process job every stop request is agreed across processes, so all of
+    them stop after the same step; the processes that asked see their own callback
+    (or trainer) in ``stopped_by``, the others see this.
+    """
+
+    processes: tuple[int, ...]
+    """The indices of the processes that asked to stop."""
+
+
+class StopArbiter:
+    """Decides, after a hook, whether the run stops and who stopped it.
+
+    The first callback (in dispatch order) whose ``should_stop`` is ``True`` wins,
+    otherwise the trainer if its ``stop_training`` flag is set. In a multi-process job
+    every check is agreed across processes (a collective: every process checks at the
+    same points), and a process that did not ask itself gets a :class:`RemoteStop`.
+
+    Args:
+        trainer: The trainer whose ``stop_training`` flag is honoured.
+        callbacks: The callbacks; every ``StopRequester`` among them (nested lists
+            flattened) is asked.
+        spmd: The mesh placement, or ``None``; only a multi-process one agrees.
+    """
+
+    __slots__ = ("_requesters", "_spmd", "_trainer")
+
+    def __init__(
+        self,
+        trainer: TrainerState,
+        callbacks: Iterable[TrainingCallback],
+        spmd: DataParallel | None,
+    ) -> None:
+        self._trainer = trainer
+        self._requesters = tuple(
+            callback
+            for _, callback in flatten_callbacks(callbacks)
+            if isinstance(callback, StopRequester)
+        )
+        self._spmd = spmd if spmd is not None and spmd.multiprocess else None
+
+    def check(self) -> object | None:
+        """What asks to stop now: a callback, the trainer, a ``RemoteStop``, or ``None``."""
+        found: object | None = None
+        for requester in self._requesters:
+            if requester.should_stop:
+                found = requester
+                break
+        else:
+            if self._trainer.stop_training:
+                found = self._trainer
+        if self._spmd is not None:
+            asking = self._spmd.anyone(found is not None)
+            if found is None and asking:
+                return RemoteStop(asking)
+        return found
