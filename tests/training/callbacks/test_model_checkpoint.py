@@ -11,7 +11,7 @@ import jax
 import pytest
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing import MARKER_FILE
+from artifex.generative_models.training._checkpointing._format import MARKER_FILE
 from artifex.generative_models.training.callbacks import (
     CallbackList,
     CheckpointConfig,

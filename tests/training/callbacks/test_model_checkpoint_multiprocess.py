@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from artifex.generative_models.training._checkpointing import MARKER_FILE
+from artifex.generative_models.training._checkpointing._format import MARKER_FILE
 from artifex.generative_models.training.callbacks.model_checkpoint import CHECKPOINT_FORMAT
 from tests._distributed import Finished, run_job
 from tests.training.callbacks import _checkpoint_mp_script as script

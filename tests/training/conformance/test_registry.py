@@ -1,7 +1,7 @@
 """One scenario registry: the runners and the README's table follow ``SCENARIOS``.
 
 ``SCENARIOS`` (in the JAX-free ``_names``) names every scenario in order; the runners
-of ``scenarios._RUNNERS`` and the README's "Check your own trainer" table must list
+of ``_fixed.RUNNERS`` and the README's "Check your own trainer" table must list
 exactly those names, in that order, as ``tests/test_public_api.py`` checks the
 README's public-API table against every ``__all__``.
 """
@@ -12,7 +12,7 @@ import inspect
 import re
 from pathlib import Path
 
-from artifex.generative_models.training.conformance import SCENARIOS, scenarios
+from artifex.generative_models.training.conformance import SCENARIOS, _fixed, scenarios
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 SECTION = "## Check your own trainer"
@@ -42,11 +42,11 @@ def test_scenarios_is_the_public_registry() -> None:
 
 
 def test_every_scenario_has_a_runner_in_order() -> None:
-    assert list(scenarios._RUNNERS) == list(SCENARIOS)
+    assert list(_fixed.RUNNERS) == list(SCENARIOS)
 
 
 def test_every_runner_has_the_one_runner_shape() -> None:
-    for name, runner in scenarios._RUNNERS.items():
+    for name, runner in _fixed.RUNNERS.items():
         parameters = list(inspect.signature(runner).parameters.values())
         assert len(parameters) == 1, name
         assert parameters[0].kind in {

@@ -32,7 +32,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from artifex.generative_models.training._checkpointing import restore_run
+from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._epoch import (
     DataSource,

@@ -39,21 +39,24 @@ from typing import Any
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing import (
+from artifex.generative_models.training._checkpointing._agreement import (
+    SavePlan,
+    agree_on_save_plan,
+)
+from artifex.generative_models.training._checkpointing._directory import prepare_directory
+from artifex.generative_models.training._checkpointing._format import (
     CALLBACKS_ITEM,
     CHECKPOINT_FORMAT,
     RESERVED_ITEMS,
-    RestoredCheckpoint,
-    SavePlan,
-    agree_on_save_plan,
-    open_manager,
-    prepare_directory,
-    rank,
-    restore_checkpoint,
     save_args,
-    saved_scores,
-    to_savable,
 )
+from artifex.generative_models.training._checkpointing._manager import open_manager
+from artifex.generative_models.training._checkpointing._pytree import to_savable
+from artifex.generative_models.training._checkpointing._restore import (
+    RestoredCheckpoint,
+    restore_checkpoint,
+)
+from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
 from artifex.generative_models.training._checks import (
     check_bool,
     check_int,

@@ -1,12 +1,15 @@
-"""The fixed scenarios: each runs chosen ``fit`` calls and reports what broke the contract.
+"""The fixed scenarios, and every scenario's runner (:data:`RUNNERS`).
 
-Each is a :data:`~artifex.generative_models.training.conformance._execute.Runner`:
+Each fixed scenario runs chosen ``fit`` calls and reports what broke the contract. Each
+is a :data:`~artifex.generative_models.training.conformance._execute.Runner`:
 it returns ``(violations, detail)`` (the detail is empty here) or raises
 :class:`NotApplicable`. ``plain_run`` also records how many batch pairs an epoch
 holds, which the later scenarios use to place their stops and failures.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 from flax import nnx
 
@@ -15,12 +18,14 @@ from artifex.generative_models.training.conformance._execute import (
     Context,
     Found,
     NotApplicable,
+    Runner,
     describe_exception,
     execute,
     fault,
     validating,
 )
 from artifex.generative_models.training.conformance._harness import FailingHarness
+from artifex.generative_models.training.conformance._property import property_scenario
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Trigger,
@@ -189,3 +194,19 @@ def data_raises(ctx: Context) -> Found:
 def fit_twice(ctx: Context) -> Found:
     """``fit`` twice on one trainer: one epoch, then two."""
     return execute(ctx, "fit_twice", [FitPlan(epochs=1), FitPlan(epochs=2)])[0], ""
+
+
+RUNNERS: Final[dict[str, Runner]] = {
+    "protocol": protocol,
+    "plain_run": plain_run,
+    "zero_epochs": zero_epochs,
+    "validation": validation,
+    "stop_at_epoch_end": stop_at_epoch_end,
+    "stop_at_batch_end": stop_at_batch_end,
+    "stop_training_flag": stop_training_flag,
+    "callback_raises": callback_raises,
+    "data_raises": data_raises,
+    "fit_twice": fit_twice,
+    "property": property_scenario,
+}
+"""Every scenario's runner, keyed and ordered as :data:`SCENARIOS` (a test checks it)."""

@@ -9,22 +9,21 @@ exceptions that reached the caller, and what the last callback saw during
 
 The pieces live in private modules: the harness protocols in ``_harness``, the report
 in ``_report``, running and checking ``fit`` calls in ``_execute``, the scenarios in
-``_fixed`` and ``_property``; the scenario names in the JAX-free ``_names``.
+``_fixed`` (with every runner, in ``RUNNERS``) and ``_property``; the scenario names
+in the JAX-free ``_names``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
 
-from artifex.generative_models.training.conformance import _fixed
 from artifex.generative_models.training.conformance._execute import (
     Context,
     NotApplicable,
-    Runner,
     describe_exception,
     fault,
 )
+from artifex.generative_models.training.conformance._fixed import RUNNERS
 from artifex.generative_models.training.conformance._harness import (
     FailingHarness,
     T,
@@ -32,7 +31,6 @@ from artifex.generative_models.training.conformance._harness import (
     ValidatingHarness,
 )
 from artifex.generative_models.training.conformance._names import SCENARIOS
-from artifex.generative_models.training.conformance._property import property_scenario
 from artifex.generative_models.training.conformance._report import (
     ConformanceReport,
     Outcome,
@@ -50,25 +48,10 @@ __all__ = [
     "check_trainer",
 ]
 
-_RUNNERS: Final[dict[str, Runner]] = {
-    "protocol": _fixed.protocol,
-    "plain_run": _fixed.plain_run,
-    "zero_epochs": _fixed.zero_epochs,
-    "validation": _fixed.validation,
-    "stop_at_epoch_end": _fixed.stop_at_epoch_end,
-    "stop_at_batch_end": _fixed.stop_at_batch_end,
-    "stop_training_flag": _fixed.stop_training_flag,
-    "callback_raises": _fixed.callback_raises,
-    "data_raises": _fixed.data_raises,
-    "fit_twice": _fixed.fit_twice,
-    "property": property_scenario,
-}
-"""Every scenario's runner, keyed and ordered as :data:`SCENARIOS` (a test checks it)."""
-
 
 def _run_one(ctx: Context, name: str) -> ScenarioResult:
     try:
-        found, detail = _RUNNERS[name](ctx)
+        found, detail = RUNNERS[name](ctx)
     except NotApplicable as why:
         return ScenarioResult(name=name, outcome="not applicable", detail=str(why))
     except Exception as error:
