@@ -21,6 +21,9 @@ from jax.sharding import Mesh
 
 from artifex.generative_models.training import ArrayBatcher, Trainer
 from artifex.generative_models.training.callbacks import BaseCallback, TrainerLike
+from tests.training._models import batches as model_batches
+from tests.training._models import mse as dropout_mse
+from tests.training._models import new_model as dropout_batch_norm
 
 Batch = tuple[jax.Array, jax.Array]
 
@@ -179,3 +182,30 @@ def test_numpy_batches_need_only_host_to_device() -> None:
     with jax.transfer_guard_device_to_host("disallow"):
         trainer.fit(batcher, epochs=2)
     assert trainer.step == 9
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_eval_mode_adds_no_compile_per_epoch_and_no_transfer(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dropout and batch norm: training and evaluation are two graph definitions, both
+    # compiled in the first fit; later epochs and fits compile nothing and transfer
+    # nothing but the one fetch per epoch and per validation pass.
+    train, val = model_batches(4), model_batches(2, seed=1)
+    trainer = Trainer(
+        dropout_batch_norm(), optax.adam(1e-2), dropout_mse, steps_per_execution=chunk
+    )
+    trainer.fit(train, epochs=1, val_data=val)
+    compiles = _EVENTS[BACKEND_COMPILE]
+    fetches: list[object] = []
+    real_get = jax.device_get
+
+    def counting_get(tree: Any) -> Any:
+        fetches.append(tree)
+        return real_get(tree)
+
+    monkeypatch.setattr(jax, "device_get", counting_get)
+    with jax.transfer_guard("disallow"):
+        trainer.fit(train, epochs=3, val_data=val)
+    assert _EVENTS[BACKEND_COMPILE] == compiles
+    assert len(fetches) == 6

@@ -16,6 +16,7 @@ writes them:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -213,6 +214,48 @@ class FlatState(Generic[M]):
             self._place_model_leaves()
         self._model_exposed = True
         return changed
+
+    def graphdef_with(self, attributes: Mapping[str, Any], *, strict: bool) -> Any:
+        """The graph definition of the module with static ``attributes`` set.
+
+        The attributes are set on a merged copy of the module (sharing its arrays, not
+        copying them); the user's module keeps its own. An empty mapping gives the
+        module's own graph definition.
+
+        Args:
+            attributes: Attribute names and values, as ``nnx.Module.set_attributes``
+                takes them (e.g. ``deterministic=True``).
+            strict: Raise if some attribute is found on no submodule.
+
+        Raises:
+            ValueError: If ``strict`` and an attribute is found on no submodule, or if
+                setting the attributes changed the module's state structure.
+        """
+        layout = self.layout
+        if not attributes:
+            return layout.graphdef
+        copy = nnx.merge(
+            layout.graphdef,
+            jax.tree.unflatten(layout.params_def, self.params),
+            jax.tree.unflatten(layout.rest_def, self.rest),
+        )
+        try:
+            copy.set_attributes(**attributes, raise_if_not_found=strict)
+        except ValueError as error:
+            raise ValueError(
+                f"eval_mode {dict(attributes)!r}: no submodule of the model has some of these "
+                f"attributes ({error})"
+            ) from error
+        graphdef, params, rest = split(copy, self.wrt)
+        if not (
+            same(jax.tree.structure(params), layout.params_def)
+            and same(jax.tree.structure(rest), layout.rest_def)
+        ):
+            raise ValueError(
+                f"eval_mode {dict(attributes)!r} changed the model's state structure; "
+                "evaluation must run on the same variables as training"
+            )
+        return graphdef if not same(graphdef, layout.graphdef) else layout.graphdef
 
     # ------------------------------------------------------------------ internals
 

@@ -11,7 +11,7 @@ and logs are replicated, so every process can read them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,14 @@ from artifex.generative_models.training._flat_state import Layout, Leaves, same,
 from artifex.generative_models.training._means import Sums, accumulate, zeros_function
 from artifex.generative_models.training._spmd import DataParallel
 
-__all__ = ["CompiledSteps", "LossFn", "LossOutput", "normalize"]
+__all__ = [
+    "NNX_EVAL_MODE",
+    "CompiledSteps",
+    "LossFn",
+    "LossOutput",
+    "eval_attributes",
+    "normalize",
+]
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -88,11 +95,41 @@ def normalize(output: object, where: str) -> tuple[jax.Array, dict[str, jax.Arra
     return loss, out
 
 
+NNX_EVAL_MODE: Final[Mapping[str, bool]] = {"deterministic": True, "use_running_average": True}
+"""What ``eval_mode=True`` sets for evaluation: NNX's own flags, as ``nnx.Module.eval()``."""
+
+
+def eval_attributes(eval_mode: object) -> tuple[dict[str, Any], bool]:
+    """The attributes a trainer's ``eval_mode`` sets for evaluation, and whether each must exist.
+
+    Args:
+        eval_mode: ``True`` (NNX's ``deterministic`` / ``use_running_average``, where
+            submodules have them), ``False`` (evaluate the module as it is), or a
+            mapping of attribute names to values (each must exist on some submodule).
+
+    Returns:
+        The attributes, and whether a missing one is an error.
+
+    Raises:
+        TypeError: If ``eval_mode`` is neither a bool nor a mapping with str keys.
+    """
+    if isinstance(eval_mode, bool):
+        return (dict(NNX_EVAL_MODE) if eval_mode else {}), False
+    if isinstance(eval_mode, Mapping) and all(isinstance(key, str) for key in eval_mode):
+        return dict(eval_mode), True
+    raise TypeError(
+        "eval_mode must be a bool or a mapping of attribute names (str) to values, got "
+        f"{type(eval_mode).__qualname__} {eval_mode!r}"
+    )
+
+
 class CompiledSteps(Generic[M]):
     """The jitted train, chunk and eval steps for one state :class:`Layout`.
 
     Args:
         layout: The tree definitions (and shardings) of the state.
+        eval_graphdef: The graph definition validation and ``evaluate`` run on (the
+            module in evaluation mode; ``layout.graphdef`` for the module as it is).
         optimizer: The optax transformation.
         loss_fn: The training loss.
         eval_fn: The validation / ``evaluate`` function, or ``None`` for ``loss_fn``.
@@ -106,6 +143,7 @@ class CompiledSteps(Generic[M]):
         "_train_names",
         "chunk",
         "eval_fn",
+        "eval_graphdef",
         "evaluate",
         "layout",
         "loss_fn",
@@ -117,6 +155,7 @@ class CompiledSteps(Generic[M]):
     def __init__(
         self,
         layout: Layout,
+        eval_graphdef: Any,
         *,
         optimizer: optax.GradientTransformation,
         loss_fn: LossFn[M],
@@ -126,6 +165,7 @@ class CompiledSteps(Generic[M]):
         spmd: DataParallel | None,
     ) -> None:
         self.layout = layout
+        self.eval_graphdef = eval_graphdef
         self.loss_fn = loss_fn
         self.eval_fn = eval_fn
         self._train_names: tuple[str, ...] | None = None
@@ -135,10 +175,10 @@ class CompiledSteps(Generic[M]):
         validate, validate_name = (loss_fn, "loss_fn") if eval_fn is None else (eval_fn, "eval_fn")
 
         def forward(
-            fn: LossFn[M], where: str, params: Leaves, rest: Leaves, batch: Any
+            fn: LossFn[M], where: str, params: Leaves, rest: Leaves, batch: Any, *, train: bool
         ) -> tuple[jax.Array, dict[str, jax.Array], Leaves]:
             model: M = nnx.merge(
-                graphdef,
+                graphdef if train else eval_graphdef,
                 jax.tree.unflatten(params_def, params),
                 jax.tree.unflatten(rest_def, rest),
             )
@@ -154,14 +194,16 @@ class CompiledSteps(Generic[M]):
 
         def probe(train: bool, params: Leaves, rest: Leaves, batch: Any) -> Any:
             fn, where = (loss_fn, "loss_fn") if train else (validate, validate_name)
-            loss, metrics, _ = forward(fn, where, params, rest, batch)
+            loss, metrics, _ = forward(fn, where, params, rest, batch, train=train)
             return {"loss": loss, **metrics}
 
         def train_step(
             params: Leaves, rest: Leaves, opt_state: Leaves, sums: Sums, batch: Any
         ) -> _TrainOut:
             def objective(params: Leaves) -> tuple[jax.Array, tuple[dict[str, jax.Array], Leaves]]:
-                loss, metrics, rest_out = forward(loss_fn, "loss_fn", params, rest, batch)
+                loss, metrics, rest_out = forward(
+                    loss_fn, "loss_fn", params, rest, batch, train=True
+                )
                 return loss, (metrics, rest_out)
 
             (loss, (metrics, rest_out)), grads = jax.value_and_grad(objective, has_aux=True)(params)
@@ -203,7 +245,7 @@ class CompiledSteps(Generic[M]):
             return params, rest, opt_state, sums, per_step
 
         def eval_step(params: Leaves, rest: Leaves, sums: Sums, batch: Any) -> Sums:
-            loss, metrics, _ = forward(validate, validate_name, params, rest, batch)
+            loss, metrics, _ = forward(validate, validate_name, params, rest, batch, train=False)
             return accumulate(sums, {"loss": loss, **metrics})
 
         self.probe = probe

@@ -24,7 +24,7 @@ placement) and ``_checkpointing`` (``resume``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import jax
@@ -43,7 +43,12 @@ from artifex.generative_models.training._epoch import (
 )
 from artifex.generative_models.training._flat_state import FlatState
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
-from artifex.generative_models.training._steps import CompiledSteps, LossFn, LossOutput
+from artifex.generative_models.training._steps import (
+    CompiledSteps,
+    LossFn,
+    LossOutput,
+    eval_attributes,
+)
 from artifex.generative_models.training._stopping import RemoteStop, StopArbiter
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import (
@@ -97,6 +102,15 @@ class Trainer(Generic[M]):
         callbacks: Callbacks (any iterable, or a ``CallbackList``, used as is).
         eval_fn: Like ``loss_fn``, for :meth:`evaluate` and validation; defaults to
             ``loss_fn``. Its state changes are discarded.
+        eval_mode: How validation and :meth:`evaluate` run the model. ``True`` (the
+            default): in evaluation mode, with NNX's ``deterministic=True`` and
+            ``use_running_average=True`` set on the submodules that have them (no
+            dropout, batch norm on its running averages), as ``model.eval()`` would.
+            ``False``: the module as it is. A mapping: these attributes instead (each
+            must exist on some submodule). The evaluation mode is its own graph
+            definition, compiled once per structure; the user's module, which the
+            callbacks see in every hook, is never switched. Training steps run the
+            module as it is (NNX modules are built in training mode).
         steps_per_execution: Steps per compiled dispatch (>= 1).
         wrt: The ``nnx`` filter of the trained variables (default ``nnx.Param``).
         donate: Whether the step donates its state buffers (default ``True``).
@@ -112,8 +126,8 @@ class Trainer(Generic[M]):
             gradient transformation, a function is not callable, or an option has the
             wrong type.
         ValueError: If ``steps_per_execution < 1``, two callbacks share a
-            ``state_key`` (the message names both), or ``data_axis`` is not an axis
-            of ``mesh``.
+            ``state_key`` (the message names both), ``data_axis`` is not an axis of
+            ``mesh``, or an ``eval_mode`` mapping names an attribute no submodule has.
     """
 
     def __init__(
@@ -124,6 +138,7 @@ class Trainer(Generic[M]):
         *,
         callbacks: Iterable[TrainingCallback] | CallbackList | None = None,
         eval_fn: LossFn[M] | None = None,
+        eval_mode: bool | Mapping[str, Any] = True,
         steps_per_execution: int = 1,
         wrt: nnx.filterlib.Filter = nnx.Param,
         donate: bool = True,
@@ -146,6 +161,7 @@ class Trainer(Generic[M]):
                 raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
         self.steps_per_execution = check_int("steps_per_execution", steps_per_execution, minimum=1)
         self.donate = check_bool("donate", donate)
+        self._eval_mode = eval_attributes(eval_mode)
         self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -412,8 +428,10 @@ class Trainer(Generic[M]):
     # ------------------------------------------------------------------ compiled steps
 
     def _compile(self) -> CompiledSteps[M]:
+        attributes, strict = self._eval_mode
         return CompiledSteps(
             self._state.layout,
+            self._state.graphdef_with(attributes, strict=strict),
             optimizer=self.optimizer,
             loss_fn=self.loss_fn,
             eval_fn=self.eval_fn,
