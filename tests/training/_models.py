@@ -73,7 +73,8 @@ def reference_losses(
     Trains ``model`` in place (its RNG streams and batch statistics advance as in any
     training step).
     """
-    graphdef, trained, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, *states = nnx.split(model, nnx.Param, ...)
+    trained, rest = states
     opt_state = tx.init(trained)
 
     @jax.jit
@@ -82,7 +83,8 @@ def reference_losses(
             # Fresh variables at this trace level: the dropout's RNG count advances.
             module = nnx.merge(graphdef, trained, jax.tree.map(lambda leaf: leaf, rest))
             loss = mse(module, batch)
-            return loss, nnx.split(module, nnx.Param, ...)[2]
+            _, *new_states = nnx.split(module, nnx.Param, ...)
+            return loss, new_states[1]
 
         (loss, new_rest), grads = jax.value_and_grad(objective, has_aux=True)(trained)
         updates, opt_state = tx.update(grads, opt_state, trained)
@@ -100,7 +102,7 @@ def reference_losses(
 def eval_mode_mean(model: DropoutBatchNorm, data: list[Batch]) -> float:
     """The mean loss of an evaluation-mode copy of ``model``, summed as the trainer sums."""
     copy: DropoutBatchNorm = nnx.clone(model)
-    copy.eval()
+    copy.set_attributes(deterministic=True, use_running_average=True)  # model.eval()
     return mean_loss(copy, data)
 
 

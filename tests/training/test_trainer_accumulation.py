@@ -49,7 +49,7 @@ def accumulated_by_hand(data: list[Batch], epochs: int) -> Any:
 @pytest.mark.parametrize("chunk", [1, 2, 4])
 def test_multi_steps_trains_as_a_hand_written_accumulation_loop(chunk: int) -> None:
     data = batches(6)
-    tx = optax.MultiSteps(optax.sgd(LR), every_k_schedule=EVERY)
+    tx = optax.MultiSteps(optax.sgd(LR), every_k_schedule=EVERY).gradient_transformation()
     trainer = Trainer(linear(), tx, loss_fn, steps_per_execution=chunk)
     trainer.fit(data, epochs=2)
     assert trainer.step == 12  # trainer.step counts micro-batches, not optimiser updates
@@ -63,7 +63,7 @@ def test_multi_steps_trains_as_a_hand_written_accumulation_loop(chunk: int) -> N
 
 def test_an_unfinished_accumulation_carries_over_to_the_next_fit() -> None:
     data = batches(3)  # odd: every epoch ends mid-accumulation
-    tx = optax.MultiSteps(optax.sgd(LR), every_k_schedule=EVERY)
+    tx = optax.MultiSteps(optax.sgd(LR), every_k_schedule=EVERY).gradient_transformation()
     trainer = Trainer(linear(), tx, loss_fn)
     trainer.fit(data, epochs=1)
     trainer.fit(data, epochs=1)

@@ -71,3 +71,17 @@ def tree_map_params(
     transform_non_params: Callable[..., Any] | None = None,
     is_leaf: Callable[[Params], bool] | None = None,
 ) -> OptState: ...
+
+class MultiSteps:
+    def __init__(
+        self,
+        opt: GradientTransformation,
+        every_k_schedule: int | Callable[[jax.Array], jax.Array],
+        use_grad_mean: bool = True,
+        should_skip_update_fn: Callable[..., Any] | None = None,
+    ) -> None: ...
+    def init(self, params: Params) -> OptState: ...
+    def update(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
+    ) -> tuple[Updates, OptState]: ...
+    def gradient_transformation(self) -> GradientTransformationExtraArgs: ...
