@@ -12,12 +12,20 @@ __all__ = ["VAE", "vae_loss"]
 class VAE(nnx.Module):
     """A multilayer-perceptron VAE with a Bernoulli decoder over pixel intensities.
 
-    The reparameterisation noise comes from the module's own ``noise`` RNG stream, so it
-    is part of the model state: saved in checkpoints and restored exactly on resume.
+    The reparameterisation noise comes from the module's own ``noise`` RNG stream, and
+    the encoder's dropout masks from its ``dropout`` stream, so both are part of the model
+    state: saved in checkpoints and restored exactly on resume. Dropout is on in
+    training steps and off in validation (the trainer evaluates in evaluation mode).
     """
 
     def __init__(
-        self, *, features: int = 64, hidden: int = 128, latent: int = 8, seed: int = 0
+        self,
+        *,
+        features: int = 64,
+        hidden: int = 128,
+        latent: int = 8,
+        dropout: float = 0.1,
+        seed: int = 0,
     ) -> None:
         """Build the encoder and decoder.
 
@@ -25,14 +33,18 @@ class VAE(nnx.Module):
             features: Pixels per image (64 for 8x8 digits).
             hidden: Width of the hidden layers.
             latent: Dimension of the latent space.
-            seed: Seed of the parameter initialisation and the noise stream.
+            dropout: The dropout rate of the encoder's hidden layer, in ``[0, 1)``.
+            seed: Seed of the parameter initialisation and the noise and dropout streams.
         """
         for name, value in (("features", features), ("hidden", hidden), ("latent", latent)):
             if value < 1:
                 raise ValueError(f"VAE {name} must be >= 1, got {value!r}")
-        rngs = nnx.Rngs(params=seed, noise=seed + 1)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"VAE dropout must be in [0, 1), got {dropout!r}")
+        rngs = nnx.Rngs(params=seed, noise=seed + 1, dropout=seed + 2)
         self.latent = latent
         self.encoder = nnx.Linear(features, hidden, rngs=rngs)
+        self.encoder_dropout = nnx.Dropout(dropout, rngs=rngs)
         self.mean = nnx.Linear(hidden, latent, rngs=rngs)
         self.log_var = nnx.Linear(hidden, latent, rngs=rngs)
         self.decoder_hidden = nnx.Linear(latent, hidden, rngs=rngs)
@@ -41,7 +53,7 @@ class VAE(nnx.Module):
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Return the mean and log-variance of q(z | x)."""
-        h = nnx.relu(self.encoder(x))
+        h = self.encoder_dropout(nnx.relu(self.encoder(x)))
         return self.mean(h), self.log_var(h)
 
     def decode_logits(self, z: jax.Array) -> jax.Array:
