@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from types import MappingProxyType
 from typing import Literal, TypeAlias, cast
 
 import jax
@@ -32,6 +33,24 @@ Fault: TypeAlias = Literal[
     "model_not_module",
     "wraps_exception",
     "status_always_completed",
+    # One per clause of the contract that the suite checked late (issue 12).
+    "reversed_teardown",
+    "data_interrupt_stops_gracefully",
+    "exits_on_error",
+    "keeps_stop_flag",
+    "checks_stop_before_batch",
+    "validates_twice",
+    "cumulative_epoch_loss",
+    "val_logs_differ",
+    "deletes_batch_logs",
+    "stale_val_keys",
+    "vector_batch_loss",
+    "mapping_logs",
+    "keeps_error",
+    "reraises_copy",
+    "reverses_callbacks",
+    "int_batch_counter",
+    "int_epoch_logs",
 ]
 
 
@@ -45,7 +64,9 @@ class SimpleTrainer:
 
     def __init__(self, callbacks: Sequence[TrainingCallback], fault: Fault) -> None:
         self._model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
-        self.callbacks = CallbackList(callbacks)
+        order = list(reversed(callbacks)) if fault == "reverses_callbacks" else list(callbacks)
+        self._raw = order
+        self.callbacks = CallbackList(order)
         self._stoppers = [cb for cb in callbacks if isinstance(cb, StopRequester)]
         self.fault = fault
         self.stop_training = False
@@ -54,6 +75,8 @@ class SimpleTrainer:
         self._stopped_by: object | None = None
         self._error: BaseException | None = None
         self._status: RunStatus = "completed"
+        self._carry: Logs = {}
+        self._total = 0.0
 
     # TrainerState: how the run stands.
     @property
@@ -75,7 +98,9 @@ class SimpleTrainer:
         return self._model
 
     def _begin_run(self) -> None:
-        self._status, self._stopped_by, self._error = "running", None, None
+        self._status, self._stopped_by = "running", None
+        if self.fault != "keeps_error":
+            self._error = None
 
     def _should_stop(self) -> bool:
         if self.fault == "ignores_stop":
@@ -84,10 +109,78 @@ class SimpleTrainer:
         self._stopped_by = self if self.stop_training else requester
         return self._stopped_by is not None
 
+    def _guarded(self, data: Iterable[Batch]) -> Iterator[Batch]:
+        """The data; with ``data_interrupt_stops_gracefully``, a Ctrl-C from it stops."""
+        iterator = iter(data)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except KeyboardInterrupt:
+                if self.fault != "data_interrupt_stops_gracefully":
+                    raise
+                self.stop_training = True
+                return
+            yield batch
+
+    def _teardown(self) -> None:
+        if self.fault != "reversed_teardown":
+            self.callbacks.on_train_end(self)
+            return
+        errors: list[Exception] = []
+        for cb in reversed(self._raw):
+            try:
+                cb.on_train_end(self)
+            except Exception as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+    def _validate(self, val_data: Iterable[Batch], epoch_logs: Logs) -> None:
+        cbs = self.callbacks
+        for _ in range(2 if self.fault == "validates_twice" else 1):
+            cbs.on_validation_begin(self)
+            val_losses = jnp.stack([_loss(self._model, b) for b in val_data])
+            val_loss = float(jnp.mean(val_losses))
+            if self.fault != "forgets_validation_end":
+                cbs.on_validation_end(self, {"loss": val_loss})
+            differ = self.fault == "val_logs_differ"
+            epoch_logs["val_loss"] = float(jnp.sum(val_losses)) if differ else val_loss
+
+    def _batch_logs(self, loss: jax.Array, batch: Batch, index: int) -> Logs:
+        fault = self.fault
+        value: object = loss
+        if fault == "float_batch_logs":
+            value = float(loss)
+        elif fault == "deletes_batch_logs":
+            value = loss + 0.0  # a buffer of its own, deleted after on_batch_end
+        elif fault == "vector_batch_loss":
+            x, y = batch
+            value = jnp.mean((self._model(x) - y) ** 2, axis=-1)
+        logs: Logs = {"loss": value}
+        if fault == "int_batch_counter":
+            logs["batches"] = index + 1
+        if fault == "mapping_logs":
+            return cast("Logs", MappingProxyType(logs))
+        return logs
+
+    def _epoch_logs(self, losses: list[jax.Array]) -> Logs:
+        logs: Logs = self._carry if self.fault == "stale_val_keys" else {}
+        logs["loss"] = float(jnp.mean(jnp.stack(losses)))
+        if self.fault == "cumulative_epoch_loss":
+            self._total += float(jnp.sum(jnp.stack(losses)))
+            logs["loss"] = self._total
+        if self.fault == "int_epoch_logs":
+            logs["batches"] = len(losses)
+        return logs
+
     def fit(
         self, data: Iterable[Batch], *, epochs: int, val_data: Iterable[Batch] | None = None
     ) -> None:
-        cbs, fault, self.stop_training = self.callbacks, self.fault, False
+        cbs, fault = self.callbacks, self.fault
+        if fault != "keeps_stop_flag":
+            self.stop_training = False
         self._begin_run()
         try:
             cbs.on_train_begin(self)
@@ -100,26 +193,29 @@ class SimpleTrainer:
                     data = list(data)
                     last = len(data) - 1
                 deferred: tuple[int, Logs] | None = None
-                for index, batch in enumerate(data):
+                stopped = False
+                for index, batch in enumerate(self._guarded(data)):
+                    if fault == "checks_stop_before_batch" and self._should_stop():
+                        stopped = True
+                        break
                     step = self.step
                     cbs.on_batch_begin(self, step)
                     loss = _loss(self._model, batch)
                     self.step += 1
                     losses.append(loss)
-                    logs: Logs = {"loss": float(loss) if fault == "float_batch_logs" else loss}
+                    logs = self._batch_logs(loss, batch, index)
                     if index == last:
                         deferred = (step, logs)
                         break
                     cbs.on_batch_end(self, step + (fault == "batch_end_off_by_one"), logs)
-                    if self._should_stop():
+                    if fault == "deletes_batch_logs":
+                        logs["loss"].delete()
+                    if fault != "checks_stop_before_batch" and self._should_stop():
+                        stopped = True
                         break
-                epoch_logs: Logs = {"loss": float(jnp.mean(jnp.stack(losses)))}
-                if val_data is not None and not self._should_stop():
-                    cbs.on_validation_begin(self)
-                    val_loss = float(jnp.mean(jnp.stack([_loss(self._model, b) for b in val_data])))
-                    if fault != "forgets_validation_end":
-                        cbs.on_validation_end(self, {"loss": val_loss})
-                    epoch_logs["val_loss"] = val_loss
+                epoch_logs = self._epoch_logs(losses)
+                if val_data is not None and not stopped:
+                    self._validate(val_data, epoch_logs)
                 cbs.on_epoch_end(self, epoch + (fault == "epochs_from_1"), epoch_logs)
                 if deferred is not None:
                     cbs.on_batch_end(self, *deferred)
@@ -131,16 +227,20 @@ class SimpleTrainer:
             if fault == "skips_train_end_on_error":
                 raise
             try:
-                cbs.on_train_end(self)
+                self._teardown()
             except Exception as teardown_error:
                 error.add_note(f"on_train_end also raised {teardown_error!r}")
             if fault == "swallows_exception":
                 return
             if fault == "wraps_exception":
                 raise RuntimeError("training failed") from error
+            if fault == "exits_on_error":
+                raise SystemExit(1) from error
+            if fault == "reraises_copy":
+                raise type(error)(*error.args) from None
             raise
         self._status = "stopped" if self._stopped_by is not None else "completed"
-        cbs.on_train_end(self)
+        self._teardown()
 
 
 def _batches(count: int, seed: int) -> list[Batch]:
@@ -198,3 +298,35 @@ class UntypedBuildHarness(PlainHarness):
 def epochs_from_one() -> BrokenHarness:
     """A factory for the CLI tests."""
     return BrokenHarness("epochs_from_1")
+
+
+class InterruptedHarness(PlainHarness):
+    """Its ``fit`` raises a ``KeyboardInterrupt`` the suite did not inject: a real Ctrl-C."""
+
+    def fit(self, trainer: SimpleTrainer, epochs: int) -> None:
+        raise KeyboardInterrupt
+
+
+class ExitingHarness(PlainHarness):
+    """Its ``fit`` raises ``SystemExit(3)`` although nothing failed: a finding, not an exit."""
+
+    def fit(self, trainer: SimpleTrainer, epochs: int) -> None:
+        raise SystemExit(3)
+
+
+class ListBuildHarness:
+    """``build`` takes ``list[TrainingCallback]``, narrower than the protocol's ``Sequence``."""
+
+    def __init__(self) -> None:
+        self.inner = BrokenHarness("none")
+
+    def build(self, callbacks: list[TrainingCallback]) -> SimpleTrainer:
+        return self.inner.build(callbacks)
+
+    def fit(self, trainer: SimpleTrainer, epochs: int) -> None:
+        self.inner.fit(trainer, epochs)
+
+
+def float_logs() -> BrokenHarness:
+    """A factory for the CLI tests: warning-level findings only."""
+    return BrokenHarness("float_batch_logs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from examples.minimal_trainer import MinimalHarness
@@ -12,9 +13,17 @@ from artifex.generative_models.training.callbacks import TrainerLike, TrainerSta
 from artifex.generative_models.training.conformance import (
     SCENARIOS,
     ConformanceReport,
+    ScenarioResult,
     check_trainer,
 )
-from tests.training.conformance.broken_trainers import BrokenHarness, Fault, PlainHarness
+from artifex.generative_models.training.conformance._report import SLOW_SECONDS
+from tests.training.conformance.broken_trainers import (
+    BrokenHarness,
+    ExitingHarness,
+    Fault,
+    InterruptedHarness,
+    PlainHarness,
+)
 
 # fault -> (a scenario that must fail, a phrase its violation must contain)
 MISTAKES: dict[Fault, tuple[str, str]] = {
@@ -31,12 +40,34 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     "model_not_module": ("protocol", "trainer.model is a builtins.dict"),
     "wraps_exception": ("callback_raises", "raised RuntimeError('training failed')"),
     "status_always_completed": ("callback_raises", "trainer.status must be 'failed'"),
+    # Issue 12: one per clause the suite checked late.
+    "reversed_teardown": ("plain_run", "on_train_end reached the last registered callback"),
+    "data_interrupt_stops_gracefully": ("data_raises", "although the data raises at batch 4"),
+    "exits_on_error": ("callback_raises", "raised SystemExit(1)"),
+    "keeps_stop_flag": ("stop_training_flag", "fit resets stop_training to False"),
+    "checks_stop_before_batch": ("stop_at_last_batch", "no further batch pair and no validation"),
+    "validates_twice": ("validation", "exactly one validation pair per epoch"),
+    "cumulative_epoch_loss": ("plain_run", "outside the range"),
+    "val_logs_differ": ("validation", "into the epoch logs unchanged"),
+    "deletes_batch_logs": ("plain_run", "could no longer be read at on_epoch_end"),
+    "stale_val_keys": ("stop_at_batch_end", "although this epoch ran no validation"),
+    "vector_batch_loss": ("plain_run", "logs['loss'] is a jax.Array[shape (4,)]"),
+    "mapping_logs": ("plain_run", "a Mapping that is not a dict"),
+    "keeps_error": ("fit_after_failure", "although that run did not fail"),
+    "reraises_copy": ("callback_raises", "a different object of the same type and message"),
+    "reverses_callbacks": ("plain_run", "the dispatch order looks reversed"),
 }
 
 
 @pytest.fixture(scope="module")
 def reports() -> dict[Fault, ConformanceReport]:
-    faults: list[Fault] = ["none", *MISTAKES, "float_batch_logs"]
+    faults: list[Fault] = [
+        "none",
+        *MISTAKES,
+        "float_batch_logs",
+        "int_batch_counter",
+        "int_epoch_logs",
+    ]
     return {fault: check_trainer(BrokenHarness(fault), max_examples=8) for fault in faults}
 
 
@@ -159,10 +190,88 @@ def test_model_is_a_module_for_conforming_trainers() -> None:
     assert isinstance(trainer.model, nnx.Module)
 
 
-def test_format_collapses_a_finding_repeated_across_scenarios(
+def test_format_reports_each_distinct_finding_once_with_its_scenarios(
     reports: dict[Fault, ConformanceReport],
 ) -> None:
-    text = reports["epochs_from_1"].format()
-    assert text.count("on_epoch_begin got epoch 1; epochs are numbered from 0") >= 2
-    assert "validation at event #1: the same finding as in plain_run" in text
-    assert text.count(">   1 on_epoch_begin(1)") < len(reports["epochs_from_1"].errors)
+    report = reports["epochs_from_1"]
+    text = report.format()
+    phrase = "on_epoch_begin got epoch 1; epochs are numbered from 0"
+    found_in = {v.scenario for v in report.errors if phrase in v.expected}
+    assert {"plain_run", "validation"} <= found_in
+    assert text.count(phrase) < len([v for v in report.errors if phrase in v.expected])
+    assert "(also found in: validation," in text
+    assert "the same finding as in" not in text
+
+
+def test_the_stop_request_in_play_is_named(reports: dict[Fault, ConformanceReport]) -> None:
+    report = reports["ignores_stop"]
+    flag = report.result("stop_training_flag").violations
+    assert any("by setting trainer.stop_training = True" in v.expected for v in flag)
+    requester = report.result("stop_at_batch_end").violations
+    assert any("by a StopRequester callback" in v.expected for v in requester)
+
+
+def test_host_numbers_are_worded_from_what_was_seen(
+    reports: dict[Fault, ConformanceReport],
+) -> None:
+    report = reports["int_batch_counter"]
+    assert report.ok, report.format()
+    (warning,) = report.warnings
+    assert "logs['batches'] is a Python int, a host value" in warning.expected
+    assert "synced the device every step" not in warning.expected
+
+
+def test_python_ints_in_epoch_logs_are_accepted(
+    reports: dict[Fault, ConformanceReport],
+) -> None:
+    report = reports["int_epoch_logs"]
+    assert report.ok, report.format()
+    assert report.violations == ()
+
+
+def test_a_real_ctrl_c_stops_the_check() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        check_trainer(InterruptedHarness(), scenarios=["zero_epochs"])
+
+
+def test_a_system_exit_from_the_trainer_is_a_finding() -> None:
+    report = check_trainer(ExitingHarness(), scenarios=["plain_run", "zero_epochs"])
+    assert not report.ok
+    assert {r.outcome for r in report.results} == {"failed"}
+    for result in report.results:
+        assert any("raised SystemExit(3)" in v.expected for v in result.violations), result
+
+
+def test_a_slow_check_names_its_total_time_and_slowest_scenario() -> None:
+    quick = ScenarioResult(name="plain_run", outcome="passed", seconds=0.5)
+    slow = ScenarioResult(name="property", outcome="passed", seconds=SLOW_SECONDS)
+    text = ConformanceReport(harness="h", results=(quick, slow), seconds=SLOW_SECONDS + 1).format()
+    assert f"took {SLOW_SECONDS + 1:.1f} s; the slowest scenario was property" in text
+    assert "compile once" in text
+    fast = ConformanceReport(harness="h", results=(quick,), seconds=0.5).format()
+    assert "slowest" not in fast
+
+
+def test_report_times_every_scenario(reports: dict[Fault, ConformanceReport]) -> None:
+    report = reports["none"]
+    assert all(r.seconds > 0 for r in report.results)
+    assert report.seconds >= sum(r.seconds for r in report.results)
+
+
+def test_property_scenario_writes_no_example_database_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    report = check_trainer(BrokenHarness("epochs_from_1"), scenarios=["property"], max_examples=3)
+    assert report.result("property").outcome == "failed"
+    assert list(tmp_path.iterdir()) == []
+    database = tmp_path / "db"
+    again = check_trainer(
+        BrokenHarness("epochs_from_1"),
+        scenarios=["property"],
+        max_examples=3,
+        example_database=database,
+    )
+    assert again.result("property").outcome == "failed"
+    assert [p.name for p in tmp_path.iterdir()] == ["db"]
+    assert any(p.is_file() for p in database.rglob("*"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 
@@ -184,3 +186,91 @@ def test_trigger_validation() -> None:
         Trigger(hook="on_batch_end", occurrence=-1)
     with pytest.raises(ValueError, match=r"Trigger\.hook"):
         Trigger(hook="on_step", occurrence=0)  # type: ignore[arg-type]  # deliberately bad
+
+
+def _with(event: Event, **changes: object) -> Event:
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]  # test helper
+
+
+def test_log_rules_still_apply_after_a_structural_error() -> None:
+    events, plan = _plain(epochs=2)
+    events[1] = Event(hook="on_epoch_begin", number=1)  # structural: epochs from 1
+    later = max(i for i, e in enumerate(events) if e.hook == "on_batch_end")
+    events[later] = _with(events[later], logs=(("loss", "jax.Array[shape (4,)]"),))
+    found = _errors(check_events(events, [plan]))
+    assert any("numbered from 0" in v.expected for v in found)
+    (shape,) = [v for v in found if "shape (4,)" in v.expected]
+    assert shape.index == later
+
+
+def test_one_validation_pair_per_epoch() -> None:
+    events, plan = _plain(validation=True)
+    at = next(i for i, e in enumerate(events) if e.hook == "on_validation_begin")
+    events[at:at] = events[at : at + 2]
+    found = _only_error(events, [plan])
+    assert "exactly one validation pair per epoch" in found.expected
+    assert found.index == at + 2
+
+
+def test_epoch_loss_lies_within_its_batch_losses() -> None:
+    events, plan = _plain(batches=3)
+    end = next(i for i, e in enumerate(events) if e.hook == "on_epoch_end")
+    mean = _with(events[end], values=(("loss", 2.0),), batch_losses=(1.0, 2.0, 3.0))
+    events[end] = mean
+    assert check_events(events, [plan]) == []
+    events[end] = _with(mean, values=(("loss", 6.0),))
+    found = _only_error(events, [plan])
+    assert "outside the range [1.0, 3.0] of the 3 batch-log losses" in found.expected
+    events[end] = _with(mean, values=(("loss", 6.0),), batch_losses=(1.0, 2.0))
+    assert check_events(events, [plan]) == [], "an epoch not fully observed is not judged"
+
+
+def test_val_values_equal_the_validation_logs_and_none_go_stale() -> None:
+    events, plan = _plain(validation=True)
+    val = next(i for i, e in enumerate(events) if e.hook == "on_validation_end")
+    end = next(i for i, e in enumerate(events) if e.hook == "on_epoch_end")
+    events[val] = _with(events[val], values=(("loss", 0.5),))
+    events[end] = _with(events[end], values=(("loss", 1.0), ("val_loss", 0.5)))
+    assert check_events(events, [plan]) == []
+    events[end] = _with(events[end], values=(("loss", 1.0), ("val_loss", 0.25)))
+    assert "into the epoch logs unchanged" in _only_error(events, [plan]).expected
+    plain, fit = _plain()
+    end = next(i for i, e in enumerate(plain) if e.hook == "on_epoch_end")
+    plain[end] = _with(plain[end], logs=(("loss", "float"), ("val_loss", "float")))
+    assert "although this epoch ran no validation" in _only_error(plain, [fit]).expected
+
+
+def test_logs_must_be_a_dict_and_the_batch_loss_a_scalar() -> None:
+    events, plan = _plain()
+    events[3] = _with(events[3], logs_dict=False, logs_type="types.MappingProxyType")
+    assert "a Mapping that is not a dict" in _only_error(events, [plan]).expected
+    events, plan = _plain()
+    events[3] = _with(events[3], logs=(("loss", "jax.Array[shape (4,)]"),))
+    assert "as a device scalar (a jax.Array of shape ())" in _only_error(events, [plan]).expected
+    events[3] = _with(events[3], logs=(("loss", "jax.Array"), ("grads", "jax.Array[shape (4,)]")))
+    assert check_events(events, [plan]) == [], "only the loss must be a scalar"
+
+
+def test_unreadable_batch_logs_are_a_finding() -> None:
+    events, plan = _plain()
+    end = next(i for i, e in enumerate(events) if e.hook == "on_epoch_end")
+    events[end] = _with(events[end], unreadable="on_batch_end(0) logs['loss'] could not be read")
+    assert "stay readable" in _only_error(events, [plan]).expected
+
+
+def test_int_epoch_logs_are_accepted_bools_are_not() -> None:
+    events, plan = _plain()
+    end = next(i for i, e in enumerate(events) if e.hook == "on_epoch_end")
+    events[end] = _with(events[end], logs=(("loss", "float"), ("batches", "int")))
+    assert check_events(events, [plan]) == []
+    events[end] = _with(events[end], logs=(("loss", "float"), ("best", "bool")))
+    assert "logs['best'] is a bool" in _only_error(events, [plan]).expected
+
+
+def test_the_stop_request_is_named_by_how_it_was_made() -> None:
+    events = ideal_record([FitPlan(epochs=2)], 2)
+    stop = Trigger(hook="on_batch_end", occurrence=0)
+    flag = _only_error(events, [FitPlan(epochs=2, stop=stop, stop_via="flag")])
+    assert "by setting trainer.stop_training = True" in flag.expected
+    requester = _only_error(events, [FitPlan(epochs=2, stop=stop)])
+    assert "by a StopRequester callback" in requester.expected

@@ -13,6 +13,7 @@ import pytest
 
 from artifex.generative_models.training.conformance import SCENARIOS
 from artifex.generative_models.training.conformance.__main__ import main
+from artifex.generative_models.training.conformance.static import check_static
 
 ROOT = Path(__file__).resolve().parents[3]
 MODULE = "artifex.generative_models.training.conformance"
@@ -51,6 +52,28 @@ class TestFloats(TrainerConformanceSuite):
     @pytest.fixture
     def harness(self):
         return BrokenHarness("float_batch_logs")
+
+
+class TestStrictFloats(TrainerConformanceSuite):
+    scenarios = ["plain_run"]
+    strict = True
+    @pytest.fixture
+    def harness(self):
+        return BrokenHarness("float_batch_logs")
+
+
+class TestExits(TrainerConformanceSuite):
+    scenarios = ["plain_run"]
+    @pytest.fixture
+    def harness(self):
+        return BrokenHarness("exits_on_error")
+
+
+class TestExitsOnFailure(TrainerConformanceSuite):
+    scenarios = ["callback_raises"]
+    @pytest.fixture
+    def harness(self):
+        return BrokenHarness("exits_on_error")
 
 
 class TestForgotTheFixture(TrainerConformanceSuite):
@@ -96,7 +119,7 @@ def test_each_scenario_is_its_own_test(tmp_path: Path) -> None:
             "-p",
             "no:cacheprovider",
             "-W",
-            "default",
+            "error",  # as this project's filterwarnings: a warning-only finding still passes
             "--conformance-max-examples",
             "3",
             "--continue-on-collection-errors",
@@ -126,6 +149,11 @@ def test_each_scenario_is_its_own_test(tmp_path: Path) -> None:
     assert "ConformanceWarning" in out
     assert "synced the device every step" in out
     assert "must define a `harness` fixture" in out
+    assert outcome["TestStrictFloats::test_conformance[plain_run]"] == "FAILED"
+    assert outcome["TestExits::test_conformance[plain_run]"] == "PASSED"
+    assert outcome["TestExitsOnFailure::test_conformance[callback_raises]"] == "FAILED"
+    assert "raised SystemExit(1)" in out
+    assert not (tmp_path / ".hypothesis").exists(), "the property scenario wrote a database"
     assert done.returncode == 1
 
 
@@ -194,3 +222,78 @@ def test_cli_bad_targets_exit_2(
 ) -> None:
     assert main([target]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_agrees_with_the_plugin_on_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    target = "tests.training.conformance.broken_trainers:float_logs"
+    assert main([target, "--scenario", "plain_run"]) == 0
+    assert "OK: 0 error(s), 1 warning(s)." in capsys.readouterr().out
+    assert main([target, "--scenario", "plain_run", "--strict"]) == 1
+
+
+def test_cli_reports_a_system_exit_and_stops_on_a_real_ctrl_c(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["tests.training.conformance.broken_trainers:ExitingHarness"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "raised SystemExit(3)" in out
+    assert main(["tests.training.conformance.broken_trainers:InterruptedHarness"]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted" in captured.err
+    assert captured.out == ""
+
+
+UNTYPED = """
+from examples.minimal_trainer import MinimalHarness
+
+
+class Untyped:
+    def build(self, callbacks):
+        return object()
+
+    def fit(self, trainer, epochs):
+        MinimalHarness().fit(MinimalHarness().build([]), epochs)
+"""
+
+HIDDEN = """
+from collections.abc import Sequence
+
+from artifex.generative_models.training.callbacks import TrainingCallback
+from hidden_trainer_xyz import Trainer
+
+
+class Hidden:
+    def build(self, callbacks: Sequence[TrainingCallback]) -> Trainer:
+        return Trainer()
+
+    def fit(self, trainer: Trainer, epochs: int) -> None:
+        pass
+"""
+
+
+def test_static_check_rejects_what_mypy_sees_as_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "untyped_harness_xyz.py").write_text(UNTYPED)
+    (tmp_path / "hidden_harness_xyz.py").write_text(HIDDEN)
+    hidden = tmp_path / "elsewhere"
+    hidden.mkdir()
+    (hidden / "hidden_trainer_xyz.py").write_text("class Trainer:\n    model = None\n")
+    monkeypatch.syspath_prepend(str(hidden))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    untyped = check_static("untyped_harness_xyz:Untyped")
+    assert not untyped.ok, untyped.output
+    assert "build() returns Any" in untyped.output
+    hidden_check = check_static("hidden_harness_xyz:Hidden")
+    assert not hidden_check.ok, hidden_check.output
+    assert "mypy cannot resolve" in hidden_check.output or "returns Any" in hidden_check.output
+
+
+def test_static_check_explains_a_list_typed_build(capsys: pytest.CaptureFixture[str]) -> None:
+    target = "tests.training.conformance.broken_trainers:ListBuildHarness"
+    status = main([target, "--scenario", "zero_epochs", "--static"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "Static check (mypy on a generated file): FAILED" in out
+    assert "build accepts any Sequence[TrainingCallback]" in out

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+import numpy as np
 import optax
 import pytest
 from examples.minimal_trainer import make_batches, mse
 from flax import nnx
+from jax.sharding import Mesh
 
 from artifex.generative_models.training.callbacks import TrainingCallback
 from artifex.generative_models.training.conformance import (
@@ -25,12 +28,15 @@ from artifex.generative_models.training.conformance import (
 )
 from artifex.generative_models.training.trainer import Trainer
 
+_SGD = optax.sgd(0.1)  # one transformation for every trainer: the steps compile once
+
 
 class ReferenceHarness:
     """Builds the reference Trainer on a linear model; three batches per epoch."""
 
-    def __init__(self, steps_per_execution: int = 1) -> None:
+    def __init__(self, steps_per_execution: int = 1, *, mesh: bool = False) -> None:
         self.steps_per_execution = steps_per_execution
+        self.mesh = Mesh(np.array(jax.devices()[:1]), ("data",)) if mesh else None
         self.train = make_batches(3)
         self.val = make_batches(2, seed=1)
 
@@ -38,10 +44,11 @@ class ReferenceHarness:
         model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
         return Trainer(
             model,
-            optax.sgd(0.1),
+            _SGD,
             mse,
             callbacks=callbacks,
             steps_per_execution=self.steps_per_execution,
+            mesh=self.mesh,
         )
 
     def fit(self, trainer: Trainer[nnx.Linear], epochs: int) -> None:
@@ -56,9 +63,10 @@ class ReferenceHarness:
         trainer.fit(FailingData(self.train, error, at_batch), epochs=epochs)
 
 
+@pytest.mark.parametrize("mesh", [False, True], ids=["no_mesh", "mesh_of_1"])
 @pytest.mark.parametrize("steps_per_execution", [1, 2])
-def test_reference_trainer_conforms(steps_per_execution: int) -> None:
-    report = check_trainer(ReferenceHarness(steps_per_execution), max_examples=10)
+def test_reference_trainer_conforms(steps_per_execution: int, mesh: bool) -> None:
+    report = check_trainer(ReferenceHarness(steps_per_execution, mesh=mesh), max_examples=10)
     assert report.ok, report.format()
     assert report.violations == (), report.format()
     assert all(r.outcome == "passed" for r in report.results), report.format()

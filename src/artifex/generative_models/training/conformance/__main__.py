@@ -1,7 +1,9 @@
 """Command line: ``python -m artifex.generative_models.training.conformance pkg.mod:Factory``.
 
-Prints the readable report; exits 0 if the trainer conforms (warnings allowed), 1 on
-violations (or, with ``--static``, if mypy rejects the types), 2 on bad usage.
+Prints the readable report; exits 0 if the trainer conforms (warnings allowed, unless
+``--strict``), 1 on violations (or, with ``--static``, if mypy rejects the types), 2 on
+bad usage, 130 when the person running it presses Ctrl-C (a ``SystemExit`` or
+``KeyboardInterrupt`` from the trainer itself is a finding instead).
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
         default=20,
         help="how many runs the property scenario draws (default: 20)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on warning-level findings too (the pytest suite's strict = True)",
+    )
+    parser.add_argument(
+        "--example-database",
+        metavar="DIR",
+        default=None,
+        help="keep Hypothesis's example database of the property scenario in DIR "
+        "(default: none, nothing is written)",
+    )
     return parser
 
 
@@ -53,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 conforming, 1 violations, 2 bad usage.
+        The exit status: 0 conforming, 1 violations, 2 bad usage, 130 interrupted.
     """
     args = _parser().parse_args(argv)
     if os.getcwd() not in sys.path:
@@ -85,12 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.target} gave a {type(harness).__qualname__}, not a TrainerHarness "
                 "(it needs build(callbacks) and fit(trainer, epochs) methods)"
             )
-        report = check_trainer(harness, scenarios=args.scenario, max_examples=args.max_examples)
+        report = check_trainer(
+            harness,
+            scenarios=args.scenario,
+            max_examples=args.max_examples,
+            example_database=args.example_database,
+        )
     except (ImportError, AttributeError, TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a real Ctrl-C: the trainer's own exits are findings
+        print("interrupted: the check was stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     print(report.format())
-    status = 0 if report.ok else 1
+    status = 0 if report.ok and not (args.strict and report.warnings) else 1
     if args.static:
         static = check_static(args.target)
         print()

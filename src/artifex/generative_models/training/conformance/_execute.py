@@ -46,6 +46,7 @@ __all__ = [
     "describe_exception",
     "execute",
     "fault",
+    "is_real_interrupt",
     "validating",
 ]
 
@@ -62,11 +63,14 @@ class Context:
         harness: The harness under test.
         batches: Batch pairs per epoch, as the plain run found (0 until it ran).
         max_examples: How many runs the property scenario draws.
+        example_database: The directory of Hypothesis's example database for the
+            property scenario, or ``None`` (the default) for none.
     """
 
     harness: TrainerHarness[Any]
     batches: int = 0
     max_examples: int = 20
+    example_database: str | None = None
 
 
 def fault(scenario: str, events: Sequence[Event], expected: str) -> Violation:
@@ -90,12 +94,109 @@ def _contains(group: BaseException, target: BaseException) -> bool:
     return any(e is target or _contains(e, target) for e in group.exceptions)
 
 
+def _derives_from(error: BaseException, injected: Sequence[BaseException]) -> bool:
+    """Whether ``error`` is, wraps, or was raised while handling an injected exception."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if any(current is target or _contains(current, target) for target in injected):
+            return True
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return False
+
+
+def is_real_interrupt(error: BaseException, injected: Sequence[BaseException] = ()) -> bool:
+    """Whether ``error`` is a Ctrl-C from the person running the check.
+
+    A ``KeyboardInterrupt`` is one unless it is the suite's own :class:`ProbeInterrupt`
+    (or a copy of one), or it derives from an exception the suite injected; those, and
+    every other ``BaseException`` (``SystemExit`` included), are the trainer's doing.
+
+    Args:
+        error: What escaped.
+        injected: The exception objects the suite injected in this run.
+
+    Returns:
+        ``True`` if the check must stop and let ``error`` propagate.
+    """
+    return (
+        isinstance(error, KeyboardInterrupt)
+        and not isinstance(error, ProbeInterrupt)
+        and not _derives_from(error, injected)
+    )
+
+
+def _wrong_exception(caught: BaseException, expected: BaseException) -> str:
+    """How ``caught`` differs from ``expected``, for a finding."""
+    if _contains(caught, expected):
+        return f"{describe_exception(caught)}, wrapped in an exception group"
+    if type(caught) is type(expected) and str(caught) == str(expected):
+        return (
+            f"a different object of the same type and message ({describe_exception(caught)}), "
+            "a copy"
+        )
+    return describe_exception(caught)
+
+
+def _run_call(ctx: Context, trainer: Any, plan: FitPlan, data_error: BaseException | None) -> None:
+    """Run one ``fit`` call through the harness."""
+    harness = ctx.harness
+    if plan.data_failure is not None:
+        assert isinstance(harness, FailingHarness)
+        assert data_error is not None
+        harness.fit_failing(trainer, plan.epochs, data_error, plan.data_failure)
+    elif plan.validation:
+        assert isinstance(harness, ValidatingHarness)
+        harness.fit_validated(trainer, plan.epochs)
+    else:
+        harness.fit(trainer, plan.epochs)
+
+
+def _outcome_findings(
+    scenario: str,
+    events: Sequence[Event],
+    call: int,
+    plan: FitPlan,
+    caught: BaseException | None,
+    expected: BaseException | None,
+    what: str,
+) -> list[Violation]:
+    """Compare what reached the caller of ``fit`` with what should have."""
+    where = f"fit call #{call} ({plan})"
+    same = "the contract expects that very exception object to propagate to the caller"
+    if expected is not None and caught is None and what.startswith("the exception the data"):
+        message = (
+            f"{where} returned normally, although the data raises at batch "
+            f"{plan.data_failure}, within the batches this call requests: the trainer "
+            f"swallowed the exception (or did not iterate the data anew each epoch); {same} "
+            "after on_train_end"
+        )
+    elif expected is not None and caught is None:
+        message = f"{where} returned normally, swallowing {what}; {same} after on_train_end"
+    elif expected is not None and caught is not None and caught is not expected:
+        message = (
+            f"{where} raised {_wrong_exception(caught, expected)} instead of {what}; {same} "
+            "(a failing on_train_end never masks it)"
+        )
+    elif expected is None and caught is not None:
+        message = (
+            f"{where} raised {describe_exception(caught)}, although the suite injected no "
+            "failure; a conforming trainer runs it to the end"
+        )
+    else:
+        return []
+    return [fault(scenario, events, message)]
+
+
 def execute(
     ctx: Context,
     scenario: str,
     plans: Sequence[FitPlan],
     *,
-    via: Literal["requester", "flag"] = "requester",
     interrupt: bool = False,
 ) -> tuple[list[Violation], list[Event]]:
     """Build a trainer, run one ``fit`` per plan, and check everything.
@@ -103,16 +204,21 @@ def execute(
     Args:
         ctx: The shared context (its harness builds and runs the trainer).
         scenario: The scenario's name (or label), as the violations report it.
-        plans: One plan per ``fit`` call, run in order on one trainer.
-        via: How the stopper asks to stop: as a ``StopRequester``, or by setting
-            ``trainer.stop_training``.
-        interrupt: Whether the injected raisers raise a :class:`ProbeInterrupt` (a
-            ``KeyboardInterrupt``) instead of a :class:`ProbeError`.
+        plans: One plan per ``fit`` call, run in order on one trainer. A plan's
+            ``stop_via`` says how the stopper asks to stop (one way for all plans).
+        interrupt: Whether the injected raisers and the data raise a
+            :class:`ProbeInterrupt` (a ``KeyboardInterrupt``) instead of a
+            :class:`ProbeError`.
 
     Returns:
         The violations and the recorded events.
+
+    Raises:
+        KeyboardInterrupt: A real Ctrl-C (see :func:`is_real_interrupt`).
     """
-    harness = ctx.harness
+    via: Literal["requester", "flag"] = (
+        "flag" if any(p.stop is not None and p.stop_via == "flag" for p in plans) else "requester"
+    )
     recorder = EventRecorder()
     log: list[tuple[int, HookName, BaseException]] = []
     raisers = [
@@ -129,33 +235,32 @@ def execute(
     stopper = StopAt(
         [(p.stop.hook, p.stop.occurrence) if p.stop is not None else None for p in plans], via=via
     )
-    witness = TeardownWitness()
+    witness = TeardownWitness(recorder)
     events = recorder.events
     try:
-        trainer = harness.build([recorder, *raisers, stopper, witness])
-    except Exception as error:
+        trainer = ctx.harness.build([recorder, *raisers, stopper, witness])
+    except BaseException as error:
+        if is_real_interrupt(error):
+            raise
         return [
             fault(scenario, events, f"harness.build raised {describe_exception(error)}")
         ], events
     findings: list[Violation] = []
     for call, plan in enumerate(plans):
         start, seen = len(events), len(witness.seen)
-        data_error: ProbeError | None = None
+        data_error: BaseException | None = None
+        if plan.data_failure is not None:
+            message = (
+                f"injected by the conformance suite: the data raises at batch {plan.data_failure}"
+            )
+            data_error = ProbeInterrupt(message) if interrupt else ProbeError(message)
         caught: BaseException | None = None
         try:
-            if plan.data_failure is not None:
-                assert isinstance(harness, FailingHarness)
-                data_error = ProbeError(
-                    f"injected by the conformance suite: the data raises at batch "
-                    f"{plan.data_failure}"
-                )
-                harness.fit_failing(trainer, plan.epochs, data_error, plan.data_failure)
-            elif plan.validation:
-                assert isinstance(harness, ValidatingHarness)
-                harness.fit_validated(trainer, plan.epochs)
-            else:
-                harness.fit(trainer, plan.epochs)
-        except (Exception, ProbeInterrupt) as error:
+            _run_call(ctx, trainer, plan, data_error)
+        except BaseException as error:
+            ours = [e for c, _, e in log if c == call]
+            if is_real_interrupt(error, [*ours, *filter(None, [data_error])]):
+                raise
             caught = error
         injected = [(hook, error) for c, hook, error in log if c == call]
         expected: BaseException | None = injected[0][1] if injected else None
@@ -166,51 +271,9 @@ def execute(
             what = f"the exception a callback raised ({expected!r})"
         elif data_error is not None and (caught is data_error or _data_must_fire(ctx, plan)):
             expected, what = data_error, f"the exception the data raised ({data_error!r})"
-        run_events = events[start:]
-        if expected is not None and caught is None and expected is data_error:
-            findings.append(
-                fault(
-                    scenario,
-                    events,
-                    f"fit call #{call} ({plan}) returned normally, although the data raises at "
-                    f"batch {plan.data_failure}, within the batches this call requests: the "
-                    "trainer swallowed the exception (or did not iterate the data anew each "
-                    "epoch); the contract expects that very exception object to propagate to "
-                    "the caller after on_train_end",
-                )
-            )
-        elif expected is not None and caught is None:
-            findings.append(
-                fault(
-                    scenario,
-                    events,
-                    f"fit call #{call} ({plan}) returned normally, swallowing {what}; the "
-                    "contract expects that very exception object to propagate to the caller "
-                    "after on_train_end",
-                )
-            )
-        elif expected is not None and caught is not None and caught is not expected:
-            how = " wrapped in an exception group" if _contains(caught, expected) else ""
-            findings.append(
-                fault(
-                    scenario,
-                    events,
-                    f"fit call #{call} ({plan}) raised {describe_exception(caught)}{how} "
-                    f"instead of {what}; the contract expects that very exception object to "
-                    "propagate (a failing on_train_end never masks it)",
-                )
-            )
-        elif expected is None and caught is not None:
-            findings.append(
-                fault(
-                    scenario,
-                    events,
-                    f"fit call #{call} ({plan}) raised {describe_exception(caught)}, although "
-                    "the suite injected no failure; a conforming trainer runs it to the end",
-                )
-            )
+        findings += _outcome_findings(scenario, events, call, plan, caught, expected, what)
         teardowns = witness.seen[seen:]
-        recorded_ends = sum(event.hook == "on_train_end" for event in run_events)
+        recorded_ends = sum(event.hook == "on_train_end" for event in events[start:])
         if recorded_ends and not teardowns:
             findings.append(
                 fault(
@@ -222,51 +285,98 @@ def execute(
                 )
             )
         if teardowns and isinstance(trainer, TrainerState):
-            findings += _check_teardown(
-                scenario,
-                events,
-                teardowns[0],
-                trainer,
-                None if in_teardown else expected,
-                stopper,
-                call,
-                via,
+            state = _Teardown(
+                seen=teardowns[0],
+                expected=None if in_teardown else expected,
+                clean=caught is None and not injected,
+                call=call,
+                via=via,
             )
+            findings += _check_teardown(scenario, events, state, trainer, stopper)
+    findings += _order_findings(scenario, events, witness)
     findings[:0] = check_events(events, plans, scenario=scenario)
     return findings, events
+
+
+def _order_findings(
+    scenario: str, events: Sequence[Event], witness: TeardownWitness
+) -> list[Violation]:
+    """One finding if any event reached the last callback before the first one."""
+    if not witness.out_of_order:
+        return []
+    call = witness.out_of_order[0][0]
+    hooks = list(dict.fromkeys(hook for _, hook in witness.out_of_order))
+    how = (
+        "teardown ran in reverse order"
+        if hooks == ["on_train_end"]
+        else "the dispatch order looks reversed"
+    )
+    return [
+        fault(
+            scenario,
+            events,
+            f"from fit call #{call} on, {', '.join(hooks)} reached the last registered "
+            f"callback before the first one ({how}); the contract dispatches every event, "
+            "on_train_end included, to the callbacks in the order they were registered",
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Teardown:
+    """What one ``fit`` call's teardown is checked against."""
+
+    seen: Teardown
+    expected: BaseException | None
+    clean: bool
+    call: int
+    via: str
 
 
 def _check_teardown(
     scenario: str,
     events: Sequence[Event],
-    seen: Teardown,
+    state: _Teardown,
     trainer: TrainerLike,
-    expected: BaseException | None,
     stopper: StopAt,
-    call: int,
-    via: str,
 ) -> list[Violation]:
     """Check ``error`` and ``stopped_by`` of a ``TrainerState`` during ``on_train_end``."""
     findings: list[Violation] = []
+    seen, expected, call, via = state.seen, state.expected, state.call, state.via
+    during = f"during on_train_end of fit call #{call}"
     if expected is not None and seen.error is not expected:
         findings.append(
             fault(
                 scenario,
                 events,
-                f"during on_train_end of fit call #{call}, trainer.error was {seen.error!r}; "
-                f"the contract expects the exception that ended the run ({expected!r})",
+                f"{during}, trainer.error was {seen.error!r}; the contract expects the "
+                f"exception that ended the run ({expected!r})",
+            )
+        )
+    if state.clean and seen.error is not None:
+        findings.append(
+            fault(
+                scenario,
+                events,
+                f"{during}, trainer.error was {seen.error!r}, although that run did not fail; "
+                "the contract expects None after a run that did not fail (also when an "
+                "earlier fit failed: each fit starts with error None)",
             )
         )
     if expected is None and seen.status == "stopped" and call in stopper.fired:
         want = stopper if via == "requester" else trainer
         if seen.stopped_by is not want:
+            what = (
+                "the StopRequester callback"
+                if via == "requester"
+                else "the trainer, as trainer.stop_training was set"
+            )
             findings.append(
                 fault(
                     scenario,
                     events,
-                    f"during on_train_end of fit call #{call}, trainer.stopped_by was "
-                    f"{seen.stopped_by!r}; the contract expects what requested the stop "
-                    f"({'the StopRequester callback' if via == 'requester' else 'the trainer'})",
+                    f"{during}, trainer.stopped_by was {seen.stopped_by!r}; the contract "
+                    f"expects what requested the stop ({what})",
                 )
             )
     return findings

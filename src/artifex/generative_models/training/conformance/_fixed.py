@@ -9,6 +9,7 @@ holds, which the later scenarios use to place their stops and failures.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
 
 from flax import nnx
@@ -22,6 +23,7 @@ from artifex.generative_models.training.conformance._execute import (
     describe_exception,
     execute,
     fault,
+    is_real_interrupt,
     validating,
 )
 from artifex.generative_models.training.conformance._harness import FailingHarness
@@ -32,16 +34,18 @@ from artifex.generative_models.training.conformance.grammar import (
     Violation,
     event_context,
 )
-from artifex.generative_models.training.conformance.recorder import EventRecorder
+from artifex.generative_models.training.conformance.recorder import Event, EventRecorder
 
 __all__ = [
     "callback_raises",
     "data_raises",
+    "fit_after_failure",
     "fit_twice",
     "plain_run",
     "protocol",
     "stop_at_batch_end",
     "stop_at_epoch_end",
+    "stop_at_last_batch",
     "stop_training_flag",
     "validation",
     "zero_epochs",
@@ -57,7 +61,9 @@ def _protocol_violations(ctx: Context) -> list[Violation]:
     name = "protocol"
     try:
         trainer: object = ctx.harness.build([EventRecorder()])
-    except Exception as error:
+    except BaseException as error:
+        if is_real_interrupt(error):
+            raise
         return [fault(name, (), f"harness.build raised {describe_exception(error)}")]
     if not isinstance(trainer, TrainerLike):
         return [
@@ -70,7 +76,9 @@ def _protocol_violations(ctx: Context) -> list[Violation]:
         ]
     try:
         model: object = trainer.model
-    except Exception as error:
+    except BaseException as error:
+        if is_real_interrupt(error):
+            raise
         return [fault(name, (), f"reading trainer.model raised {describe_exception(error)}")]
     if not isinstance(model, nnx.Module):
         return [
@@ -141,17 +149,44 @@ def stop_at_batch_end(ctx: Context) -> Found:
     return execute(ctx, "stop_at_batch_end", [plan])[0], ""
 
 
+def stop_at_last_batch(ctx: Context) -> Found:
+    """A ``StopRequester`` asks to stop at the last ``on_batch_end`` of epoch 0, with validation."""
+    if not validating(ctx):
+        raise NotApplicable("the harness has no fit_validated (ValidatingHarness)")
+    _needs_batches(ctx)
+    stop = Trigger(hook="on_batch_end", occurrence=ctx.batches - 1)
+    plan = FitPlan(epochs=2, validation=True, stop=stop)
+    return execute(ctx, "stop_at_last_batch", [plan])[0], ""
+
+
 def stop_training_flag(ctx: Context) -> Found:
-    """A callback sets ``trainer.stop_training = True`` (if the trainer has it)."""
+    """A callback sets ``trainer.stop_training = True``; a second ``fit`` must then train."""
     _needs_batches(ctx)
     try:
         trainer: object = ctx.harness.build([])
-    except Exception as error:
+    except BaseException as error:
+        if is_real_interrupt(error):
+            raise
         return [fault("stop_training_flag", (), f"harness.build raised {error!r}")], ""
     if not hasattr(trainer, "stop_training"):
         raise NotApplicable("the trainer has no stop_training attribute")
-    plan = FitPlan(epochs=2, stop=Trigger(hook="on_batch_end", occurrence=0))
-    return execute(ctx, "stop_training_flag", [plan], via="flag")[0], ""
+    stop = Trigger(hook="on_batch_end", occurrence=0)
+    plans = [FitPlan(epochs=2, stop=stop, stop_via="flag"), FitPlan(epochs=2)]
+    found = execute(ctx, "stop_training_flag", plans)
+    return _hint(found, "fit resets stop_training to False, so it trains"), ""
+
+
+def _hint(found: tuple[list[Violation], list[Event]], rule: str) -> list[Violation]:
+    """Add ``rule`` to the errors found in the second ``fit`` call of a record."""
+    findings, events = found
+    begins = [i for i, event in enumerate(events) if event.hook == "on_train_begin"]
+    second = begins[1] if len(begins) > 1 else len(events)
+    return [
+        replace(v, expected=f"{v.expected} [in the second fit call: {rule}]")
+        if v.severity == "error" and v.index is not None and v.index >= second
+        else v
+        for v in findings
+    ]
 
 
 def callback_raises(ctx: Context) -> Found:
@@ -183,17 +218,29 @@ def callback_raises(ctx: Context) -> Found:
 
 
 def data_raises(ctx: Context) -> Found:
-    """The data raises mid-epoch in epoch 1 (needs a ``FailingHarness``)."""
+    """The data raises mid-epoch in epoch 1, then interrupts (needs a ``FailingHarness``)."""
     if not isinstance(ctx.harness, FailingHarness):
         raise NotApplicable("the harness has no fit_failing (FailingHarness)")
     _needs_batches(ctx)
     plan = FitPlan(epochs=2, data_failure=ctx.batches + (ctx.batches - 1) // 2)
-    return execute(ctx, "data_raises", [plan])[0], ""
+    findings = execute(ctx, "data_raises", [plan])[0]
+    return findings + execute(ctx, "data_raises[KeyboardInterrupt]", [plan], interrupt=True)[0], ""
 
 
 def fit_twice(ctx: Context) -> Found:
     """``fit`` twice on one trainer: one epoch, then two."""
     return execute(ctx, "fit_twice", [FitPlan(epochs=1), FitPlan(epochs=2)])[0], ""
+
+
+def fit_after_failure(ctx: Context) -> Found:
+    """A failed ``fit``, then a clean one: it trains, counters continue, ``error`` is None."""
+    _needs_batches(ctx)
+    plans = [
+        FitPlan(epochs=1, raises=(Trigger(hook="on_batch_end", occurrence=0),)),
+        FitPlan(epochs=2),
+    ]
+    found = execute(ctx, "fit_after_failure", plans)
+    return _hint(found, "each fit starts afresh: status, stopped_by and error describe it"), ""
 
 
 RUNNERS: Final[dict[str, Runner]] = {
@@ -203,10 +250,12 @@ RUNNERS: Final[dict[str, Runner]] = {
     "validation": validation,
     "stop_at_epoch_end": stop_at_epoch_end,
     "stop_at_batch_end": stop_at_batch_end,
+    "stop_at_last_batch": stop_at_last_batch,
     "stop_training_flag": stop_training_flag,
     "callback_raises": callback_raises,
     "data_raises": data_raises,
     "fit_twice": fit_twice,
+    "fit_after_failure": fit_after_failure,
     "property": property_scenario,
 }
 """Every scenario's runner, keyed and ordered as :data:`SCENARIOS` (a test checks it)."""

@@ -18,13 +18,15 @@ SCENARIOS: Final[dict[str, str]] = {
     "protocol": "build() returns a TrainerLike whose model is an nnx.Module",
     "plain_run": "fit(epochs=2): lifecycle order, numbering, logs types",
     "zero_epochs": "fit(epochs=0) dispatches on_train_begin then on_train_end only",
-    "validation": "fit with validation data: a validation pair per epoch, val_* epoch logs",
+    "validation": "fit with validation data: one validation pair per epoch, val_* epoch logs",
     "stop_at_epoch_end": "a StopRequester asks to stop at on_epoch_end #1",
     "stop_at_batch_end": "a StopRequester asks to stop mid-epoch at an on_batch_end",
-    "stop_training_flag": "a callback sets trainer.stop_training = True at on_batch_end #0",
+    "stop_at_last_batch": "a StopRequester asks to stop at an epoch's last on_batch_end",
+    "stop_training_flag": "trainer.stop_training = True at on_batch_end #0; a next fit trains",
     "callback_raises": "a callback raises at chosen hooks: teardown, same exception object",
-    "data_raises": "the data raises mid-epoch: teardown, same exception object",
+    "data_raises": "the data raises (then interrupts) mid-epoch: teardown, same object",
     "fit_twice": "fit called twice on one trainer: counters continue",
+    "fit_after_failure": "a failed fit, then a clean one: it trains and error is None",
     "property": "Hypothesis draws epochs, stops and raises; the grammar holds on every draw",
 }
 """Every scenario's name and what it checks, in the order they run."""

@@ -42,6 +42,7 @@ def property_scenario(ctx: Context) -> Found:
     try:
         from hypothesis import HealthCheck, Phase, find, settings
         from hypothesis import strategies as st
+        from hypothesis.database import DirectoryBasedExampleDatabase
         from hypothesis.errors import NoSuchExample
     except ImportError as error:  # pragma: no cover - hypothesis is a test dependency
         raise NotApplicable(
@@ -93,11 +94,15 @@ def property_scenario(ctx: Context) -> Found:
             last_failing.append(tuple(plans))
         return failed
 
+    # No example database unless the user opts in: nothing is written to their cwd.
+    database = None
+    if ctx.example_database is not None:
+        database = DirectoryBasedExampleDatabase(ctx.example_database)
     config = settings(
         max_examples=ctx.max_examples,
         deadline=None,
-        database=None,
-        derandomize=True,
+        database=database,
+        derandomize=database is None,
         suppress_health_check=list(HealthCheck),
         phases=[Phase.generate, Phase.shrink],
     )

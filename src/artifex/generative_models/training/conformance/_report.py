@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 from artifex.generative_models.training.conformance._names import SCENARIOS
 from artifex.generative_models.training.conformance.grammar import Violation
 
-__all__ = ["ConformanceReport", "Outcome", "ScenarioResult"]
+__all__ = ["SLOW_SECONDS", "ConformanceReport", "Outcome", "ScenarioResult"]
+
+SLOW_SECONDS: Final = 10.0
+"""From this many seconds on, the report states the total time and the slowest scenario."""
 
 Outcome: TypeAlias = Literal["passed", "failed", "not applicable"]
 """How a scenario ended: ``"passed"`` may still carry warnings."""
@@ -23,12 +26,14 @@ class ScenarioResult:
         outcome: ``"passed"``, ``"failed"`` or ``"not applicable"``.
         violations: Its findings, errors and warnings.
         detail: Why it was not applicable, or what the property scenario drew.
+        seconds: How long it ran.
     """
 
     name: str
     outcome: Outcome
     violations: tuple[Violation, ...] = ()
     detail: str = ""
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,10 +43,12 @@ class ConformanceReport:
     Attributes:
         harness: A description of the harness checked.
         results: One entry per scenario, in the order of :data:`SCENARIOS`.
+        seconds: How long the whole check ran.
     """
 
     harness: str
     results: tuple[ScenarioResult, ...]
+    seconds: float = 0.0
 
     @property
     def violations(self) -> tuple[Violation, ...]:
@@ -95,18 +102,21 @@ class ConformanceReport:
                 + (f"  [{notes}]" if notes else "")
             )
         if self.violations:
-            lines += ["", "Findings:"]
-            first_seen: dict[str, str] = {}
-            for violation in self.violations:
-                where = "" if violation.index is None else f" at event #{violation.index}"
-                if violation.expected in first_seen:
-                    lines.append(
-                        f"[{violation.severity}] {violation.scenario}{where}: the same finding "
-                        f"as in {first_seen[violation.expected]}"
-                    )
-                    continue
-                first_seen[violation.expected] = violation.scenario
-                lines += ["", str(violation)]
+            lines += ["", "Findings (each distinct one once, with the scenarios it appears in):"]
+            for first, scenarios in _distinct(self.violations):
+                lines += ["", str(first)]
+                if len(scenarios) > 1:
+                    lines.append(f"    (also found in: {', '.join(scenarios[1:])})")
+        if self.seconds >= SLOW_SECONDS:
+            slowest = max(self.results, key=lambda r: r.seconds)
+            lines += [
+                "",
+                f"The check took {self.seconds:.1f} s; the slowest scenario was "
+                f"{slowest.name} ({slowest.seconds:.1f} s). The suite builds about 40 "
+                "trainers: build what never changes (the optax transformation, the loss "
+                "function, the data) once, outside build(), so that jitted steps compile "
+                "once rather than for every trainer.",
+            ]
         verdict = "OK" if self.ok else "NOT CONFORMING"
         lines += [
             "",
@@ -117,3 +127,13 @@ class ConformanceReport:
     def __str__(self) -> str:
         """Same as :meth:`format`."""
         return self.format()
+
+
+def _distinct(violations: tuple[Violation, ...]) -> list[tuple[Violation, list[str]]]:
+    """Each distinct finding (by severity and text), first seen, with its scenarios."""
+    groups: dict[tuple[str, str], tuple[Violation, list[str]]] = {}
+    for violation in violations:
+        _, scenarios = groups.setdefault((violation.severity, violation.expected), (violation, []))
+        if violation.scenario not in scenarios:
+            scenarios.append(violation.scenario)
+    return list(groups.values())

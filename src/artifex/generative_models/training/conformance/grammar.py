@@ -11,11 +11,15 @@ requested, where an exception was injected), and returns every :class:`Violation
   two hooks of a batch pair;
 * stop requests honoured after the ``on_batch_end`` or ``on_epoch_end`` that made them;
 * teardown: after an injected exception the next event is ``on_train_end``;
-* logs: batch logs are device scalars (Python numbers are a warning: the trainer synced
-  every step), epoch and validation logs Python floats, ``val_*`` keys in epoch logs.
+* one validation pair per epoch, when validation data was given and no stop came first;
+* logs (the rules of ``_logrules``): a ``dict``; batch logs device scalars (a scalar
+  ``loss``; host numbers are a warning), epoch and validation logs Python floats (or
+  ints that are not bools); the epoch ``loss`` within the range of that epoch's batch
+  losses; ``val_*`` keys equal to that epoch's validation logs, and none without one.
 
-The first structural violation ends the check of a record (what follows it would only
-repeat it); log findings are collected throughout, each kind once.
+The first structural violation ends the parse of a record (what follows it would only
+repeat it); log findings are collected throughout, each kind once, also on the events
+after a structural violation.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
 from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
-from artifex.generative_models.training.conformance.recorder import Event, LogEntries
+from artifex.generative_models.training.conformance._logrules import (
+    epoch_findings,
+    event_findings,
+)
+from artifex.generative_models.training.conformance.recorder import Event
 
 __all__ = [
     "FitPlan",
@@ -77,6 +85,8 @@ class FitPlan:
         raises: Where injected callbacks raise, in dispatch order.
         data_failure: The batch (0-based within this call) at which the data or the
             step raises; the run may then end at any point, with ``on_train_end``.
+        stop_via: How the stop is requested: by a ``StopRequester`` callback, or by
+            setting ``trainer.stop_training = True`` (``"flag"``).
 
     Raises:
         ValueError: On a negative ``epochs`` or ``data_failure``, or a stop at a hook
@@ -88,6 +98,7 @@ class FitPlan:
     stop: Trigger | None = None
     raises: tuple[Trigger, ...] = ()
     data_failure: int | None = None
+    stop_via: Literal["requester", "flag"] = "requester"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -105,7 +116,8 @@ class FitPlan:
         if self.validation:
             parts.append("validation")
         if self.stop is not None:
-            parts.append(f"stop at {self.stop}")
+            via = " via stop_training" if self.stop_via == "flag" else ""
+            parts.append(f"stop at {self.stop}{via}")
         parts.extend(f"raise at {trigger}" for trigger in self.raises)
         if self.data_failure is not None:
             parts.append(f"data raises at batch {self.data_failure}")
@@ -181,7 +193,7 @@ class _Run:
     batches_in_epoch: int = 0
     batch_ends: int = 0
     validations_in_epoch: int = 0
-    last_val_logs: LogEntries | None = None
+    last_val: Event | None = None
     last_begun: int | None = None
     last_epoch: int | None = None
 
@@ -257,7 +269,12 @@ class _Parser:
             and run.stop is None
         ):
             run.stop = "batch" if event.hook == "on_batch_end" else "epoch"
-            run.stop_event = str(event)
+            who = (
+                "by setting trainer.stop_training = True"
+                if run.plan.stop_via == "flag"
+                else "by a StopRequester callback (should_stop turned True)"
+            )
+            run.stop_event = f"{event} {who}"
         self.pos += 1
         return event
 
@@ -278,62 +295,16 @@ class _Parser:
 
     def check_logs(self, event: Event, run: _Run) -> None:
         """Check the logs of an ``*_end`` event (non-structural findings)."""
-        hook = event.hook
-        if event.logs is None:
-            self.note(
-                (hook, "type"),
-                f"{hook} logs must be a dict[str, Any]; got a {event.logs_type}",
-            )
-            return
-        keys = {key for key, _ in event.logs}
-        has_loss = run.batches_in_epoch > 0 or hook != "on_epoch_end"
-        if has_loss and "loss" not in keys:
-            self.note(
-                (hook, "loss"), f"{hook} logs must hold at least 'loss'; got keys {sorted(keys)}"
-            )
-        for key, kind in event.logs:
-            if hook == "on_batch_end":
-                if kind == "jax.Array":
-                    continue
-                if kind in {"float", "int", "bool"} or kind.startswith("numpy."):
-                    self.note(
-                        (hook, "synced", key),
-                        f"on_batch_end logs[{key!r}] is a {kind}, so the trainer synced the "
-                        "device every step; the contract passes device scalars (jax.Array) "
-                        "and leaves syncing to the callbacks that need it",
-                        "warning",
-                    )
-                else:
-                    self.note(
-                        (hook, "kind", key),
-                        f"on_batch_end logs[{key!r}] is a {kind}; the contract passes "
-                        "device scalars (jax.Array)",
-                    )
-            elif kind != "float":
-                what = "epoch means" if hook == "on_epoch_end" else "mean validation metrics"
-                self.note(
-                    (hook, "kind", key),
-                    f"{hook} logs[{key!r}] is a {kind}; the contract passes {what} as "
-                    "Python floats",
-                )
-        if hook == "on_validation_end":
-            for key in sorted(keys):
-                if key.startswith("val_"):
-                    self.note(
-                        (hook, "prefix", key),
-                        f"on_validation_end logs key {key!r} has the 'val_' prefix; the "
-                        "contract passes validation metrics WITHOUT it (e.g. 'loss'); "
-                        "only on_epoch_end adds 'val_'",
-                    )
-        elif hook == "on_epoch_end" and run.last_val_logs is not None:
-            for key, _ in run.last_val_logs:
-                if f"val_{key}" not in keys:
-                    self.note(
-                        (hook, "val", key),
-                        f"on_epoch_end logs lack 'val_{key}', although validation ran in "
-                        f"this epoch and its on_validation_end had {key!r}; the contract "
-                        "adds the epoch's validation metrics as 'val_*' keys",
-                    )
+        found = list(event_findings(event))
+        if event.hook == "on_epoch_end":
+            observed = len(event.batch_losses or ()) == run.batches_in_epoch
+            found += epoch_findings(event, run.last_val, run.batches_in_epoch, observed=observed)
+        elif event.logs is not None and "loss" not in {key for key, _ in event.logs}:
+            keys = sorted(key for key, _ in event.logs)
+            message = f"{event.hook} logs must hold at least 'loss'; got keys {keys}"
+            found.append(((event.hook, "loss"), message, "error"))
+        for key, expected, severity in found:
+            self.note(key, expected, severity)
 
     # ------------------------------------------------------------------ grammar
 
@@ -467,7 +438,7 @@ class _Parser:
         plan = run.plan
         run.batches_in_epoch = 0
         run.validations_in_epoch = 0
-        run.last_val_logs = None
+        run.last_val = None
         while True:
             if self.failure_check(run) or self.data_failure_end(run):
                 return True
@@ -494,6 +465,11 @@ class _Parser:
                         f"{plan} gave no validation data, so no validation pass is expected; "
                         f"got {event}"
                     )
+                if run.validations_in_epoch:
+                    raise self.fail(
+                        "the contract runs exactly one validation pair per epoch, after its "
+                        f"last batch pair; got a second {event} in epoch {self.epoch}"
+                    )
                 self.take(run)
                 if self.failure_check(run) or self.data_failure_end(run):
                     return True
@@ -504,7 +480,7 @@ class _Parser:
                         f"validation pair); got {self.got()}"
                     )
                 self.check_logs(end, run)
-                run.last_val_logs = end.logs
+                run.last_val = end
                 run.validations_in_epoch += 1
                 self.take(run)
                 continue
@@ -588,6 +564,11 @@ def check_events(
     try:
         parser.parse(plans)
     except _Broken as broken:
+        # What follows a structural break cannot be parsed without guessing, but each
+        # event's own logs rules still apply.
+        for parser.pos in range(broken.index + 1, len(events)):
+            for key, expected, severity in event_findings(events[parser.pos]):
+                parser.note(key, expected, severity)
         parser.findings.append(
             Violation(
                 scenario=scenario,

@@ -15,9 +15,12 @@ test, ``test_conformance[<scenario>]``::
 
 Set the class attribute ``scenarios`` to a list of names to run only those. A
 violation fails the test with the readable report; a scenario the harness cannot
-run is skipped; a warning-level finding is emitted as a :class:`ConformanceWarning`.
-The plugin (a ``pytest11`` entry point) adds ``--conformance-max-examples``. It
-imports JAX only when a scenario runs.
+run is skipped. A warning-level finding passes, as the command line's exit status 0
+does: it is emitted as a :class:`ConformanceWarning` (shown in pytest's warnings
+summary) under its own ``"always"`` filter, so that even ``filterwarnings = error``
+does not turn it into a failure. Set ``strict = True`` to make warnings fail the test
+(the command line's ``--strict``). The plugin (a ``pytest11`` entry point) adds
+``--conformance-max-examples``. It imports JAX only when a scenario runs.
 """
 
 from __future__ import annotations
@@ -57,10 +60,16 @@ class TrainerConformanceSuite:
     Attributes:
         max_examples: How many runs the ``property`` scenario draws.
         scenarios: The scenarios to turn into tests; ``None`` (the default) for all.
+        strict: Whether a warning-level finding fails the test (default: it passes,
+            with a :class:`ConformanceWarning`, whatever the warning filters).
+        example_database: A directory for Hypothesis's example database (the
+            ``property`` scenario); ``None`` (the default) for none.
     """
 
     max_examples: ClassVar[int] = 20
     scenarios: ClassVar[Sequence[str] | None] = None
+    strict: ClassVar[bool] = False
+    example_database: ClassVar[str | None] = None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """Parametrize ``test_conformance`` with the selected scenario names."""
@@ -95,11 +104,15 @@ class TrainerConformanceSuite:
             harness,
             scenarios=[scenario],
             max_examples=self.max_examples if option is None else option,
+            example_database=self.example_database,
         )
         result = report.result(scenario)
         if result.outcome == "not applicable":
             pytest.skip(f"{scenario} not applicable: {result.detail}")
-        for finding in report.warnings:
-            warnings.warn(ConformanceWarning(str(finding)), stacklevel=1)
-        if not report.ok:
+        if not report.ok or (self.strict and report.warnings):
             pytest.fail(report.format(), pytrace=False)
+        with warnings.catch_warnings():
+            # A warning passes, as on the command line, even under filterwarnings=error.
+            warnings.simplefilter("always", ConformanceWarning)
+            for finding in report.warnings:
+                warnings.warn(ConformanceWarning(str(finding)), stacklevel=1)

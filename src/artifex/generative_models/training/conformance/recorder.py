@@ -9,7 +9,7 @@ occurrence. None of them imports a trainer module.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import jax
@@ -48,12 +48,14 @@ def describe_value(value: object) -> str:
         value: A value from a logs dictionary.
 
     Returns:
-        ``"jax.Array"`` for any JAX array (device scalars included), ``"float"``,
+        ``"jax.Array"`` for a JAX scalar (``"jax.Array[shape (4,)]"`` for any other
+        JAX array), ``"float"``,
         ``"int"`` and ``"bool"`` for Python scalars (subclasses such as
         ``numpy.float64`` count as ``float``), else ``module.QualifiedName``.
     """
     if isinstance(value, jax.Array):
-        return "jax.Array"
+        shape = value.shape  # metadata only: reading it never syncs the device
+        return "jax.Array" if shape == () else f"jax.Array[shape {shape}]"
     for kind in (bool, float, int):
         if isinstance(value, kind):
             return kind.__name__
@@ -74,6 +76,14 @@ class Event:
         logs_type: The type name of the logs argument, for hooks that take logs.
         status: For ``on_train_end`` on a trainer that satisfies ``TrainerState``, its
             ``status`` at that moment; else ``None``.
+        logs_dict: Whether the logs argument was a ``dict`` (``False`` for any other
+            mapping, whose entries are still recorded).
+        values: Host copies of the logs' Python numbers (not bools), ``(key, value)``.
+        batch_losses: For ``on_epoch_end``: host copies of the ``"loss"`` of every batch
+            log of that epoch, read at ``on_epoch_end`` (``None`` if there were none,
+            or one was no scalar).
+        unreadable: For ``on_epoch_end``: why a batch-log value of that epoch could no
+            longer be read at ``on_epoch_end`` (deleted or donated), else ``None``.
     """
 
     hook: HookName
@@ -81,6 +91,10 @@ class Event:
     logs: LogEntries | None = None
     logs_type: str | None = None
     status: str | None = None
+    logs_dict: bool = True
+    values: tuple[tuple[str, float], ...] = ()
+    batch_losses: tuple[float, ...] | None = None
+    unreadable: str | None = None
 
     def __str__(self) -> str:
         """The event as a short call, e.g. ``on_batch_end(3, {loss: jax.Array})``."""
@@ -95,28 +109,70 @@ class Event:
         return text if self.status is None else f"{text} [status={self.status}]"
 
 
-def _logs_entries(logs: object) -> tuple[LogEntries | None, str]:
-    """Record a logs argument: its entries (if a mapping) and its type name."""
-    type_name = describe_value(logs)
-    if isinstance(logs, Mapping):
-        return tuple((str(key), describe_value(value)) for key, value in logs.items()), type_name
-    return None, type_name
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _logs_event(hook: HookName, number: object, logs: object) -> Event:
+    """Record a logs argument: entries (if a mapping), type name, host numbers."""
+    if not isinstance(logs, Mapping):
+        return Event(hook=hook, number=number, logs_type=describe_value(logs))
+    items = [(str(key), value) for key, value in logs.items()]
+    return Event(
+        hook=hook,
+        number=number,
+        logs=tuple((key, describe_value(value)) for key, value in items),
+        logs_type=describe_value(logs),
+        logs_dict=isinstance(logs, dict),
+        values=tuple((key, float(value)) for key, value in items if _is_number(value)),
+    )
+
+
+def _host_losses(pending: Sequence[tuple[object, object]]) -> tuple[tuple[float, ...] | None, str]:
+    """Copy batch-log losses to the host (at an epoch end); say why one cannot be read."""
+    losses: list[float] = []
+    for step, value in pending:
+        if isinstance(value, jax.Array):
+            try:
+                if value.is_deleted():
+                    raise RuntimeError("the array has been deleted")
+                host = jax.device_get(value)
+            except Exception as error:  # any failure to read it is the finding
+                return None, (
+                    f"on_batch_end({step!r}) logs['loss'] could no longer be read at "
+                    f"on_epoch_end ({error!r}): the trainer deleted or donated it"
+                )
+            if value.shape != ():
+                return None, ""
+            losses.append(float(host))
+        elif _is_number(value) or type(value).__module__ == "numpy":
+            try:
+                losses.append(float(value))  # type: ignore[arg-type]  # numpy scalars convert
+            except (TypeError, ValueError):
+                return None, ""
+        else:
+            return None, ""
+    return (tuple(losses) if losses else None), ""
 
 
 class EventRecorder(BaseCallback):
     """A callback that records every hook call into :attr:`events`.
 
     Put it first among the injected callbacks, so that it sees an event before any
-    other injected callback can stop or fail the run.
+    other injected callback can stop or fail the run. It keeps a reference to each
+    batch log's ``"loss"`` and copies those to the host only at ``on_epoch_end``, so
+    it adds no per-batch sync.
     """
 
-    __slots__ = ("events",)
+    __slots__ = ("_pending", "events")
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self._pending: list[tuple[object, object]] = []
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Record ``on_train_begin``."""
+        self._pending = []
         self.events.append(Event(hook="on_train_begin"))
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
@@ -128,14 +184,15 @@ class EventRecorder(BaseCallback):
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
         """Record ``on_epoch_begin``."""
+        self._pending = []
         self.events.append(Event(hook="on_epoch_begin", number=epoch))
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
-        """Record ``on_epoch_end`` and the types of its logs."""
-        entries, type_name = _logs_entries(logs)
-        self.events.append(
-            Event(hook="on_epoch_end", number=epoch, logs=entries, logs_type=type_name)
-        )
+        """Record ``on_epoch_end``, its logs, and the epoch's batch losses (host copies)."""
+        event = _logs_event("on_epoch_end", epoch, logs)
+        losses, unreadable = _host_losses(self._pending)
+        self._pending = []
+        self.events.append(replace(event, batch_losses=losses, unreadable=unreadable or None))
 
     def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
         """Record ``on_batch_begin``."""
@@ -143,19 +200,18 @@ class EventRecorder(BaseCallback):
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Record ``on_batch_end`` and the types of its logs (nothing is synced)."""
-        entries, type_name = _logs_entries(logs)
-        self.events.append(
-            Event(hook="on_batch_end", number=batch, logs=entries, logs_type=type_name)
-        )
+        untrusted: object = logs  # typed dict, but any object may arrive
+        if isinstance(untrusted, Mapping) and "loss" in untrusted:
+            self._pending.append((batch, untrusted["loss"]))
+        self.events.append(_logs_event("on_batch_end", batch, logs))
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Record ``on_validation_begin``."""
         self.events.append(Event(hook="on_validation_begin"))
 
     def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
-        """Record ``on_validation_end`` and the types of its logs."""
-        entries, type_name = _logs_entries(logs)
-        self.events.append(Event(hook="on_validation_end", logs=entries, logs_type=type_name))
+        """Record ``on_validation_end`` and its logs."""
+        self.events.append(_logs_event("on_validation_end", None, logs))
 
 
 class ProbeError(RuntimeError):
@@ -166,7 +222,48 @@ class ProbeInterrupt(KeyboardInterrupt):
     """The ``KeyboardInterrupt`` the suite injects, distinct from a real Ctrl-C."""
 
 
-class _Trigger(BaseCallback):
+class _EveryHook(BaseCallback):
+    """Overrides every hook (so a ``CallbackList`` calls them all) to call :meth:`_hit`."""
+
+    __slots__ = ()
+
+    def _hit(self, hook: HookName, trainer: TrainerLike) -> None:
+        """Handle a call of ``hook``; subclasses override."""
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Handle ``on_train_begin``."""
+        self._hit("on_train_begin", trainer)
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Handle ``on_train_end``."""
+        self._hit("on_train_end", trainer)
+
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        """Handle ``on_epoch_begin``."""
+        self._hit("on_epoch_begin", trainer)
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Handle ``on_epoch_end``."""
+        self._hit("on_epoch_end", trainer)
+
+    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+        """Handle ``on_batch_begin``."""
+        self._hit("on_batch_begin", trainer)
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+        """Handle ``on_batch_end``."""
+        self._hit("on_batch_end", trainer)
+
+    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
+        """Handle ``on_validation_begin``."""
+        self._hit("on_validation_begin", trainer)
+
+    def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
+        """Handle ``on_validation_end``."""
+        self._hit("on_validation_end", trainer)
+
+
+class _Trigger(_EveryHook):
     """Acts at one hook and occurrence, chosen per ``fit`` call.
 
     ``schedule[k]`` is ``(hook, occurrence)`` for the ``k``-th ``fit`` call, or
@@ -206,38 +303,6 @@ class _Trigger(BaseCallback):
 
     def _fire(self, trainer: TrainerLike) -> None:
         """Act on the trainer; subclasses override."""
-
-    def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Start counting for this ``fit`` call; act if chosen."""
-        self._hit("on_train_begin", trainer)
-
-    def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Act if chosen."""
-        self._hit("on_train_end", trainer)
-
-    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
-        """Act if chosen."""
-        self._hit("on_epoch_begin", trainer)
-
-    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
-        """Act if chosen."""
-        self._hit("on_epoch_end", trainer)
-
-    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
-        """Act if chosen."""
-        self._hit("on_batch_begin", trainer)
-
-    def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
-        """Act if chosen."""
-        self._hit("on_batch_end", trainer)
-
-    def on_validation_begin(self, trainer: TrainerLike, /) -> None:
-        """Act if chosen."""
-        self._hit("on_validation_begin", trainer)
-
-    def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
-        """Act if chosen."""
-        self._hit("on_validation_end", trainer)
 
 
 class StopAt(_Trigger):
@@ -331,20 +396,36 @@ class Teardown:
     error: object = None
 
 
-class TeardownWitness(BaseCallback):
+class TeardownWitness(_EveryHook):
     """Registered last: records every ``on_train_end`` it receives, per ``fit`` call.
 
     ``on_train_end`` must reach every callback, even when another one raised, so this
-    one seeing it proves the trainer dispatched it to all of them.
+    one seeing it proves the trainer dispatched it to all of them. Given the
+    :class:`EventRecorder` registered first, it also checks that every event reached
+    that one before this one (registration order): :attr:`out_of_order` lists
+    ``(fit call, hook)`` for each event that reached the last callback first.
+
+    Args:
+        first: The recorder registered first, or ``None`` to skip the order check.
     """
 
-    __slots__ = ("seen",)
+    __slots__ = ("_first", "_matched", "out_of_order", "seen")
 
-    def __init__(self) -> None:
+    def __init__(self, first: EventRecorder | None = None) -> None:
         self.seen: list[Teardown] = []
+        self.out_of_order: list[tuple[int, HookName]] = []
+        self._first = first
+        self._matched = 0
 
-    def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Record the trainer's run status, if it exposes one."""
+    def _hit(self, hook: HookName, trainer: TrainerLike) -> None:
+        """Check the registration order; record ``on_train_end``."""
+        if self._first is not None:
+            events = self._first.events
+            if not events or events[-1].hook != hook or len(events) == self._matched:
+                self.out_of_order.append((len(self.seen), hook))
+            self._matched = len(events)
+        if hook != "on_train_end":
+            return
         if isinstance(trainer, TrainerState):
             self.seen.append(
                 Teardown(status=trainer.status, stopped_by=trainer.stopped_by, error=trainer.error)

@@ -15,6 +15,8 @@ in the JAX-free ``_names``.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable
 
 from artifex.generative_models.training.conformance._execute import (
@@ -22,6 +24,7 @@ from artifex.generative_models.training.conformance._execute import (
     NotApplicable,
     describe_exception,
     fault,
+    is_real_interrupt,
 )
 from artifex.generative_models.training.conformance._fixed import RUNNERS
 from artifex.generative_models.training.conformance._harness import (
@@ -50,11 +53,15 @@ __all__ = [
 
 
 def _run_one(ctx: Context, name: str) -> ScenarioResult:
+    began = time.perf_counter()
     try:
         found, detail = RUNNERS[name](ctx)
     except NotApplicable as why:
-        return ScenarioResult(name=name, outcome="not applicable", detail=str(why))
-    except Exception as error:
+        seconds = time.perf_counter() - began
+        return ScenarioResult(name=name, outcome="not applicable", detail=str(why), seconds=seconds)
+    except BaseException as error:  # a SystemExit from the trainer is a finding too
+        if is_real_interrupt(error):
+            raise
         found = [fault(name, (), f"the scenario crashed: {describe_exception(error)}")]
         detail = ""
     failed = any(v.severity == "error" for v in found)
@@ -63,6 +70,7 @@ def _run_one(ctx: Context, name: str) -> ScenarioResult:
         outcome="failed" if failed else "passed",
         violations=tuple(found),
         detail=detail,
+        seconds=time.perf_counter() - began,
     )
 
 
@@ -71,11 +79,13 @@ def check_trainer(
     *,
     scenarios: Iterable[str] | None = None,
     max_examples: int = 20,
+    example_database: str | os.PathLike[str] | None = None,
 ) -> ConformanceReport:
     """Check that the trainer ``harness`` builds honours the callback contract.
 
-    Runs the scenarios and reports; it raises nothing for a non-conforming trainer
-    (only a real ``KeyboardInterrupt`` gets through).
+    Runs the scenarios and reports; it raises nothing for a non-conforming trainer:
+    any exception escaping the trainer, ``SystemExit`` included, is a finding. Only a
+    real Ctrl-C (a ``KeyboardInterrupt`` the suite did not inject) gets through.
 
     Args:
         harness: Builds and runs your trainer. Implementing :class:`ValidatingHarness`
@@ -86,6 +96,9 @@ def check_trainer(
             epoch holds; its findings are reported only if ``plain_run`` is selected.
         max_examples: How many runs the ``property`` scenario draws (it then shrinks a
             failing draw, within five times as many runs).
+        example_database: A directory for Hypothesis's example database, to replay
+            failing draws of the ``property`` scenario in later checks; by default
+            none is used and nothing is written.
 
     Returns:
         The report: ``.ok``, ``.violations``, and ``.format()`` for a readable text.
@@ -106,7 +119,9 @@ def check_trainer(
         raise ValueError(f"unknown scenarios {unknown}; expected names from {list(SCENARIOS)}")
     if max_examples < 1:
         raise ValueError(f"max_examples must be >= 1, got {max_examples!r}")
-    ctx = Context(harness=harness, max_examples=max_examples)
+    began = time.perf_counter()
+    database = None if example_database is None else os.fspath(example_database)
+    ctx = Context(harness=harness, max_examples=max_examples, example_database=database)
     plain = _run_one(ctx, "plain_run")
     results: list[ScenarioResult] = []
     warned: set[str] = set()
@@ -127,9 +142,14 @@ def check_trainer(
                 outcome=result.outcome,
                 violations=tuple(kept),
                 detail=result.detail,
+                seconds=result.seconds,
             )
         )
-    return ConformanceReport(harness=_describe_harness(harness), results=tuple(results))
+    return ConformanceReport(
+        harness=_describe_harness(harness),
+        results=tuple(results),
+        seconds=time.perf_counter() - began,
+    )
 
 
 def _describe_harness(harness: object) -> str:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 __all__ = ["StaticCheck", "check_static", "resolve_target", "static_source"]
 
@@ -68,7 +70,8 @@ def static_source(module_name: str, attribute: str, *, call: bool) -> str:
 
     Returns:
         Python source that mypy accepts only if the harness is a ``TrainerHarness``
-        and its ``build()`` returns a ``TrainerLike``.
+        and its ``build()`` returns a ``TrainerLike``; its two ``reveal_type`` lines
+        let :func:`check_static` reject a harness or trainer that is implicitly ``Any``.
     """
     root, _, rest = attribute.partition(".")
     expr = f"_factory{'.' + rest if rest else ''}{'()' if call else ''}"
@@ -95,8 +98,53 @@ def check() -> None:
     harness = {expr}
     built: TrainerLike = harness.build(callbacks)
     trainer: TrainerLike = _trainer_of(harness)
+    reveal_type(harness)  # {_HARNESS_MARK}
+    reveal_type(harness.build(callbacks))  # {_BUILD_MARK}
     print(built, trainer)
 '''
+
+
+_HARNESS_MARK: Final = "the harness"
+_BUILD_MARK: Final = "what build() returns"
+_REVEALED: Final = re.compile(r'^<generated check>:(\d+): note: Revealed type is "(.*)"$')
+
+
+def _explain(source: str, ours: list[str], module_name: str) -> list[str]:
+    """Why the types fail to prove anything (implicit ``Any``), and confusing rejections."""
+    marks = {
+        number: line.rsplit("# ", 1)[1]
+        for number, line in enumerate(source.splitlines(), start=1)
+        if line.strip().startswith("reveal_type(")
+    }
+    problems: list[str] = []
+    for line in ours:
+        found = _REVEALED.match(line)
+        if found is None or found.group(2) != "Any":
+            continue
+        what = marks.get(int(found.group(1)), "")
+        if what == _HARNESS_MARK:
+            problems.append(
+                f"error: the harness is implicitly Any to mypy, so nothing about it is "
+                f"checked: mypy cannot resolve {module_name!r} or its factory (is its "
+                "directory on MYPYPATH, is the package installed with a py.typed marker, "
+                "or is the module excluded or its imports ignored in your mypy config?)"
+            )
+        elif what == _BUILD_MARK:
+            problems.append(
+                "error: build() returns Any to mypy, so TrainerLike is not checked: "
+                "annotate build(self, callbacks: Sequence[TrainingCallback]) -> YourTrainer "
+                "(an unannotated def is untyped to mypy), and make sure mypy can resolve "
+                "the module that defines the trainer class"
+            )
+    if any("TrainerHarness[" in line and ": error:" in line for line in ours):
+        problems.append(
+            "hint: a harness matches TrainerHarness only if build accepts any "
+            "Sequence[TrainingCallback] (a parameter typed list[...] or tuple[...] is "
+            "narrower, hence mypy's 'TrainerHarness[Never]') and fit(trainer, epochs: int) "
+            "accepts what build returns; the suite may pass any sequence, so the suite "
+            "rejects the narrower parameter rather than accept it"
+        )
+    return problems
 
 
 def _search_path(module_name: str) -> list[str]:
@@ -116,7 +164,9 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
     """Run mypy on a generated file asserting the harness and trainer types.
 
     Uses the mypy configuration of the working directory (if any, so that its cache
-    is reused), and judges and reports only the errors in the generated file.
+    is reused), and judges and reports only the errors in the generated file. It
+    also fails if mypy sees the harness, or what its ``build()`` returns, as ``Any``
+    (unannotated, or from a module mypy cannot resolve), saying which and how to fix it.
 
     Args:
         target: ``"pkg.module:HarnessFactory"``.
@@ -156,8 +206,11 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
     output = (done.stdout + done.stderr).replace(str(path), "<generated check>")
     ours = [line for line in output.splitlines() if line.startswith("<generated check>:")]
     crashed = done.returncode not in (0, 1)
+    problems = [] if crashed else _explain(source, ours, module_name)
+    errors = [line for line in ours if ": error:" in line]
+    shown = [*errors, *problems] if errors or problems else ours
     return StaticCheck(
-        ok=not crashed and not any(": error:" in line for line in ours),
-        output=("\n".join(ours) if ours and not crashed else output).strip(),
+        ok=not crashed and not errors and not any(p.startswith("error:") for p in problems),
+        output=("\n".join(shown) if ours and not crashed else output).strip(),
         source=source,
     )
