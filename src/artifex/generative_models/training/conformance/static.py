@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -60,13 +61,18 @@ def resolve_target(target: str) -> tuple[str, str, object]:
     return module_name, attribute, found
 
 
-def static_source(module_name: str, attribute: str, *, call: bool) -> str:
+def static_source(
+    module_name: str, attribute: str, *, call: bool, trainer_module: str | None = None
+) -> str:
     """The check file for the harness factory ``module_name:attribute``.
 
     Args:
         module_name: The module holding the factory.
         attribute: The (possibly dotted) attribute path of the factory.
         call: Whether to call the factory (a class or function) or use it as the harness.
+        trainer_module: The module defining the trainer class that ``build`` returns at
+            run time, if known: the file imports it, so that mypy reports it when it
+            cannot find it.
 
     Returns:
         Python source that mypy accepts only if the harness is a ``TrainerHarness``
@@ -84,6 +90,7 @@ from typing import TypeVar
 from artifex.generative_models.training.callbacks import TrainerLike, TrainingCallback
 from artifex.generative_models.training.conformance import TrainerHarness
 from {module_name} import {root} as _factory
+{f"import {trainer_module} as _trainer_module  # the trainer's module" if trainer_module else ""}
 
 _T = TypeVar("_T", bound=TrainerLike)
 
@@ -109,8 +116,15 @@ _BUILD_MARK: Final = "what build() returns"
 _REVEALED: Final = re.compile(r'^<generated check>:(\d+): note: Revealed type is "(.*)"$')
 
 
-def _explain(source: str, ours: list[str], module_name: str) -> list[str]:
+_MISSING: Final = re.compile(
+    r"error: (?:Cannot find implementation or library stub for module named|Skipping analyzing)"
+    r' "([^"]+)"'
+)
+
+
+def _explain(source: str, ours: list[str], module_name: str, output: str = "") -> list[str]:
     """Why the types fail to prove anything (implicit ``Any``), and confusing rejections."""
+    missing = list(dict.fromkeys(_MISSING.findall(output)))
     marks = {
         number: line.rsplit("# ", 1)[1]
         for number, line in enumerate(source.splitlines(), start=1)
@@ -129,6 +143,12 @@ def _explain(source: str, ours: list[str], module_name: str) -> list[str]:
                 "directory on MYPYPATH, is the package installed with a py.typed marker, "
                 "or is the module excluded or its imports ignored in your mypy config?)"
             )
+        elif what == _BUILD_MARK and missing:
+            problems.append(
+                "error: build() returns Any to mypy, so TrainerLike is not checked: the "
+                f"trainer type is unresolved, as mypy cannot find {', '.join(missing)} (put "
+                "its directory on MYPYPATH, or install it with a py.typed marker)"
+            )
         elif what == _BUILD_MARK:
             problems.append(
                 "error: build() returns Any to mypy, so TrainerLike is not checked: "
@@ -145,6 +165,28 @@ def _explain(source: str, ours: list[str], module_name: str) -> list[str]:
             "rejects the narrower parameter rather than accept it"
         )
     return problems
+
+
+_CHECK_PATH: Final = re.compile(r"\S*artifex_conformance_check\.py")
+
+
+def _trainer_module(found: object, *, call: bool) -> str | None:
+    """The module of the class that the harness's ``build`` is annotated to return."""
+    try:
+        harness_type = found if isinstance(found, type) else None
+        if harness_type is None and call:
+            made = typing.get_type_hints(found).get("return")
+            harness_type = made if isinstance(made, type) else None
+        if harness_type is None:
+            harness_type = type(found)
+        returned = typing.get_type_hints(getattr(harness_type, "build", None)).get("return")
+    except Exception:  # unresolvable or absent annotations: mypy will say Any
+        return None
+    origin = typing.get_origin(returned) or returned
+    module = getattr(origin, "__module__", None)
+    if not isinstance(module, str) or module in {"builtins", "typing", "typing_extensions"}:
+        return None
+    return module
 
 
 def _search_path(module_name: str) -> list[str]:
@@ -182,7 +224,13 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
     """
     module_name, attribute, found = resolve_target(target)
     call = isinstance(found, type) or not (hasattr(found, "build") and hasattr(found, "fit"))
-    source = static_source(module_name, attribute, call=call)
+    trainer = _trainer_module(found, call=call)
+    source = static_source(
+        module_name,
+        attribute,
+        call=call,
+        trainer_module=None if trainer == module_name else trainer,
+    )
     env = dict(os.environ)
     env["MYPYPATH"] = os.pathsep.join(
         [*_search_path(module_name), *filter(None, [env.get("MYPYPATH")])]
@@ -203,10 +251,11 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
             )
         except subprocess.TimeoutExpired:
             return StaticCheck(ok=False, output=f"mypy took over {timeout} s", source=source)
-    output = (done.stdout + done.stderr).replace(str(path), "<generated check>")
+    # mypy may replay cached messages under an earlier run's temporary path.
+    output = _CHECK_PATH.sub("<generated check>", done.stdout + done.stderr)
     ours = [line for line in output.splitlines() if line.startswith("<generated check>:")]
     crashed = done.returncode not in (0, 1)
-    problems = [] if crashed else _explain(source, ours, module_name)
+    problems = [] if crashed else _explain(source, ours, module_name, output)
     errors = [line for line in ours if ": error:" in line]
     shown = [*errors, *problems] if errors or problems else ours
     return StaticCheck(
