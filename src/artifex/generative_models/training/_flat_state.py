@@ -255,7 +255,7 @@ class FlatState(Generic[M]):
                 f"eval_mode {dict(attributes)!r} changed the model's state structure; "
                 "evaluation must run on the same variables as training"
             )
-        return graphdef if not same(graphdef, layout.graphdef) else layout.graphdef
+        return layout.graphdef if same(graphdef, layout.graphdef) else graphdef
 
     # ------------------------------------------------------------------ internals
 
