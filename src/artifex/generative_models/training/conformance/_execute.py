@@ -3,8 +3,10 @@
 :func:`execute` builds a trainer with injected callbacks (an :class:`EventRecorder`
 first, then raisers, a stopper and a :class:`TeardownWitness` last), runs one ``fit``
 call per plan, and checks the record with :func:`check_events`, the exceptions that
-reached the caller, and what the last callback saw during ``on_train_end``. Every
-scenario is a :data:`Runner` over a shared :class:`Context`.
+reached the caller (any ``BaseException``: only a real Ctrl-C, one the suite did not
+inject, stops the check), the order in which events reached the first and the last
+callback, and what the last callback saw during ``on_train_end``. Every scenario is a
+:data:`Runner` over a shared :class:`Context`.
 """
 
 from __future__ import annotations
