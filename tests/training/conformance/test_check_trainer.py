@@ -13,9 +13,12 @@ from artifex.generative_models.training.callbacks import TrainerLike, TrainerSta
 from artifex.generative_models.training.conformance import (
     SCENARIOS,
     ConformanceReport,
+    ProbeError,
+    ProbeInterrupt,
     ScenarioResult,
     check_trainer,
 )
+from artifex.generative_models.training.conformance._execute import is_real_interrupt
 from artifex.generative_models.training.conformance._report import SLOW_SECONDS
 from tests.training.conformance.broken_trainers import (
     BrokenHarness,
@@ -275,3 +278,21 @@ def test_property_scenario_writes_no_example_database_unless_asked(
     assert again.result("property").outcome == "failed"
     assert [p.name for p in tmp_path.iterdir()] == ["db"]
     assert any(p.is_file() for p in database.rglob("*"))
+
+
+def _raised_from(cause: BaseException, error: BaseException) -> BaseException:
+    try:
+        raise error from cause
+    except BaseException as caught:  # the very object, with its __cause__ set
+        return caught
+
+
+def test_a_ctrl_c_is_told_apart_by_the_injected_object() -> None:
+    injected = ProbeInterrupt("injected")
+    assert is_real_interrupt(KeyboardInterrupt())
+    assert not is_real_interrupt(injected, [injected])
+    assert not is_real_interrupt(ProbeInterrupt("a copy"), [injected])
+    assert not is_real_interrupt(_raised_from(injected, KeyboardInterrupt("wrapped")), [injected])
+    assert is_real_interrupt(_raised_from(ProbeError("other"), KeyboardInterrupt()), [injected])
+    assert not is_real_interrupt(SystemExit(0))
+    assert not is_real_interrupt(BaseExceptionGroup("both", [injected]), [injected])
