@@ -79,9 +79,20 @@ def make_data() -> tuple[ArrayBatcher[Batch], list[Batch]]:
     return train, val
 
 
-def early_stopping() -> EarlyStopping:
-    """Patience 3 with an unreachable ``min_delta``: epoch 0 improves, epoch 3 stops."""
-    return EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=3, min_delta=10.0))
+def early_stopping(*, restore_best_weights: bool = False) -> EarlyStopping:
+    """Patience 3 with an unreachable ``min_delta``: epoch 0 improves, epoch 3 stops.
+
+    With ``restore_best_weights`` the stop loads epoch 0's weights back: a resume
+    after epoch 0 must have them from the checkpoint.
+    """
+    return EarlyStopping(
+        EarlyStoppingConfig(
+            monitor="val_loss",
+            patience=3,
+            min_delta=10.0,
+            restore_best_weights=restore_best_weights,
+        )
+    )
 
 
 def build(

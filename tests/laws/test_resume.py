@@ -1,10 +1,14 @@
 """Law 1, resume equivalence: N epochs in one run == k epochs, restore, the rest.
 
-Also the registration rule for callback state keys and the ``resume_from`` forms.
+Also with ``EarlyStopping(restore_best_weights=True)`` (its best weights are in the
+checkpoint), resuming from a committed format-1 checkpoint, the registration rule for
+callback state keys and the ``resume_from`` forms.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,7 @@ from typing import Any
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from artifex.generative_models.training.callbacks import (
     CallbackList,
@@ -21,11 +26,29 @@ from artifex.generative_models.training.callbacks import (
     restore_checkpoint,
 )
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
+from artifex.generative_models.training.callbacks.model_checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointConfig,
+    ModelCheckpoint,
+)
 from artifex.generative_models.training.callbacks.protocols import CallbackHost
 from artifex.generative_models.training.trainer import Trainer
-from tests.laws._resume_script import build, flat_state, loss_fn, make_data, make_model
+from tests._distributed import run_job
+from tests.laws._resume_script import (
+    build,
+    early_stopping,
+    flat_state,
+    loss_fn,
+    make_data,
+    make_model,
+)
 
 EPOCHS = 6  # early stopping ends the run after epoch 3 (see early_stopping())
+STEPS_PER_EPOCH = 6
+FORMAT_1 = Path(__file__).resolve().parent / "format1_checkpoint"
+"""A checkpoint of format 1 (before callback arrays), written by the code of that format:
+``early_stopping(restore_best_weights=True)``, ``History`` and ``ModelCheckpoint`` for two
+epochs (only the last checkpoint, step 12, kept)."""
 
 
 def _outcome(
@@ -100,6 +123,133 @@ def test_resume_equivalence(
     restored = restore_checkpoint(tmp_path / "checkpoints")
     assert restored.step == want["step"]
     assert restored.extra["callbacks"]["EarlyStopping[val_loss]"] == want["early"]
+
+
+@pytest.fixture(scope="module")
+def best_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[Any]]:
+    """The one-run reference with ``restore_best_weights=True`` (stops at epoch 3)."""
+    workdir = tmp_path_factory.mktemp("one_run_best")
+    trainer, early, history = build(workdir, early=early_stopping(restore_best_weights=True))
+    train, val = make_data()
+    logs = trainer.fit(train, epochs=EPOCHS, val_data=val)
+    outcome = _outcome(trainer, early, history, workdir)
+    # The stop loaded the best epoch's (epoch 0's) weights: those of its checkpoint,
+    # not those of the last epoch.
+    final = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
+    first = restore_checkpoint(workdir / "checkpoints", step=STEPS_PER_EPOCH)
+    assert outcome["early"]["best_epoch"] == first.epoch == 0
+    _assert_arrays_equal(flat_state(first.state["model"]), final)
+    last = flat_state(restore_checkpoint(workdir / "checkpoints").state["model"])
+    assert last.keys() == final.keys()
+    assert any(not np.array_equal(value, final[key]) for key, value in last.items())
+    return outcome, logs
+
+
+def _assert_arrays_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_resume_equivalence_with_restore_best_weights(
+    k: int, best_reference: tuple[dict[str, Any], list[Any]], tmp_path: Path
+) -> None:
+    want, want_logs = best_reference
+    trainer, early, _ = build(tmp_path, early=early_stopping(restore_best_weights=True))
+    train, val = make_data()
+    first = trainer.fit(train, epochs=k, val_data=val)
+    assert early.array_state() is not None
+    del trainer, train
+
+    trainer, early, history = build(
+        tmp_path, seed=123, early=early_stopping(restore_best_weights=True)
+    )
+    train, val = make_data()
+    rest = trainer.fit(train, epochs=EPOCHS - k, val_data=val, resume_from=tmp_path / "checkpoints")
+    assert first + rest == want_logs
+    assert trainer.stopped_by is early
+    # Bit-identical final weights: the stop restored epoch 0's, saved before the resume.
+    _assert_same(_outcome(trainer, early, history, tmp_path), want)
+    # The checkpoints after the resume hold the best weights: epoch 0's model state.
+    latest = restore_checkpoint(tmp_path / "checkpoints")
+    assert latest.step == want["step"]
+    assert list(latest.callback_arrays) == ["EarlyStopping[val_loss]"]
+    best = flat_state(latest.callback_arrays["EarlyStopping[val_loss]"])
+    epoch_0 = restore_checkpoint(tmp_path / "checkpoints", step=STEPS_PER_EPOCH)
+    _assert_arrays_equal(best, flat_state(epoch_0.state["model"]))
+
+
+def _format_1_copy(tmp_path: Path) -> Path:
+    directory = tmp_path / "format1"
+    shutil.copytree(FORMAT_1, directory)
+    return directory
+
+
+def test_a_format_1_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
+    assert CHECKPOINT_FORMAT.endswith("/2")
+    directory = _format_1_copy(tmp_path)
+    meta = json.loads((directory / "12" / "meta" / "metadata").read_text())
+    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/1"
+    raw = restore_checkpoint(directory)
+    assert (raw.step, raw.epoch, raw.callback_arrays) == (12, 1, {})
+    assert raw.extra["callbacks"]["EarlyStopping[val_loss]"]["best_epoch"] == 0
+
+    early = early_stopping(restore_best_weights=True)
+    history = History()
+    checkpoint = ModelCheckpoint(CheckpointConfig(dirpath=directory, save_top_k=-1))
+    trainer = Trainer(
+        make_model(99), optax.adam(1e-2), loss_fn, callbacks=[early, history, checkpoint]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert trainer.resume(directory) == 12
+    assert (trainer.epoch, early.best_epoch, early.wait_count) == (2, 0, 1)
+    assert early.array_state() is None  # format 1 has no best weights
+    got = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
+    _assert_arrays_equal(got, flat_state(raw.state["model"]))
+
+    train, val = make_data()
+    logs = trainer.fit(train, epochs=EPOCHS - 2, val_data=val)
+    assert len(logs) == 2  # epochs 2 and 3: patience runs out at epoch 3, as in one run
+    assert early.stopped_epoch == 3
+    assert history.epochs == [0, 1, 2, 3]
+    assert trainer.step == 4 * STEPS_PER_EPOCH
+    # The run went on saving format-2 checkpoints into the format-1 directory.
+    latest = restore_checkpoint(directory)
+    assert latest.step == trainer.step
+    meta = json.loads((directory / str(latest.step) / "meta" / "metadata").read_text())
+    assert meta["format"] == CHECKPOINT_FORMAT
+    assert restore_checkpoint(directory, step=12).epoch == 1
+
+
+def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
+    directory = _format_1_copy(tmp_path)
+    path = directory / "12" / "meta" / "metadata"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "format": "artifex-nnx-callbacks/checkpoint/99"}))
+    with pytest.raises(ValueError, match="checkpoint/99"):
+        restore_checkpoint(directory)
+
+
+def test_best_weights_resume_as_global_arrays_in_a_multi_process_job(tmp_path: Path) -> None:
+    """2 processes x 4 devices: the restored best weights keep the model's shardings."""
+    run_job(
+        "tests.laws._best_weights_mp_script",
+        str(tmp_path),
+        processes=2,
+        devices=4,
+        timeout=180.0,
+    )
+    for index in range(2):
+        report = json.loads((tmp_path / f"process-{index}.json").read_text())
+        assert (report["process_count"], report["step"], report["stopped_epoch"]) == (2, 30, 3)
+        for name in ("best_w", "best_b", "final_w", "final_b"):
+            seen = report[name]
+            assert seen["values_match"], (index, name, seen)
+            assert seen["same_sharding"], (index, name, seen)
+            assert not seen["fully_addressable"], (index, name, seen)
 
 
 def test_resume_from_a_step_directory(

@@ -9,11 +9,15 @@ from __future__ import annotations
 from typing import Any, assert_type
 
 from artifex.generative_models.training.callbacks import (
+    ArrayStatefulCallback,
     BaseCallback,
     CallbackList,
     CSVLogger,
+    EarlyStopping,
+    History,
     LambdaCallback,
     ProcessScope,
+    StatefulCallback,
     TrainerLike,
     TrainingCallback,
 )
@@ -81,3 +85,14 @@ def process_scopes() -> None:
 
     class Everywhere(BaseCallback):
         process_scope = "everywhere"  # type: ignore[assignment]  # not a scope
+
+
+def array_states(tree: dict[str, Any]) -> None:
+    early: ArrayStatefulCallback = EarlyStopping()
+    stateful: StatefulCallback = early  # an array part is an addition to the JSON part
+    assert_type(stateful.state_dict(), dict[str, Any])
+    early.load_array_state(tree)
+    early.load_array_state(state=tree)  # type: ignore[call-arg]  # positional-only
+    early.load_array_state()  # type: ignore[call-arg]  # the state is required
+    history: ArrayStatefulCallback = History()  # type: ignore[assignment]  # JSON state only
+    del history

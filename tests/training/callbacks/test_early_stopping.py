@@ -3,12 +3,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 from hypothesis import given, settings
 
 from artifex.generative_models.training.callbacks import (
+    ArrayStatefulCallback,
     CallbackList,
     EarlyStopping,
     EarlyStoppingConfig,
@@ -236,3 +239,78 @@ def test_model_state_unused_without_restore_option() -> None:
     es.on_epoch_end(trainer, 0, {"val_loss": 1.0})
     es.on_train_end(trainer)  # nothing to restore: must not touch the model
     assert es.best_score == 1.0
+
+
+def _as_saved(tree: Any) -> Any:
+    """``tree`` as a checkpoint gives it back: string keys, NumPy leaves (keys as data)."""
+    if isinstance(tree, dict):
+        return {str(key): _as_saved(value) for key, value in tree.items()}
+    return tree if jnp.issubdtype(tree.dtype, jax.dtypes.prng_key) else np.asarray(tree)
+
+
+def _best_run(trainer: FullTrainer) -> tuple[EarlyStopping, list[list[jax.Array]]]:
+    """Epochs scored 3, 1, 2 with patience 2: epoch 1 is the best, no stop yet."""
+    es = EarlyStopping(EarlyStoppingConfig(patience=2, restore_best_weights=True))
+    es.on_train_begin(trainer)
+    snapshots = []
+    for epoch, score in enumerate([3.0, 1.0, 2.0]):
+        trainer.train_step()
+        snapshots.append([jnp.copy(p) for p in params(trainer.model)])
+        es.on_epoch_end(trainer, epoch, {"val_loss": score})
+    assert not es.should_stop
+    return es, snapshots
+
+
+def test_best_weights_are_the_array_state_and_survive_a_resume() -> None:
+    es, snapshots = _best_run(FullTrainer())
+    assert isinstance(es, ArrayStatefulCallback)
+    saved = es.array_state()
+    assert type(saved) is dict  # a pure dict, as Orbax saves it (not an nnx.State)
+    # A fresh process: a callback and a model of another seed, loaded as a resume does.
+    trainer = FullTrainer(seed=5)
+    other = EarlyStopping(EarlyStoppingConfig(patience=2, restore_best_weights=True))
+    other.load_state_dict(es.state_dict())
+    other.load_array_state(_as_saved(saved))
+    other.on_train_begin(trainer)
+    assert other.array_state() is not None
+    trainer.train_step()
+    other.on_epoch_end(trainer, 3, {"val_loss": 2.5})  # no improvement: patience runs out
+    assert other.should_stop
+    assert (other.best_epoch, other.stopped_epoch) == (1, 3)
+    other.on_train_end(trainer)
+    for got, want in zip(params(trainer.model), snapshots[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_no_array_state_without_the_option_or_before_an_improvement() -> None:
+    trainer = FullTrainer()
+    assert EarlyStopping(EarlyStoppingConfig(restore_best_weights=True)).array_state() is None
+    es = EarlyStopping(EarlyStoppingConfig(patience=2))
+    es.on_train_begin(trainer)
+    es.on_epoch_end(trainer, 0, {"val_loss": 1.0})
+    assert es.array_state() is None
+    # Loaded best weights are ignored without restore_best_weights.
+    donor, _ = _best_run(FullTrainer())
+    es.load_state_dict(donor.state_dict())
+    es.load_array_state(donor.array_state())
+    es.on_train_begin(trainer)
+    assert es.array_state() is None
+
+
+def test_loaded_best_weights_are_dropped_without_a_resume_and_checked() -> None:
+    donor, _ = _best_run(FullTrainer())
+    trainer = FullTrainer()
+    es = EarlyStopping(EarlyStoppingConfig(patience=2, restore_best_weights=True))
+    es.load_array_state(donor.array_state())
+    es.on_train_begin(trainer)  # no load_state_dict: a fresh run resets everything
+    assert es.array_state() is None
+    # A load_state_dict without array state (a format-1 checkpoint) keeps none either.
+    es.load_array_state(donor.array_state())
+    es.load_state_dict(donor.state_dict())
+    es.on_train_begin(trainer)
+    assert es.array_state() is None
+    # Best weights of another model are refused when they are placed.
+    es.load_state_dict(donor.state_dict())
+    es.load_array_state({"linear": {"kernel": np.zeros((3, 3), np.float32)}})
+    with pytest.raises(ValueError, match="best weights"):
+        es.on_train_begin(trainer)

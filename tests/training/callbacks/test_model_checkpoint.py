@@ -16,6 +16,7 @@ from artifex.generative_models.training.callbacks import (
     CallbackList,
     CheckpointConfig,
     EarlyStopping,
+    EarlyStoppingConfig,
     History,
     MissingMetricWarning,
     ModelCheckpoint,
@@ -25,6 +26,7 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointOrderWarning,
 )
+from artifex.generative_models.training.callbacks.protocols import CallbackHost
 from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive, params
 
 
@@ -345,3 +347,84 @@ def test_a_stateful_callback_after_it_is_warned_about(tmp_path: Path) -> None:
     last.on_train_begin(HostingTrainer(CallbackList([history, last])))  # no warning
     late.on_train_end(ModelOnlyTrainer())
     last.on_train_end(ModelOnlyTrainer())
+
+
+class HostTrainer(FullTrainer):
+    """A ``FullTrainer`` that exposes its callbacks (a ``CallbackHost``)."""
+
+    def __init__(self, callbacks: list[Any], seed: int = 0) -> None:
+        super().__init__(seed)
+        self._callbacks = CallbackList(callbacks)
+
+    @property
+    def callbacks(self) -> CallbackList:
+        return self._callbacks
+
+
+def _host_run(tmp_path: Path, *, restore_best_weights: bool) -> tuple[HostTrainer, EarlyStopping]:
+    """Three epochs (scores 3, 1, 2) with EarlyStopping, then ModelCheckpoint."""
+    early = EarlyStopping(
+        EarlyStoppingConfig(patience=5, restore_best_weights=restore_best_weights)
+    )
+    ckpt = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", save_top_k=-1))
+    trainer = HostTrainer([early, ckpt])
+    assert isinstance(trainer, CallbackHost)
+    cbs = trainer.callbacks
+    cbs.on_train_begin(trainer)
+    for epoch, score in enumerate([3.0, 1.0, 2.0]):
+        trainer.train_step()
+        trainer.step += 1
+        trainer.epoch = epoch + 1
+        cbs.on_epoch_end(trainer, epoch, {"val_loss": score})
+    cbs.on_train_end(trainer)
+    return trainer, early
+
+
+def test_callback_arrays_are_an_orbax_item_of_the_same_checkpoint(tmp_path: Path) -> None:
+    assert CHECKPOINT_FORMAT == "artifex-nnx-callbacks/checkpoint/2"
+    trainer, early = _host_run(tmp_path, restore_best_weights=True)
+    step_dir = tmp_path / "ck" / "3"
+    assert (step_dir / "callback_arrays").is_dir()
+    meta = json.loads((step_dir / "meta" / "metadata").read_text())
+    assert meta["format"] == CHECKPOINT_FORMAT
+    assert meta["callback_arrays"] == ["EarlyStopping[val_loss]"]
+    # The JSON item keeps only the scalars.
+    callbacks = json.loads((step_dir / "callbacks" / "metadata").read_text())
+    assert callbacks["EarlyStopping[val_loss]"] == early.state_dict()
+    restored = restore_checkpoint(tmp_path / "ck", target=TinyModel(nnx.Rngs(9)))
+    saved = restored.callback_arrays["EarlyStopping[val_loss]"]
+    want = early.array_state()
+    assert isinstance(want, dict)
+    assert set(saved) == {str(key) for key in want}
+    for got, expected in zip(jax.tree.leaves(saved), jax.tree.leaves(want), strict=True):
+        assert isinstance(got, jax.Array)
+        assert bool((got == expected).all())
+    # The best epoch (1) is step 2's model, not the last one.
+    best = restore_checkpoint(tmp_path / "ck", step=2).state["model"]
+    for got, expected in zip(jax.tree.leaves(saved), jax.tree.leaves(best), strict=True):
+        assert bool((got == expected).all())
+    last = restore_checkpoint(tmp_path / "ck", step=3).state["model"]
+    assert not all(
+        bool((a == b).all())
+        for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(last), strict=True)
+    )
+    del trainer
+
+
+def test_no_callback_arrays_item_without_array_state(tmp_path: Path) -> None:
+    _host_run(tmp_path, restore_best_weights=False)
+    step_dir = tmp_path / "ck" / "3"
+    assert not (step_dir / "callback_arrays").exists()
+    meta = json.loads((step_dir / "meta" / "metadata").read_text())
+    assert meta["callback_arrays"] == []
+    assert restore_checkpoint(tmp_path / "ck").callback_arrays == {}
+
+
+def test_json_items_may_not_use_the_callback_arrays_name(tmp_path: Path) -> None:
+    class Clashing(ModelCheckpoint):
+        def json_items(self, trainer: object, /) -> dict[str, Any]:
+            return {"callback_arrays": {}}
+
+    cb = Clashing(CheckpointConfig(dirpath=tmp_path / "ck"))
+    with pytest.raises(ValueError, match="callback_arrays"):
+        drive(ModelOnlyTrainer(), [cb], [[1.0]])

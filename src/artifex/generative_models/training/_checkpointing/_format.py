@@ -11,18 +11,32 @@ from typing import Any, Final
 import orbax.checkpoint as ocp
 
 __all__ = [
+    "ARRAYS_ITEM",
     "CALLBACKS_ITEM",
     "CHECKPOINT_FORMAT",
+    "FORMAT_1",
     "MARKER_FILE",
     "META_ITEM",
+    "READABLE_FORMATS",
     "RESERVED_ITEMS",
     "STATE_ITEM",
     "item_handlers",
     "save_args",
 ]
 
-CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/1"
-"""The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file."""
+FORMAT_1: Final = "artifex-nnx-callbacks/checkpoint/1"
+"""The first format: ``state``, ``meta`` and JSON items only (no callback arrays)."""
+
+CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/2"
+"""The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file.
+
+Format 2 adds the optional :data:`ARRAYS_ITEM` (the callbacks' array states) and the
+``meta`` key ``"callback_arrays"`` listing the state keys it holds; a checkpoint
+without array states is otherwise laid out as in format 1.
+"""
+
+READABLE_FORMATS: Final = frozenset({FORMAT_1, CHECKPOINT_FORMAT})
+"""The formats that ``restore_checkpoint`` reads (format 1 as having no callback arrays)."""
 
 MARKER_FILE: Final = "artifex_checkpoints.json"
 """The file that marks a directory as written by ``ModelCheckpoint``."""
@@ -36,45 +50,65 @@ META_ITEM: Final = "meta"
 CALLBACKS_ITEM: Final = "callbacks"
 """The checkpoint item holding the stateful callbacks' states, by ``state_key``."""
 
-RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM})
+ARRAYS_ITEM: Final = "callback_arrays"
+"""The checkpoint item holding the callbacks' array states (Orbax ``StandardSave``).
+
+A pytree ``{state_key: array_state()}`` of the ``ArrayStatefulCallback`` instances whose
+``array_state()`` was not ``None``; absent when there is none (and in format 1).
+"""
+
+RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM})
 """The item names that further JSON items may not use."""
 
 
-def item_handlers(extra: tuple[str, ...] = ()) -> dict[str, ocp.CheckpointHandler]:
+def item_handlers(
+    extra: tuple[str, ...] = (), *, arrays: bool = False
+) -> dict[str, ocp.CheckpointHandler]:
     """The Orbax handlers of a checkpoint's items.
 
     Args:
         extra: The names of the further JSON items (``meta["items"]``).
+        arrays: Whether the checkpoint has the :data:`ARRAYS_ITEM`.
 
     Returns:
-        A handler for ``state``, ``meta`` and each of ``extra``, by item name.
+        A handler for ``state``, ``meta``, the callback arrays (if ``arrays``) and each
+        of ``extra``, by item name.
     """
     handlers: dict[str, ocp.CheckpointHandler] = {
         STATE_ITEM: ocp.StandardCheckpointHandler(),
         META_ITEM: ocp.JsonCheckpointHandler(),
     }
+    if arrays:
+        handlers[ARRAYS_ITEM] = ocp.StandardCheckpointHandler()
     for name in extra:
         handlers[name] = ocp.JsonCheckpointHandler()
     return handlers
 
 
 def save_args(
-    state: object, meta: Mapping[str, Any], extra: Mapping[str, Any]
+    state: object,
+    meta: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    arrays: Mapping[str, Any] | None = None,
 ) -> ocp.args.Composite:
-    """The Orbax save arguments of one checkpoint.
+    """The Orbax save arguments of one checkpoint (all its items, saved atomically).
 
     Args:
         state: The training-state pytree, as saved (pure dicts, see ``to_savable``).
         meta: The ``meta`` item.
         extra: The further JSON items, by name (none of :data:`RESERVED_ITEMS`).
+        arrays: The callbacks' array states by ``state_key`` (pure pytrees), saved
+            as the :data:`ARRAYS_ITEM`; nothing is saved for ``None`` or ``{}``.
 
     Returns:
-        The composite of the ``state``, ``meta`` and further items.
+        The composite of the ``state``, ``meta``, callback-array and further items.
     """
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
         META_ITEM: ocp.args.JsonSave(meta),
     }
+    if arrays:
+        args[ARRAYS_ITEM] = ocp.args.StandardSave(dict(arrays))
     for name, value in extra.items():
         args[name] = ocp.args.JsonSave(value)
     return ocp.args.Composite(**args)

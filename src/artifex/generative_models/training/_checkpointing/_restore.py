@@ -12,8 +12,10 @@ from flax import nnx
 
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
+    ARRAYS_ITEM,
     MARKER_FILE,
     META_ITEM,
+    READABLE_FORMATS,
     STATE_ITEM,
     item_handlers,
 )
@@ -46,6 +48,12 @@ class RestoredCheckpoint:
             ``epoch``, ...). With a ``target``, ``nnx.State`` entries of the target's
             state are rebuilt as ``nnx.State``; otherwise they are pure dicts.
         extra: Further JSON items of the checkpoint, by name.
+        callback_arrays: The array states of the ``ArrayStatefulCallback`` s, by
+            ``state_key`` (pure pytrees, keyed as saved); empty for a checkpoint
+            without any (and for every format-1 checkpoint). Arrays laid out like
+            the target model's arrays (same path, shape and dtype, as
+            ``EarlyStopping``'s best weights are) get their shardings; the others
+            are whole on this process's first local device.
     """
 
     directory: Path
@@ -54,6 +62,7 @@ class RestoredCheckpoint:
     metrics: dict[str, float]
     state: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    callback_arrays: dict[str, Any] = field(default_factory=dict)
 
 
 def restore_checkpoint(
@@ -90,14 +99,18 @@ def restore_checkpoint(
     fully addressable copy of every array (for inspection or evaluation, not for
     resuming a sharded run).
 
+    Checkpoints of every format in ``READABLE_FORMATS`` restore: format 1 (before
+    callback arrays) as a checkpoint without callback arrays.
+
     Returns:
-        The step, epoch, metrics, state and extra items of the checkpoint.
+        The step, epoch, metrics, state, extra items and callback arrays of the
+        checkpoint.
 
     Raises:
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
         ValueError: If ``directory`` is not a ModelCheckpoint directory, or the
-            checkpoint does not fit ``target``, or ``step`` contradicts the step
-            directory given.
+            checkpoint has an unknown format or does not fit ``target``, or ``step``
+            contradicts the step directory given.
     """
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
     # this package.
@@ -110,12 +123,19 @@ def restore_checkpoint(
     if trainer is None and target is not None:
         model = target if isinstance(target, nnx.Module) else target.model
     extra_names = tuple(str(name) for name in meta.get("items", ()))
-    manager = _open(path, extra_names)
+    arrays = bool(meta.get("callback_arrays"))
+    layout = trainer.model if trainer is not None else model
+    manager = _open(path, extra_names, arrays=arrays)
     try:
+        metadata = manager.item_metadata(step)
         abstract, template = _placeholders(
-            abstract_from_metadata(manager.item_metadata(step)[STATE_ITEM]), trainer, model
+            abstract_from_metadata(metadata[STATE_ITEM]), trainer, model
         )
         items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
+        if arrays:
+            items[ARRAYS_ITEM] = ocp.args.StandardRestore(
+                _array_placeholders(abstract_from_metadata(metadata[ARRAYS_ITEM]), layout)
+            )
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
         restored = manager.restore(step, args=ocp.args.Composite(**items))
@@ -140,16 +160,33 @@ def restore_checkpoint(
         metrics={str(k): float(v) for k, v in meta.get("metrics", {}).items()},
         state=state,
         extra={name: restored[name] for name in extra_names},
+        callback_arrays=dict(restored[ARRAYS_ITEM]) if arrays else {},
     )
 
 
-def _open(path: Path, extra: tuple[str, ...] = ()) -> ocp.CheckpointManager:
+def _open(
+    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False
+) -> ocp.CheckpointManager:
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
         path,
         options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
-        item_handlers=item_handlers(extra),
+        item_handlers=item_handlers(extra, arrays=arrays),
     )
+
+
+def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
+    """Restore placeholders of the callback arrays: the model's shardings where they fit.
+
+    Each callback's tree takes the shardings of the ``model``'s arrays at the same
+    path, shape and dtype (best weights are laid out like the model, so in a
+    multi-process job they are restored as global arrays, each process reading its
+    shards); the other arrays stay whole on the first local device.
+    """
+    if model is None or not isinstance(abstract, dict):
+        return abstract
+    pure_model = nnx.to_pure_dict(nnx.state(model))
+    return {key: with_shardings(tree, pure_model) for key, tree in abstract.items()}
 
 
 def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
@@ -182,6 +219,7 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
 
     Raises:
         FileNotFoundError: If there is no checkpoint, or none for ``step``.
+        ValueError: If its format is not one of ``READABLE_FORMATS``.
     """
     manager = _open(path)
     try:
@@ -195,9 +233,16 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
                 f"no checkpoint for step {step} in {str(path)!r}; steps there: {list(steps)}"
             )
         meta = manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))
-        return step, meta[META_ITEM]
     finally:
         manager.close()
+    meta = meta[META_ITEM]
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found not in READABLE_FORMATS:
+        raise ValueError(
+            f"checkpoint step {step} in {str(path)!r} has the format {found!r}; this version "
+            f"reads {sorted(READABLE_FORMATS)} (a newer artifex-nnx-callbacks wrote it?)"
+        )
+    return step, meta
 
 
 def _placeholders(

@@ -26,7 +26,10 @@ def restore_run(
 
     Loads the trainer's whole state (``load_state_dict``) and the state of every
     stateful callback, by ``state_key`` (a callback without a saved state, or a saved
-    state without a callback, warns).
+    state without a callback, warns); then the array states of the
+    ``ArrayStatefulCallback`` s (``load_array_state``), restored with the shardings
+    of the trainer's model where they are laid out like it. A format-1 checkpoint
+    has no array states: those callbacks keep theirs.
 
     Args:
         checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
@@ -45,6 +48,7 @@ def restore_run(
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
     # this package.
     from artifex.generative_models.training.callbacks._state import (
+        load_callback_array_states,
         load_callback_states,
         stateful_callbacks,
     )
@@ -59,4 +63,6 @@ def restore_run(
         )
     if targets or states:
         load_callback_states(callbacks, states)
+    if restored.callback_arrays:
+        load_callback_array_states(callbacks, restored.callback_arrays)
     return restored.step

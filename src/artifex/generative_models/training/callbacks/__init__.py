@@ -43,6 +43,7 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
 )
 from artifex.generative_models.training.callbacks.progress import ProgressBar, ProgressBarConfig
 from artifex.generative_models.training.callbacks.protocols import (
+    ArrayStatefulCallback,
     CheckpointableTrainer,
     RunStatus,
     StatefulCallback,
@@ -57,6 +58,7 @@ from artifex.generative_models.training.callbacks.terminate_on_nan import Termin
 
 __all__ = [
     "HOOK_NAMES",
+    "ArrayStatefulCallback",
     "BaseCallback",
     "CSVLogger",
     "CSVLoggerConfig",

@@ -1,5 +1,8 @@
 r"""Collecting and loading the state of :class:`StatefulCallback`\ s, by ``state_key``.
 
+The JSON part (``state_dict``) of every stateful callback, and the array part
+(``array_state``) of every :class:`ArrayStatefulCallback` that has one.
+
 Used by the reference trainer (registration checks, ``resume``) and by
 ``ModelCheckpoint`` (saving the states with the model). Private: the public surface is
 the :class:`StatefulCallback` and :class:`CallbackHost` protocols.
@@ -12,9 +15,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
-from artifex.generative_models.training.callbacks.protocols import StatefulCallback
+from artifex.generative_models.training.callbacks.protocols import (
+    ArrayStatefulCallback,
+    StatefulCallback,
+)
 
-__all__ = ["load_callback_states", "stateful_callbacks"]
+__all__ = [
+    "callback_array_states",
+    "load_callback_array_states",
+    "load_callback_states",
+    "stateful_callbacks",
+]
 
 
 def stateful_callbacks(callbacks: Iterable[TrainingCallback]) -> dict[str, StatefulCallback]:
@@ -87,3 +98,59 @@ def load_callback_states(
     for key, callback in targets.items():
         if key in states:
             callback.load_state_dict(dict(states[key]))
+
+
+def callback_array_states(callbacks: Iterable[TrainingCallback]) -> dict[str, Any]:
+    r"""The array states of the :class:`ArrayStatefulCallback`\ s among ``callbacks``.
+
+    Args:
+        callbacks: Callbacks, or a ``CallbackList``.
+
+    Returns:
+        ``{state_key: array_state()}`` for each one whose ``array_state()`` is not
+        ``None``, in dispatch order.
+
+    Raises:
+        ValueError: If two callbacks have the same ``state_key``.
+    """
+    arrays: dict[str, Any] = {}
+    for key, callback in stateful_callbacks(callbacks).items():
+        if isinstance(callback, ArrayStatefulCallback):
+            tree = callback.array_state()
+            if tree is not None:
+                arrays[key] = tree
+    return arrays
+
+
+def load_callback_array_states(
+    callbacks: Iterable[TrainingCallback], arrays: Mapping[str, Any], /
+) -> None:
+    """Load saved array states (by ``state_key``) into the array-stateful ``callbacks``.
+
+    Call it after :func:`load_callback_states`. A callback without a saved array state
+    keeps its own (a checkpoint of format 1 has none); a saved array state whose
+    callback is missing or has no array part is ignored, with a ``UserWarning``.
+
+    Args:
+        callbacks: Callbacks, or a ``CallbackList``.
+        arrays: ``{state_key: array_state}``, as saved in a checkpoint.
+
+    Raises:
+        ValueError: If two callbacks have the same ``state_key``.
+    """
+    targets = {
+        key: callback
+        for key, callback in stateful_callbacks(callbacks).items()
+        if isinstance(callback, ArrayStatefulCallback)
+    }
+    unused = sorted(key for key in arrays if key not in targets)
+    if unused:
+        warnings.warn(
+            f"the checkpoint holds array states {unused} that no callback of this trainer "
+            "with an array part claims; they are ignored",
+            UserWarning,
+            stacklevel=2,
+        )
+    for key, callback in targets.items():
+        if key in arrays:
+            callback.load_array_state(arrays[key])

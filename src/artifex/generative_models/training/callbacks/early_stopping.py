@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing._pytree import match_keys
 from artifex.generative_models.training._checks import (
     check_bool,
     check_int,
@@ -46,6 +47,8 @@ class EarlyStoppingConfig:
         start_from_epoch: Epochs before this one are ignored (warm-up).
         restore_best_weights: At ``on_train_end``, load the model state of the best
             epoch into the model (the state is copied on the device, never synced).
+            The copy is part of the checkpointed state (:meth:`EarlyStopping.array_state`),
+            so a resumed run that stops later restores the best epoch of the whole run.
         strict: Raise ``KeyError`` when ``monitor`` is missing from the epoch logs,
             instead of warning once.
     """
@@ -103,9 +106,13 @@ class EarlyStopping(BaseCallback):
     ``on_train_begin``, so a reused instance behaves like a fresh one, except right
     after :meth:`load_state_dict` (a resume): then the next ``on_train_begin`` keeps
     the loaded best score, best epoch and patience counter, and only clears a loaded
-    stop request, so the resumed run goes on until the next stop decision. The best
-    weights of ``restore_best_weights`` are not part of the state: after a resume they
-    cover the epochs since the resume.
+    stop request, so the resumed run goes on until the next stop decision.
+
+    The best weights of ``restore_best_weights`` are the array part of the state (the
+    :class:`~artifex.generative_models.training.callbacks.protocols.ArrayStatefulCallback`
+    protocol): ``ModelCheckpoint`` saves them with Orbax next to the model, and a resume
+    loads them back (:meth:`load_array_state`), laid out like the model. Restored from a
+    checkpoint of format 1, which has none, they cover the epochs since the resume.
 
     Args:
         config: The configuration; the defaults of :class:`EarlyStoppingConfig` if
@@ -114,6 +121,7 @@ class EarlyStopping(BaseCallback):
 
     __slots__ = (
         "_best_state",
+        "_loaded_best",
         "_lookup",
         "_resumed",
         "best_epoch",
@@ -128,6 +136,9 @@ class EarlyStopping(BaseCallback):
         self.config = config = resolve_config(config, EarlyStoppingConfig, "EarlyStopping")
         self._lookup = MonitorLookup("EarlyStopping", config.monitor, strict=config.strict)
         self._best_state: nnx.State[Any, Any] | None = None
+        # Best weights loaded by load_array_state (a pure dict, keyed as saved), made
+        # an nnx.State of the model's structure at the next on_train_begin.
+        self._loaded_best: Any = None
         self.best_score: float = 0.0
         """The best value seen (``±inf``, or ``baseline``, until one is)."""
         self.wait_count: int = 0
@@ -153,6 +164,7 @@ class EarlyStopping(BaseCallback):
         self.stopped_epoch = None
         self.stop_reason = None
         self._best_state = None
+        self._loaded_best = None
         self._lookup.reset()
 
     @property
@@ -170,15 +182,32 @@ class EarlyStopping(BaseCallback):
         self.stop_reason = reason
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Reset all state, unless a state was just loaded (see the class docs)."""
+        """Reset all state, unless a state was just loaded (see the class docs).
+
+        Raises:
+            ValueError: If loaded best weights do not fit ``trainer.model``.
+        """
         if self._resumed:
             self._resumed = False
             self.stopped_epoch = None
             self.stop_reason = None
+            loaded, self._loaded_best = self._loaded_best, None
             self._best_state = None
+            if loaded is not None and self.config.restore_best_weights:
+                self._best_state = self._as_model_state(trainer, loaded)
             self._lookup.reset()
             return
         self._reset()
+
+    @staticmethod
+    def _as_model_state(trainer: TrainerLike, loaded: Any) -> nnx.State[Any, Any]:
+        """Loaded best weights (a pure dict keyed as saved) as an ``nnx.State`` of the model."""
+        # A fresh tree of Variables, so that the model's own are left alone.
+        state: nnx.State[Any, Any] = jax.tree.map(lambda leaf: leaf, nnx.state(trainer.model))
+        pure = match_keys(nnx.to_pure_dict(state), loaded, "best weights")
+        assert isinstance(pure, dict)  # match_keys returns a dict for a dict template
+        nnx.replace_by_pure_dict(state, pure)
+        return state
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Update the best score and the patience counter; maybe request a stop.
@@ -241,7 +270,8 @@ class EarlyStopping(BaseCallback):
     def state_dict(self) -> dict[str, Any]:
         """Return the decision state as JSON-compatible Python scalars.
 
-        The best weights kept for ``restore_best_weights`` are not included.
+        The best weights kept for ``restore_best_weights`` are the array part of the
+        state: see :meth:`array_state`.
         """
         return {
             "best_score": self.best_score,
@@ -267,4 +297,30 @@ class EarlyStopping(BaseCallback):
         self.stopped_epoch = None if stopped_epoch is None else int(stopped_epoch)
         reason = state["stop_reason"]
         self.stop_reason = None if reason is None else str(reason)
+        self._loaded_best = None  # until load_array_state (a format-1 checkpoint has none)
         self._resumed = True
+
+    def array_state(self) -> Any | None:
+        """The best weights kept for ``restore_best_weights``, or ``None``.
+
+        Returns:
+            The model state of the best epoch as a pure dict of device arrays (no copy:
+            the arrays this callback holds), or ``None`` without ``restore_best_weights``
+            or before an improvement.
+        """
+        if self._best_state is not None:
+            return nnx.to_pure_dict(self._best_state)
+        return self._loaded_best
+
+    def load_array_state(self, state: Any, /) -> None:
+        """Restore the best weights that :meth:`array_state` returned.
+
+        Call it after :meth:`load_state_dict` (a resume does). They become the
+        callback's best weights at the next ``on_train_begin``, as an ``nnx.State`` of
+        the trainer's model; they are ignored without ``restore_best_weights``.
+
+        Args:
+            state: The pure dict that :meth:`array_state` returned, keyed as saved.
+        """
+        self._best_state = None
+        self._loaded_best = state

@@ -6,9 +6,11 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
       artifex_checkpoints.json     # marker: this directory belongs to ModelCheckpoint
       <step>/                      # one Orbax checkpoint per save, named by global step
         state/                     # the training-state pytree (Orbax StandardSave)
-        meta/                      # JSON: format, step, epoch, metrics, monitor, mode, items
+        meta/                      # JSON: format, step, epoch, metrics, monitor, mode,
+                                   #   items, callback_arrays (the keys saved there)
         metrics/                   # Orbax's own: {monitor: score}, when monitor is set
         callbacks/                 # JSON: {state_key: state} of the stateful callbacks
+        callback_arrays/           # Orbax pytree: {state_key: array_state()}, if any
         <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
 
 ``state`` is ``trainer.state_dict()`` when the trainer is a
@@ -25,6 +27,13 @@ trainer that exposes its callbacks (a
 ``state_key``: taken at the same ``on_epoch_end`` as the model state, so callbacks
 that run before ``ModelCheckpoint`` in dispatch order (put it last) have already seen
 that epoch. ``Trainer.fit(..., resume_from=...)`` loads it back.
+
+``callback_arrays`` (new in format 2, ``CHECKPOINT_FORMAT`` ending in ``/2``) holds the
+``array_state()`` of every
+:class:`~artifex.generative_models.training.callbacks.protocols.ArrayStatefulCallback`
+that has one (``EarlyStopping``'s best weights), saved by Orbax in the same atomic
+save; ``meta["callback_arrays"]`` lists their keys. It is absent when no callback has
+an array state, and in format-1 checkpoints, which still restore.
 """
 
 from __future__ import annotations
@@ -66,7 +75,10 @@ from artifex.generative_models.training._checks import (
     resolve_config,
 )
 from artifex.generative_models.training.callbacks._monitor import Mode, MonitorLookup, to_float
-from artifex.generative_models.training.callbacks._state import stateful_callbacks
+from artifex.generative_models.training.callbacks._state import (
+    callback_array_states,
+    stateful_callbacks,
+)
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     TrainerLike,
@@ -268,7 +280,8 @@ class ModelCheckpoint(BaseCallback):
             trainer: The trainer being checkpointed.
 
         Returns:
-            A mapping from item name (not ``"state"`` or ``"meta"``) to a
+            A mapping from item name (not ``"state"``, ``"meta"`` or
+            ``"callback_arrays"``) to a
             JSON-compatible value.
         """
         return {}
@@ -282,6 +295,15 @@ class ModelCheckpoint(BaseCallback):
         if not found:
             return {}
         return {CALLBACKS_ITEM: {key: cb.state_dict() for key, cb in found.items()}}
+
+    @staticmethod
+    def _callback_arrays(trainer: TrainerLike) -> dict[str, Any]:
+        """``{state_key: array_state()}`` of the array-stateful callbacks that have one."""
+        if not isinstance(trainer, CallbackHost):
+            return {}
+        return {
+            key: to_savable(tree) for key, tree in callback_array_states(trainer.callbacks).items()
+        }
 
     # ------------------------------------------------------------------- set-up
 
@@ -371,6 +393,7 @@ class ModelCheckpoint(BaseCallback):
         step, score = plan
         state = self._state(trainer, step, epoch)
         extra = self._callback_items(trainer) | self.json_items(trainer)
+        arrays = self._callback_arrays(trainer)
         clash = RESERVED_ITEMS & extra.keys()
         if clash:
             raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
@@ -384,9 +407,12 @@ class ModelCheckpoint(BaseCallback):
             "mode": config.mode,
             "trainer_state": isinstance(trainer, CheckpointableTrainer),
             "items": sorted(extra),
+            "callback_arrays": sorted(arrays),
         }
         orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
-        saved = manager.save(step, args=save_args(state, meta, extra), metrics=orbax_metrics)
+        saved = manager.save(
+            step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
+        )
         if not saved:
             raise RuntimeError(f"Orbax declined to save step {step} in {self._directory}")
         if score is not None:

@@ -15,6 +15,7 @@ from typing_extensions import Protocol, runtime_checkable
 from artifex.generative_models.training.callbacks.base import CallbackList, TrainerLike
 
 __all__ = [
+    "ArrayStatefulCallback",
     "CallbackHost",
     "CheckpointableTrainer",
     "RunStatus",
@@ -113,6 +114,40 @@ class StatefulCallback(Protocol):
 
         Args:
             state: A pytree with the structure :meth:`state_dict` returns.
+        """
+        ...
+
+
+@runtime_checkable
+class ArrayStatefulCallback(StatefulCallback, Protocol):
+    """A :class:`StatefulCallback` whose state also has an array part, saved by Orbax.
+
+    :meth:`~StatefulCallback.state_dict` stays JSON (Python scalars, strings, lists,
+    dicts); arrays that belong in a checkpoint (``EarlyStopping``'s best weights) go
+    through this optional part instead, as an Orbax pytree item written in the same
+    atomic save as the model. On resume, :meth:`load_array_state` is called after
+    :meth:`~StatefulCallback.load_state_dict`, and only if the checkpoint holds an
+    array state for :attr:`~StatefulCallback.state_key`.
+    """
+
+    def array_state(self) -> Any | None:
+        """Return the array part of the state, or ``None`` when there is none (yet).
+
+        Returns:
+            A pytree of nested dicts with string keys whose leaves are ``jax.Array`` s
+            or NumPy arrays (no ``nnx.State``: use ``nnx.to_pure_dict``), or ``None``
+            (nothing is saved). In a multi-process job every process must return the
+            same structure, with global arrays (Orbax saves collectively).
+        """
+        ...
+
+    def load_array_state(self, state: Any, /) -> None:
+        """Restore what :meth:`array_state` returned (never ``None``).
+
+        Args:
+            state: The saved pytree, keyed as saved (string keys). Arrays laid out like
+                the trainer's model (same path, shape and dtype) come back with the
+                model's shardings; the others whole on the first local device.
         """
         ...
 
