@@ -315,3 +315,15 @@ def test_resume_from_nothing_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="does not exist"):
             trainer.fit(train, epochs=1, resume_from=tmp_path / "missing")
     assert trainer.step == 0
+
+
+def test_resume_into_a_model_of_another_structure_names_the_checkpoint(tmp_path: Path) -> None:
+    trainer, _, _ = build(tmp_path)
+    train, val = make_data()
+    trainer.fit(train, epochs=1, val_data=val)
+    wider = make_model()
+    wider.extra = nnx.Linear(1, 1, rngs=nnx.Rngs(0))  # a variable the checkpoint lacks
+    other = Trainer(wider, optax.adam(1e-2), loss_fn)
+    with pytest.raises(ValueError, match=r"checkpoint step \d+ in '.*checkpoints' cannot be"):
+        other.resume(tmp_path / "checkpoints")
+    assert other.step == 0

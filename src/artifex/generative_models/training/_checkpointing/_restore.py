@@ -138,7 +138,14 @@ def restore_checkpoint(
             )
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
-        restored = manager.restore(step, args=ocp.args.Composite(**items))
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(**items))
+        except (ValueError, KeyError, TypeError) as error:  # Orbax's own, made specific
+            fit = "" if target is None else f" into a {type(target).__qualname__}"
+            raise ValueError(
+                f"checkpoint step {step} in {str(path)!r} cannot be restored{fit}: its saved "
+                f"state does not match (Orbax: {error})"
+            ) from error
     finally:
         manager.close()
     state: dict[str, Any] = restored[STATE_ITEM]
