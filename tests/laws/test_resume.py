@@ -35,6 +35,7 @@ from artifex.generative_models.training.callbacks.protocols import CallbackHost
 from artifex.generative_models.training.trainer import Trainer
 from tests._distributed import run_job
 from tests.laws._resume_script import (
+    DropoutMLP,
     build,
     early_stopping,
     flat_state,
@@ -317,13 +318,19 @@ def test_resume_from_nothing_is_a_clear_error(tmp_path: Path) -> None:
     assert trainer.step == 0
 
 
+class Wider(DropoutMLP):
+    """The resume model with one more layer: variables its checkpoints lack."""
+
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        super().__init__(rngs)
+        self.extra = nnx.Linear(1, 1, rngs=rngs)
+
+
 def test_resume_into_a_model_of_another_structure_names_the_checkpoint(tmp_path: Path) -> None:
     trainer, _, _ = build(tmp_path)
     train, val = make_data()
     trainer.fit(train, epochs=1, val_data=val)
-    wider = make_model()
-    wider.extra = nnx.Linear(1, 1, rngs=nnx.Rngs(0))  # a variable the checkpoint lacks
-    other = Trainer(wider, optax.adam(1e-2), loss_fn)
+    other = Trainer(Wider(nnx.Rngs(params=0, dropout=1)), optax.adam(1e-2), loss_fn)
     with pytest.raises(ValueError, match=r"checkpoint step \d+ in '.*checkpoints' cannot be"):
         other.resume(tmp_path / "checkpoints")
     assert other.step == 0
