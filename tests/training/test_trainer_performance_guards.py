@@ -122,6 +122,19 @@ def device_batches(count: int) -> list[Batch]:
     return [(x[4 * i : 4 * i + 4], y[4 * i : 4 * i + 4]) for i in range(count)]
 
 
+def count_fetches(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every tree passed to ``jax.device_get`` from now on (the list is filled in)."""
+    fetches: list[object] = []
+    real_get = jax.device_get
+
+    def counting_get(tree: Any) -> Any:
+        fetches.append(tree)
+        return real_get(tree)
+
+    monkeypatch.setattr(jax, "device_get", counting_get)
+    return fetches
+
+
 @pytest.mark.parametrize("mesh", [False, True], ids=["no-mesh", "mesh"])
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_no_implicit_transfer_and_one_fetch_per_epoch(
@@ -137,14 +150,7 @@ def test_no_implicit_transfer_and_one_fetch_per_epoch(
         mesh=Mesh(np.array(jax.devices()[:1]), ("data",)) if mesh else None,
     )
     trainer.fit(train, epochs=1, val_data=val)  # warm up: compile outside the guard
-    fetches: list[object] = []
-    real_get = jax.device_get
-
-    def counting_get(tree: Any) -> Any:
-        fetches.append(tree)
-        return real_get(tree)
-
-    monkeypatch.setattr(jax, "device_get", counting_get)
+    fetches = count_fetches(monkeypatch)
     with jax.transfer_guard("disallow"):  # host-to-device too: the data is on device
         history = trainer.fit(train, epochs=3, val_data=val)
     assert len(history) == 3
@@ -197,14 +203,7 @@ def test_eval_mode_adds_no_compile_per_epoch_and_no_transfer(
     )
     trainer.fit(train, epochs=1, val_data=val)
     compiles = _EVENTS[BACKEND_COMPILE]
-    fetches: list[object] = []
-    real_get = jax.device_get
-
-    def counting_get(tree: Any) -> Any:
-        fetches.append(tree)
-        return real_get(tree)
-
-    monkeypatch.setattr(jax, "device_get", counting_get)
+    fetches = count_fetches(monkeypatch)
     with jax.transfer_guard("disallow"):
         trainer.fit(train, epochs=3, val_data=val)
     assert _EVENTS[BACKEND_COMPILE] == compiles
