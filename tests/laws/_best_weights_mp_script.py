@@ -22,7 +22,6 @@ from tests._distributed import initialize
 if __name__ == "__main__":
     initialize()  # before anything else touches JAX
 
-import json
 from typing import Any
 
 import jax
@@ -41,6 +40,7 @@ from tests.training.callbacks._checkpoint_mp_script import (
     _describe,
     expected_b,
     expected_w,
+    main,
 )
 
 VAL_LOSS = (0.5, 0.3, 0.4)
@@ -104,13 +104,5 @@ def run(workdir: Path) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str]) -> None:
-    workdir = Path(argv[0])
-    out = run(workdir)
-    path = workdir / f"process-{out['process_index']}.json"
-    path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path}")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.argv[1:], run)

@@ -254,9 +254,10 @@ def _epoch_end_error(
     return None
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], job: Callable[[Path], dict[str, Any]] = run) -> None:
+    """Run ``job`` in ``argv[0]`` and write this process's result there as JSON."""
     workdir = Path(argv[0])
-    out = run(workdir)
+    out = job(workdir)
     path = workdir / f"process-{out['process_index']}.json"
     path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(f"wrote {path}")

@@ -174,13 +174,7 @@ def test_state_dict_round_trip() -> None:
 
 def test_restore_best_weights_with_a_real_model() -> None:
     trainer = FullTrainer()
-    es = EarlyStopping(EarlyStoppingConfig(patience=1, restore_best_weights=True))
-    es.on_train_begin(trainer)
-    snapshots = []
-    for epoch, score in enumerate([3.0, 1.0, 2.0]):
-        trainer.train_step()
-        snapshots.append([jnp.copy(p) for p in params(trainer.model)])
-        es.on_epoch_end(trainer, epoch, {"val_loss": score})
+    es, snapshots = _best_run(trainer, patience=1)
     assert es.should_stop
     assert not all(
         bool((a == b).all()) for a, b in zip(params(trainer.model), snapshots[1], strict=True)
@@ -248,16 +242,18 @@ def _as_saved(tree: Any) -> Any:
     return tree if jnp.issubdtype(tree.dtype, jax.dtypes.prng_key) else np.asarray(tree)
 
 
-def _best_run(trainer: FullTrainer) -> tuple[EarlyStopping, list[list[jax.Array]]]:
-    """Epochs scored 3, 1, 2 with patience 2: epoch 1 is the best, no stop yet."""
-    es = EarlyStopping(EarlyStoppingConfig(patience=2, restore_best_weights=True))
+def _best_run(
+    trainer: FullTrainer, *, patience: int = 2
+) -> tuple[EarlyStopping, list[list[jax.Array]]]:
+    """Epochs scored 3, 1, 2: epoch 1 is the best; with patience 2, no stop yet."""
+    es = EarlyStopping(EarlyStoppingConfig(patience=patience, restore_best_weights=True))
     es.on_train_begin(trainer)
     snapshots = []
     for epoch, score in enumerate([3.0, 1.0, 2.0]):
         trainer.train_step()
         snapshots.append([jnp.copy(p) for p in params(trainer.model)])
         es.on_epoch_end(trainer, epoch, {"val_loss": score})
-    assert not es.should_stop
+    assert es.should_stop is (patience < 2)
     return es, snapshots
 
 
