@@ -54,6 +54,15 @@ class Progress:
     """The current epoch (during ``fit``) or the next one to run."""
     closing: bool = False
     """Whether ``on_epoch_end`` is running (the epoch's steps are all done)."""
+    examples: int = 0
+    """Examples trained on: each step's (global) batch rows, from its first leaf."""
+
+
+def _rows(batch: Any) -> int:
+    """A batch's examples: the leading dimension of its first leaf (1 for a scalar)."""
+    leaves = jax.tree.leaves(batch)
+    shape = np.shape(leaves[0]) if leaves else ()
+    return int(shape[0]) if shape else 1
 
 
 def iterate(data: DataSource, name: str) -> Iterator[Any]:
@@ -253,6 +262,7 @@ class EpochRunner(Generic[M]):
         )
         state.trained(params, rest, opt_state)
         progress.step = step + 1
+        progress.examples += _rows(batch)
         self.callbacks.on_batch_end(self.trainer, step, logs)
         return sums, self.stops.check()
 
@@ -286,6 +296,7 @@ class EpochRunner(Generic[M]):
                 callbacks.on_batch_begin(trainer, start + i)
                 kept = i + 1
                 progress.step = start + kept
+                progress.examples += _rows(batches[i])
                 callbacks.on_batch_end(trainer, start + i, logs)
                 stopper = self.stops.check()
                 if stopper is not None:

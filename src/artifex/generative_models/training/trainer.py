@@ -42,6 +42,7 @@ from artifex.generative_models.training._epoch import (
     evaluate,
 )
 from artifex.generative_models.training._flat_state import FlatState
+from artifex.generative_models.training._hyperparams import InjectedHyperparams
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
 from artifex.generative_models.training._steps import (
     CompiledSteps,
@@ -59,6 +60,8 @@ from artifex.generative_models.training.callbacks.base import (
 from artifex.generative_models.training.callbacks.protocols import (
     CallbackHost,
     CheckpointableTrainer,
+    ExampleCounter,
+    HyperparameterTrainer,
     RunStatus,
 )
 from artifex.generative_models.training.data import StatefulData
@@ -68,13 +71,16 @@ __all__ = ["DataAxis", "DataSource", "LossFn", "LossOutput", "RemoteStop", "Trai
 M = TypeVar("M", bound=nnx.Module)
 
 
-class Trainer(Generic[M]):
+class Trainer(InjectedHyperparams, Generic[M]):
     """Train an ``nnx.Module`` with an optax optimizer, dispatching to callbacks.
 
     The step is a pure function of flat state lists, compiled with ``jax.jit`` once
     per batch shape (plus one abstract trace of ``loss_fn`` per trainer that learns
     the metric names), with the parameter, non-parameter, optimizer and metric-sum
     buffers donated. See the module docstring for when ``trainer.model`` is synced.
+
+    The optimizer's ``optax.inject_hyperparams`` values can be read and set between
+    steps (:class:`HyperparameterTrainer`, from :class:`InjectedHyperparams`).
 
     Lifecycle (see the README for the full contract): ``on_train_begin``; per epoch
     ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
@@ -222,6 +228,11 @@ class Trainer(Generic[M]):
     def opt_state(self) -> Any:
         """The optimizer state (a pytree shaped like ``optimizer.init`` returned)."""
         return self._state.opt_state_tree()
+
+    @property
+    def examples_seen(self) -> int:
+        """Examples trained on (each batch's first leaf's leading dimension, global)."""
+        return self._progress.examples
 
     def state_dict(self) -> dict[str, Any]:
         """Return everything needed to resume training.
@@ -454,4 +465,10 @@ if TYPE_CHECKING:  # static conformance to the optional trainer protocols
         return trainer
 
     def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:
+        return trainer
+
+    def _tunes(trainer: Trainer[nnx.Linear]) -> HyperparameterTrainer:
+        return trainer
+
+    def _counts(trainer: Trainer[nnx.Linear]) -> ExampleCounter:
         return trainer

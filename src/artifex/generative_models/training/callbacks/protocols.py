@@ -18,6 +18,8 @@ __all__ = [
     "ArrayStatefulCallback",
     "CallbackHost",
     "CheckpointableTrainer",
+    "ExampleCounter",
+    "HyperparameterTrainer",
     "RunStatus",
     "StatefulCallback",
     "StopRequester",
@@ -163,4 +165,57 @@ class CallbackHost(TrainerLike, Protocol):
     @property
     def callbacks(self) -> CallbackList:
         """The trainer's callbacks, in dispatch order."""
+        ...
+
+
+@runtime_checkable
+class HyperparameterTrainer(TrainerLike, Protocol):
+    """A trainer that exposes its optimizer's injected hyperparameters (read and set).
+
+    The hyperparameters are those of ``optax.inject_hyperparams`` (the reference
+    ``Trainer`` finds its state at the top of the optimizer state or inside
+    ``optax.chain`` / ``optax.MultiSteps``). ``LearningRateMonitor`` reads them and
+    ``ReduceLROnPlateau`` sets the learning rate through this protocol.
+    """
+
+    def hyperparameters(self) -> dict[str, float]:
+        """Return the injected hyperparameters' current values (a device fetch).
+
+        Returns:
+            Each hyperparameter's value, by name (e.g. ``"learning_rate"``).
+
+        Raises:
+            ValueError: If the optimizer has no ``inject_hyperparams`` state; the
+                message names the fix.
+        """
+        ...
+
+    def scheduled_hyperparameters(self) -> frozenset[str]:
+        """Return the names of the hyperparameters given as schedules (not settable).
+
+        Raises:
+            ValueError: If the optimizer has no ``inject_hyperparams`` state.
+        """
+        ...
+
+    def set_hyperparameter(self, name: str, value: float, /) -> None:
+        """Set a hyperparameter; it takes effect from the next step, with no recompilation.
+
+        Args:
+            name: The hyperparameter (e.g. ``"learning_rate"``).
+            value: Its new value.
+
+        Raises:
+            ValueError: If there is no such hyperparameter or it is a schedule.
+        """
+        ...
+
+
+@runtime_checkable
+class ExampleCounter(TrainerLike, Protocol):
+    """A trainer that counts the examples it trained on (``ThroughputMonitor`` reads it)."""
+
+    @property
+    def examples_seen(self) -> int:
+        """Examples trained on across ``fit`` calls, over all processes (read without a sync)."""
         ...
