@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 from typing_extensions import Protocol, runtime_checkable
@@ -86,6 +86,7 @@ class MemoryProfiler(BaseCallback):
     """
 
     __slots__ = ("config", "records", "unavailable")
+    reads_epoch_logs: ClassVar[bool] = False  # its on_epoch_end reads memory statistics
 
     def __init__(self, config: MemoryProfilerConfig | None = None, /) -> None:
         self.config = resolve_config(config, MemoryProfilerConfig, "MemoryProfiler")

@@ -75,6 +75,7 @@ from artifex.generative_models.training._checks import (
     resolve_config,
 )
 from artifex.generative_models.training.callbacks._monitor import Mode, MonitorLookup, to_float
+from artifex.generative_models.training.callbacks._order import around
 from artifex.generative_models.training.callbacks._state import (
     callback_array_states,
     stateful_callbacks,
@@ -82,7 +83,6 @@ from artifex.generative_models.training.callbacks._state import (
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     TrainerLike,
-    flatten_callbacks,
 )
 from artifex.generative_models.training.callbacks.protocols import (
     CallbackHost,
@@ -349,13 +349,10 @@ class ModelCheckpoint(BaseCallback):
 
     def _warn_about_order(self, trainer: TrainerLike) -> None:
         """Warn if a stateful callback is registered after this one (see the class docs)."""
-        if not isinstance(trainer, CallbackHost):
+        found = around(trainer, self)
+        if found is None:
             return
-        order = [callback for _, callback in flatten_callbacks(trainer.callbacks)]
-        if not any(callback is self for callback in order):
-            return
-        later = order[next(i for i, cb in enumerate(order) if cb is self) + 1 :]
-        late = [cb.state_key for cb in later if isinstance(cb, StatefulCallback)]
+        late = [cb.state_key for cb in found[1] if isinstance(cb, StatefulCallback)]
         if late:
             warnings.warn(
                 f"{late} run after ModelCheckpoint, so each checkpoint would hold their "
