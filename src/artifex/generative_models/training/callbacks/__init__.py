@@ -4,9 +4,10 @@ The core (:mod:`.base`) defines the :class:`TrainerLike` and :class:`TrainingCal
 protocols, the no-op :class:`BaseCallback` and the dispatching :class:`CallbackList`.
 :mod:`.protocols` adds the optional trainer and callback protocols. The built-in
 callbacks (early stopping, Orbax checkpoints, NaN guard, history, CSV, progress bar,
-TensorBoard, lambdas, profilers) live in one module each.
+TensorBoard, lambdas, profilers, learning-rate control, throughput) live in one module each.
 """
 
+from artifex.generative_models.training.callbacks._order import LogOrderWarning
 from artifex.generative_models.training.callbacks.base import (
     HOOK_NAMES,
     BaseCallback,
@@ -29,6 +30,10 @@ from artifex.generative_models.training.callbacks.jax_profiler import (
     JAXProfilerConfig,
 )
 from artifex.generative_models.training.callbacks.lambda_callback import LambdaCallback
+from artifex.generative_models.training.callbacks.learning_rate_monitor import (
+    LearningRateMonitor,
+    LearningRateMonitorConfig,
+)
 from artifex.generative_models.training.callbacks.memory_profiler import (
     MemoryProfiler,
     MemoryProfilerConfig,
@@ -45,16 +50,26 @@ from artifex.generative_models.training.callbacks.progress import ProgressBar, P
 from artifex.generative_models.training.callbacks.protocols import (
     ArrayStatefulCallback,
     CheckpointableTrainer,
+    ExampleCounter,
+    HyperparameterTrainer,
     RunStatus,
     StatefulCallback,
     StopRequester,
     TrainerState,
+)
+from artifex.generative_models.training.callbacks.reduce_lr_on_plateau import (
+    ReduceLROnPlateau,
+    ReduceLROnPlateauConfig,
 )
 from artifex.generative_models.training.callbacks.tensorboard import (
     TensorBoardConfig,
     TensorBoardLogger,
 )
 from artifex.generative_models.training.callbacks.terminate_on_nan import TerminateOnNaN
+from artifex.generative_models.training.callbacks.throughput import (
+    ThroughputMonitor,
+    ThroughputMonitorConfig,
+)
 
 __all__ = [
     "HOOK_NAMES",
@@ -68,11 +83,16 @@ __all__ = [
     "CheckpointableTrainer",
     "EarlyStopping",
     "EarlyStoppingConfig",
+    "ExampleCounter",
     "History",
     "HookName",
+    "HyperparameterTrainer",
     "JAXProfiler",
     "JAXProfilerConfig",
     "LambdaCallback",
+    "LearningRateMonitor",
+    "LearningRateMonitorConfig",
+    "LogOrderWarning",
     "Logs",
     "ProcessScope",
     "MemoryProfiler",
@@ -82,6 +102,8 @@ __all__ = [
     "ModelCheckpoint",
     "ProgressBar",
     "ProgressBarConfig",
+    "ReduceLROnPlateau",
+    "ReduceLROnPlateauConfig",
     "RestoredCheckpoint",
     "RunStatus",
     "StatefulCallback",
@@ -89,6 +111,8 @@ __all__ = [
     "TensorBoardConfig",
     "TensorBoardLogger",
     "TerminateOnNaN",
+    "ThroughputMonitor",
+    "ThroughputMonitorConfig",
     "TrainerLike",
     "TrainerState",
     "TrainingCallback",

@@ -99,7 +99,8 @@ class EarlyStopping(BaseCallback):
       stops at once;
     * otherwise an improvement of more than ``min_delta`` over ``best_score`` (which
       starts at ``baseline``, if given) resets ``wait_count``; anything else increments
-      it, and ``wait_count >= patience`` stops.
+      it, and ``wait_count >= patience`` stops. Before a first score (without
+      ``baseline``), :attr:`best_score` is ``None`` and any non-NaN score improves.
 
     Stopping means :attr:`should_stop` becomes ``True`` (the :class:`StopRequester`
     protocol); trainers honour it after the hook. All state resets at
@@ -139,8 +140,8 @@ class EarlyStopping(BaseCallback):
         # Best weights loaded by load_array_state (a pure dict, keyed as saved), made
         # an nnx.State of the model's structure at the next on_train_begin.
         self._loaded_best: Any = None
-        self.best_score: float = 0.0
-        """The best value seen (``±inf``, or ``baseline``, until one is)."""
+        self.best_score: float | None = None
+        """The best value seen: ``None`` until a first one is (``baseline``, if given)."""
         self.wait_count: int = 0
         """Epochs since the last improvement."""
         self.best_epoch: int | None = None
@@ -158,7 +159,7 @@ class EarlyStopping(BaseCallback):
 
     def _reset(self) -> None:
         baseline = self.config.baseline
-        self.best_score = worst(self.config.mode) if baseline is None else float(baseline)
+        self.best_score = None if baseline is None else float(baseline)
         self.wait_count = 0
         self.best_epoch = None
         self.stopped_epoch = None
@@ -176,6 +177,13 @@ class EarlyStopping(BaseCallback):
         if self.config.mode == "min":
             return current < reference - delta
         return current > reference + delta
+
+    def _improves(self, current: float) -> bool:
+        """Whether ``current`` beats ``best_score`` by ``min_delta`` (NaN never does)."""
+        if math.isnan(current):
+            return False
+        best = self.best_score
+        return best is None or self._better(current, best, self.config.min_delta)
 
     def _stop(self, epoch: int, reason: str) -> None:
         self.stopped_epoch = epoch
@@ -226,8 +234,7 @@ class EarlyStopping(BaseCallback):
         if not math.isfinite(current) and config.check_finite:
             self._stop(epoch, f"{name} = {current} is not finite")
             return
-        # NaN compares False, so it is never an improvement.
-        improved = self._better(current, self.best_score, config.min_delta)
+        improved = self._improves(current)
         if improved:
             self._improve(trainer, epoch, current)
         else:
@@ -290,10 +297,13 @@ class EarlyStopping(BaseCallback):
         Raises:
             KeyError: If a key is missing.
         """
-        self.best_score = float(state["best_score"])
-        self.wait_count = int(state["wait_count"])
-        best_epoch, stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        best_score, best_epoch = state["best_score"], state["best_epoch"]
         self.best_epoch = None if best_epoch is None else int(best_epoch)
+        self.best_score = None if best_score is None else float(best_score)
+        if self.best_epoch is None and self.best_score == worst(self.config.mode):
+            self.best_score = None  # checkpoints before best_score could be None: ±inf
+        self.wait_count = int(state["wait_count"])
+        stopped_epoch = state["stopped_epoch"]
         self.stopped_epoch = None if stopped_epoch is None else int(stopped_epoch)
         reason = state["stop_reason"]
         self.stop_reason = None if reason is None else str(reason)

@@ -90,7 +90,8 @@ class ProgressBar(BaseCallback):
     """Show training progress: one bar per epoch with step count, elapsed time, ETA and metrics.
 
     Drawn with ``rich`` on a terminal; elsewhere (logs, CI) it draws nothing and prints
-    one line per epoch (or nothing, with ``epoch_lines=False``). Batch ends only advance
+    one line per epoch, never wrapped at the console width (or nothing, with
+    ``epoch_lines=False``). Batch ends only advance
     a counter; they read no array unless ``batch_metrics_every_n_steps`` asks for it.
 
     Args:
@@ -177,6 +178,7 @@ class ProgressBar(BaseCallback):
                 f"Epoch {epoch}: {self._count} steps in {elapsed:.2f}s {metrics}".rstrip(),
                 markup=False,
                 highlight=False,
+                soft_wrap=True,  # one unwrapped line per epoch, also in CI logs
             )
         self._task = None
 

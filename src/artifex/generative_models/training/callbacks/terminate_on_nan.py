@@ -22,8 +22,9 @@ class TerminateOnNaN(BaseCallback):
     at epoch ends instead.
 
     After a non-finite value :attr:`should_stop` is ``True`` (the
-    :class:`StopRequester` protocol), so trainers stop right after that batch. It
-    resets at ``on_train_begin``. A missing key warns once
+    :class:`StopRequester` protocol), so trainers stop right after that batch; a
+    trainer with a ``stop_training`` flag also gets it set, for code that polls the
+    flag alone. It resets at ``on_train_begin``. A missing key warns once
     (:class:`MissingMetricWarning`).
 
     Args:
@@ -66,3 +67,6 @@ class TerminateOnNaN(BaseCallback):
         if value is not None and not math.isfinite(value):
             self.stopped_step = batch
             self.bad_value = value
+            if isinstance(getattr(trainer, "stop_training", None), bool):
+                flagged: Any = trainer  # a trainer with Keras's flag (TrainerState has it)
+                flagged.stop_training = True

@@ -1,0 +1,97 @@
+"""Record the optimizer's learning rate (and other injected hyperparameters) per epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from artifex.generative_models.training._checks import check_bool, check_name, resolve_config
+from artifex.generative_models.training.callbacks._order import warn_if_read_before
+from artifex.generative_models.training.callbacks._tuning import injected
+from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+
+__all__ = ["LearningRateMonitor", "LearningRateMonitorConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearningRateMonitorConfig:
+    """Configuration of :class:`LearningRateMonitor`.
+
+    Attributes:
+        key: The epoch-log key of the learning rate.
+        hyperparameter: The injected hyperparameter that is the learning rate.
+        log_others: Also log every other injected hyperparameter, as ``"hp_<name>"``.
+    """
+
+    key: str = "lr"
+    hyperparameter: str = "learning_rate"
+    log_others: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            TypeError: If ``log_others`` is not a bool.
+            ValueError: If a name is not a non-empty string.
+        """
+        check_name("key", self.key)
+        check_name("hyperparameter", self.hyperparameter)
+        check_bool("log_others", self.log_others)
+
+
+class LearningRateMonitor(BaseCallback):
+    """Put the optimizer's current learning rate into the epoch logs, as ``lr``.
+
+    At each ``on_epoch_end`` it reads the injected hyperparameters through the
+    :class:`~artifex.generative_models.training.callbacks.protocols.HyperparameterTrainer`
+    protocol (one device fetch per epoch, none per step) and adds ``logs["lr"]`` (and,
+    with ``log_others``, ``logs["hp_<name>"]``), so that ``CSVLogger``,
+    ``TensorBoardLogger``, ``History`` and the trackers record it. The value is the
+    one the next step will use (a ``ReduceLROnPlateau`` registered earlier may have
+    just changed it). Register it before the callbacks that read the epoch logs
+    (a :class:`~artifex.generative_models.training.callbacks.LogOrderWarning` says
+    when one comes first). It runs on every process, so the logs stay identical.
+
+    The optimizer must be built with ``optax.inject_hyperparams`` (alone, or inside
+    ``optax.chain`` / ``optax.MultiSteps``); otherwise ``on_train_begin`` raises.
+
+    Args:
+        config: The configuration; the defaults of :class:`LearningRateMonitorConfig`
+            if omitted.
+    """
+
+    __slots__ = ("config",)
+    reads_epoch_logs: ClassVar[bool] = False  # it adds keys (see callbacks/_order.py)
+
+    def __init__(self, config: LearningRateMonitorConfig | None = None, /) -> None:
+        self.config = resolve_config(config, LearningRateMonitorConfig, "LearningRateMonitor")
+
+    def __repr__(self) -> str:
+        """A readable representation with the config."""
+        return f"LearningRateMonitor({self.config!r})"
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Check that the learning rate can be read; warn if a log reader runs first.
+
+        Raises:
+            TypeError: If the trainer does not expose its optimizer's hyperparameters.
+            ValueError: If the optimizer lacks ``optax.inject_hyperparams`` (the message
+                names the fix) or its learning rate.
+        """
+        injected(trainer, "LearningRateMonitor", self.config.hyperparameter)
+        warn_if_read_before(trainer, self, repr(self.config.key))
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        """Add the learning rate (and the other hyperparameters, if asked) to ``logs``.
+
+        Raises:
+            TypeError: As :meth:`on_train_begin`.
+            ValueError: As :meth:`on_train_begin`.
+        """
+        config = self.config
+        _, values = injected(trainer, "LearningRateMonitor", config.hyperparameter)
+        logs[config.key] = values[config.hyperparameter]
+        if config.log_others:
+            for name, value in values.items():
+                if name != config.hyperparameter:
+                    logs[f"hp_{name}"] = value
