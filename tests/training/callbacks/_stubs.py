@@ -36,6 +36,40 @@ class ModelOnlyTrainer:
         return self._model
 
 
+class TunableTrainer(ModelOnlyTrainer):
+    """A ``HyperparameterTrainer``, ``ExampleCounter`` and ``CallbackHost`` over plain values.
+
+    ``hyperparameters()`` counts its calls in ``reads`` (each is a device fetch in a
+    real trainer).
+    """
+
+    def __init__(
+        self,
+        hyperparams: dict[str, float] | None = None,
+        *,
+        schedules: Sequence[str] = (),
+        callbacks: Sequence[TrainingCallback] = (),
+    ) -> None:
+        super().__init__()
+        self.values = dict({"learning_rate": 0.1} if hyperparams is None else hyperparams)
+        self.schedules = frozenset(schedules)
+        self.examples_seen = 0
+        self.callbacks = CallbackList(callbacks)
+        self.reads = 0
+
+    def hyperparameters(self) -> dict[str, float]:
+        self.reads += 1
+        return dict(self.values)
+
+    def scheduled_hyperparameters(self) -> frozenset[str]:
+        return self.schedules
+
+    def set_hyperparameter(self, name: str, value: float, /) -> None:
+        if name in self.schedules or name not in self.values:
+            raise ValueError(f"cannot set {name!r}")
+        self.values[name] = float(value)
+
+
 class FullTrainer:
     """A ``CheckpointableTrainer`` (hence ``TrainerState``) with a real optimiser."""
 

@@ -43,7 +43,37 @@ def test_protocols_and_defaults() -> None:
     assert es.config.patience == 10
     assert es.config.monitor == "val_loss"
     assert not es.should_stop
-    assert es.best_score == math.inf
+    assert es.best_score is None
+
+
+def test_best_score_is_none_until_a_first_score() -> None:
+    es = EarlyStopping(EarlyStoppingConfig(patience=5, check_finite=False))
+    assert _feed(es, [math.nan]) is None
+    assert es.best_score is None  # NaN is never a score to beat
+    assert es.best_epoch is None
+    _feed(es, [math.nan, math.inf, 3.0])
+    assert (es.best_score, es.best_epoch) == (3.0, 2)  # inf was a real first score
+    baseline = EarlyStopping(EarlyStoppingConfig(baseline=2.0))
+    assert baseline.best_score == 2.0
+    _feed(baseline, [3.0])
+    assert (baseline.best_score, baseline.best_epoch, baseline.wait_count) == (2.0, None, 1)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_an_old_infinite_initial_best_score_loads_as_none(mode: Mode) -> None:
+    old = {  # the state of checkpoints written before best_score could be None
+        "best_score": math.inf if mode == "min" else -math.inf,
+        "wait_count": 1,
+        "best_epoch": None,
+        "stopped_epoch": None,
+        "stop_reason": None,
+    }
+    es = EarlyStopping(EarlyStoppingConfig(mode=mode))
+    es.load_state_dict(old)
+    assert es.best_score is None
+    assert es.wait_count == 1
+    es.load_state_dict({**old, "best_epoch": 3, "best_score": 0.5})
+    assert (es.best_score, es.best_epoch) == (0.5, 3)
 
 
 @pytest.mark.parametrize(
@@ -203,9 +233,10 @@ def test_matches_a_reference_model(
     )
     stopped = _feed(es, scores)
     sign = 1.0 if mode == "min" else -1.0
-    best, wait, expected = math.inf, 0, None
+    best: float | None = None
+    wait, expected = 0, None
     for epoch, score in enumerate(scores):
-        if sign * score < best - min_delta:  # NaN compares False
+        if not math.isnan(score) and (best is None or sign * score < best - min_delta):
             best, wait = sign * score, 0
         else:
             wait += 1
@@ -214,8 +245,7 @@ def test_matches_a_reference_model(
                 break
     assert stopped == expected
     assert es.wait_count == wait
-    if best != math.inf:
-        assert es.best_score == sign * best
+    assert es.best_score == (None if best is None else sign * best)
 
 
 def test_in_a_callback_list_with_spec_keyword() -> None:
