@@ -52,6 +52,15 @@ def early_stopping_scores(
     return scores, patience, min_delta, mode
 
 
+@st.composite
+def plateau_cases(
+    draw: st.DrawFn,
+) -> tuple[list[float], int, float, Literal["min", "max"], int]:
+    """Draw EarlyStopping's cases plus a cooldown, for ReduceLROnPlateau."""
+    scores, patience, min_delta, mode = draw(early_stopping_scores())
+    return scores, patience, min_delta, mode, draw(st.integers(0, 3))
+
+
 # ------------------------------------------------------------ conformance grammar
 # Used by tests/training/conformance/test_grammar.py: records an ideal trainer would produce,
 # and mutations of them that break the contract.

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -84,13 +85,16 @@ class Injected:
         local = [leaves[self.indices[name]].addressable_data(0) for name in names]
         return {name: float(value) for name, value in zip(names, jax.device_get(local))}
 
-    def write(self, leaves: Leaves, name: str, value: float) -> Leaves:
+    def write(self, leaves: Leaves, name: str, value: float, *, placed: bool) -> Leaves:
         """Return ``leaves`` with ``name`` set to ``value`` (same shape, dtype and sharding).
 
         Args:
             leaves: The flat optimizer state (not changed).
             name: The hyperparameter.
             value: Its new value, a finite real number.
+            placed: Whether the state is placed on shardings (a mesh). Otherwise the
+                new array is left uncommitted, as the step's own outputs are: a
+                committed one would change the step's signature and recompile it.
 
         Returns:
             The new flat optimizer state.
@@ -118,7 +122,11 @@ class Injected:
         index = self.indices[name]
         old = leaves[index]
         host = np.asarray(value, dtype=old.dtype)
-        new = jax.make_array_from_callback(old.shape, old.sharding, lambda where: host[where])
+        new = (
+            jax.make_array_from_callback(old.shape, old.sharding, lambda where: host[where])
+            if placed
+            else jnp.asarray(host)
+        )
         return [new if i == index else leaf for i, leaf in enumerate(leaves)]
 
 
@@ -163,4 +171,7 @@ class InjectedHyperparams:
                 hyperparameter, is a schedule, or ``value`` is not finite.
         """
         state = self._state
-        state.opt_state = Injected(state.layout.opt_state_def).write(state.opt_state, name, value)
+        injected = Injected(state.layout.opt_state_def)
+        state.opt_state = injected.write(
+            state.opt_state, name, value, placed=state.spmd is not None
+        )
