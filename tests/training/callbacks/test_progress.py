@@ -86,3 +86,17 @@ def test_config_validation_and_formatting() -> None:
     with pytest.raises(TypeError, match="console"):
         ProgressBarConfig(console="stderr")  # type: ignore[arg-type]  # the point of the test
     assert format_metrics({"loss": 0.123456, "name": "x", "n": 3}) == "loss=0.1235 n=3"
+
+
+def test_a_long_epoch_line_is_not_wrapped_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=40, color_system=None)
+    bar = ProgressBar(ProgressBarConfig(console=console))
+    metrics = {f"metric_{i}": float(i) for i in range(8)}
+    bar.on_train_begin(ModelOnlyTrainer())
+    bar.on_epoch_begin(ModelOnlyTrainer(), 12)
+    bar.on_epoch_end(ModelOnlyTrainer(), 12, metrics)
+    [line] = out.getvalue().splitlines()
+    assert line.startswith("Epoch 12: 0 steps in ")
+    assert line.endswith("metric_6=6 metric_7=7")
+    assert len(line) > 40
