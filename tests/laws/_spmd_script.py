@@ -7,8 +7,9 @@ run by it as a script on 8 host devices or as 2 processes of 4 devices each::
         [--stop-process P --stop-step S] [--checkpoints DIR] [--epochs N] [--resume]
 
 Every process writes ``OUT/process-<i>.json``: the per-step losses, the epoch logs,
-the final parameters (gathered from all processes), how the run ended, and what the
-process-aware callbacks did.
+the final parameters (gathered from all processes), how the run ended, what the
+process-aware callbacks did, and each epoch's throughput (taken out of the epoch logs).
+The learning rate is injected (``LearningRateMonitor`` logs it) and halved after epoch 0.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from artifex.generative_models.training.callbacks import (
     CSVLogger,
     CSVLoggerConfig,
     LambdaCallback,
+    LearningRateMonitor,
     ModelCheckpoint,
+    ThroughputMonitor,
     TrainerLike,
     TrainingCallback,
 )
@@ -121,8 +124,15 @@ def train(
             assert isinstance(trainer, Trainer)
             trainer.stop_training = True
 
+    def halve_after_epoch_0(trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+        if epoch == 0:  # a new value of the same dtype and sharding, on every process
+            assert isinstance(trainer, Trainer)
+            trainer.set_hyperparameter("learning_rate", 5e-3)
+
     callbacks: list[TrainingCallback] = [
-        LambdaCallback(on_batch_end=record),
+        LearningRateMonitor(),  # adds "lr": before the callbacks that read the logs
+        ThroughputMonitor(),
+        LambdaCallback(on_batch_end=record, on_epoch_end=halve_after_epoch_0),
         LambdaCallback(on_epoch_end=lambda t, e, logs: main_only.append(e), process_scope="main"),
         CSVLogger(CSVLoggerConfig(filename=out / f"log-{index}.csv")),
     ]
@@ -130,7 +140,7 @@ def train(
         callbacks.append(ModelCheckpoint(CheckpointConfig(dirpath=checkpoints, async_save=False)))
     trainer = Trainer(
         model,
-        optax.adam(1e-2),
+        optax.inject_hyperparams(optax.adam)(learning_rate=1e-2),
         loss_fn,
         callbacks=callbacks,
         steps_per_execution=steps_per_execution,
@@ -143,10 +153,13 @@ def train(
         resume_from=checkpoints if resume else None,
     )
     params = nnx.state(trainer.model, nnx.Param)
+    timings = ("steps_per_second", "examples_per_second")  # they differ from run to run
+    throughput = [{key: logs.pop(key) for key in timings} for logs in history]
     result = {
         "process": index,
         "losses": losses,
         "history": history,
+        "throughput": throughput,
         "evaluate": trainer.evaluate(batches(32, 2, False)),
         "params": [gather(leaf) for leaf in jax.tree.leaves(params)],
         "param_specs": [

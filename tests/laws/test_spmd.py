@@ -58,6 +58,13 @@ def assert_same_run(result: Result, reference: Result) -> None:
     )
 
 
+def assert_global_throughput(result: Result) -> None:
+    """Examples per second count the global batch (16 rows, over all devices and processes)."""
+    for rates in result["throughput"]:
+        ratio = rates["examples_per_second"] / rates["steps_per_second"]
+        assert ratio == pytest.approx(16.0)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Result:
     """The single-device run, in this process."""
@@ -67,6 +74,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Result:
 def test_eight_devices_give_the_single_device_run(reference: Result, tmp_path: Path) -> None:
     [result] = job(tmp_path, "--mesh", processes=1, devices=8)
     assert_same_run(result, reference)
+    assert [logs["lr"] for logs in result["history"]] == pytest.approx([1e-2, 5e-3, 5e-3])
+    assert_global_throughput(result)
     # The annotated hidden kernel is split over the data axis; the rest is replicated.
     assert result["param_specs"] == ["P()", "P(None, 'data')", "P()", "P()"]
     assert reference["param_specs"] == ["None"] * 4  # single-device arrays
@@ -81,6 +90,8 @@ def test_two_processes_give_the_single_process_run(reference: Result, tmp_path: 
     results = job(tmp_path, "--mesh", processes=2, devices=4)
     for result in results:
         assert_same_run(result, reference)
+        assert_global_throughput(result)
+    assert results[0]["throughput"] == results[1]["throughput"]  # agreed between processes
     # process_scope="main" callbacks (the lambda, the CSV logger) ran on process 0 only.
     assert [r["callback_process_index"] for r in results] == [0, 1]
     assert [r["main_only_epochs"] for r in results] == [[0, 1, 2], []]

@@ -64,13 +64,17 @@ def test_a_trainer_without_the_protocol_is_refused() -> None:
     with pytest.raises(TypeError, match="HyperparameterTrainer protocol"):
         drive(ModelOnlyTrainer(), [LearningRateMonitor()], [[1.0]])
     trainer = TunableTrainer({"momentum": 0.9})
-    with pytest.raises(ValueError, match="'learning_rate', which is not among .*'momentum'"):
+    with pytest.raises(ValueError, match=r"'learning_rate', which is not among .*'momentum'"):
         drive(trainer, [LearningRateMonitor()], [[1.0]])
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"key": ""}, ValueError), ({"hyperparameter": 3}, ValueError), ({"log_others": 1}, TypeError)],
+    [
+        ({"key": ""}, ValueError),
+        ({"hyperparameter": 3}, ValueError),
+        ({"log_others": 1}, TypeError),
+    ],
 )
 def test_config_validation(kwargs: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error, match=next(iter(kwargs))):

@@ -226,7 +226,9 @@ def test_resume_is_exact(tmp_path: Path) -> None:
         noisy = LambdaCallback(on_epoch_end=lambda t, e, logs: logs.update(loss=[3, 2, 2, 2][e]))
         checkpoint = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", async_save=False))
         trainer = _trainer([LearningRateMonitor(), noisy, reducer, checkpoint])
-        logs = trainer.fit(_batches(), epochs=epochs, resume_from=tmp_path / "ck" if resume else None)
+        logs = trainer.fit(
+            _batches(), epochs=epochs, resume_from=tmp_path / "ck" if resume else None
+        )
         return trainer, logs
 
     whole, whole_logs = run(4, resume=False)

@@ -83,7 +83,9 @@ class Injected:
         """
         names = sorted(self.indices)
         local = [leaves[self.indices[name]].addressable_data(0) for name in names]
-        return {name: float(value) for name, value in zip(names, jax.device_get(local))}
+        return {
+            name: float(value) for name, value in zip(names, jax.device_get(local), strict=True)
+        }
 
     def write(self, leaves: Leaves, name: str, value: float, *, placed: bool) -> Leaves:
         """Return ``leaves`` with ``name`` set to ``value`` (same shape, dtype and sharding).

@@ -6,11 +6,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from artifex.generative_models.training._checks import check_bool, check_name, resolve_config
-from artifex.generative_models.training.callbacks._order import warn_if_read_before
+from artifex.generative_models.training.callbacks._order import (
+    LogOrderWarning,
+    warn_if_read_before,
+)
 from artifex.generative_models.training.callbacks._tuning import injected
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 
-__all__ = ["LearningRateMonitor", "LearningRateMonitorConfig"]
+__all__ = ["LearningRateMonitor", "LearningRateMonitorConfig", "LogOrderWarning"]
+# LogOrderWarning (callbacks/_order.py) is shared with ThroughputMonitor.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,8 +81,9 @@ class ReduceLROnPlateau(BaseCallback):
     after a reduction) the patience counter stays at 0; an improvement of more than
     ``min_delta`` over :attr:`best` resets it; otherwise (out of cooldown) it grows, and
     at ``patience``, if the learning rate is above ``min_lr``, it becomes
-    ``max(lr * factor, min_lr)``, the counter resets and a cooldown starts. NaN is never an improvement; a missing
-    key warns once (:class:`MissingMetricWarning`) and changes nothing.
+    ``max(lr * factor, min_lr)``, the counter resets and a cooldown starts. NaN is
+    never an improvement; a missing key warns once (:class:`MissingMetricWarning`) and
+    changes nothing.
 
     The learning rate is set through the
     :class:`~artifex.generative_models.training.callbacks.protocols.HyperparameterTrainer`
