@@ -1,6 +1,6 @@
 # Local stubs for the parts of optax this project uses (optax ships no py.typed).
 # Extend them as the project uses more of optax; keep the signatures faithful.
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import jax
@@ -85,3 +85,34 @@ class MultiSteps:
         self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
     ) -> tuple[Updates, OptState]: ...
     def gradient_transformation(self) -> GradientTransformationExtraArgs: ...
+
+class MultiStepsState(NamedTuple):
+    mini_step: jax.Array
+    gradient_step: jax.Array
+    inner_opt_state: OptState
+    acc_grads: Updates
+    skip_state: Any
+
+class InjectHyperparamsState(NamedTuple):
+    count: jax.Array  # type: ignore[assignment]  # optax names a field as tuple.count
+    hyperparams: dict[str, ArrayLike]
+    inner_state: OptState
+
+class InjectStatefulHyperparamsState(NamedTuple):
+    count: jax.Array  # type: ignore[assignment]  # optax names a field as tuple.count
+    hyperparams: dict[str, ArrayLike]
+    hyperparams_states: dict[str, Any]
+    inner_state: OptState
+
+def inject_hyperparams(
+    inner_factory: Callable[..., GradientTransformation],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: Any | None = None,
+) -> Callable[..., GradientTransformationExtraArgs]: ...
+def clip(max_delta: ArrayLike) -> GradientTransformation: ...
+def linear_schedule(
+    init_value: float,
+    end_value: float,
+    transition_steps: int,
+    transition_begin: int = 0,
+) -> Schedule: ...

@@ -10,16 +10,19 @@ sharding, so the compiled step takes it from the next step on without recompilin
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from artifex.generative_models.training._flat_state import FlatState, Leaves
 
 __all__ = ["Injected", "InjectedHyperparams"]
+
+M = TypeVar("M", bound=nnx.Module)
 
 _INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
 _FIX = (
@@ -132,11 +135,11 @@ class Injected:
         return [new if i == index else leaf for i, leaf in enumerate(leaves)]
 
 
-class InjectedHyperparams:
+class InjectedHyperparams(Generic[M]):
     """The trainer's side of the ``HyperparameterTrainer`` protocol, over its flat state."""
 
     __slots__ = ()
-    _state: FlatState[Any]
+    _state: FlatState[M]
 
     def hyperparameters(self) -> dict[str, float]:
         """The optimizer's ``optax.inject_hyperparams`` values (one device fetch).

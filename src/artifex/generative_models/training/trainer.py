@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
 import optax
@@ -71,7 +71,7 @@ __all__ = ["DataAxis", "DataSource", "LossFn", "LossOutput", "RemoteStop", "Trai
 M = TypeVar("M", bound=nnx.Module)
 
 
-class Trainer(InjectedHyperparams, Generic[M]):
+class Trainer(InjectedHyperparams[M]):
     """Train an ``nnx.Module`` with an optax optimizer, dispatching to callbacks.
 
     The step is a pure function of flat state lists, compiled with ``jax.jit`` once

@@ -151,9 +151,9 @@ class ThroughputMonitor(BaseCallback):
         self._steps += 1
         every = self.config.every_n_steps
         if every and self._steps % every == 0:
-            jax.block_until_ready(
-                [value for value in logs.values() if isinstance(value, jax.Array)]
-            )
+            for value in logs.values():
+                if isinstance(value, jax.Array):
+                    value.block_until_ready()
             logs.update(self._rates(trainer, self._batch, time.perf_counter() - self._batch.start))
             self._batch = _Window(self._steps, self._examples(trainer))
 
