@@ -15,8 +15,10 @@ from artifex.generative_models.training.callbacks import (
     CSVLogger,
     EarlyStopping,
     History,
+    HyperparameterTrainer,
     LambdaCallback,
     ProcessScope,
+    ReduceLROnPlateau,
     StatefulCallback,
     TrainerLike,
     TrainingCallback,
@@ -96,3 +98,11 @@ def array_states(tree: dict[str, Any]) -> None:
     early.load_array_state()  # type: ignore[call-arg]  # the state is required
     history: ArrayStatefulCallback = History()  # type: ignore[assignment]  # JSON state only
     del history
+
+
+def learning_rate_control(trainer: AttributeTrainer) -> None:
+    assert_type(EarlyStopping().best_score, float | None)  # None until a first score
+    reducer: StatefulCallback = ReduceLROnPlateau()
+    del reducer
+    tunable: HyperparameterTrainer = trainer  # type: ignore[assignment]  # no hyperparameters
+    del tunable

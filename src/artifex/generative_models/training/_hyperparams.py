@@ -24,7 +24,12 @@ __all__ = ["Injected", "InjectedHyperparams"]
 
 M = TypeVar("M", bound=nnx.Module)
 
-_INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
+# InjectHyperparamsState is optax's deprecated older state; a later optax may drop it.
+_INJECTED: tuple[type, ...] = tuple(
+    getattr(optax, name)
+    for name in ("InjectStatefulHyperparamsState", "InjectHyperparamsState")
+    if hasattr(optax, name)
+)
 _FIX = (
     "build the optimizer with optax.inject_hyperparams, e.g. "
     "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)"
@@ -107,7 +112,7 @@ class Injected:
         Raises:
             TypeError: If ``value`` is not a real number.
             ValueError: If there is no such hyperparameter, it is a schedule, or
-                ``value`` is not finite.
+                ``value`` is not finite (or not integral, for an integer one).
         """
         raw: object = value
         if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
@@ -126,6 +131,8 @@ class Injected:
             )
         index = self.indices[name]
         old = leaves[index]
+        if not jnp.issubdtype(old.dtype, jnp.floating) and float(value) != int(value):
+            raise ValueError(f"{name!r} is an {old.dtype} hyperparameter, got {value!r}")
         host = np.asarray(value, dtype=old.dtype)
         new = (
             jax.make_array_from_callback(old.shape, old.sharding, lambda where: host[where])
@@ -164,7 +171,9 @@ class InjectedHyperparams(Generic[M]):
     def set_hyperparameter(self, name: str, value: float, /) -> None:
         """Set an injected hyperparameter from the next compiled step on (no recompiling).
 
-        The new value has the old one's shape, dtype and sharding.
+        The new value has the old one's shape, dtype and sharding. Set from a hook:
+        with ``steps_per_execution > 1``, a value set in an ``on_batch_end`` holds from
+        the next chunk, and is lost if a stop inside the chunk rolls it back.
 
         Args:
             name: The hyperparameter, e.g. ``"learning_rate"``.

@@ -231,7 +231,11 @@ class Trainer(InjectedHyperparams[M]):
 
     @property
     def examples_seen(self) -> int:
-        """Examples trained on (each batch's first leaf's leading dimension, global)."""
+        """Examples trained by this trainer: the sum of each step's global batch rows.
+
+        A batch's rows are the leading dimension of its first leaf. The count is a
+        host int (no sync), not checkpointed: ``ThroughputMonitor`` uses differences.
+        """
         return self._progress.examples
 
     def state_dict(self) -> dict[str, Any]:
