@@ -448,10 +448,11 @@ class Trainer(Generic[M]):
         return steps
 
 
-if TYPE_CHECKING:  # static conformance to the optional trainer protocols
+# Static conformance to the optional trainer protocols: checks, never called.
+if TYPE_CHECKING:
 
-    def _conforms(trainer: Trainer[nnx.Linear]) -> CheckpointableTrainer:
+    def _conforms(trainer: Trainer[nnx.Linear]) -> CheckpointableTrainer:  # pyright: ignore[reportUnusedFunction]
         return trainer
 
-    def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:
+    def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:  # pyright: ignore[reportUnusedFunction]
         return trainer

@@ -9,7 +9,8 @@ from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     ProcessScope,
     TrainerLike,
-    _scope,
+    # A helper private to the callbacks package (pyright counts only the module).
+    _scope,  # pyright: ignore[reportPrivateUsage]
 )
 
 __all__ = ["LambdaCallback"]
