@@ -60,7 +60,7 @@ class LambdaCallback(BaseCallback):
         on_validation_end: Callable[[TrainerLike, dict[str, Any]], object] | None = None,
         process_scope: ProcessScope = "all",
     ) -> None:
-        self.process_scope = process_scope
+        self.process_scope: ProcessScope = process_scope
         _scope(self)
         hooks: dict[str, object] = {
             "on_train_begin": on_train_begin,

@@ -88,7 +88,9 @@ class MemoryProfiler(BaseCallback):
     __slots__ = ("config", "records", "unavailable")
 
     def __init__(self, config: MemoryProfilerConfig | None = None, /) -> None:
-        self.config = resolve_config(config, MemoryProfilerConfig, "MemoryProfiler")
+        self.config: MemoryProfilerConfig = resolve_config(
+            config, MemoryProfilerConfig, "MemoryProfiler"
+        )
         self.records: list[MemoryRecord] = []
         """Every record taken, across ``fit`` calls."""
         self.unavailable: tuple[str, ...] = ()
