@@ -70,7 +70,7 @@ def typecheck(session: nox.Session) -> None:
 
     mypy --strict over src, tests, typings, benchmarks, examples and this file (mypy.ini);
     pyright standard over the same and strict over src (pyproject.toml, pyright-strict.json);
-    pyrefly on the typing tests and the specification's examples (pyrefly.toml); and
+    pyrefly on the typing tests and the specification's examples ([tool.pyrefly]); and
     ``pyright --verifytypes`` on an installed (not editable) copy of the package.
     """
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
