@@ -10,6 +10,7 @@ import nox
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)  # the Programming Language classifiers
+PACKAGE = "artifex.generative_models.training"  # its public API, callbacks and conformance
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -65,10 +66,24 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict over src, tests, typings, benchmarks and this file."""
-    _install(session, "typecheck")
+    """Type-check with mypy, pyright and pyrefly; check the installed API's type completeness.
+
+    mypy --strict over src, tests, typings, benchmarks, examples and this file (mypy.ini);
+    pyright standard over the same and strict over src (pyproject.toml, pyright-strict.json);
+    pyrefly on the typing tests and the specification's examples ([tool.pyrefly]); and
+    ``pyright --verifytypes`` on an installed (not editable) copy of the package.
+    """
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    # A built copy of the current src, not an editable one, for --verifytypes.
+    session.install("--no-deps", "--force-reinstall", ".")
     assert isinstance(session.python, str)
     session.run("mypy", "--python-version", session.python, *session.posargs)
+    session.run("pyright", "--pythonversion", session.python)
+    session.run("pyright", "--pythonversion", session.python, "-p", "pyright-strict.json")
+    session.run("pyrefly", "check", "--python-version", session.python)
+    # From an empty folder, so that the installed copy is checked, not src/.
+    with session.chdir(session.create_tmp()):
+        session.run("pyright", "--verifytypes", PACKAGE, "--ignoreexternal")
 
 
 @nox.session(python=PYTHONS)

@@ -337,9 +337,12 @@ def test_dropout_rng_state_advances() -> None:
 
     model = Net(nnx.Rngs(0))
     trainer = Trainer(model, optax.sgd(0.1), loss)
-    count = int(model.dropout.rngs.count[...])
+    rngs = model.dropout.rngs
+    assert rngs is not None
+    count = int(rngs.count[...])
     trainer.fit(batches(3), epochs=1)
-    assert int(trainer.model.dropout.rngs.count[...]) == count + 3
+    assert trainer.model.dropout.rngs is rngs
+    assert int(rngs.count[...]) == count + 3
 
 
 # ------------------------------------------------------------------ bad input

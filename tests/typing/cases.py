@@ -2,7 +2,8 @@
 
 Every class here is a valid definition; whether it *conforms* is what
 ``check_protocols.py`` (statically) and ``tests/training/callbacks/test_protocols.py``
-(at run time) pin down.
+(at run time) pin down. The ignores on the negative cases below are the negative
+cases themselves: each checker must report its error there (see README.md here).
 """
 
 from __future__ import annotations
@@ -88,21 +89,21 @@ class MissingHookCallback:
 class WrongArityCallback(StructuralCallback):
     """``on_epoch_end`` takes no ``logs``."""
 
-    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # the negative case itself
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
         ...
 
 
 class WrongParamTypeCallback(StructuralCallback):
     """``on_epoch_begin`` wants a ``str`` epoch."""
 
-    def on_epoch_begin(self, trainer: TrainerLike, epoch: str) -> None:  # type: ignore[override]  # the negative case itself
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: str) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
         ...
 
 
 class NonNoneReturnCallback(StructuralCallback):
     """``on_train_begin`` returns an ``int``."""
 
-    def on_train_begin(self, trainer: TrainerLike) -> int:  # type: ignore[override]  # the negative case itself
+    def on_train_begin(self, trainer: TrainerLike) -> int:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
         return 1
 
 

@@ -1,20 +1,25 @@
-"""Typing checks (typeshed style): type-checked by mypy, never run.
+"""Typing checks (typeshed style): type-checked by mypy, pyright and pyrefly, never run.
 
-``assert_type`` and plain assignments pin what must pass; each ``# type: ignore[code]``
-pins an error that must occur (``warn_unused_ignores`` fails the check if it does not).
+``assert_type`` and plain assignments pin what must pass under all three checkers. Each
+negative case carries one ignore per checker, with the checker's own error code:
+``# type: ignore[code]`` (mypy), ``# pyright: ignore[rule]`` and ``# pyrefly: ignore[kind]``.
+Each checker honours only its own and reports an unused one, so each ignore pins an error
+that must occur (README.md here says how each checker is configured for this).
 """
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+from typing import Any, assert_never, assert_type
 
 from artifex.generative_models.training.callbacks import (
+    HOOK_NAMES,
     ArrayStatefulCallback,
     BaseCallback,
     CallbackList,
     CSVLogger,
     EarlyStopping,
     History,
+    HookName,
     HyperparameterTrainer,
     LambdaCallback,
     ProcessScope,
@@ -50,30 +55,33 @@ def positives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
     callbacks = CallbackList([RenamingCallback(), StructuralCallback()])
     assert_type(callbacks.on_epoch_end(trainer, epoch=5, metrics={"loss": 0.5}), None)
     assert_type(callbacks.on_batch_end(trainer, batch=5, logs=logs), None)
-    callbacks.on_batch_end(trainer, 5, metrics=logs)  # type: ignore[call-arg]  # no alias here
+    # No `metrics` alias here (pyrefly reports the missing `logs` and the unknown keyword).
+    callbacks.on_batch_end(trainer, 5, metrics=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[missing-argument, unexpected-keyword]
     assert_type(callbacks.callbacks, tuple[TrainingCallback, ...])
     assert_type(len(callbacks), int)
     assert_type(cb2 in callbacks, bool)
 
 
 def negatives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
-    a: TrainingCallback = MissingHookCallback()  # type: ignore[assignment]  # missing hook
-    b: TrainingCallback = WrongArityCallback()  # type: ignore[assignment]  # wrong arity
-    c: TrainingCallback = WrongParamTypeCallback()  # type: ignore[assignment]  # wrong param type
-    d: TrainingCallback = NonNoneReturnCallback()  # type: ignore[assignment]  # non-None return
-    t: TrainerLike = WrongModelTrainer()  # type: ignore[assignment]  # model of the wrong type
-    CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # not a callback
-    CallbackList().append(WrongArityCallback())  # type: ignore[arg-type]  # not a callback
+    # A missing hook, a wrong arity, a wrong parameter type, a non-None return, a model of
+    # the wrong type; then non-callbacks given to a CallbackList.
+    a: TrainingCallback = MissingHookCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    b: TrainingCallback = WrongArityCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    c: TrainingCallback = WrongParamTypeCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    d: TrainingCallback = NonNoneReturnCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    t: TrainerLike = WrongModelTrainer()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+    CallbackList().append(WrongArityCallback())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
     # Keyword calls through the Protocol type are rejected: parameters are positional-only.
     cb: TrainingCallback = BaseCallback()
-    cb.on_epoch_end(trainer, epoch=1, logs=logs)  # type: ignore[call-arg]  # positional-only
-    cb.on_batch_end(trainer, 1, logs=logs)  # type: ignore[call-arg]  # positional-only
-    # BaseCallback's overrides must keep the hook's arity.
+    cb.on_epoch_end(trainer, epoch=1, logs=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
+    cb.on_batch_end(trainer, 1, logs=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
     del a, b, c, d, t
 
 
 class NarrowingOverride(BaseCallback):
-    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # drops logs
+    # BaseCallback's overrides must keep the hook's arity: this one drops `logs`.
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
         ...
 
 
@@ -82,11 +90,13 @@ def process_scopes() -> None:
     assert_type(CSVLogger().process_scope, ProcessScope)
     assert_type(CallbackList(process_index=1).process_index, int | None)
     LambdaCallback(process_scope="main")
-    LambdaCallback(process_scope="rank0")  # type: ignore[arg-type]  # not a scope
-    CallbackList(process_index="0")  # type: ignore[arg-type]  # not an int
+    # "rank0" is not a scope; "0" is not an int.
+    LambdaCallback(process_scope="rank0")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+    CallbackList(process_index="0")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
 
     class Everywhere(BaseCallback):
-        process_scope = "everywhere"  # type: ignore[assignment]  # not a scope
+        # Not a scope.
+        process_scope = "everywhere"  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
 
 
 def array_states(tree: dict[str, Any]) -> None:
@@ -94,9 +104,11 @@ def array_states(tree: dict[str, Any]) -> None:
     stateful: StatefulCallback = early  # an array part is an addition to the JSON part
     assert_type(stateful.state_dict(), dict[str, Any])
     early.load_array_state(tree)
-    early.load_array_state(state=tree)  # type: ignore[call-arg]  # positional-only
-    early.load_array_state()  # type: ignore[call-arg]  # the state is required
-    history: ArrayStatefulCallback = History()  # type: ignore[assignment]  # JSON state only
+    # The state is positional-only, and required.
+    early.load_array_state(state=tree)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
+    early.load_array_state()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[bad-argument-count]
+    # History has a JSON state only.
+    history: ArrayStatefulCallback = History()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
     del history
 
 
@@ -104,5 +116,64 @@ def learning_rate_control(trainer: AttributeTrainer) -> None:
     assert_type(EarlyStopping().best_score, float | None)  # None until a first score
     reducer: StatefulCallback = ReduceLROnPlateau()
     del reducer
-    tunable: HyperparameterTrainer = trainer  # type: ignore[assignment]  # no hyperparameters
+    tunable: HyperparameterTrainer = trainer  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no hyperparameters
     del tunable
+
+
+# ------------------------------------------------- what pyright users hit and mypy users do not
+
+
+def never_narrowing(cb: TrainingCallback, hook: HookName) -> None:
+    # Narrowing a Protocol-typed value to a conforming class keeps the class (pyright once
+    # narrowed CallbackList's own dispatch loop to Never, and then checked no hook call).
+    if type(cb) is CallbackList:
+        assert_type(cb, CallbackList)
+    if isinstance(cb, CallbackList):
+        assert_type(cb, CallbackList)
+    # HookName narrows to Never once each of its eight names is matched ...
+    match hook:
+        case "on_train_begin" | "on_train_end" | "on_epoch_begin" | "on_epoch_end":
+            pass
+        case "on_batch_begin" | "on_batch_end" | "on_validation_begin" | "on_validation_end":
+            pass
+        case _:
+            assert_never(hook)
+
+
+def unexhausted(hook: HookName) -> None:
+    # ... and not before: "on_validation_end" is left.
+    match hook:
+        case "on_train_begin" | "on_train_end" | "on_epoch_begin" | "on_epoch_end":
+            pass
+        case "on_batch_begin" | "on_batch_end" | "on_validation_begin":
+            pass
+        case _:
+            assert_never(hook)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+
+
+def literal_widening() -> None:
+    # An unannotated list of hook names is a list[str] under every checker, and a
+    # comprehension over HOOK_NAMES is one under pyright: declare list[HookName].
+    hooks: list[HookName] = [h for h in HOOK_NAMES if "batch" in h]
+    assert_type(hooks, list[HookName])
+    assert_type(HOOK_NAMES[0], HookName)
+    names = ["on_train_begin", "on_epoch_end"]
+    assert_type(names, list[str])
+    wanted: HookName = names[0]  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    del wanted
+
+
+class GetattrProxy:
+    """Answers every attribute through ``__getattr__``; ``CallbackList`` accepts it at run time."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+def getattr_proxy() -> None:
+    # The checkers legitimately differ here, so each verdict is pinned on its own: mypy finds
+    # a Protocol's members through __getattr__ and accepts the proxy (an ignore for mypy would
+    # be unused), pyright and pyrefly look for declared members only and reject it. At run
+    # time CallbackList accepts it (tests/training/callbacks/test_base.py).
+    proxy: TrainingCallback = GetattrProxy()  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    del proxy

@@ -186,6 +186,7 @@ def run(workdir: Path) -> dict[str, Any]:
     out["restore_trainer"] = restored_into
 
     best = out["best_step"]
+    assert best is not None, "the run saved a best checkpoint"
     best_epoch = best // STEPS_PER_EPOCH - 1
     model = Tiny(mesh)
     result = restore_checkpoint(ckpt, step=best, target=model)

@@ -30,6 +30,7 @@ from artifex.generative_models.training.callbacks import (
     EarlyStoppingConfig,
     ModelCheckpoint,
     ProgressBar,
+    TrainingCallback,
 )
 
 __all__ = ["DemoResult", "main", "run"]
@@ -129,7 +130,7 @@ def run(
     checkpoint = ModelCheckpoint(
         CheckpointConfig(dirpath=checkpoint_dir, monitor="val_loss", save_top_k=2)
     )
-    callbacks = [
+    callbacks: list[TrainingCallback] = [
         EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=patience)),
         CSVLogger(CSVLoggerConfig(filename=csv_path)),
         checkpoint,  # after the stateful ones: checkpoints hold their end-of-epoch state

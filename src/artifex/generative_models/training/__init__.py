@@ -6,6 +6,7 @@ The trainer and the batcher are imported lazily (PEP 562), so that importing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from artifex.generative_models.training._lazy import lazy_exports
@@ -32,6 +33,8 @@ __all__ = [
     "Trainer",
 ]
 
+__getattr__: Callable[[str], object]
+__dir__: Callable[[], list[str]]
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {

@@ -165,19 +165,21 @@ class Trainer(InjectedHyperparams[M]):
         for name, fn in (("loss_fn", loss_fn), ("eval_fn", eval_fn)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
-        self.steps_per_execution = check_int("steps_per_execution", steps_per_execution, minimum=1)
-        self.donate = check_bool("donate", donate)
+        self.steps_per_execution: int = check_int(
+            "steps_per_execution", steps_per_execution, minimum=1
+        )
+        self.donate: bool = check_bool("donate", donate)
         self._eval_mode = eval_attributes(eval_mode)
         self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.eval_fn = eval_fn
         self.wrt = wrt
-        self.callbacks = (
+        self.callbacks: CallbackList = (
             callbacks if isinstance(callbacks, CallbackList) else CallbackList(callbacks)
         )
         stateful_callbacks(self.callbacks)  # two equal state_keys fail here
-        self.stop_training = False
+        self.stop_training: bool = False
         self._progress = Progress()
         self._status: RunStatus = "completed"
         self._stopped_by: object | None = None
@@ -463,12 +465,13 @@ class Trainer(InjectedHyperparams[M]):
         return steps
 
 
-if TYPE_CHECKING:  # static conformance to the optional trainer protocols
+# Static conformance to the optional trainer protocols: checks, never called.
+if TYPE_CHECKING:
 
-    def _conforms(trainer: Trainer[nnx.Linear]) -> CheckpointableTrainer:
+    def _conforms(trainer: Trainer[nnx.Linear]) -> CheckpointableTrainer:  # pyright: ignore[reportUnusedFunction]
         return trainer
 
-    def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:
+    def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:  # pyright: ignore[reportUnusedFunction]
         return trainer
 
     def _tunes(trainer: Trainer[nnx.Linear]) -> HyperparameterTrainer:

@@ -84,7 +84,7 @@ class CSVLogger(BaseCallback):
     def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
         if config is not None and kwargs:
             raise TypeError("pass either a CSVLoggerConfig or keyword fields, not both")
-        self.config = resolve_config(
+        self.config: CSVLoggerConfig = resolve_config(
             CSVLoggerConfig(**kwargs) if config is None else config, CSVLoggerConfig, "CSVLogger"
         )
         self._path: Path | None = None

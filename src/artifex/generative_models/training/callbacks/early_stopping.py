@@ -134,7 +134,10 @@ class EarlyStopping(BaseCallback):
     )
 
     def __init__(self, config: EarlyStoppingConfig | None = None, /) -> None:
-        self.config = config = resolve_config(config, EarlyStoppingConfig, "EarlyStopping")
+        self.config: EarlyStoppingConfig = resolve_config(
+            config, EarlyStoppingConfig, "EarlyStopping"
+        )
+        config = self.config
         self._lookup = MonitorLookup("EarlyStopping", config.monitor, strict=config.strict)
         self._best_state: nnx.State[Any, Any] | None = None
         # Best weights loaded by load_array_state (a pure dict, keyed as saved), made

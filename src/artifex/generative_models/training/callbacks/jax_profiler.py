@@ -70,7 +70,7 @@ class JAXProfiler(BaseCallback):
     process_scope: ProcessScope = "main"  # one trace, on process 0 only
 
     def __init__(self, config: JAXProfilerConfig | None = None, /) -> None:
-        self.config = resolve_config(config, JAXProfilerConfig, "JAXProfiler")
+        self.config: JAXProfilerConfig = resolve_config(config, JAXProfilerConfig, "JAXProfiler")
         self._tracing = False
         self.trace_dir: Path | None = None
         """The directory of the last completed trace, or ``None``."""

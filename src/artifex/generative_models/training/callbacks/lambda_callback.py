@@ -9,7 +9,8 @@ from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     ProcessScope,
     TrainerLike,
-    _scope,
+    # A helper private to the callbacks package (pyright counts only the module).
+    _scope,  # pyright: ignore[reportPrivateUsage]
 )
 
 __all__ = ["LambdaCallback"]
@@ -59,7 +60,7 @@ class LambdaCallback(BaseCallback):
         on_validation_end: Callable[[TrainerLike, dict[str, Any]], object] | None = None,
         process_scope: ProcessScope = "all",
     ) -> None:
-        self.process_scope = process_scope
+        self.process_scope: ProcessScope = process_scope
         _scope(self)
         hooks: dict[str, object] = {
             "on_train_begin": on_train_begin,

@@ -89,7 +89,9 @@ class MemoryProfiler(BaseCallback):
     reads_epoch_logs: ClassVar[bool] = False  # its on_epoch_end reads memory statistics
 
     def __init__(self, config: MemoryProfilerConfig | None = None, /) -> None:
-        self.config = resolve_config(config, MemoryProfilerConfig, "MemoryProfiler")
+        self.config: MemoryProfilerConfig = resolve_config(
+            config, MemoryProfilerConfig, "MemoryProfiler"
+        )
         self.records: list[MemoryRecord] = []
         """Every record taken, across ``fit`` calls."""
         self.unavailable: tuple[str, ...] = ()

@@ -215,7 +215,8 @@ class ModelCheckpoint(BaseCallback):
     )
 
     def __init__(self, config: CheckpointConfig | None = None, /) -> None:
-        self.config = config = resolve_config(config, CheckpointConfig, "ModelCheckpoint")
+        self.config: CheckpointConfig = resolve_config(config, CheckpointConfig, "ModelCheckpoint")
+        config = self.config
         self._lookup = (
             None
             if config.monitor is None

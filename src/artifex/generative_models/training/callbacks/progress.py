@@ -110,7 +110,8 @@ class ProgressBar(BaseCallback):
     process_scope: ProcessScope = "main"  # one bar, on process 0 only
 
     def __init__(self, config: ProgressBarConfig | None = None, /) -> None:
-        self.config = config = resolve_config(config, ProgressBarConfig, "ProgressBar")
+        self.config: ProgressBarConfig = resolve_config(config, ProgressBarConfig, "ProgressBar")
+        config = self.config
         self._console: Console | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None

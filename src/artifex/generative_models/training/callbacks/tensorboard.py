@@ -66,7 +66,9 @@ class TensorBoardLogger(BaseCallback):
     process_scope: ProcessScope = "main"  # one event log, on process 0 only
 
     def __init__(self, config: TensorBoardConfig | None = None, /) -> None:
-        self.config = resolve_config(config, TensorBoardConfig, "TensorBoardLogger")
+        self.config: TensorBoardConfig = resolve_config(
+            config, TensorBoardConfig, "TensorBoardLogger"
+        )
         self._writer: SummaryWriter | None = None
 
     def __repr__(self) -> str:

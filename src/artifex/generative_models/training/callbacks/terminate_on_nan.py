@@ -35,7 +35,7 @@ class TerminateOnNaN(BaseCallback):
 
     def __init__(self, *, monitor: str = "loss") -> None:
         check_name("monitor", monitor)
-        self.monitor = monitor
+        self.monitor: str = monitor
         self._lookup = MonitorLookup("TerminateOnNaN", monitor, strict=False)
         self.stopped_step: int | None = None
         self.bad_value: float | None = None

@@ -11,6 +11,7 @@ Names are loaded lazily, so importing the pytest plugin stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from artifex.generative_models.training._lazy import lazy_exports
@@ -70,6 +71,8 @@ __all__ = [
     "check_trainer",
 ]
 
+__getattr__: Callable[[str], object]
+__dir__: Callable[[], list[str]]
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {

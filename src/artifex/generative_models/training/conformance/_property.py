@@ -7,7 +7,9 @@ minimal one. Hypothesis is imported only when the scenario runs.
 
 from __future__ import annotations
 
-from artifex.generative_models.training.callbacks.base import HOOK_NAMES
+from typing import cast
+
+from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
 from artifex.generative_models.training.conformance._execute import (
     Context,
     Found,
@@ -50,7 +52,7 @@ def property_scenario(ctx: Context) -> Found:
         ) from error
     batches, with_validation = ctx.batches, validating(ctx)
     failing = isinstance(ctx.harness, FailingHarness)
-    hooks = [h for h in HOOK_NAMES if with_validation or "validation" not in h]
+    hooks: list[HookName] = [h for h in HOOK_NAMES if with_validation or "validation" not in h]
 
     @st.composite
     def plan(draw: st.DrawFn) -> FitPlan:
@@ -68,7 +70,7 @@ def property_scenario(ctx: Context) -> Found:
             st.sampled_from([None, "callback", "data"] if failing else [None, "callback"])
         )
         if failure == "callback":
-            hook = draw(st.sampled_from(hooks))
+            hook: HookName = draw(st.sampled_from(hooks))
             raises = (Trigger(hook=hook, occurrence=draw(st.integers(0, 2))),)
         data_failure = None
         if failure == "data" and epochs * batches and not validation:
@@ -103,7 +105,8 @@ def property_scenario(ctx: Context) -> Found:
         deadline=None,
         database=database,
         derandomize=database is None,
-        suppress_health_check=list(HealthCheck),
+        # HealthCheck's metaclass has an unannotated __iter__: pyright infers the metaclass.
+        suppress_health_check=cast("list[HealthCheck]", list(HealthCheck)),
         phases=[Phase.generate, Phase.shrink],
     )
     try:

@@ -276,8 +276,8 @@ class _Trigger(_EveryHook):
     __slots__ = ("_count", "_current", "call", "schedule")
 
     def __init__(self, schedule: Sequence[tuple[HookName, int] | None]) -> None:
-        self.schedule = tuple(schedule)
-        self.call = 0
+        self.schedule: tuple[tuple[HookName, int] | None, ...] = tuple(schedule)
+        self.call: int = 0
         self._current: tuple[HookName, int] | None = None
         self._count = 0
 
@@ -369,8 +369,8 @@ class RaiseAt(_Trigger):
         interrupt: bool = False,
     ) -> None:
         super().__init__(schedule)
-        self.log = log
-        self.interrupt = interrupt
+        self.log: list[tuple[int, HookName, BaseException]] = log
+        self.interrupt: bool = interrupt
 
     def _fire(self, trainer: TrainerLike) -> None:
         assert self._current is not None
@@ -455,8 +455,8 @@ class FailingData(Generic[_T]):
         if at_batch < 0:
             raise ValueError(f"at_batch must be >= 0, got {at_batch!r}")
         self._batches = batches
-        self.error = error
-        self.at_batch = at_batch
+        self.error: BaseException = error
+        self.at_batch: int = at_batch
         self._count = 0
 
     def __iter__(self) -> Iterator[_T]:
