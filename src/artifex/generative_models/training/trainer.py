@@ -465,17 +465,12 @@ class Trainer(InjectedHyperparams[M]):
         return steps
 
 
-# Static conformance to the optional trainer protocols: checks, never called.
+# Static conformance to the optional trainer protocols: a check, never called.
 if TYPE_CHECKING:
 
-    def _conforms(trainer: Trainer[nnx.Linear]) -> CheckpointableTrainer:  # pyright: ignore[reportUnusedFunction]
-        return trainer
-
-    def _hosts(trainer: Trainer[nnx.Linear]) -> CallbackHost:  # pyright: ignore[reportUnusedFunction]
-        return trainer
-
-    def _tunes(trainer: Trainer[nnx.Linear]) -> HyperparameterTrainer:
-        return trainer
-
-    def _counts(trainer: Trainer[nnx.Linear]) -> ExampleCounter:
-        return trainer
+    def _conforms(trainer: Trainer[nnx.Linear]) -> None:  # pyright: ignore[reportUnusedFunction]
+        checkpointable: CheckpointableTrainer = trainer
+        host: CallbackHost = trainer
+        tunable: HyperparameterTrainer = trainer
+        counter: ExampleCounter = trainer
+        del checkpointable, host, tunable, counter

@@ -68,7 +68,9 @@ class LearningRateMonitor(BaseCallback):
     reads_epoch_logs: ClassVar[bool] = False  # it adds keys (see callbacks/_order.py)
 
     def __init__(self, config: LearningRateMonitorConfig | None = None, /) -> None:
-        self.config = resolve_config(config, LearningRateMonitorConfig, "LearningRateMonitor")
+        self.config: LearningRateMonitorConfig = resolve_config(
+            config, LearningRateMonitorConfig, "LearningRateMonitor"
+        )
 
     def __repr__(self) -> str:
         """A readable representation with the config."""

@@ -107,13 +107,16 @@ class ReduceLROnPlateau(BaseCallback):
     __slots__ = ("_lookup", "_resumed", "best", "config", "cooldown_counter", "wait")
 
     def __init__(self, config: ReduceLROnPlateauConfig | None = None, /) -> None:
-        self.config = config = resolve_config(config, ReduceLROnPlateauConfig, "ReduceLROnPlateau")
+        self.config: ReduceLROnPlateauConfig = resolve_config(
+            config, ReduceLROnPlateauConfig, "ReduceLROnPlateau"
+        )
+        config = self.config
         self._lookup = MonitorLookup("ReduceLROnPlateau", config.monitor, strict=config.strict)
         self.best: float | None = None
         """The best value seen, or ``None`` before a first (non-NaN) one."""
-        self.wait = 0
+        self.wait: int = 0
         """Epochs since the last improvement (or the end of the last cooldown)."""
-        self.cooldown_counter = 0
+        self.cooldown_counter: int = 0
         """Epochs of cooldown left."""
         self._resumed = False
 
@@ -164,10 +167,10 @@ class ReduceLROnPlateau(BaseCallback):
         config = self.config
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
-            self.wait = 0
+            self.wait: int = 0
         if self._improves(current):
             self.best = current
-            self.wait = 0
+            self.wait: int = 0
             return
         if self.cooldown_counter > 0:
             return
@@ -181,7 +184,7 @@ class ReduceLROnPlateau(BaseCallback):
             tunable.set_hyperparameter(config.hyperparameter, new)
             _log.info("ReduceLROnPlateau: epoch %d: learning rate %.4g -> %.4g", epoch, old, new)
             self.cooldown_counter = config.cooldown
-            self.wait = 0
+            self.wait: int = 0
 
     # ------------------------------------------------------------- callback state
 

@@ -110,7 +110,9 @@ class ThroughputMonitor(BaseCallback):
     reads_epoch_logs: ClassVar[bool] = False  # it adds keys (see callbacks/_order.py)
 
     def __init__(self, config: ThroughputMonitorConfig | None = None, /) -> None:
-        self.config = resolve_config(config, ThroughputMonitorConfig, "ThroughputMonitor")
+        self.config: ThroughputMonitorConfig = resolve_config(
+            config, ThroughputMonitorConfig, "ThroughputMonitor"
+        )
         self._steps = 0
         self._epoch = _Window(0, None)
         self._batch = _Window(0, None)
