@@ -102,12 +102,21 @@ def build(
     early: EarlyStopping | None = None,
     extra: tuple[TrainingCallback, ...] = (),
     async_save: bool = False,
+    every_n_epochs: int | None = 1,
+    every_n_steps: int | None = None,
+    steps_per_execution: int = 1,
 ) -> tuple[Trainer[DropoutMLP], EarlyStopping, History]:
     """A trainer with EarlyStopping, History, CSVLogger, ``extra``, then ModelCheckpoint."""
     early = early_stopping() if early is None else early
     history = History()
     checkpoint = ModelCheckpoint(
-        CheckpointConfig(dirpath=workdir / "checkpoints", save_top_k=-1, async_save=async_save)
+        CheckpointConfig(
+            dirpath=workdir / "checkpoints",
+            save_top_k=-1,
+            async_save=async_save,
+            every_n_epochs=every_n_epochs,
+            every_n_steps=every_n_steps,
+        )
     )
     callbacks: list[TrainingCallback] = [
         early,
@@ -116,7 +125,13 @@ def build(
         *extra,
         checkpoint,
     ]
-    trainer = Trainer(make_model(seed), optax.adam(1e-2), loss_fn, callbacks=callbacks)
+    trainer = Trainer(
+        make_model(seed),
+        optax.adam(1e-2),
+        loss_fn,
+        callbacks=callbacks,
+        steps_per_execution=steps_per_execution,
+    )
     return trainer, early, history
 
 

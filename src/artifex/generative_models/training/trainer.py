@@ -42,6 +42,12 @@ from artifex.generative_models.training._epoch import (
     evaluate,
 )
 from artifex.generative_models.training._flat_state import FlatState
+from artifex.generative_models.training._midepoch import (
+    Position,
+    check_resumable,
+    epoch_progress,
+    load_position,
+)
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
 from artifex.generative_models.training._steps import (
     CompiledSteps,
@@ -178,6 +184,7 @@ class Trainer(Generic[M]):
         self._error: BaseException | None = None
         self._data: object | None = None
         self._pending_data_state: dict[str, Any] | None = None
+        self._resume_at: Position | None = None
         self._state = FlatState(model, optimizer, wrt, donate=donate, spmd=self._spmd)
         self._steps = self._compile()
 
@@ -219,6 +226,16 @@ class Trainer(Generic[M]):
         return self._error
 
     @property
+    def resumable_mid_epoch(self) -> bool:
+        """Whether :meth:`state_dict` now holds a mid-epoch position (see the README)."""
+        return self._progress.sums is not None
+
+    @property
+    def last_batch_of_epoch(self) -> bool:
+        """Whether the batch that just ran is known (sized data) to end its epoch."""
+        return self._progress.last_batch
+
+    @property
     def opt_state(self) -> Any:
         """The optimizer state (a pytree shaped like ``optimizer.init`` returned)."""
         return self._state.opt_state_tree()
@@ -233,6 +250,8 @@ class Trainer(Generic[M]):
             resumes with the following epoch), plus ``"data"`` (the batcher's
             ``state_dict()``: seed, data epoch and position) when the last ``fit``
             used data with state. The model's RNG streams are part of ``"model"``.
+            Where :attr:`resumable_mid_epoch`, ``"epoch"`` is the epoch in progress
+            and ``"epoch_progress"`` holds the position in it (see ``_midepoch``).
             The arrays are never donated later.
         """
         progress = self._progress
@@ -243,6 +262,9 @@ class Trainer(Generic[M]):
             "step": progress.step,
             "epoch": progress.epoch + 1 if progress.closing else progress.epoch,
         }
+        position = epoch_progress(progress)
+        if position is not None:
+            state["epoch_progress"] = position
         if isinstance(self._data, StatefulData):
             state["data"] = self._data.state_dict()
         elif self._pending_data_state is not None:
@@ -253,7 +275,9 @@ class Trainer(Generic[M]):
         """Restore what :meth:`state_dict` returned.
 
         ``"data"``, if present, is loaded into the current training data if it has
-        state, or else kept and loaded into the next ``fit``'s data.
+        state, or else kept and loaded into the next ``fit``'s data. With
+        ``"epoch_progress"`` (a mid-epoch state) the next ``fit`` continues inside
+        epoch ``"epoch"``, after its first ``batches`` batches.
 
         Args:
             state: A pytree with the structure :meth:`state_dict` returns.
@@ -268,6 +292,7 @@ class Trainer(Generic[M]):
         self._state.load(state["model"], state["opt_state"])
         self._progress.step = int(state["step"])
         self._progress.epoch = int(state["epoch"])
+        self._resume_at = load_position(state, self._spmd)
         if "data" in state:
             if isinstance(self._data, StatefulData):
                 self._data.load_state_dict(state["data"])
@@ -346,6 +371,7 @@ class Trainer(Generic[M]):
         if resume_from is not None:
             self.resume(resume_from)
         source: object = train_data
+        check_resumable(self._resume_at, source, self._progress.epoch)
         if self._pending_data_state is not None and isinstance(source, StatefulData):
             source.load_state_dict(self._pending_data_state)
             self._pending_data_state = None
@@ -370,7 +396,8 @@ class Trainer(Generic[M]):
             for _ in range(epochs):
                 epoch = progress.epoch
                 cbs.on_epoch_begin(self, epoch)
-                logs, stopper = runner.train()
+                resume, self._resume_at = self._resume_at, None
+                logs, stopper = runner.train(resume)
                 if val_data is not None and stopper is None:
                     cbs.on_validation_begin(self)
                     val_logs = evaluate(runner.steps, state, self._spmd, val_data, "val_data")
@@ -389,6 +416,7 @@ class Trainer(Generic[M]):
         except BaseException as error:
             self._status, self._error = "failed", error
             progress.closing = False
+            progress.leave_batches()
             try:
                 state.sync()
             except Exception as sync_error:  # pragma: no cover - a deleted donated buffer
