@@ -23,6 +23,7 @@ from flax import nnx
 
 from artifex.generative_models.training._flat_state import FlatState, Leaves, same
 from artifex.generative_models.training._means import Sums, means
+from artifex.generative_models.training._preemption import NOTICE, PreemptionWatch
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training._steps import CompiledSteps
 from artifex.generative_models.training._stopping import StopArbiter
@@ -155,6 +156,9 @@ class EpochRunner(Generic[M]):
         data: This fit's training data (rewound after a discarded chunk).
         steps_per_execution: Steps per compiled dispatch.
         spmd: The mesh placement, or ``None``.
+        preemption: Asked after every step whether a preemption notice came; the
+            epoch then stops at the next resumable point (a chunk's end) with
+            :data:`NOTICE` as its stopper, keeping that position for the save.
     """
 
     __slots__ = (
@@ -162,6 +166,7 @@ class EpochRunner(Generic[M]):
         "callbacks",
         "chunk_size",
         "data",
+        "preemption",
         "progress",
         "spmd",
         "state",
@@ -182,8 +187,10 @@ class EpochRunner(Generic[M]):
         *,
         steps_per_execution: int,
         spmd: DataParallel | None,
+        preemption: PreemptionWatch,
     ) -> None:
         self.trainer = trainer
+        self.preemption = preemption
         self.callbacks = callbacks
         self.state = state
         self.steps = steps
@@ -193,6 +200,52 @@ class EpochRunner(Generic[M]):
         self.chunk_size = steps_per_execution
         self.spmd = spmd
         self._batch_def: Any = None  # every batch of a fit has the first one's structure
+
+    def run(
+        self,
+        epochs: int,
+        val_data: DataSource | None,
+        resume: tuple[int, Sums] | None,
+        history: list[Logs],
+    ) -> object | None:
+        """Run ``epochs`` epochs (the first resumed at ``resume``); return what stopped them.
+
+        Appends each epoch's logs to ``history``. A preemption notice ends the run
+        with :data:`NOTICE`: inside an epoch at once (no validation, no
+        ``on_epoch_end``; the position is kept for the save), or after an
+        ``on_epoch_end``.
+        """
+        trainer, callbacks, progress, state = (
+            self.trainer,
+            self.callbacks,
+            self.progress,
+            self.state,
+        )
+        stopper: object | None = None
+        for _ in range(epochs):
+            epoch = progress.epoch
+            callbacks.on_epoch_begin(trainer, epoch)
+            logs, stopper = self.train(resume)
+            resume = None
+            if stopper is NOTICE:
+                return stopper
+            if val_data is not None and stopper is None:
+                callbacks.on_validation_begin(trainer)
+                val_logs = evaluate(self.steps, state, self.spmd, val_data, "val_data")
+                callbacks.on_validation_end(trainer, val_logs)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            state.sync()
+            progress.closing = True
+            callbacks.on_epoch_end(trainer, epoch, logs)
+            history.append(logs)
+            progress.epoch, progress.closing = epoch + 1, False
+            if stopper is None:
+                stopper = self.stops.check()
+            if stopper is None and self.preemption.notified:
+                stopper = NOTICE
+            if stopper is not None:
+                return stopper
+        return None
 
     def train(self, resume: tuple[int, Sums] | None = None) -> tuple[Logs, object | None]:
         """Run one epoch's batch pairs; return its mean logs and what stopped it.
@@ -253,7 +306,8 @@ class EpochRunner(Generic[M]):
             if pending:
                 assert sums is not None
                 sums, stopper = self._run_singles(pending, sums, length)
-        progress.leave_batches()
+        if stopper is not NOTICE:  # the save needs the position
+            progress.leave_batches()
         if progress.batches == 0 or sums is None:
             raise ValueError(
                 f"train_data yielded no batches in epoch {progress.epoch}; pass a "
@@ -277,7 +331,10 @@ class EpochRunner(Generic[M]):
         progress.batches += 1
         progress.sums, progress.last_batch = sums, progress.batches == length
         self.callbacks.on_batch_end(self.trainer, step, logs)
-        return sums, self.stops.check()
+        stopper = self.stops.check()
+        if stopper is None and self.preemption.requested(step + 1):
+            stopper = NOTICE
+        return sums, stopper
 
     def _run_singles(
         self, batches: list[Any], sums: Sums, length: int | None
@@ -307,6 +364,7 @@ class EpochRunner(Generic[M]):
         last = len(batches) - 1
         kept = 0  # the steps that count: those whose on_batch_begin returned
         progress.sums = None  # inside the chunk no position is resumable
+        notice = False  # a preemption notice stops the epoch at the chunk's end
         try:
             for i, logs in enumerate(per_step):
                 progress.step = start + i
@@ -317,7 +375,10 @@ class EpochRunner(Generic[M]):
                     progress.sums = new_sums
                     progress.last_batch = progress.batches == length
                 callbacks.on_batch_end(trainer, start + i, logs)
+                notice = self.preemption.requested(start + kept) or notice
                 stopper = self.stops.check()
+                if stopper is None and notice and i == last:
+                    return new_sums, NOTICE
                 if stopper is not None:
                     if kept < len(batches):
                         new_sums = self._rerun(before, batches[:kept])

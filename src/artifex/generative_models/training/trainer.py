@@ -17,7 +17,8 @@ been donated); read ``trainer.model`` in the hook instead.
 
 Where each part lives: ``_flat_state`` (the flat state and the sync flags),
 ``_steps`` (the compiled steps), ``_epoch`` (the epoch loop, chunks and evaluation),
-``_means`` (how logs are averaged), ``_stopping`` (stop requests), ``_spmd`` (mesh
+``_means`` (how logs are averaged), ``_midepoch`` (mid-epoch positions),
+``_stopping`` (stop requests), ``_preemption`` (preemption notices), ``_spmd`` (mesh
 placement) and ``_checkpointing`` (``resume``).
 """
 
@@ -48,6 +49,13 @@ from artifex.generative_models.training._midepoch import (
     epoch_progress,
     load_position,
 )
+from artifex.generative_models.training._preemption import (
+    NOTICE,
+    Preempted,
+    PreemptionWatch,
+    preemption_savers,
+    saver_directories,
+)
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
 from artifex.generative_models.training._steps import (
     CompiledSteps,
@@ -69,7 +77,15 @@ from artifex.generative_models.training.callbacks.protocols import (
 )
 from artifex.generative_models.training.data import StatefulData
 
-__all__ = ["DataAxis", "DataSource", "LossFn", "LossOutput", "RemoteStop", "Trainer"]
+__all__ = [
+    "DataAxis",
+    "DataSource",
+    "LossFn",
+    "LossOutput",
+    "Preempted",
+    "RemoteStop",
+    "Trainer",
+]
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -90,15 +106,9 @@ class Trainer(Generic[M]):
     ``on_batch_begin(s)`` and ``s + 1`` during ``on_batch_end(s, ...)``.
 
     With ``steps_per_execution=k > 1``, ``k`` consecutive batches of equal shapes run
-    in one compiled ``lax.scan``; their ``k`` batch pairs are dispatched in order
-    after the chunk has run (so ``trainer.model`` then shows the state after the whole
-    chunk). Leftover batches (fewer than ``k``, or a change of shape) run one step at
-    a time. A stop requested (or a callback raising) at a batch inside a chunk
-    discards the chunk's later steps: ``trainer.step``, the model, the epoch logs and
-    (for an :class:`~artifex.generative_models.training.data.ArrayBatcher`) the data
-    position all reflect exactly the batches that were dispatched, so a later ``fit``
-    continues contiguously. Batches fetched for a chunk that never ran (the data
-    raised first) are not dispatched.
+    in one compiled ``lax.scan``, their batch pairs dispatched after it (see
+    ``_epoch``); a stop or a raise inside a chunk discards its later steps, so step,
+    model, logs and data position reflect exactly the dispatched batches.
 
     Args:
         model: The module to train; it is updated in place.
@@ -126,6 +136,10 @@ class Trainer(Generic[M]):
             say, replicated otherwise, and the optimizer state like its parameters.
             ``None`` (the default) runs on the default device.
         data_axis: The mesh axis (or tuple of axes) that splits each batch.
+        preemption: Handle preemption notices (SIGTERM; JAX's sync point in a
+            multi-process job) when a ``ModelCheckpoint`` (a ``PreemptionSaver``) is
+            registered: save, tear down with ``status == "preempted"`` and raise
+            :class:`Preempted` (see the README). ``False`` opts out.
 
     Raises:
         TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` is not a
@@ -150,6 +164,7 @@ class Trainer(Generic[M]):
         donate: bool = True,
         mesh: Mesh | None = None,
         data_axis: DataAxis = "data",
+        preemption: bool = True,
     ) -> None:
         untrusted: object = model
         if not isinstance(untrusted, nnx.Module):
@@ -167,6 +182,7 @@ class Trainer(Generic[M]):
                 raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
         self.steps_per_execution = check_int("steps_per_execution", steps_per_execution, minimum=1)
         self.donate = check_bool("donate", donate)
+        self.preemption = check_bool("preemption", preemption)
         self._eval_mode = eval_attributes(eval_mode)
         self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
         self.optimizer = optimizer
@@ -377,6 +393,8 @@ class Trainer(Generic[M]):
             self._pending_data_state = None
         cbs, progress, state = self.callbacks, self._progress, self._state
         stops = StopArbiter(self, cbs, self._spmd)
+        savers = preemption_savers(cbs) if self.preemption else ()
+        watch = PreemptionWatch(enabled=bool(savers), multiprocess=jax.process_count() > 1)
         runner = EpochRunner(
             self,
             cbs,
@@ -387,32 +405,20 @@ class Trainer(Generic[M]):
             train_data,
             steps_per_execution=self.steps_per_execution,
             spmd=self._spmd,
+            preemption=watch,
         )
         self.stop_training = False
         self._status, self._stopped_by, self._error = "running", None, None
         history: list[Logs] = []
         try:
-            cbs.on_train_begin(self)
-            for _ in range(epochs):
-                epoch = progress.epoch
-                cbs.on_epoch_begin(self, epoch)
+            with watch:
+                cbs.on_train_begin(self)
                 resume, self._resume_at = self._resume_at, None
-                logs, stopper = runner.train(resume)
-                if val_data is not None and stopper is None:
-                    cbs.on_validation_begin(self)
-                    val_logs = evaluate(runner.steps, state, self._spmd, val_data, "val_data")
-                    cbs.on_validation_end(self, val_logs)
-                    logs.update({f"val_{key}": value for key, value in val_logs.items()})
-                state.sync()
-                progress.closing = True
-                cbs.on_epoch_end(self, epoch, logs)
-                history.append(logs)
-                progress.epoch, progress.closing = epoch + 1, False
-                if stopper is None:
-                    stopper = stops.check()
-                if stopper is not None:
-                    self._stopped_by = stopper
-                    break
+                stopper = runner.run(epochs, val_data, resume, history)
+                if stopper is NOTICE:
+                    for saver in savers:
+                        saver.save_now(self)
+                    progress.leave_batches()
         except BaseException as error:
             self._status, self._error = "failed", error
             progress.closing = False
@@ -429,9 +435,15 @@ class Trainer(Generic[M]):
                     f"{teardown_error}"
                 )
             raise
-        self._status = "stopped" if self._stopped_by is not None else "completed"
+        if stopper is NOTICE:
+            self._status = "preempted"
+        else:
+            self._stopped_by = stopper
+            self._status = "stopped" if stopper is not None else "completed"
         state.sync()
         cbs.on_train_end(self)
+        if stopper is NOTICE:
+            raise Preempted(progress.step, saver_directories(savers))
         return history
 
     # ------------------------------------------------------------------ evaluate

@@ -18,6 +18,7 @@ __all__ = [
     "ArrayStatefulCallback",
     "CallbackHost",
     "CheckpointableTrainer",
+    "PreemptionSaver",
     "RunStatus",
     "StatefulCallback",
     "StepCheckpointableTrainer",
@@ -119,6 +120,23 @@ class StepCheckpointableTrainer(CheckpointableTrainer, Protocol):
     @property
     def last_batch_of_epoch(self) -> bool:
         """Whether the batch that just ran is known to be the last of its epoch."""
+        ...
+
+
+@runtime_checkable
+class PreemptionSaver(Protocol):
+    """A callback that saves a checkpoint on demand (``ModelCheckpoint`` does).
+
+    On a preemption notice the reference trainer calls :meth:`save_now` of every
+    registered one, after the step or chunk in flight, whatever its schedule.
+    """
+
+    def save_now(self, trainer: TrainerLike, /) -> None:
+        """Save a checkpoint of ``trainer`` now and wait until it is on disk.
+
+        Args:
+            trainer: The trainer to checkpoint.
+        """
         ...
 
 
