@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,30 @@ def test_a_format_2_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
     assert best.keys() == final.keys()
     for key, value in best.items():
         np.testing.assert_array_equal(final[key], value, err_msg=key)
+
+
+class Unsized:
+    """A ``StatefulData`` without ``len``: the trainer cannot know an epoch's last batch."""
+
+    def __init__(self) -> None:
+        self.batcher, _ = make_data()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.batcher)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.batcher.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        self.batcher.load_state_dict(state)
+
+
+def test_with_unsized_data_the_epoch_end_replaces_the_step_checkpoint(tmp_path: Path) -> None:
+    trainer, _, _ = build(tmp_path, every_n_steps=3, every_n_epochs=None)
+    _, val = make_data()
+    trainer.fit(Unsized(), epochs=2, val_data=val)
+    directory = tmp_path / "checkpoints"
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    assert steps == [3, 6, 9, 12]
+    positions = [restore_checkpoint(directory, step=s).position for s in steps]
+    assert positions == [3, None, 3, None]  # steps 6 and 12: one epoch-end checkpoint each
