@@ -327,8 +327,10 @@ class ModelCheckpoint(BaseCallback):
         config = self.config
         step = self._current_step(trainer)
         every = config.every_n_steps
-        due = (config.every_n_epochs is not None and (epoch + 1) % config.every_n_epochs == 0) or (
-            every is not None and step // every > self._step_saved // every
+        due = (
+            (config.every_n_epochs is not None and (epoch + 1) % config.every_n_epochs == 0)
+            or (every is not None and step // every > self._step_saved // every)
+            or step in self._mid_epoch_steps  # saved at this epoch's last batch: replace it
         )
         self._save(trainer, epoch, logs, due=due)
 
