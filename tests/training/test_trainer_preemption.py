@@ -80,8 +80,8 @@ def test_sigterm_finishes_the_step_or_chunk_saves_and_raises(
 def test_preemption_can_be_turned_off_and_needs_a_checkpoint(tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM)
     train, _ = make_data()
-    for kwargs in ({"preemption": False}, {"checkpoint": False}):
-        trainer, seen = _trainer(tmp_path / str(len(kwargs)), -1, **kwargs)  # type: ignore[arg-type]  # bool options
+    for preemption, checkpoint in ((False, True), (True, False)):
+        trainer, seen = _trainer(tmp_path, -1, preemption=preemption, checkpoint=checkpoint)
         trainer.fit(train, epochs=1)
         assert all(handler is before for handler in seen[:-1])
         assert seen[-1] == "completed"
