@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from artifex.generative_models.training._epoch import Progress
 from artifex.generative_models.training._means import Sums
@@ -41,10 +42,18 @@ def load_position(state: dict[str, Any], spmd: DataParallel | None) -> Position 
     if "epoch_progress" not in state:
         return None
     saved = state["epoch_progress"]
-    sums = {str(key): jnp.asarray(value) for key, value in saved["sums"].items()}
-    if spmd is not None:
-        sums = jax.device_put(sums, spmd.replicated)
+    if spmd is None:
+        sums = {str(key): jnp.asarray(value) for key, value in saved["sums"].items()}
+    else:  # each process holds the restored scalars locally: build the replicated arrays
+        sums = {
+            str(key): _replicated(np.asarray(value), spmd) for key, value in saved["sums"].items()
+        }
     return int(saved["batches"]), sums
+
+
+def _replicated(value: np.ndarray, spmd: DataParallel) -> jax.Array:
+    """A global array replicated over the mesh, from the same value on every process."""
+    return jax.make_array_from_callback(value.shape, spmd.replicated, lambda _: value)
 
 
 def check_resumable(position: Position | None, data: object, epoch: int) -> None:
