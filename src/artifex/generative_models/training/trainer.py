@@ -357,8 +357,8 @@ class Trainer(Generic[M]):
             train_data: Batches (pytrees of arrays with one structure): a re-iterable
                 iterated once per epoch, or a callable returning a fresh iterable. A
                 one-shot iterator is accepted only for ``epochs <= 1``.
-            epochs: How many epochs to run (>= 0). Epoch numbers continue from
-                ``trainer.epoch``.
+            epochs: How many epochs to run (>= 0), an epoch resumed inside counted.
+                Epoch numbers continue from ``trainer.epoch``.
             val_data: Validation batches, in the same forms, or ``None``.
             resume_from: A ``ModelCheckpoint`` directory (its latest checkpoint) or
                 one step's directory in it, or ``None`` to continue from the current
@@ -372,9 +372,12 @@ class Trainer(Generic[M]):
             ValueError: If ``epochs < 0``, an epoch yields no batches, or a batch's
                 structure differs from the first; also any error of ``loss_fn``'s
                 output (see the class docs), two callbacks sharing a ``state_key``,
-                or a checkpoint that does not fit. Exceptions from the step, the data
-                or a callback propagate unchanged after ``on_train_end``.
+                a checkpoint that does not fit, or data without state for a mid-epoch
+                resume. Exceptions from the step, the data or a callback propagate
+                unchanged after ``on_train_end``.
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
+            Preempted: After a preemption notice, once the checkpoint is saved and
+                ``on_train_end`` ran (``status == "preempted"``).
         """
         check_int("epochs", epochs, minimum=0)
         check_reiterable(train_data, "train_data", epochs)
