@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Finished", "initialize", "run_job"]
+__all__ = ["Finished", "initialize", "run_job", "start_job"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _COORDINATOR = "ARTIFEX_TEST_COORDINATOR"
@@ -75,24 +75,7 @@ def run_job(
         AssertionError: If a process fails or the job times out; the message holds
             every process's output.
     """
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        _PROCESSES: str(processes),
-        _COORDINATOR: f"127.0.0.1:{_free_port()}",
-    }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=_ROOT,
-            env={**env, _PROCESS_ID: str(pid)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for pid in range(processes)
-    ]
+    procs = start_job(module, *args, processes=processes, devices=devices)
     finished: list[Finished] = []
     failed = False
     try:
@@ -120,6 +103,43 @@ def run_job(
         )
         raise AssertionError(f"{module} failed:\n{report}")
     return finished
+
+
+def start_job(
+    module: str, *args: str, processes: int, devices: int = 1
+) -> list[subprocess.Popen[str]]:
+    """Start ``python -m module *args`` as ``processes`` processes of one JAX job.
+
+    Like :func:`run_job`, without waiting: for tests that signal a process mid-run.
+    The processes' stdout and stderr are pipes.
+
+    Args:
+        module: The script's module name (it must call :func:`initialize`).
+        *args: Its command-line arguments.
+        processes: How many processes (>= 1).
+        devices: Host CPU devices per process (>= 1).
+
+    Returns:
+        The processes, by process id.
+    """
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        _PROCESSES: str(processes),
+        _COORDINATOR: f"127.0.0.1:{_free_port()}",
+    }
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=_ROOT,
+            env={**env, _PROCESS_ID: str(pid)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in range(processes)
+    ]
 
 
 def initialize() -> tuple[int, int]:

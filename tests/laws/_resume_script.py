@@ -4,12 +4,15 @@ Imported by ``tests/laws/test_resume.py`` (in-process runs) and run as a script 
 ``tests/laws/test_crash_safety.py`` (subprocesses killed with SIGKILL)::
 
     python -m tests.laws._resume_script WORKDIR --epochs N [--resume] [--batch-sleep S]
+        [--every-n-steps K]
 
 The model has dropout, so its RNG stream must round-trip; the training data is a
 shuffling ``ArrayBatcher``; ``EarlyStopping``, ``History``, ``CSVLogger`` and
 ``ModelCheckpoint`` (last, so it saves the others' state of the same epoch) are
 registered. As a script it touches ``WORKDIR/epoch-<e>`` after every epoch end and
-writes the final model state to ``WORKDIR/final.npz``.
+``WORKDIR/stepped-<pid>`` after its first step, and writes the final model state to
+``WORKDIR/final.npz``. On a preemption notice (SIGTERM) it writes the step it saved to
+``WORKDIR/preempted-<pid>`` and exits with :data:`PREEMPTED`.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from artifex.generative_models.training.callbacks import (
 )
 from artifex.generative_models.training.callbacks.base import TrainingCallback
 from artifex.generative_models.training.data import ArrayBatcher
-from artifex.generative_models.training.trainer import Trainer
+from artifex.generative_models.training.trainer import Preempted, Trainer
 
 Batch = tuple[np.ndarray, np.ndarray]
+PREEMPTED = 3
+"""The script's exit status after a preemption notice (the checkpoint is saved)."""
 
 
 class DropoutMLP(nnx.Module):
@@ -102,12 +107,21 @@ def build(
     early: EarlyStopping | None = None,
     extra: tuple[TrainingCallback, ...] = (),
     async_save: bool = False,
+    every_n_epochs: int | None = 1,
+    every_n_steps: int | None = None,
+    steps_per_execution: int = 1,
 ) -> tuple[Trainer[DropoutMLP], EarlyStopping, History]:
     """A trainer with EarlyStopping, History, CSVLogger, ``extra``, then ModelCheckpoint."""
     early = early_stopping() if early is None else early
     history = History()
     checkpoint = ModelCheckpoint(
-        CheckpointConfig(dirpath=workdir / "checkpoints", save_top_k=-1, async_save=async_save)
+        CheckpointConfig(
+            dirpath=workdir / "checkpoints",
+            save_top_k=-1,
+            async_save=async_save,
+            every_n_epochs=every_n_epochs,
+            every_n_steps=every_n_steps,
+        )
     )
     callbacks: list[TrainingCallback] = [
         early,
@@ -116,7 +130,13 @@ def build(
         *extra,
         checkpoint,
     ]
-    trainer = Trainer(make_model(seed), optax.adam(1e-2), loss_fn, callbacks=callbacks)
+    trainer = Trainer(
+        make_model(seed),
+        optax.adam(1e-2),
+        loss_fn,
+        callbacks=callbacks,
+        steps_per_execution=steps_per_execution,
+    )
     return trainer, early, history
 
 
@@ -137,14 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch-sleep", type=float, default=0.0)
+    parser.add_argument("--every-n-steps", type=int, default=None)
     args = parser.parse_args(argv)
     workdir: Path = args.workdir
     sleep: float = args.batch_sleep
+    stepped = workdir / f"stepped-{os.getpid()}"
 
     def marker(_trainer: object, epoch: int, _logs: dict[str, Any]) -> None:
         (workdir / f"epoch-{epoch}").touch()
 
     def slow(_trainer: object, _batch: int, _logs: dict[str, Any]) -> None:
+        if not stepped.exists():
+            stepped.touch()
         time.sleep(sleep)
 
     patient = EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=100))
@@ -153,13 +177,18 @@ def main(argv: list[str] | None = None) -> int:
         early=patient,
         extra=(LambdaCallback(on_epoch_end=marker, on_batch_end=slow),),
         async_save=True,
+        every_n_steps=args.every_n_steps,
     )
     train, val = make_data()
     checkpoints = workdir / "checkpoints"
     resume = args.resume and any(p.name.isdigit() for p in checkpoints.glob("*"))
     if resume:
         trainer.resume(checkpoints)
-    trainer.fit(train, epochs=args.epochs - trainer.epoch, val_data=val)
+    try:
+        trainer.fit(train, epochs=args.epochs - trainer.epoch, val_data=val)
+    except Preempted as preempted:
+        (workdir / f"preempted-{os.getpid()}").write_text(str(preempted.step))
+        return PREEMPTED
     savez: Callable[..., None] = np.savez  # its stub rejects a **dict of arrays
     savez(workdir / "final.npz", **flat_state(trainer.state_dict()["model"]))
     return 0

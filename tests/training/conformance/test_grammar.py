@@ -274,3 +274,37 @@ def test_the_stop_request_is_named_by_how_it_was_made() -> None:
     assert "by setting trainer.stop_training = True" in flag.expected
     requester = _only_error(events, [FitPlan(epochs=2, stop=stop)])
     assert "by a StopRequester callback" in requester.expected
+
+
+def test_a_resumed_fit_may_begin_inside_an_epoch() -> None:
+    """A fit resumed from a mid-epoch checkpoint: ``on_epoch_begin(1)``, then step 5 on."""
+    events = [
+        Event(hook="on_train_begin"),
+        Event(hook="on_epoch_begin", number=1),
+        Event(hook="on_batch_begin", number=5),
+        Event(hook="on_batch_end", number=5, logs=(("loss", "jax.Array"),), logs_type="dict"),
+        Event(hook="on_epoch_end", number=1, logs=(("loss", "float"),), logs_type="dict"),
+        Event(hook="on_train_end", status="completed"),
+    ]
+    resumed = FitPlan(epochs=1, resumed_at=(1, 5))
+    assert _errors(check_events(events, [resumed])) == []
+    found = _only_error(events, [FitPlan(epochs=1)])
+    assert "numbered from 0 (or the resumed epoch)" in found.expected
+    with pytest.raises(ValueError, match="resumed_at"):
+        FitPlan(epochs=1, resumed_at=(-1, 0))
+
+
+def test_a_preempted_run_may_end_after_a_later_batch_with_status_preempted() -> None:
+    events, _ = _plain(epochs=2, batches=3)
+    cut = next(i for i, e in enumerate(events) if e.hook == "on_batch_end" and e.number == 2)
+    preempted = [*events[: cut + 1], Event(hook="on_train_end", status="preempted")]
+    plan = FitPlan(epochs=2, preempt=Trigger(hook="on_batch_end", occurrence=1))
+    assert _errors(check_events(preempted, [plan])) == []
+    # Only after a notice, and then only with status "preempted".
+    found = _only_error(preempted, [FitPlan(epochs=2)])
+    assert "inside epoch 0 the contract expects one of" in found.expected
+    wrong = [*preempted[:-1], Event(hook="on_train_end", status="stopped")]
+    found = _only_error(wrong, [plan])
+    assert "trainer.status must be 'preempted'" in found.expected
+    with pytest.raises(ValueError, match="preempt"):
+        FitPlan(epochs=1, preempt=Trigger(hook="on_batch_begin", occurrence=0))

@@ -13,7 +13,7 @@ chunk keeps what an unchunked run would have kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -23,6 +23,7 @@ from flax import nnx
 
 from artifex.generative_models.training._flat_state import FlatState, Leaves, same
 from artifex.generative_models.training._means import Sums, means
+from artifex.generative_models.training._preemption import NOTICE, PreemptionWatch
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training._steps import CompiledSteps
 from artifex.generative_models.training._stopping import StopArbiter
@@ -54,8 +55,20 @@ class Progress:
     """The current epoch (during ``fit``) or the next one to run."""
     closing: bool = False
     """Whether ``on_epoch_end`` is running (the epoch's steps are all done)."""
+    batches: int = 0
+    """How many batches of the current epoch have run (those of a resumed part included)."""
+    sums: Sums | None = None
+    """The epoch's running metric sums as of ``batches``, where they describe a position a
+    fit can resume from (after a single step, or a chunk's last step); ``None`` inside a
+    chunk and outside an epoch's batches."""
+    last_batch: bool = False
+    """Whether the batch that just ran is known to be its epoch's last (sized data)."""
     examples: int = 0
     """Examples trained on: each step's (global) batch rows, from its first leaf."""
+
+    def leave_batches(self) -> None:
+        """The epoch's batches are over (or were never begun): no resumable position."""
+        self.sums, self.last_batch = None, False
 
 
 def _rows(batch: Any) -> int:
@@ -152,6 +165,9 @@ class EpochRunner(Generic[M]):
         data: This fit's training data (rewound after a discarded chunk).
         steps_per_execution: Steps per compiled dispatch.
         spmd: The mesh placement, or ``None``.
+        preemption: Asked after every step whether a preemption notice came; the
+            epoch then stops at the next resumable point (a chunk's end) with
+            :data:`NOTICE` as its stopper, keeping that position for the save.
     """
 
     __slots__ = (
@@ -159,6 +175,7 @@ class EpochRunner(Generic[M]):
         "callbacks",
         "chunk_size",
         "data",
+        "preemption",
         "progress",
         "spmd",
         "state",
@@ -179,8 +196,10 @@ class EpochRunner(Generic[M]):
         *,
         steps_per_execution: int,
         spmd: DataParallel | None,
+        preemption: PreemptionWatch,
     ) -> None:
         self.trainer = trainer
+        self.preemption = preemption
         self.callbacks = callbacks
         self.state = state
         self.steps = steps
@@ -191,26 +210,82 @@ class EpochRunner(Generic[M]):
         self.spmd = spmd
         self._batch_def: Any = None  # every batch of a fit has the first one's structure
 
-    def train(self) -> tuple[Logs, object | None]:
+    def run(
+        self,
+        epochs: int,
+        val_data: DataSource | None,
+        resume: tuple[int, Sums] | None,
+        history: list[Logs],
+    ) -> object | None:
+        """Run ``epochs`` epochs (the first resumed at ``resume``); return what stopped them.
+
+        Appends each epoch's logs to ``history``. A preemption notice ends the run
+        with :data:`NOTICE`: inside an epoch at once (no validation, no
+        ``on_epoch_end``; the position is kept for the save), or after an
+        ``on_epoch_end``.
+        """
+        trainer, callbacks, progress, state = (
+            self.trainer,
+            self.callbacks,
+            self.progress,
+            self.state,
+        )
+        stopper: object | None = None
+        for _ in range(epochs):
+            epoch = progress.epoch
+            callbacks.on_epoch_begin(trainer, epoch)
+            logs, stopper = self.train(resume)
+            resume = None
+            if stopper is NOTICE:
+                return stopper
+            if val_data is not None and stopper is None:
+                callbacks.on_validation_begin(trainer)
+                val_logs = evaluate(self.steps, state, self.spmd, val_data, "val_data")
+                callbacks.on_validation_end(trainer, val_logs)
+                logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            state.sync()
+            progress.closing = True
+            callbacks.on_epoch_end(trainer, epoch, logs)
+            history.append(logs)
+            progress.epoch, progress.closing = epoch + 1, False
+            if stopper is None:
+                stopper = self.stops.check()
+            if stopper is None and self.preemption.notified:
+                stopper = NOTICE
+            if stopper is not None:
+                return stopper
+        return None
+
+    def train(self, resume: tuple[int, Sums] | None = None) -> tuple[Logs, object | None]:
         """Run one epoch's batch pairs; return its mean logs and what stopped it.
+
+        Args:
+            resume: ``(batches, sums)`` of a mid-epoch checkpoint: the epoch continues
+                after its first ``batches`` batches (the data resumes at its position),
+                with the running sums they left.
 
         Raises:
             ValueError: If the data yields no batches, or a batch's structure differs
                 from the first batch of this fit.
         """
-        chunk_size = self.chunk_size
+        chunk_size, progress = self.chunk_size, self.progress
         sums: Sums | None = None
-        count = 0
+        progress.batches = 0
+        data: object = self.data
+        length = len(data) if isinstance(data, Sized) else None
+        if resume is not None:
+            progress.batches, sums = resume
         stopper: object | None = None
         pending: list[Any] = []
         pending_signature: Any = None
-        for batch in iterate(self.data, "train_data"):
+        done = resume is not None and length is not None and progress.batches >= length
+        for batch in () if done else iterate(self.data, "train_data"):
             leaves, treedef = jax.tree.flatten(batch)
             if not same(treedef, self._batch_def):
                 if self._batch_def is not None:
                     raise ValueError(
-                        f"train_data batch {count + len(pending)} of epoch "
-                        f"{self.progress.epoch} has structure {treedef}, but the first "
+                        f"train_data batch {progress.batches + len(pending)} of epoch "
+                        f"{progress.epoch} has structure {treedef}, but the first "
                         f"batch of this fit had {self._batch_def}"
                     )
                 self._batch_def = treedef
@@ -219,39 +294,39 @@ class EpochRunner(Generic[M]):
             if sums is None:
                 sums = self.steps.zero_sums(self.state.params, self.state.rest, batch, train=True)
             if chunk_size == 1:
-                sums, stopper = self.run_single(batch, sums)
-                count += 1
+                sums, stopper = self.run_single(batch, sums, length)
                 if stopper is not None:
                     break
                 continue
             signature = _signature(leaves)
             if pending and signature != pending_signature:
-                sums, ran, stopper = self._run_singles(pending, sums)
-                count += ran
+                sums, stopper = self._run_singles(pending, sums, length)
                 pending = []
                 if stopper is not None:
                     break
             pending.append(batch)
             pending_signature = signature
             if len(pending) == chunk_size:
-                sums, ran, stopper = self._run_chunk(pending, sums)
-                count += ran
+                sums, stopper = self._run_chunk(pending, sums, length)
                 pending = []
                 if stopper is not None:
                     break
         else:
             if pending:
                 assert sums is not None
-                sums, ran, stopper = self._run_singles(pending, sums)
-                count += ran
-        if count == 0 or sums is None:
+                sums, stopper = self._run_singles(pending, sums, length)
+        if stopper is not NOTICE:  # the save needs the position
+            progress.leave_batches()
+        if progress.batches == 0 or sums is None:
             raise ValueError(
-                f"train_data yielded no batches in epoch {self.progress.epoch}; pass a "
+                f"train_data yielded no batches in epoch {progress.epoch}; pass a "
                 "non-empty re-iterable (an exhausted iterator yields nothing the second time)"
             )
-        return means(sums, count), stopper
+        return means(sums, progress.batches), stopper
 
-    def run_single(self, batch: Any, sums: Sums) -> tuple[Sums, object | None]:
+    def run_single(
+        self, batch: Any, sums: Sums, length: int | None = None
+    ) -> tuple[Sums, object | None]:
         """One batch pair around one compiled step; return the sums and any stopper."""
         state, progress = self.state, self.progress
         state.own()
@@ -262,20 +337,27 @@ class EpochRunner(Generic[M]):
         )
         state.trained(params, rest, opt_state)
         progress.step = step + 1
+        progress.batches += 1
+        progress.sums, progress.last_batch = sums, progress.batches == length
         progress.examples += _rows(batch)
         self.callbacks.on_batch_end(self.trainer, step, logs)
-        return sums, self.stops.check()
+        stopper = self.stops.check()
+        if stopper is None and self.preemption.requested(step + 1):
+            stopper = NOTICE
+        return sums, stopper
 
-    def _run_singles(self, batches: list[Any], sums: Sums) -> tuple[Sums, int, object | None]:
-        ran = 0
+    def _run_singles(
+        self, batches: list[Any], sums: Sums, length: int | None
+    ) -> tuple[Sums, object | None]:
         for batch in batches:
-            sums, stopper = self.run_single(batch, sums)
-            ran += 1
+            sums, stopper = self.run_single(batch, sums, length)
             if stopper is not None:
-                return sums, ran, stopper
-        return sums, ran, None
+                return sums, stopper
+        return sums, None
 
-    def _run_chunk(self, batches: list[Any], sums: Sums) -> tuple[Sums, int, object | None]:
+    def _run_chunk(
+        self, batches: list[Any], sums: Sums, length: int | None
+    ) -> tuple[Sums, object | None]:
         state, progress, callbacks, trainer = (
             self.state,
             self.progress,
@@ -288,36 +370,46 @@ class EpochRunner(Generic[M]):
             state.params, state.rest, state.opt_state, sums, tuple(batches)
         )
         state.trained(params, rest, opt_state)
-        start = progress.step
+        start, first = progress.step, progress.batches
+        last = len(batches) - 1
         kept = 0  # the steps that count: those whose on_batch_begin returned
+        progress.sums = None  # inside the chunk no position is resumable
+        notice = False  # a preemption notice stops the epoch at the chunk's end
         try:
             for i, logs in enumerate(per_step):
                 progress.step = start + i
                 callbacks.on_batch_begin(trainer, start + i)
                 kept = i + 1
-                progress.step = start + kept
+                progress.step, progress.batches = start + kept, first + kept
+                if i == last:  # the chunk's end: a resumable position
+                    progress.sums = new_sums
+                    progress.last_batch = progress.batches == length
                 progress.examples += _rows(batches[i])
                 callbacks.on_batch_end(trainer, start + i, logs)
+                notice = self.preemption.requested(start + kept) or notice
                 stopper = self.stops.check()
+                if stopper is None and notice and i == last:
+                    return new_sums, NOTICE
                 if stopper is not None:
                     if kept < len(batches):
                         new_sums = self._rerun(before, batches[:kept])
                         self._rewind_data(len(batches) - kept)
-                    return new_sums, kept, stopper
+                    return new_sums, stopper
         except BaseException as error:
-            progress.step = start + kept
+            progress.step, progress.batches = start + kept, first + kept
             if kept < len(batches):  # keep what an unchunked run would have kept
                 try:
                     self._rerun(before, batches[:kept])
                     self._rewind_data(len(batches) - kept)
                 except BaseException as rerun_error:
                     progress.step = start + len(batches)  # the chunk's end state stays
+                    progress.batches = first + len(batches)
                     error.add_note(
                         f"the trainer kept all {len(batches)} steps of the chunk: recomputing "
                         f"the first {kept} raised {rerun_error!r}"
                     )
             raise
-        return new_sums, len(batches), None
+        return new_sums, None
 
     def _rerun(self, before: tuple[Leaves, Leaves, Leaves, Sums], batches: list[Any]) -> Sums:
         """Discard a chunk's later steps: recompute its first steps from ``before``."""

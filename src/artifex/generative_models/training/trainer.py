@@ -17,7 +17,8 @@ been donated); read ``trainer.model`` in the hook instead.
 
 Where each part lives: ``_flat_state`` (the flat state and the sync flags),
 ``_steps`` (the compiled steps), ``_epoch`` (the epoch loop, chunks and evaluation),
-``_means`` (how logs are averaged), ``_stopping`` (stop requests), ``_spmd`` (mesh
+``_means`` (how logs are averaged), ``_midepoch`` (mid-epoch positions),
+``_stopping`` (stop requests), ``_preemption`` (preemption notices), ``_spmd`` (mesh
 placement) and ``_checkpointing`` (``resume``).
 """
 
@@ -43,6 +44,19 @@ from artifex.generative_models.training._epoch import (
 )
 from artifex.generative_models.training._flat_state import FlatState
 from artifex.generative_models.training._hyperparams import InjectedHyperparams
+from artifex.generative_models.training._midepoch import (
+    Position,
+    check_resumable,
+    epoch_progress,
+    load_position,
+)
+from artifex.generative_models.training._preemption import (
+    NOTICE,
+    Preempted,
+    PreemptionWatch,
+    preemption_savers,
+    saver_directories,
+)
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
 from artifex.generative_models.training._steps import (
     CompiledSteps,
@@ -66,7 +80,15 @@ from artifex.generative_models.training.callbacks.protocols import (
 )
 from artifex.generative_models.training.data import StatefulData
 
-__all__ = ["DataAxis", "DataSource", "LossFn", "LossOutput", "RemoteStop", "Trainer"]
+__all__ = [
+    "DataAxis",
+    "DataSource",
+    "LossFn",
+    "LossOutput",
+    "Preempted",
+    "RemoteStop",
+    "Trainer",
+]
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -90,15 +112,9 @@ class Trainer(InjectedHyperparams[M]):
     ``on_batch_begin(s)`` and ``s + 1`` during ``on_batch_end(s, ...)``.
 
     With ``steps_per_execution=k > 1``, ``k`` consecutive batches of equal shapes run
-    in one compiled ``lax.scan``; their ``k`` batch pairs are dispatched in order
-    after the chunk has run (so ``trainer.model`` then shows the state after the whole
-    chunk). Leftover batches (fewer than ``k``, or a change of shape) run one step at
-    a time. A stop requested (or a callback raising) at a batch inside a chunk
-    discards the chunk's later steps: ``trainer.step``, the model, the epoch logs and
-    (for an :class:`~artifex.generative_models.training.data.ArrayBatcher`) the data
-    position all reflect exactly the batches that were dispatched, so a later ``fit``
-    continues contiguously. Batches fetched for a chunk that never ran (the data
-    raised first) are not dispatched.
+    in one compiled ``lax.scan``, their batch pairs dispatched after it (see
+    ``_epoch``); a stop or a raise inside a chunk discards its later steps, so step,
+    model, logs and data position reflect exactly the dispatched batches.
 
     Args:
         model: The module to train; it is updated in place.
@@ -126,6 +142,10 @@ class Trainer(InjectedHyperparams[M]):
             say, replicated otherwise, and the optimizer state like its parameters.
             ``None`` (the default) runs on the default device.
         data_axis: The mesh axis (or tuple of axes) that splits each batch.
+        preemption: Handle preemption notices (SIGTERM; JAX's sync point in a
+            multi-process job) when a ``ModelCheckpoint`` (a ``PreemptionSaver``) is
+            registered: save, tear down with ``status == "preempted"`` and raise
+            :class:`Preempted` (see the README). ``False`` opts out.
 
     Raises:
         TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` is not a
@@ -150,6 +170,7 @@ class Trainer(InjectedHyperparams[M]):
         donate: bool = True,
         mesh: Mesh | None = None,
         data_axis: DataAxis = "data",
+        preemption: bool = True,
     ) -> None:
         untrusted: object = model
         if not isinstance(untrusted, nnx.Module):
@@ -169,6 +190,7 @@ class Trainer(InjectedHyperparams[M]):
             "steps_per_execution", steps_per_execution, minimum=1
         )
         self.donate: bool = check_bool("donate", donate)
+        self.preemption: bool = check_bool("preemption", preemption)
         self._eval_mode = eval_attributes(eval_mode)
         self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
         self.optimizer = optimizer
@@ -186,6 +208,7 @@ class Trainer(InjectedHyperparams[M]):
         self._error: BaseException | None = None
         self._data: object | None = None
         self._pending_data_state: dict[str, Any] | None = None
+        self._resume_at: Position | None = None
         self._state = FlatState(model, optimizer, wrt, donate=donate, spmd=self._spmd)
         self._steps = self._compile()
 
@@ -227,6 +250,16 @@ class Trainer(InjectedHyperparams[M]):
         return self._error
 
     @property
+    def resumable_mid_epoch(self) -> bool:
+        """Whether :meth:`state_dict` now holds a mid-epoch position (see the README)."""
+        return self._progress.sums is not None
+
+    @property
+    def last_batch_of_epoch(self) -> bool:
+        """Whether the batch that just ran is known (sized data) to end its epoch."""
+        return self._progress.last_batch
+
+    @property
     def opt_state(self) -> Any:
         """The optimizer state (a pytree shaped like ``optimizer.init`` returned)."""
         return self._state.opt_state_tree()
@@ -250,6 +283,8 @@ class Trainer(InjectedHyperparams[M]):
             resumes with the following epoch), plus ``"data"`` (the batcher's
             ``state_dict()``: seed, data epoch and position) when the last ``fit``
             used data with state. The model's RNG streams are part of ``"model"``.
+            Where :attr:`resumable_mid_epoch`, ``"epoch"`` is the epoch in progress
+            and ``"epoch_progress"`` holds the position in it (see ``_midepoch``).
             The arrays are never donated later.
         """
         progress = self._progress
@@ -260,6 +295,9 @@ class Trainer(InjectedHyperparams[M]):
             "step": progress.step,
             "epoch": progress.epoch + 1 if progress.closing else progress.epoch,
         }
+        position = epoch_progress(progress)
+        if position is not None:
+            state["epoch_progress"] = position
         if isinstance(self._data, StatefulData):
             state["data"] = self._data.state_dict()
         elif self._pending_data_state is not None:
@@ -270,7 +308,9 @@ class Trainer(InjectedHyperparams[M]):
         """Restore what :meth:`state_dict` returned.
 
         ``"data"``, if present, is loaded into the current training data if it has
-        state, or else kept and loaded into the next ``fit``'s data.
+        state, or else kept and loaded into the next ``fit``'s data. With
+        ``"epoch_progress"`` (a mid-epoch state) the next ``fit`` continues inside
+        epoch ``"epoch"``, after its first ``batches`` batches.
 
         Args:
             state: A pytree with the structure :meth:`state_dict` returns.
@@ -285,6 +325,7 @@ class Trainer(InjectedHyperparams[M]):
         self._state.load(state["model"], state["opt_state"])
         self._progress.step = int(state["step"])
         self._progress.epoch = int(state["epoch"])
+        self._resume_at = load_position(state, self._spmd)
         if "data" in state:
             if isinstance(self._data, StatefulData):
                 self._data.load_state_dict(state["data"])
@@ -333,8 +374,8 @@ class Trainer(InjectedHyperparams[M]):
             train_data: Batches (pytrees of arrays with one structure): a re-iterable
                 iterated once per epoch, or a callable returning a fresh iterable. A
                 one-shot iterator is accepted only for ``epochs <= 1``.
-            epochs: How many epochs to run (>= 0). Epoch numbers continue from
-                ``trainer.epoch``.
+            epochs: How many epochs to run (>= 0), an epoch resumed inside counted.
+                Epoch numbers continue from ``trainer.epoch``.
             val_data: Validation batches, in the same forms, or ``None``.
             resume_from: A ``ModelCheckpoint`` directory (its latest checkpoint) or
                 one step's directory in it, or ``None`` to continue from the current
@@ -348,9 +389,12 @@ class Trainer(InjectedHyperparams[M]):
             ValueError: If ``epochs < 0``, an epoch yields no batches, or a batch's
                 structure differs from the first; also any error of ``loss_fn``'s
                 output (see the class docs), two callbacks sharing a ``state_key``,
-                or a checkpoint that does not fit. Exceptions from the step, the data
-                or a callback propagate unchanged after ``on_train_end``.
+                a checkpoint that does not fit, or data without state for a mid-epoch
+                resume. Exceptions from the step, the data or a callback propagate
+                unchanged after ``on_train_end``.
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
+            Preempted: After a preemption notice, once the checkpoint is saved and
+                ``on_train_end`` ran (``status == "preempted"``).
         """
         check_int("epochs", epochs, minimum=0)
         check_reiterable(train_data, "train_data", epochs)
@@ -363,11 +407,14 @@ class Trainer(InjectedHyperparams[M]):
         if resume_from is not None:
             self.resume(resume_from)
         source: object = train_data
+        check_resumable(self._resume_at, source, self._progress.epoch)
         if self._pending_data_state is not None and isinstance(source, StatefulData):
             source.load_state_dict(self._pending_data_state)
             self._pending_data_state = None
         cbs, progress, state = self.callbacks, self._progress, self._state
         stops = StopArbiter(self, cbs, self._spmd)
+        savers = preemption_savers(cbs) if self.preemption else ()
+        watch = PreemptionWatch(enabled=bool(savers), multiprocess=jax.process_count() > 1)
         runner = EpochRunner(
             self,
             cbs,
@@ -378,34 +425,24 @@ class Trainer(InjectedHyperparams[M]):
             train_data,
             steps_per_execution=self.steps_per_execution,
             spmd=self._spmd,
+            preemption=watch,
         )
         self.stop_training = False
         self._status, self._stopped_by, self._error = "running", None, None
         history: list[Logs] = []
         try:
-            cbs.on_train_begin(self)
-            for _ in range(epochs):
-                epoch = progress.epoch
-                cbs.on_epoch_begin(self, epoch)
-                logs, stopper = runner.train()
-                if val_data is not None and stopper is None:
-                    cbs.on_validation_begin(self)
-                    val_logs = evaluate(runner.steps, state, self._spmd, val_data, "val_data")
-                    cbs.on_validation_end(self, val_logs)
-                    logs.update({f"val_{key}": value for key, value in val_logs.items()})
-                state.sync()
-                progress.closing = True
-                cbs.on_epoch_end(self, epoch, logs)
-                history.append(logs)
-                progress.epoch, progress.closing = epoch + 1, False
-                if stopper is None:
-                    stopper = stops.check()
-                if stopper is not None:
-                    self._stopped_by = stopper
-                    break
+            with watch:
+                cbs.on_train_begin(self)
+                resume, self._resume_at = self._resume_at, None
+                stopper = runner.run(epochs, val_data, resume, history)
+                if stopper is NOTICE:
+                    for saver in savers:
+                        saver.save_now(self)
+                    progress.leave_batches()
         except BaseException as error:
             self._status, self._error = "failed", error
             progress.closing = False
+            progress.leave_batches()
             try:
                 state.sync()
             except Exception as sync_error:  # pragma: no cover - a deleted donated buffer
@@ -418,9 +455,15 @@ class Trainer(InjectedHyperparams[M]):
                     f"{teardown_error}"
                 )
             raise
-        self._status = "stopped" if self._stopped_by is not None else "completed"
+        if stopper is NOTICE:
+            self._status = "preempted"
+        else:
+            self._stopped_by = stopper
+            self._status = "stopped" if stopper is not None else "completed"
         state.sync()
         cbs.on_train_end(self)
+        if stopper is NOTICE:
+            raise Preempted(progress.step, saver_directories(savers))
         return history
 
     # ------------------------------------------------------------------ evaluate

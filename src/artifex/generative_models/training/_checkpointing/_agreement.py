@@ -1,4 +1,4 @@
-"""The processes of a job agree on each epoch end's save before Orbax's collective save.
+"""The processes of a job agree on each save before Orbax's collective save.
 
 Orbax saves are collective, and retention is decided on every process from its own
 scores, so the processes must agree on whether to save, the step and the score;
@@ -21,13 +21,13 @@ _PLAN: Final = struct.Struct("<??q?d")
 """A process's save plan, as gathered: failed, due, step, has score, score."""
 
 
-def agree_on_save_plan(epoch: int, plan: SavePlan, failure: Exception | None) -> SavePlan:
+def agree_on_save_plan(where: str, plan: SavePlan, failure: Exception | None) -> SavePlan:
     """Check that every process of the job plans the same save (a collective).
 
     In a single process this only re-raises ``failure``.
 
     Args:
-        epoch: The epoch whose end it is (named in messages).
+        where: Where the save is planned, e.g. ``"on_epoch_end(3)"`` (for messages).
         plan: This process's plan, or ``None`` if it saves nothing (or failed).
         failure: The error this process met while planning, if any.
 
@@ -48,7 +48,7 @@ def agree_on_save_plan(epoch: int, plan: SavePlan, failure: Exception | None) ->
     failed = [index for index, row in enumerate(rows) if _PLAN.unpack(row)[0]]
     if failed:
         raise RuntimeError(
-            f"ModelCheckpoint failed at on_epoch_end({epoch}) on process(es) {failed} "
+            f"ModelCheckpoint failed at {where} on process(es) {failed} "
             "(see their errors); this process stops with them"
         )
     if any(row != payload for row in rows):
@@ -58,7 +58,7 @@ def agree_on_save_plan(epoch: int, plan: SavePlan, failure: Exception | None) ->
             what = f"step {row_step}, score {row_score if has_score else None}"
             seen.append(f"process {index}: {what if row_due else 'no save'}")
         raise RuntimeError(
-            f"ModelCheckpoint: the processes of the job disagree at on_epoch_end({epoch}) "
+            f"ModelCheckpoint: the processes of the job disagree at {where} "
             f"({'; '.join(seen)}). Every process must pass the same step and logs."
         )
     return plan

@@ -15,6 +15,7 @@ __all__ = [
     "CALLBACKS_ITEM",
     "CHECKPOINT_FORMAT",
     "FORMAT_1",
+    "FORMAT_2",
     "MARKER_FILE",
     "META_ITEM",
     "READABLE_FORMATS",
@@ -27,16 +28,23 @@ __all__ = [
 FORMAT_1: Final = "artifex-nnx-callbacks/checkpoint/1"
 """The first format: ``state``, ``meta`` and JSON items only (no callback arrays)."""
 
-CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/2"
+FORMAT_2: Final = "artifex-nnx-callbacks/checkpoint/2"
+"""Format 2 adds the optional :data:`ARRAYS_ITEM` (the callbacks' array states) and the
+``meta`` key ``"callback_arrays"`` listing the state keys it holds."""
+
+CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/3"
 """The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file.
 
-Format 2 adds the optional :data:`ARRAYS_ITEM` (the callbacks' array states) and the
-``meta`` key ``"callback_arrays"`` listing the state keys it holds; a checkpoint
-without array states is otherwise laid out as in format 1.
+Format 3 adds mid-epoch checkpoints: the ``meta`` key ``"position"`` (how many
+batches of ``meta["epoch"]``, the epoch in progress, had run; ``None`` for a
+checkpoint taken at an epoch end) and, in a mid-epoch checkpoint's ``state``, the
+entry ``"epoch_progress"`` (``{"batches", "sums"}``: the epoch's running metric
+sums). An epoch-end checkpoint is otherwise laid out as in format 2.
 """
 
-READABLE_FORMATS: Final = frozenset({FORMAT_1, CHECKPOINT_FORMAT})
-"""The formats that ``restore_checkpoint`` reads (format 1 as having no callback arrays)."""
+READABLE_FORMATS: Final = frozenset({FORMAT_1, FORMAT_2, CHECKPOINT_FORMAT})
+"""The formats that ``restore_checkpoint`` reads: format 1 as having no callback arrays,
+formats 1 and 2 as epoch-end checkpoints (no ``position``)."""
 
 MARKER_FILE: Final = "artifex_checkpoints.json"
 """The file that marks a directory as written by ``ModelCheckpoint``."""
@@ -45,7 +53,7 @@ STATE_ITEM: Final = "state"
 """The checkpoint item holding the training-state pytree (Orbax ``StandardSave``)."""
 
 META_ITEM: Final = "meta"
-"""The JSON checkpoint item: format, step, epoch, metrics, monitor, mode, items."""
+"""The JSON checkpoint item: format, step, epoch, position, metrics, monitor, mode, items."""
 
 CALLBACKS_ITEM: Final = "callbacks"
 """The checkpoint item holding the stateful callbacks' states, by ``state_key``."""

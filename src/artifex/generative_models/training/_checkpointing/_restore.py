@@ -42,8 +42,13 @@ class RestoredCheckpoint:
     Attributes:
         directory: The checkpoint directory.
         step: The checkpoint's global step.
-        epoch: The epoch at whose end it was saved.
-        metrics: The numeric epoch logs at that point (Python floats).
+        epoch: The epoch at whose end it was saved; for a mid-epoch checkpoint
+            (``position`` not ``None``), the epoch in progress.
+        position: For a mid-epoch checkpoint (``every_n_steps``, or a save on
+            preemption), how many batches of ``epoch`` had run; ``None`` for an
+            epoch-end checkpoint (and every checkpoint of formats 1 and 2).
+        metrics: The numeric epoch logs at that point (Python floats); empty for a
+            mid-epoch checkpoint.
         state: The restored training-state pytree (``model``, ``opt_state``, ``step``,
             ``epoch``, ...). With a ``target``, ``nnx.State`` entries of the target's
             state are rebuilt as ``nnx.State``; otherwise they are pure dicts.
@@ -61,6 +66,7 @@ class RestoredCheckpoint:
     epoch: int
     metrics: dict[str, float]
     state: dict[str, Any]
+    position: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     callback_arrays: dict[str, Any] = field(default_factory=dict)
 
@@ -100,7 +106,8 @@ def restore_checkpoint(
     resuming a sharded run).
 
     Checkpoints of every format in ``READABLE_FORMATS`` restore: format 1 (before
-    callback arrays) as a checkpoint without callback arrays.
+    callback arrays) as a checkpoint without callback arrays, formats 1 and 2
+    (before mid-epoch checkpoints) as epoch-end checkpoints.
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the
@@ -164,6 +171,7 @@ def restore_checkpoint(
         directory=path,
         step=int(step),
         epoch=int(meta["epoch"]),
+        position=None if meta.get("position") is None else int(meta["position"]),
         metrics={str(k): float(v) for k, v in meta.get("metrics", {}).items()},
         state=state,
         extra={name: restored[name] for name in extra_names},

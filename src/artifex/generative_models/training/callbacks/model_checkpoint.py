@@ -7,7 +7,7 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
       <step>/                      # one Orbax checkpoint per save, named by global step
         state/                     # the training-state pytree (Orbax StandardSave)
         meta/                      # JSON: format, step, epoch, metrics, monitor, mode,
-                                   #   items, callback_arrays (the keys saved there)
+                                   #   position, items, callback_arrays
         metrics/                   # Orbax's own: {monitor: score}, when monitor is set
         callbacks/                 # JSON: {state_key: state} of the stateful callbacks
         callback_arrays/           # Orbax pytree: {state_key: array_state()}, if any
@@ -20,33 +20,24 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
 ``nnx.Optimizer`` as ``optimizer``), "step", "epoch"}``, with ``step`` counted from the
 ``on_batch_end`` calls seen. Restore with :func:`restore_checkpoint`.
 
-``callbacks`` holds the ``state_dict()`` of every
-:class:`~artifex.generative_models.training.callbacks.protocols.StatefulCallback` of a
-trainer that exposes its callbacks (a
-:class:`~artifex.generative_models.training.callbacks.protocols.CallbackHost`), keyed by
-``state_key``: taken at the same ``on_epoch_end`` as the model state, so callbacks
-that run before ``ModelCheckpoint`` in dispatch order (put it last) have already seen
-that epoch. ``Trainer.fit(..., resume_from=...)`` loads it back.
-
-``callback_arrays`` (new in format 2, ``CHECKPOINT_FORMAT`` ending in ``/2``) holds the
-``array_state()`` of every
-:class:`~artifex.generative_models.training.callbacks.protocols.ArrayStatefulCallback`
-that has one (``EarlyStopping``'s best weights), saved by Orbax in the same atomic
-save; ``meta["callback_arrays"]`` lists their keys. It is absent when no callback has
-an array state, and in format-1 checkpoints, which still restore.
+``callbacks`` holds the ``state_dict()`` of every ``StatefulCallback`` of a trainer
+that exposes its callbacks (a ``CallbackHost``), by ``state_key``, taken with the
+model state (put ``ModelCheckpoint`` last). ``callback_arrays`` (format 2 on) holds the
+``array_state()`` of every ``ArrayStatefulCallback`` that has one, in the same atomic
+save. Format 3 adds mid-epoch checkpoints (``every_n_steps``): ``meta["position"]``
+is how many batches of ``meta["epoch"]`` (the epoch in progress) had run, ``None`` at
+an epoch end, and ``state["epoch_progress"]`` the epoch's running sums. Formats 1 and
+2 still restore.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orbax.checkpoint as ocp
-from flax import nnx
 
 from artifex.generative_models.training._checkpointing._agreement import (
     SavePlan,
@@ -54,40 +45,33 @@ from artifex.generative_models.training._checkpointing._agreement import (
 )
 from artifex.generative_models.training._checkpointing._directory import prepare_directory
 from artifex.generative_models.training._checkpointing._format import (
-    CALLBACKS_ITEM,
     CHECKPOINT_FORMAT,
     RESERVED_ITEMS,
     save_args,
 )
 from artifex.generative_models.training._checkpointing._manager import open_manager
-from artifex.generative_models.training._checkpointing._pytree import to_savable
 from artifex.generative_models.training._checkpointing._restore import (
     RestoredCheckpoint,
     restore_checkpoint,
 )
 from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
-from artifex.generative_models.training._checks import (
-    check_bool,
-    check_int,
-    check_mode,
-    check_name,
-    check_path,
-    resolve_config,
+from artifex.generative_models.training._checks import resolve_config
+from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
+from artifex.generative_models.training.callbacks._checkpoint_contents import (
+    callback_arrays,
+    callback_items,
+    checkpoint_meta,
+    save_position,
+    stateful_after,
+    training_state,
 )
-from artifex.generative_models.training.callbacks._monitor import Mode, MonitorLookup, to_float
-from artifex.generative_models.training.callbacks._order import around
-from artifex.generative_models.training.callbacks._state import (
-    callback_array_states,
-    stateful_callbacks,
-)
+from artifex.generative_models.training.callbacks._monitor import MonitorLookup
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     TrainerLike,
 )
 from artifex.generative_models.training.callbacks.protocols import (
-    CallbackHost,
-    CheckpointableTrainer,
-    StatefulCallback,
+    StepCheckpointableTrainer,
     TrainerState,
 )
 
@@ -112,104 +96,52 @@ class CheckpointOrderWarning(UserWarning):
     """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CheckpointConfig:
-    """Configuration of :class:`ModelCheckpoint`.
-
-    Attributes:
-        dirpath: The checkpoint directory, resolved against the working directory at
-            ``on_train_begin`` (when it is created). It must be new, empty, or one this
-            callback created (it holds ``artifex_checkpoints.json``).
-        monitor: The ``on_epoch_end`` log key that ranks checkpoints, or ``None`` to
-            keep the most recent ones.
-        mode: ``"min"`` if lower ``monitor`` values are better, ``"max"`` otherwise.
-        save_top_k: How many checkpoints to keep: the best by ``monitor`` (or the most
-            recent if ``monitor`` is ``None``); ``-1`` keeps all, ``0`` none (but see
-            ``save_last``).
-        every_n_epochs: Save at the end of every n-th epoch (``>= 1``).
-        save_last: Also keep the most recent checkpoint, whatever its score, and save
-            one when the monitored key is missing. Resuming needs it.
-        async_save: Write checkpoints in the background (Orbax async checkpointing);
-            ``on_train_end`` waits for them.
-        strict: Raise ``KeyError`` when ``monitor`` is missing from the epoch logs,
-            instead of warning once.
-    """
-
-    dirpath: str | os.PathLike[str] = "checkpoints"
-    monitor: str | None = None
-    mode: Mode = "min"
-    save_top_k: int = 3
-    every_n_epochs: int = 1
-    save_last: bool = True
-    async_save: bool = True
-    strict: bool = False
-
-    def __post_init__(self) -> None:
-        """Validate the fields.
-
-        Raises:
-            TypeError: If a field has the wrong type.
-            ValueError: If a field has a bad value.
-        """
-        check_path("dirpath", self.dirpath)
-        check_name("monitor", self.monitor, optional=True)
-        check_mode("mode", self.mode)
-        check_int("save_top_k", self.save_top_k, minimum=-1)
-        check_int("every_n_epochs", self.every_n_epochs, minimum=1)
-        for name in ("save_last", "async_save", "strict"):
-            check_bool(name, getattr(self, name))
-
-
 class ModelCheckpoint(BaseCallback):
     """Save the training state at epoch ends with Orbax, keeping the best ``save_top_k``.
 
-    Every ``every_n_epochs`` epochs, at ``on_epoch_end``, the state is saved as the
-    Orbax step named by the global step (see the module docstring for the layout).
-    Retention is Orbax's: checkpoints are ranked by ``monitor`` (``best_fn``; NaN ranks
-    worst) and the best ``save_top_k`` are kept, plus the latest if ``save_last``. With
-    ``monitor=None`` the ``save_top_k`` most recent are kept. Saves are atomic (an
-    interrupted save leaves no checkpoint behind) and, with ``async_save``, written in
-    the background; ``on_train_end`` waits for them. Orbax only ever deletes
-    checkpoints of this directory; a directory this callback did not create is never
-    written into (``FileExistsError`` at ``on_train_begin``).
+    Every ``every_n_epochs`` epochs, at ``on_epoch_end``, and with ``every_n_steps``
+    also inside epochs (in ``on_batch_end``), the state is saved as the Orbax step
+    named by the global step. Retention is Orbax's: checkpoints are ranked by
+    ``monitor`` (NaN ranks worst) and the best ``save_top_k`` are kept, plus the latest
+    if ``save_last``. Mid-epoch checkpoints have no score: with ``monitor`` they never
+    rank and are kept only while they are the latest (so only with ``save_last``);
+    with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
+    atomic and, with ``async_save``, written in the background; ``on_train_end``
+    waits for them. A directory this callback did not create is never written into
+    (``FileExistsError`` at ``on_train_begin``).
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
-    ``CSVLogger``): their state is saved with the model, as of its own
-    ``on_epoch_end``. A stateful callback registered after it gets a
-    :class:`CheckpointOrderWarning` at ``on_train_begin``.
-
+    ``CSVLogger``): their state is saved with the model. A stateful callback
+    registered after it gets a :class:`CheckpointOrderWarning` at ``on_train_begin``.
     A missing ``monitor`` key warns once (``strict=True`` raises); that epoch is then
-    saved only if ``save_last``.
+    saved only if ``save_last``. Without a preceding ``on_train_begin`` (the
+    specification's ``CallbackList`` example), the directory is set up at the first
+    save, and saves are synchronous.
 
-    If ``on_epoch_end`` is called without a preceding ``on_train_begin`` (as in the
-    specification's ``CallbackList`` example), the directory is set up then, and saves
-    are synchronous, since no ``on_train_end`` will wait for them.
-
-    In a multi-process JAX job (after ``jax.distributed.initialize``) the callback
-    must run on every process: its ``process_scope`` is ``"all"`` (inherited from
-    :class:`BaseCallback`; do not set it to ``"main"``), because Orbax's
-    ``CheckpointManager`` creation, ``save``, ``wait_until_finished`` and ``close``
-    are collective. Each process writes the shards of the global arrays it holds;
-    Orbax's primary process (0) writes the JSON items and the scores, and applies
-    retention (deletes) once. Process 0 alone checks the directory and writes the
-    marker; the others wait for its verdict, so they all raise the same
-    ``FileExistsError``. At every ``on_epoch_end`` the processes compare, in one
-    small collective, whether they save, the step and the monitored score: a
-    trainer must give every process the same ``step`` and epoch logs (global
-    means). If they differ, or the hook fails on some process, every process raises
-    (``RuntimeError`` on the others) instead of waiting forever in the save.
+    In a multi-process JAX job the callback must run on every process (its
+    ``process_scope`` is ``"all"``): Orbax's manager creation, ``save``,
+    ``wait_until_finished`` and ``close`` are collective. Each process writes the
+    shards it holds; process 0 writes the JSON items, the scores and the marker, and
+    applies retention. Before each save the processes compare, in one small
+    collective, whether they save, the step and the score (a trainer must give every
+    process the same ``step`` and epoch logs); if they differ, or the hook fails on
+    some process, every process raises instead of waiting forever in the save.
 
     Args:
         config: The configuration; the defaults of :class:`CheckpointConfig` if omitted.
     """
 
     __slots__ = (
+        "_batches_seen",
         "_directory",
+        "_epoch_seen",
         "_kept",
         "_lazy",
         "_lookup",
         "_manager",
+        "_mid_epoch_steps",
         "_scores",
+        "_step_saved",
         "_steps_seen",
         "config",
     )
@@ -226,6 +158,10 @@ class ModelCheckpoint(BaseCallback):
         self._directory: Path | None = None
         self._scores: dict[int, float] = {}
         self._steps_seen = 0
+        self._step_saved = 0  # the step of the last save: step saves are due after it
+        self._epoch_seen = 0
+        self._batches_seen = 0
+        self._mid_epoch_steps: set[int] = set()
         self._lazy = False
         self._kept: tuple[int, ...] = ()
 
@@ -282,29 +218,9 @@ class ModelCheckpoint(BaseCallback):
 
         Returns:
             A mapping from item name (not ``"state"``, ``"meta"`` or
-            ``"callback_arrays"``) to a
-            JSON-compatible value.
+            ``"callback_arrays"``) to a JSON-compatible value.
         """
         return {}
-
-    @staticmethod
-    def _callback_items(trainer: TrainerLike) -> dict[str, Any]:
-        """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks."""
-        if not isinstance(trainer, CallbackHost):
-            return {}
-        found = stateful_callbacks(trainer.callbacks)
-        if not found:
-            return {}
-        return {CALLBACKS_ITEM: {key: cb.state_dict() for key, cb in found.items()}}
-
-    @staticmethod
-    def _callback_arrays(trainer: TrainerLike) -> dict[str, Any]:
-        """``{state_key: array_state()}`` of the array-stateful callbacks that have one."""
-        if not isinstance(trainer, CallbackHost):
-            return {}
-        return {
-            key: to_savable(tree) for key, tree in callback_array_states(trainer.callbacks).items()
-        }
 
     # ------------------------------------------------------------------- set-up
 
@@ -347,13 +263,11 @@ class ModelCheckpoint(BaseCallback):
         self._lazy = False
         self._warn_about_order(trainer)
         self._setup(trainer)
+        self._step_saved = self._current_step(trainer)
 
     def _warn_about_order(self, trainer: TrainerLike) -> None:
         """Warn if a stateful callback is registered after this one (see the class docs)."""
-        found = around(trainer, self)
-        if found is None:
-            return
-        late = [cb.state_key for cb in found[1] if isinstance(cb, StatefulCallback)]
+        late = stateful_after(trainer, self)
         if late:
             warnings.warn(
                 f"{late} run after ModelCheckpoint, so each checkpoint would hold their "
@@ -363,12 +277,68 @@ class ModelCheckpoint(BaseCallback):
                 stacklevel=2,
             )
 
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
+        """Count the epoch's batches (for trainers that do not expose ``state_dict``)."""
+        self._epoch_seen, self._batches_seen = epoch, 0
+
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
-        """Count steps (for trainers that do not expose ``step``); reads no array."""
-        self._steps_seen = batch + 1
+        """Count steps; with ``every_n_steps``, save a due mid-epoch checkpoint.
+
+        Reads no array unless it saves. A due save waits for a resumable position (a
+        chunk's end) and leaves an epoch's last batch to ``on_epoch_end``.
+
+        Raises:
+            RuntimeError: In a multi-process job, if the processes disagree on the
+                save, or it failed on another process.
+        """
+        self._steps_seen = step = batch + 1
+        self._batches_seen += 1
+        every = self.config.every_n_steps
+        if every is None or step // every <= self._step_saved // every:
+            return
+        if isinstance(trainer, StepCheckpointableTrainer) and (
+            not trainer.resumable_mid_epoch or trainer.last_batch_of_epoch
+        ):
+            return
+        self._save(trainer, self._epoch_seen, None, due=True)
+
+    def save_now(self, trainer: TrainerLike, /) -> None:
+        """Save a checkpoint at the current point, whatever the schedule (on preemption).
+
+        Called by a trainer between steps (a mid-epoch checkpoint) or after an
+        ``on_epoch_end`` (an epoch-boundary one); a step that already has a checkpoint
+        is not saved again. Waits until the checkpoint is on disk.
+
+        Raises:
+            RuntimeError: In a multi-process job, if the processes disagree on the
+                save, or it failed on another process.
+        """
+        self._save(trainer, self._epoch_seen, None, due=True)
+        self.wait_until_finished()
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
-        """Save a checkpoint if this epoch is due and something would keep it.
+        """Save a checkpoint if this epoch (or a step save) is due and something keeps it.
+
+        Raises:
+            KeyError: If ``strict`` and the monitored key is missing.
+            TypeError: If the monitored value is not a number.
+            RuntimeError: In a multi-process job, if the processes disagree on the
+                save, or it failed on another process.
+        """
+        config = self.config
+        step = self._current_step(trainer)
+        every = config.every_n_steps
+        due = (
+            (config.every_n_epochs is not None and (epoch + 1) % config.every_n_epochs == 0)
+            or (every is not None and step // every > self._step_saved // every)
+            or step in self._mid_epoch_steps  # saved at this epoch's last batch: replace it
+        )
+        self._save(trainer, epoch, logs, due=due)
+
+    def _save(
+        self, trainer: TrainerLike, epoch: int, logs: dict[str, Any] | None, *, due: bool
+    ) -> None:
+        """Save a checkpoint (an epoch end's if ``logs`` is given, else mid-epoch).
 
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
@@ -380,55 +350,66 @@ class ModelCheckpoint(BaseCallback):
         plan: SavePlan = None
         failure: Exception | None = None
         try:
-            plan = self._plan(trainer, epoch, logs)
+            plan = self._plan(trainer, logs, due=due)
         except Exception as error:
             failure = error
-        plan = agree_on_save_plan(epoch, plan, failure)
+        where = f"on_epoch_end({epoch})" if logs is not None else "a mid-epoch save"
+        plan = agree_on_save_plan(where, plan, failure)
         if plan is None:
             return
         manager = self._manager
         assert manager is not None  # _plan returns a plan only with a manager
         step, score = plan
-        state = self._state(trainer, step, epoch)
-        extra = self._callback_items(trainer) | self.json_items(trainer)
-        arrays = self._callback_arrays(trainer)
+        if step in self._mid_epoch_steps:  # an epoch end at a step saved mid-epoch
+            manager.wait_until_finished()
+            manager.delete(step)
+            self._mid_epoch_steps.discard(step)
+        state = training_state(trainer, step, epoch)
+        extra = callback_items(trainer) | self.json_items(trainer)
+        arrays = callback_arrays(trainer)
         clash = RESERVED_ITEMS & extra.keys()
         if clash:
             raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
-        metrics = {key: v for key, value in logs.items() if (v := to_float(value)) is not None}
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "epoch": epoch,
-            "metrics": metrics,
-            "monitor": config.monitor,
-            "mode": config.mode,
-            "trainer_state": isinstance(trainer, CheckpointableTrainer),
-            "items": sorted(extra),
-            "callback_arrays": sorted(arrays),
-        }
+        position = None
+        if logs is None:
+            epoch, position = save_position(trainer, state, epoch, self._batches_seen)
+        meta = checkpoint_meta(
+            trainer,
+            step=step,
+            epoch=epoch,
+            position=position,
+            logs=logs,
+            monitor=config.monitor,
+            mode=config.mode,
+            items=sorted(extra),
+            arrays=sorted(arrays),
+        )
         orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
         saved = manager.save(
             step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
         )
         if not saved:
             raise RuntimeError(f"Orbax declined to save step {step} in {self._directory}")
+        self._step_saved = step
+        if position is not None:
+            self._mid_epoch_steps.add(step)
         if score is not None:
             self._scores[step] = score
         if self._lazy:
             manager.wait_until_finished()
 
-    def _plan(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> SavePlan:
-        """``(step, score)`` of the checkpoint due at this epoch end, or ``None``.
+    def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
+        """``(step, score)`` of the checkpoint due now, or ``None``.
 
-        Sets the directory up first if ``on_train_begin`` did not.
+        Sets the directory up first if ``on_train_begin`` did not. A mid-epoch save
+        (``logs`` ``None``) has no score.
 
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
             TypeError: If the monitored value is not a number.
         """
         config = self.config
-        if (epoch + 1) % config.every_n_epochs != 0:
+        if not due:
             return None
         if self._directory is None:
             self._lazy = True
@@ -438,27 +419,15 @@ class ModelCheckpoint(BaseCallback):
             return None
         score: float | None = None
         if self._lookup is not None:
-            score = self._lookup.number(logs, "on_epoch_end")
+            if logs is not None:
+                score = self._lookup.number(logs, "on_epoch_end")
             if score is None and not config.save_last:
                 return None
         step = self._current_step(trainer)
-        if step in manager.all_steps():
+        if step in manager.all_steps() and (logs is None or step not in self._mid_epoch_steps):
             _log.debug("step %d already has a checkpoint in %s", step, self._directory)
             return None
         return step, score
-
-    def _state(self, trainer: TrainerLike, step: int, epoch: int) -> Any:
-        if isinstance(trainer, CheckpointableTrainer):
-            return to_savable(trainer.state_dict())
-        state: dict[str, Any] = {
-            "model": nnx.to_pure_dict(nnx.state(trainer.model)),
-            "step": step,
-            "epoch": epoch,
-        }
-        optimizer = getattr(trainer, "optimizer", None)
-        if isinstance(optimizer, nnx.Optimizer):
-            state["opt_state"] = nnx.to_pure_dict(nnx.state(optimizer))
-        return state
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Wait for pending saves, then release the Orbax manager."""

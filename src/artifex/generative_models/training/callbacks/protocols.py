@@ -20,14 +20,17 @@ __all__ = [
     "CheckpointableTrainer",
     "ExampleCounter",
     "HyperparameterTrainer",
+    "PreemptionSaver",
     "RunStatus",
     "StatefulCallback",
+    "StepCheckpointableTrainer",
     "StopRequester",
     "TrainerState",
 ]
 
-RunStatus: TypeAlias = Literal["running", "completed", "stopped", "failed"]
-"""How a ``fit`` run stands: running, or how it ended."""
+RunStatus: TypeAlias = Literal["running", "completed", "stopped", "failed", "preempted"]
+"""How a ``fit`` run stands: running, or how it ended (``"preempted"``: a preemption
+notice stopped it after a checkpoint was saved)."""
 
 
 @runtime_checkable
@@ -94,6 +97,47 @@ class CheckpointableTrainer(TrainerState, Protocol):
 
         Args:
             state: A pytree with the structure :meth:`state_dict` returns.
+        """
+        ...
+
+
+@runtime_checkable
+class StepCheckpointableTrainer(CheckpointableTrainer, Protocol):
+    """A trainer whose ``state_dict()`` can also describe a position inside an epoch.
+
+    ``ModelCheckpoint(every_n_steps=...)`` saves mid-epoch checkpoints only where
+    :attr:`resumable_mid_epoch` is ``True``, and leaves a due save that falls on an
+    epoch's last batch to that epoch's ``on_epoch_end``.
+    """
+
+    @property
+    def resumable_mid_epoch(self) -> bool:
+        """Whether ``state_dict()`` now holds a mid-epoch position a fit resumes from exactly.
+
+        ``True`` in ``on_batch_end`` after a single step or after a chunk's last step;
+        ``False`` inside a chunk (``steps_per_execution > 1``) and outside the batches.
+        """
+        ...
+
+    @property
+    def last_batch_of_epoch(self) -> bool:
+        """Whether the batch that just ran is known to be the last of its epoch."""
+        ...
+
+
+@runtime_checkable
+class PreemptionSaver(Protocol):
+    """A callback that saves a checkpoint on demand (``ModelCheckpoint`` does).
+
+    On a preemption notice the reference trainer calls :meth:`save_now` of every
+    registered one, after the step or chunk in flight, whatever its schedule.
+    """
+
+    def save_now(self, trainer: TrainerLike, /) -> None:
+        """Save a checkpoint of ``trainer`` now and wait until it is on disk.
+
+        Args:
+            trainer: The trainer to checkpoint.
         """
         ...
 

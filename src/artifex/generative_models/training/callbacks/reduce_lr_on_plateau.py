@@ -167,10 +167,10 @@ class ReduceLROnPlateau(BaseCallback):
         config = self.config
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
-            self.wait: int = 0
+            self.wait = 0
         if self._improves(current):
             self.best = current
-            self.wait: int = 0
+            self.wait = 0
             return
         if self.cooldown_counter > 0:
             return
@@ -184,7 +184,7 @@ class ReduceLROnPlateau(BaseCallback):
             tunable.set_hyperparameter(config.hyperparameter, new)
             _log.info("ReduceLROnPlateau: epoch %d: learning rate %.4g -> %.4g", epoch, old, new)
             self.cooldown_counter = config.cooldown
-            self.wait: int = 0
+            self.wait = 0
 
     # ------------------------------------------------------------- callback state
 

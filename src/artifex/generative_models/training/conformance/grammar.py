@@ -8,7 +8,8 @@ requested, where an exception was injected), and returns every :class:`Violation
   ``on_epoch_begin(e)``, batch pairs, then validation pairs, then ``on_epoch_end(e)``;
 * numbering: epochs from 0 (or where the previous ``fit`` left off), contiguous; the
   global step 0-based and contiguous across epochs and ``fit`` calls, the same for the
-  two hooks of a batch pair;
+  two hooks of a batch pair; a resumed fit may begin inside epoch ``e`` at step ``s``
+  (``FitPlan.resumed_at``): ``on_epoch_begin(e)``, then batch pairs from ``s``;
 * stop requests honoured after the ``on_batch_end`` or ``on_epoch_end`` that made them;
 * teardown: after an injected exception the next event is ``on_train_end``;
 * one validation pair per epoch, when validation data was given and no stop came first;
@@ -87,6 +88,14 @@ class FitPlan:
             step raises; the run may then end at any point, with ``on_train_end``.
         stop_via: How the stop is requested: by a ``StopRequester`` callback, or by
             setting ``trainer.stop_training = True`` (``"flag"``).
+        preempt: Where a preemption notice arrives (``on_batch_end`` or
+            ``on_epoch_end``); from then on the run may end, at a later batch end (a
+            chunk's end) or epoch end, with ``on_train_end`` and status
+            ``"preempted"``, and only so.
+        resumed_at: ``(e, s)`` when the fit resumes from a mid-epoch checkpoint: it
+            begins inside epoch ``e`` at global step ``s``. Its first epoch is then
+            ``on_epoch_begin(e)`` again, with batch pairs from step ``s`` (and fewer
+            of them than a whole epoch); counting goes on from there.
 
     Raises:
         ValueError: On a negative ``epochs`` or ``data_failure``, or a stop at a hook
@@ -99,8 +108,19 @@ class FitPlan:
     raises: tuple[Trigger, ...] = ()
     data_failure: int | None = None
     stop_via: Literal["requester", "flag"] = "requester"
+    preempt: Trigger | None = None
+    resumed_at: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.preempt is not None and self.preempt.hook not in _STOP_HOOKS:
+            raise ValueError(
+                "FitPlan.preempt must be at on_batch_end or on_epoch_end, got "
+                f"{self.preempt.hook!r}"
+            )
+        if self.resumed_at is not None and min(self.resumed_at) < 0:
+            raise ValueError(
+                f"FitPlan.resumed_at must be (epoch, step) >= 0, got {self.resumed_at}"
+            )
         if self.epochs < 0:
             raise ValueError(f"FitPlan.epochs must be >= 0, got {self.epochs!r}")
         if self.stop is not None and self.stop.hook not in _STOP_HOOKS:
@@ -196,6 +216,7 @@ class _Run:
     last_val: Event | None = None
     last_begun: int | None = None
     last_epoch: int | None = None
+    preempted: bool = False
 
 
 def _is_int(value: object) -> bool:
@@ -261,6 +282,9 @@ class _Parser:
         for trigger in run.plan.raises:
             if trigger.hook == event.hook and trigger.occurrence == count and run.failed_at is None:
                 run.failed_at = f"the callback that raised in {event}"
+        notice = run.plan.preempt
+        if notice is not None and (notice.hook, notice.occurrence) == (event.hook, count):
+            run.preempted = True
         stop = run.plan.stop
         if (
             stop is not None
@@ -319,6 +343,9 @@ class _Parser:
             self.call = call
             run = _Run(plan=plan)
             self.plan = plan
+            if plan.resumed_at is not None:  # a resumed fit begins inside epoch e at step s
+                epoch, step = plan.resumed_at
+                self.epochs, self.steps, self.epoch, self.step = {epoch}, {step}, epoch, step
             self.expect(
                 "on_train_begin", f"fit call #{call} ({plan}) must begin with on_train_begin"
             )
@@ -335,6 +362,8 @@ class _Parser:
         failed = run.failed_at is not None or (early and plan.data_failure is not None)
         if failed:
             wanted = {"failed"}
+        elif early and run.preempted:
+            wanted = {"preempted"}
         elif run.stop is not None and run.epochs_done >= plan.epochs:
             wanted = {"stopped", "completed"}  # the stop coincided with the natural end
         elif run.stop is not None:
@@ -374,8 +403,11 @@ class _Parser:
         return True
 
     def data_failure_end(self, run: _Run) -> bool:
-        """With a failing data source, ``on_train_end`` may come at any point."""
+        """``on_train_end`` may come at any point after a preemption notice or a data failure."""
         event = self.peek()
+        if run.preempted and event is not None and event.hook == "on_train_end":
+            self.end_run(run, early=True)
+            return True
         if run.plan.data_failure is None or event is None or event.hook != "on_train_end":
             return False
         if run.batch_ends > run.plan.data_failure:

@@ -1,0 +1,159 @@
+"""What one ``ModelCheckpoint`` save holds: the training state, callback states, meta.
+
+Private to ``ModelCheckpoint``: the items of the layout described in
+:mod:`artifex.generative_models.training.callbacks.model_checkpoint`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flax import nnx
+
+from artifex.generative_models.training._checkpointing._format import (
+    CALLBACKS_ITEM,
+    CHECKPOINT_FORMAT,
+)
+from artifex.generative_models.training._checkpointing._pytree import to_savable
+from artifex.generative_models.training.callbacks._monitor import Mode, to_float
+from artifex.generative_models.training.callbacks._order import around
+from artifex.generative_models.training.callbacks._state import (
+    callback_array_states,
+    stateful_callbacks,
+)
+from artifex.generative_models.training.callbacks.base import (
+    TrainerLike,
+    TrainingCallback,
+)
+from artifex.generative_models.training.callbacks.protocols import (
+    CallbackHost,
+    CheckpointableTrainer,
+    StatefulCallback,
+)
+
+__all__ = [
+    "callback_arrays",
+    "callback_items",
+    "checkpoint_meta",
+    "save_position",
+    "stateful_after",
+    "training_state",
+]
+
+
+def training_state(trainer: TrainerLike, step: int, epoch: int) -> Any:
+    """The ``state`` item: ``trainer.state_dict()``, or what a plain trainer exposes.
+
+    Args:
+        trainer: The trainer being checkpointed.
+        step: The global step (for a trainer without ``state_dict``).
+        epoch: The epoch to record (for a trainer without ``state_dict``).
+
+    Returns:
+        The savable training-state pytree (pure dicts).
+    """
+    if isinstance(trainer, CheckpointableTrainer):
+        return to_savable(trainer.state_dict())
+    state: dict[str, Any] = {
+        "model": nnx.to_pure_dict(nnx.state(trainer.model)),
+        "step": step,
+        "epoch": epoch,
+    }
+    optimizer = getattr(trainer, "optimizer", None)
+    if isinstance(optimizer, nnx.Optimizer):
+        state["opt_state"] = nnx.to_pure_dict(nnx.state(optimizer))
+    return state
+
+
+def callback_items(trainer: TrainerLike) -> dict[str, Any]:
+    """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks."""
+    if not isinstance(trainer, CallbackHost):
+        return {}
+    found = stateful_callbacks(trainer.callbacks)
+    if not found:
+        return {}
+    return {CALLBACKS_ITEM: {key: cb.state_dict() for key, cb in found.items()}}
+
+
+def callback_arrays(trainer: TrainerLike) -> dict[str, Any]:
+    """``{state_key: array_state()}`` of the array-stateful callbacks that have one."""
+    if not isinstance(trainer, CallbackHost):
+        return {}
+    return {key: to_savable(tree) for key, tree in callback_array_states(trainer.callbacks).items()}
+
+
+def checkpoint_meta(
+    trainer: TrainerLike,
+    *,
+    step: int,
+    epoch: int,
+    position: int | None,
+    logs: Mapping[str, Any] | None,
+    monitor: str | None,
+    mode: Mode,
+    items: list[str],
+    arrays: list[str],
+) -> dict[str, Any]:
+    """The ``meta`` item of a checkpoint.
+
+    Args:
+        trainer: The trainer being checkpointed.
+        step: The global step.
+        epoch: The epoch at whose end it is saved, or the epoch in progress.
+        position: For a mid-epoch checkpoint, how many of ``epoch``'s batches had run;
+            ``None`` at an epoch end.
+        logs: The epoch logs (their numbers become ``metrics``); ``None`` mid-epoch.
+        monitor: The config's ``monitor``.
+        mode: The config's ``mode``.
+        items: The names of the further JSON items.
+        arrays: The state keys of the callback arrays.
+
+    Returns:
+        The JSON-compatible meta dict.
+    """
+    metrics = (
+        {}
+        if logs is None
+        else {key: v for key, value in logs.items() if (v := to_float(value)) is not None}
+    )
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "epoch": epoch,
+        "position": position,
+        "metrics": metrics,
+        "monitor": monitor,
+        "mode": mode,
+        "trainer_state": isinstance(trainer, CheckpointableTrainer),
+        "items": items,
+        "callback_arrays": arrays,
+    }
+
+
+def save_position(
+    trainer: TrainerLike, state: Any, epoch: int, counted: int
+) -> tuple[int, int | None]:
+    """The epoch and the position (batches of it run) a save outside ``on_epoch_end`` records.
+
+    A ``CheckpointableTrainer``'s state says it: mid-epoch it holds
+    ``"epoch_progress"`` and the epoch in progress; between epochs it holds none and
+    the next epoch (the checkpoint is then that of the previous epoch's end). For a
+    plain trainer: ``epoch`` and ``counted`` (the batches seen since ``on_epoch_begin``).
+    """
+    if not isinstance(trainer, CheckpointableTrainer) or not isinstance(state, dict):
+        return epoch, counted
+    progress = state.get("epoch_progress")
+    if isinstance(progress, dict):
+        return int(state["epoch"]), int(progress["batches"])
+    return int(state["epoch"]) - 1, None
+
+
+def stateful_after(trainer: TrainerLike, callback: TrainingCallback) -> list[str]:
+    """The state keys of the stateful callbacks dispatched after ``callback``."""
+    found = around(trainer, callback)
+    return (
+        []
+        if found is None
+        else [cb.state_key for cb in found[1] if isinstance(cb, StatefulCallback)]
+    )
