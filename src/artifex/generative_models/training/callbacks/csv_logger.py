@@ -19,6 +19,29 @@ from artifex.generative_models.training.callbacks.base import (
 
 __all__ = ["CSVLogger", "CSVLoggerConfig"]
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""A text cell starting with one of these gets a leading ``'`` (the quote itself included,
+so that reading undoes it exactly): a spreadsheet shows it as text, not a formula (OWASP's
+advice on CSV injection). Numeric cells are never changed: ``-0.5`` stays ``-0.5``."""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _escape(cell: str) -> str:
+    """The cell as written: a text cell that a spreadsheet would run as a formula is quoted."""
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) and not _is_number(cell) else cell
+
+
+def _unescape(cell: str) -> str:
+    """The cell as read back: undoes :func:`_escape`."""
+    return cell[1:] if cell.startswith("'") and not _is_number(cell) else cell
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CSVLoggerConfig:
@@ -121,9 +144,13 @@ class CSVLogger(BaseCallback):
         if not path.exists() or path.stat().st_size == 0:
             return None, []
         with path.open(newline="") as file:
-            reader = csv.DictReader(file, delimiter=self.config.separator)
-            rows = list(reader)
-            return (list(reader.fieldnames) if reader.fieldnames else None), rows
+            reader = csv.reader(file, delimiter=self.config.separator)
+            header = next(reader, None)
+            if not header:
+                return None, []
+            fields = [_unescape(cell) for cell in header]
+            rows = [dict(zip(fields, map(_unescape, line), strict=False)) for line in reader]
+            return fields, rows
 
     def _supersede(
         self, path: Path, fields: list[str], rows: list[dict[str, str]], keep: int
@@ -142,11 +169,9 @@ class CSVLogger(BaseCallback):
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", newline="") as file:
-                writer = csv.DictWriter(
-                    file, fields, restval="", delimiter=sep, lineterminator="\n"
-                )
-                writer.writeheader()
-                writer.writerows(rows)
+                writer = csv.writer(file, delimiter=sep, lineterminator="\n")
+                writer.writerow(map(_escape, fields))
+                writer.writerows([_escape(row.get(f, "")) for f in fields] for row in rows)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -168,7 +193,9 @@ class CSVLogger(BaseCallback):
         if self._fields is None:
             self._fields = ["epoch", *sorted(key for key in row if key != "epoch")]
             with path.open("a", newline="") as file:
-                csv.writer(file, delimiter=sep, lineterminator="\n").writerow(self._fields)
+                csv.writer(file, delimiter=sep, lineterminator="\n").writerow(
+                    map(_escape, self._fields)
+                )
         new = sorted(key for key in row if key not in self._fields)
         if new:
             self._widen(path, [*self._fields, *new])
