@@ -155,7 +155,7 @@ _Table: TypeAlias = tuple[tuple[TrainingCallback, ...], tuple[_Path, ...]]
 """Per hook: the callbacks to call, in order, and the index path of each in the tree."""
 _EMPTY: Final[_Table] = ((), ())
 
-_CLASS_NO_OPS: Final[weakref.WeakKeyDictionary[type, frozenset[str]]] = weakref.WeakKeyDictionary()
+_CLASS_NO_OPS: Final = weakref.WeakKeyDictionary[type[object], frozenset[str]]()
 """Per class: the hooks it inherits unchanged from ``BaseCallback`` (resolved once)."""
 
 
@@ -197,7 +197,7 @@ def _scope(callback: object) -> ProcessScope:
     )
 
 
-def _class_no_ops(cls: type) -> frozenset[str]:
+def _class_no_ops(cls: type[object]) -> frozenset[str]:
     """The hooks ``cls`` inherits unchanged from ``BaseCallback``, found statically, cached."""
     found = _CLASS_NO_OPS.get(cls)
     if found is None:
