@@ -33,7 +33,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from artifex.generative_models.training._checkpointing._resume import restore_run
-from artifex.generative_models.training._checks import check_bool, check_int
+from artifex.generative_models.training._checks import check_bool, check_filter, check_int
 from artifex.generative_models.training._epoch import (
     DataSource,
     EpochRunner,
@@ -157,8 +157,9 @@ class Trainer(Generic[M]):
                 f"got {type(optimizer).__qualname__} {optimizer!r}"
             )
         for name, fn in (("loss_fn", loss_fn), ("eval_fn", eval_fn)):
-            if fn is not None and not callable(fn):
+            if (fn is not None or name == "loss_fn") and not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
+        check_filter("wrt", wrt)
         self.steps_per_execution = check_int("steps_per_execution", steps_per_execution, minimum=1)
         self.donate = check_bool("donate", donate)
         self._eval_mode = eval_attributes(eval_mode)
@@ -335,7 +336,7 @@ class Trainer(Generic[M]):
                 or a callback propagate unchanged after ``on_train_end``.
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
         """
-        check_int("epochs", epochs, minimum=0)
+        epochs = check_int("epochs", epochs, minimum=0)
         check_reiterable(train_data, "train_data", epochs)
         if val_data is not None:
             check_reiterable(val_data, "val_data", epochs)

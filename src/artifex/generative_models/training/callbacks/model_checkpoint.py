@@ -68,11 +68,11 @@ from artifex.generative_models.training._checkpointing._restore import (
 from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
 from artifex.generative_models.training._checks import (
     check_bool,
-    check_int,
     check_mode,
     check_name,
     check_path,
     resolve_config,
+    set_int,
 )
 from artifex.generative_models.training.callbacks._monitor import Mode, MonitorLookup, to_float
 from artifex.generative_models.training.callbacks._state import (
@@ -154,8 +154,8 @@ class CheckpointConfig:
         check_path("dirpath", self.dirpath)
         check_name("monitor", self.monitor, optional=True)
         check_mode("mode", self.mode)
-        check_int("save_top_k", self.save_top_k, minimum=-1)
-        check_int("every_n_epochs", self.every_n_epochs, minimum=1)
+        set_int(self, "save_top_k", minimum=-1)
+        set_int(self, "every_n_epochs", minimum=1)
         for name in ("save_last", "async_save", "strict"):
             check_bool(name, getattr(self, name))
 
