@@ -94,14 +94,24 @@ class CSVLogger(BaseCallback):
     be run again) are moved out of the file, at the next ``on_train_begin``, into a new
     ``<filename>.superseded-<n>`` CSV next to it, so the log holds each epoch once and
     no row is lost. Register it before ``ModelCheckpoint``, so the row of the
-    checkpointed epoch is counted.
+    checkpointed epoch is counted. A run that restored no checkpoint but appends to a
+    file that already holds rows of the epochs it writes (say after a kill during the
+    very first save) moves those rows aside the same way, at its first epoch end.
 
     Args:
         config: The configuration; or pass ``filename`` (and other fields) by keyword.
         **kwargs: The fields of :class:`CSVLoggerConfig`, if ``config`` is omitted.
     """
 
-    __slots__ = ("_fields", "_path", "_resume_rows", "_rows", "_started", "config")
+    __slots__ = (
+        "_fields",
+        "_path",
+        "_resume_rows",
+        "_rows",
+        "_started",
+        "_unresumed",
+        "config",
+    )
     process_scope: ProcessScope = "main"  # it writes one file, on process 0 only
 
     def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
@@ -115,6 +125,7 @@ class CSVLogger(BaseCallback):
         self._started = False
         self._rows = 0  # data rows in the file
         self._resume_rows: int | None = None  # rows kept by a restored checkpoint
+        self._unresumed = False  # rows exist, no checkpoint said which to keep
 
     def __repr__(self) -> str:
         """A readable representation with the config."""
@@ -137,7 +148,17 @@ class CSVLogger(BaseCallback):
         keep, self._resume_rows = self._resume_rows, None
         if keep is not None and self._fields is not None and len(rows) > keep:
             self._supersede(path, self._fields, rows, keep)
+        self._unresumed = keep is None and self._rows > 0
         return path
+
+    def _supersede_from(self, path: Path, epoch: int) -> None:
+        """Move aside the rows from the first one of an epoch ``>= epoch`` on."""
+        fields, rows = self._read(path)
+        for index, row in enumerate(rows):
+            cell = row.get("epoch", "")
+            if fields is not None and cell.isdigit() and int(cell) >= epoch:
+                self._supersede(path, fields, rows, index)
+                return
 
     def _read(self, path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
         """The file's header and data rows (``None`` and none for a new file)."""
@@ -184,6 +205,9 @@ class CSVLogger(BaseCallback):
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Append this epoch's row (widening the header if a new key appears)."""
         path = self._path if self._path is not None else self._setup()
+        if self._unresumed:  # this run writes these epochs again: keep each once
+            self._unresumed = False
+            self._supersede_from(path, epoch)
         row: dict[str, str] = {"epoch": str(epoch)}
         for key, raw in logs.items():
             value = to_float(raw)
