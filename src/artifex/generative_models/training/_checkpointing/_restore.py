@@ -27,6 +27,7 @@ from artifex.generative_models.training._checkpointing._pytree import (
     to_savable,
     with_shardings,
 )
+from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
 from artifex.generative_models.training._checks import check_checkpoint_location
 
 if TYPE_CHECKING:
@@ -190,7 +191,9 @@ def _open(
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
         path,
-        options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
+        options=ocp.CheckpointManagerOptions(
+            create=False, enable_async_checkpointing=False, step_name_format=CompleteStepsOnly()
+        ),
         item_handlers=item_handlers(extra, arrays=arrays),
     )
 
