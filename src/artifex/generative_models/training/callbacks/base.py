@@ -149,6 +149,7 @@ class BaseCallback:
 
 
 _NO_OPS: Final[dict[str, object]] = {name: BaseCallback.__dict__[name] for name in HOOK_NAMES}
+_NOBODY: Final[TrainingCallback] = BaseCallback()  # a dispatch's culprit until one is called
 
 _Path: TypeAlias = tuple[int, ...]
 _Table: TypeAlias = tuple[tuple[TrainingCallback, ...], tuple[_Path, ...]]
@@ -492,13 +493,13 @@ class CallbackList:
         """Dispatch ``on_train_begin`` (fail-fast), learning the process index if not given."""
         if self._process_index is None:
             self.process_index = jax.process_index()
-        table = (self._refresh() if self._stale else self)._on_train_begin
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_train_begin, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_train_begin(trainer)
-            except Exception as exc:
-                _note(exc, table, cb, "on_train_begin")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_train_begin")
+            raise
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Dispatch ``on_train_end`` to every callback, even if some raise (teardown).
@@ -522,13 +523,13 @@ class CallbackList:
 
     def on_epoch_begin(self, trainer: TrainerLike, /, epoch: int) -> None:
         """Dispatch ``on_epoch_begin`` to every callback (fail-fast)."""
-        table = (self._refresh() if self._stale else self)._on_epoch_begin
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_epoch_begin, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_epoch_begin(trainer, epoch)
-            except Exception as exc:
-                _note(exc, table, cb, "on_epoch_begin")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_epoch_begin")
+            raise
 
     def on_epoch_end(
         self,
@@ -546,46 +547,46 @@ class CallbackList:
         """
         if logs is None or metrics is not None:
             logs = _pick_logs(logs, metrics, "on_epoch_end")
-        table = (self._refresh() if self._stale else self)._on_epoch_end
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_epoch_end, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_epoch_end(trainer, epoch, logs)
-            except Exception as exc:
-                _note(exc, table, cb, "on_epoch_end")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_epoch_end")
+            raise
 
     def on_batch_begin(self, trainer: TrainerLike, /, batch: int) -> None:
         """Dispatch ``on_batch_begin`` to every callback (fail-fast)."""
-        table = (self._refresh() if self._stale else self)._on_batch_begin
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_batch_begin, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_batch_begin(trainer, batch)
-            except Exception as exc:
-                _note(exc, table, cb, "on_batch_begin")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_batch_begin")
+            raise
 
     def on_batch_end(self, trainer: TrainerLike, /, batch: int, logs: Logs) -> None:
         """Dispatch ``on_batch_end`` to every callback (fail-fast).
 
         This is the hot path, so unlike the per-epoch hooks it takes no ``metrics`` alias.
         """
-        table = (self._refresh() if self._stale else self)._on_batch_end
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_batch_end, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_batch_end(trainer, batch, logs)
-            except Exception as exc:
-                _note(exc, table, cb, "on_batch_end")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_batch_end")
+            raise
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Dispatch ``on_validation_begin`` to every callback (fail-fast)."""
-        table = (self._refresh() if self._stale else self)._on_validation_begin
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_validation_begin, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_validation_begin(trainer)
-            except Exception as exc:
-                _note(exc, table, cb, "on_validation_begin")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_validation_begin")
+            raise
 
     def on_validation_end(
         self,
@@ -602,22 +603,19 @@ class CallbackList:
         """
         if logs is None or metrics is not None:
             logs = _pick_logs(logs, metrics, "on_validation_end")
-        table = (self._refresh() if self._stale else self)._on_validation_end
-        for cb in table[0]:
-            try:
+        table, cb = (self._refresh() if self._stale else self)._on_validation_end, _NOBODY
+        try:
+            for cb in table[0]:
                 cb.on_validation_end(trainer, logs)
-            except Exception as exc:
-                _note(exc, table, cb, "on_validation_end")
-                raise
+        except Exception as exc:
+            _note(exc, table, cb, "on_validation_end")
+            raise
 
 
 def _walk(
     callbacks: Iterable[TrainingCallback], prefix: _Path, *, lists: bool, offset: int = 0
 ) -> Iterator[tuple[_Path, TrainingCallback]]:
-    """:func:`flatten_callbacks`, with an explicit stack (no recursion), from index ``offset``.
-
-    With ``lists``, each nested plain ``CallbackList`` is also yielded, before its contents.
-    """
+    """:func:`flatten_callbacks` from index ``offset`` (with ``lists``, nested lists too)."""
     stack = [(prefix, enumerate(callbacks, offset))]
     while stack:
         path, items = stack[-1]
