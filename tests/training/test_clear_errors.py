@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -22,7 +24,7 @@ from artifex.generative_models.training.callbacks import (
 )
 from artifex.generative_models.training.data import ArrayBatcher
 from artifex.generative_models.training.trainer import Trainer
-from tests.training._models import mse, new_model
+from tests.training._models import DropoutBatchNorm, batches, mse, new_model
 
 
 @pytest.mark.parametrize("devices", [5, object(), "cpu"])
@@ -126,3 +128,15 @@ def test_numpy_integer_scalars_are_ints_everywhere() -> None:
 def test_non_integers_are_refused_naming_the_field(bad: object) -> None:
     with pytest.raises(TypeError, match=f"patience must be an int, got {type(bad).__qualname__}"):
         EarlyStoppingConfig(patience=bad)  # type: ignore[arg-type]  # the bad input under test
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, jnp.complex64])
+def test_loss_fn_must_return_a_real_float(dtype: Any) -> None:
+    def loss(model: DropoutBatchNorm, batch: Any) -> jax.Array:
+        return mse(model, batch).astype(dtype)
+
+    trainer = Trainer(new_model(), optax.sgd(0.1), loss)
+    with pytest.raises(
+        TypeError, match=r"loss_fn must return a real floating-point loss, got dtype"
+    ):
+        trainer.fit(batches(1), epochs=1)
