@@ -16,6 +16,7 @@ from artifex.generative_models.training.callbacks import (
     TrainerLike,
     TrainingCallback,
 )
+from artifex.generative_models.training.callbacks.base import flatten_callbacks
 from tests.typing.cases import AttributeTrainer, MissingHookCallback, StructuralCallback
 
 Log = list[tuple[str, str, tuple[Any, ...]]]
@@ -237,6 +238,7 @@ def test_logs_alias_misuse_is_a_type_error(trainer: AttributeTrainer, kwargs: An
 def test_unchanged_base_hooks_are_skipped() -> None:
     log: Log = []
     callbacks = CallbackList([BaseCallback(), Recorder("a", log), BaseCallback()])
+    callbacks._refresh()  # the tables are built lazily, at the first dispatch
     assert callbacks._on_batch_begin == ((), ())
     assert len(callbacks._on_batch_end[0]) == 1
     assert callbacks._on_batch_end[1] == ((1,),)
@@ -422,3 +424,99 @@ def test_unknown_process_scope_is_rejected_at_registration() -> None:
 def test_bad_process_index_names_the_value(bad: object, error: type[Exception]) -> None:
     with pytest.raises(error, match=f"process_index must be .*{bad!r}"):
         CallbackList(process_index=bad)  # type: ignore[arg-type]  # bad values under test
+
+
+# ------------------------------------------------------- unordered iterables, load
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"hist": BaseCallback()}, "dict"),
+        ({BaseCallback(): 1}, "dict"),
+        ({"hist": BaseCallback()}.values(), "dict_values"),
+        ({"hist": BaseCallback()}.keys(), "dict_keys"),
+        ({BaseCallback()}, "set"),
+        (frozenset({BaseCallback()}), "frozenset"),
+    ],
+)
+def test_rejects_unordered_iterables_naming_which(bad: Any, named: str) -> None:
+    with pytest.raises(TypeError, match=rf"ordered iterable.*got a {named}\b"):
+        CallbackList(bad)
+    callbacks = CallbackList()
+    with pytest.raises(TypeError, match=rf"got a {named}\b"):
+        callbacks.extend(bad)
+    assert len(callbacks) == 0
+
+
+def test_deep_nesting_is_bounded_only_by_memory(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    inner = CallbackList([Recorder("leaf", log)])
+    root = inner
+    for _ in range(3000):  # far past the default recursion limit
+        root = CallbackList([root])
+    root.on_batch_end(trainer, 0, {})
+    assert [n for n, _, _ in log] == ["leaf"]
+    ((path, leaf),) = flatten_callbacks(root)
+    assert len(path) == 3001
+    assert isinstance(leaf, Recorder)
+    assert repr(root).count("CallbackList([") == 3001
+    inner.append(Recorder("late", log))  # reaches the root through 3000 parents
+    log.clear()
+    root.on_batch_end(trainer, 1, {})
+    assert [n for n, _, _ in log] == ["leaf", "late"]
+    with pytest.raises(ValueError, match="cycle"):
+        inner.append(root)
+
+
+def test_nested_repr_matches_the_nesting() -> None:
+    a, b = BaseCallback(), BaseCallback()
+    callbacks = CallbackList([a, CallbackList([b, CallbackList()]), a])
+    assert repr(callbacks) == (
+        f"CallbackList([{a!r}, CallbackList([{b!r}, CallbackList([])]), {a!r}])"
+    )
+
+
+def test_many_appends_and_removes_keep_order_and_tables(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    callbacks = CallbackList()
+    recorders = [Recorder(str(i), log) for i in range(2000)]
+    for i, recorder in enumerate(recorders):
+        callbacks.append(recorder)
+        callbacks.append(BaseCallback())
+        if i % 500 == 0:  # interleave dispatches: the tables are extended, then used
+            log.clear()
+            callbacks.on_batch_end(trainer, i, {})
+            assert [n for n, _, _ in log] == [str(j) for j in range(i + 1)]
+    for recorder in recorders[::2]:
+        callbacks.remove(recorder)
+    log.clear()
+    callbacks.on_batch_end(trainer, 0, {})
+    assert [n for n, _, _ in log] == [str(j) for j in range(1, 2000, 2)]
+    boom = Boom()
+    callbacks.append(Raiser(boom))
+    with pytest.raises(Boom):
+        callbacks.on_epoch_end(trainer, 0, {})
+    assert boom.__notes__ == ["raised by callback #3000 (Raiser) in on_epoch_end"]
+
+
+def test_appending_from_every_dispatch_reaches_later_events(trainer: AttributeTrainer) -> None:
+    log: Log = []
+
+    class Grower(BaseCallback):
+        def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any]) -> None:
+            callbacks.append(Recorder(str(batch), log))
+
+    callbacks = CallbackList([Grower()])
+    for batch in range(300):
+        callbacks.on_batch_end(trainer, batch, {})
+    assert [n for n, _, _ in log] == [str(j) for b in range(300) for j in range(b)]
+
+
+def test_hook_resolution_is_per_instance_too(trainer: AttributeTrainer) -> None:
+    log: Log = []
+    plain, patched = Recorder("plain", log), Recorder("patched", log)
+    patched.on_epoch_begin = lambda trainer, epoch: log.append(("patched", "eb", ()))  # type: ignore[method-assign]  # an instance-level override under test
+    callbacks = CallbackList([plain, patched])
+    callbacks.on_epoch_begin(trainer, 0)
+    assert [n for n, _, _ in log] == ["patched"]

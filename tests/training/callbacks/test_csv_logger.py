@@ -14,6 +14,11 @@ def _rows(path: Path, sep: str = ",") -> list[dict[str, str]]:
         return list(csv.DictReader(file, delimiter=sep))
 
 
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as file:
+        return next(csv.reader(file))
+
+
 def test_one_row_per_epoch_with_widening_header(tmp_path: Path) -> None:
     path = tmp_path / "logs" / "train.csv"
     cb = CSVLogger(filename=path)
@@ -96,3 +101,27 @@ def test_resume_moves_rows_after_the_checkpoint_aside(tmp_path: Path) -> None:
 def test_bad_state_names_the_value(rows: object) -> None:
     with pytest.raises(ValueError, match=f"'rows' must be an int >= 0, got {rows!r}"):
         CSVLogger().load_state_dict({"rows": rows})
+
+
+def test_formula_like_names_are_escaped_and_numbers_never(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    names = ['=HYPERLINK("http://x","y")', "+p", "-m", "@a", "'q"]
+    first = CSVLogger(filename=path)
+    trainer = ModelOnlyTrainer()
+    first.on_train_begin(trainer)
+    first.on_epoch_end(trainer, 0, {name: -1.5 for name in names})
+    saved = first.state_dict()
+    first.on_epoch_end(trainer, 1, {name: -2.5 for name in names})
+    header = _header(path)
+    assert header == ["epoch", *sorted(f"'{name}" for name in names)]
+    assert all(row[f"'{n}"] in ("-1.5", "-2.5") for row in _rows(path) for n in names)
+    # a resume reads the escaped header back: the same columns, negative values intact
+    resumed = CSVLogger(filename=path)
+    resumed.load_state_dict(saved)
+    resumed.on_train_begin(trainer)
+    resumed.on_epoch_end(trainer, 1, {name: -3.5 for name in names})
+    assert _header(path) == header
+    assert [row["'-m"] for row in _rows(path)] == ["-1.5", "-3.5"]
+    aside = path.with_name("train.csv.superseded-1")
+    assert _header(aside) == header
+    assert [row["'-m"] for row in _rows(aside)] == ["-2.5"]

@@ -33,6 +33,7 @@ def test_calls_the_given_functions_only() -> None:
 def test_unused_hooks_are_skipped_by_callback_list() -> None:
     cb = LambdaCallback(on_epoch_end=lambda t, e, logs: None)
     cbs = CallbackList([cb])
+    cbs._refresh()  # the tables are built lazily, at the first dispatch
     # the dispatch tables hold only what was given
     assert len(cbs._on_epoch_end[0]) == 1
     assert cbs._on_batch_end[0] == ()

@@ -5,6 +5,7 @@ from typing import Any
 
 from orbax.checkpoint import args as args
 from orbax.checkpoint import checkpoint_managers as checkpoint_managers
+from orbax.checkpoint import step as step
 from orbax.checkpoint.args import CheckpointArgs
 from orbax.checkpoint.checkpoint_managers import PreservationPolicy
 
@@ -28,6 +29,7 @@ class CheckpointManagerOptions:
         enable_async_checkpointing: bool = True,
         preservation_policy: PreservationPolicy | None = None,
         cleanup_tmp_directories: bool = False,
+        step_name_format: step.NameFormat[step.Metadata] | None = None,
     ) -> None: ...
 
 class CheckpointManager:

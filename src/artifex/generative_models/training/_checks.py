@@ -13,43 +13,59 @@ import os
 from typing import TypeVar
 
 import numpy as np
+from flax import nnx
 
 __all__ = [
     "check_bool",
+    "check_checkpoint_location",
+    "check_filter",
     "check_int",
     "check_mode",
     "check_name",
     "check_path",
     "check_real",
     "resolve_config",
+    "set_int",
 ]
 
 C = TypeVar("C")
 
 
-def check_int(field: str, value: object, *, minimum: int, numpy: bool = False) -> int:
-    """Return ``value`` as an ``int`` if it is one (not a ``bool``) at least ``minimum``.
+def check_int(field: str, value: object, *, minimum: int) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (not a ``bool``) at least ``minimum``.
+
+    The one rule for integer arguments everywhere (configs, the trainer, the batcher): a
+    Python ``int`` or a NumPy integer scalar (``np.int64(2)``), used as a Python ``int``.
+    ``bool``, ``np.bool_``, floats (``2.0``) and strings are refused.
 
     Args:
         field: The field or argument, named in the message.
         value: The value to check.
         minimum: The smallest value allowed.
-        numpy: Also accept NumPy integer scalars.
 
     Returns:
         ``value`` as a Python ``int``.
 
     Raises:
-        TypeError: If ``value`` is not an ``int``.
+        TypeError: If ``value`` is not an integer.
         ValueError: If ``value`` is below ``minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{field} must be an int, got {type(value).__qualname__} {value!r}")
-    if not numpy and not isinstance(value, int):
-        raise TypeError(f"{field} must be an int, got {type(value).__qualname__} {value!r}")
     if value < minimum:
         raise ValueError(f"{field} must be >= {minimum}, got {value!r}")
     return int(value)
+
+
+def set_int(config: object, field: str, *, minimum: int) -> None:
+    """Check a frozen config's integer ``field`` with :func:`check_int`, storing it as an ``int``.
+
+    Raises:
+        TypeError: If the field is not an integer.
+        ValueError: If it is below ``minimum``.
+    """
+    value = check_int(field, getattr(config, field), minimum=minimum)
+    object.__setattr__(config, field, value)  # frozen: a NumPy integer is stored as an int
 
 
 def check_real(
@@ -90,6 +106,22 @@ def check_bool(field: str, value: object) -> bool:
     return value
 
 
+def check_filter(field: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is an NNX filter (as ``nnx.filterlib`` reads it).
+
+    Raises:
+        TypeError: If NNX cannot read ``value`` as a filter.
+    """
+    try:
+        nnx.filterlib.to_predicate(value)  # type: ignore[arg-type]  # the run-time check itself
+    except Exception as error:  # Flax's own message is a broken f-string: replace it
+        raise TypeError(
+            f"{field} must be an NNX filter (a Variable type such as nnx.Param, a string, "
+            f"..., None, a bool, a predicate, or a tuple of filters), got "
+            f"{type(value).__qualname__} {value!r}"
+        ) from error
+
+
 def check_mode(field: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is ``"min"`` or ``"max"``.
 
@@ -117,10 +149,42 @@ def check_path(field: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is a non-empty ``str`` or ``os.PathLike``.
 
     Raises:
-        ValueError: If ``value`` is not a path, or an empty one.
+        ValueError: If ``value`` is not a path, an empty one, or holds a null byte.
     """
     if not isinstance(value, str | os.PathLike) or not os.fspath(value):
         raise ValueError(f"{field} must be a non-empty path, got {value!r}")
+    if "\0" in os.fsdecode(os.fspath(value)):
+        raise ValueError(f"{field} must not contain a null byte, got {value!r}")
+
+
+def check_checkpoint_location(field: str, value: object, step: object = None) -> None:
+    """Check where a checkpoint is read from: a directory path, and a step (or ``None``).
+
+    Args:
+        field: The argument naming the directory (``directory``, ``resume_from``).
+        value: Its value.
+        step: The ``step`` argument, ``None`` for the latest.
+
+    Raises:
+        TypeError: If ``value`` is not a ``str`` or ``os.PathLike``, or ``step`` is not
+            an integer (``6.0`` and ``"6"`` are not).
+        ValueError: If ``value`` is empty (``""`` is not the working directory) or holds
+            a null byte, or ``step`` is negative.
+        NotADirectoryError: If ``value`` is a file, such as the directory's marker.
+    """
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(
+            f"{field} must be a checkpoint directory (a str or os.PathLike), got "
+            f"{type(value).__qualname__} {value!r}"
+        )
+    check_path(field, value)
+    if os.path.isfile(value):
+        raise NotADirectoryError(
+            f"{field} must be a checkpoint directory, got the file {os.fsdecode(value)!r}; "
+            "pass the directory that holds it"
+        )
+    if step is not None:
+        check_int("step", step, minimum=0)
 
 
 def resolve_config(config: C | None, cls: type[C], owner: str) -> C:

@@ -54,8 +54,9 @@ def normalize(output: object, where: str) -> tuple[jax.Array, dict[str, jax.Arra
         The scalar loss and the metrics dict.
 
     Raises:
-        TypeError: If the output is neither a scalar nor ``(scalar, dict)``, or a
-            metric is not a scalar array.
+        TypeError: If the output is neither a scalar nor ``(scalar, dict)``, the loss
+            is not a real float (an int, bool or complex dtype), or a metric is not a
+            scalar array.
         ValueError: If the loss is not a scalar, or a metric is named ``"loss"``.
     """
     metrics: object = {}
@@ -77,6 +78,11 @@ def normalize(output: object, where: str) -> tuple[jax.Array, dict[str, jax.Arra
         raise ValueError(
             f"{where} must return a scalar loss, got an array of shape {loss.shape}; "
             "reduce it, e.g. with jnp.mean"
+        )
+    if not jnp.issubdtype(loss.dtype, jnp.floating):  # grad needs a real float
+        raise TypeError(
+            f"{where} must return a real floating-point loss, got dtype {loss.dtype}; "
+            "cast it, e.g. with .astype(jnp.float32)"
         )
     assert isinstance(metrics, Mapping)
     out: dict[str, jax.Array] = {}

@@ -114,14 +114,14 @@ class ArrayBatcher(Generic[T]):
         process_index: int = 0,
         process_count: int = 1,
     ) -> None:
-        self._batch_size = check_int("batch_size", batch_size, minimum=1, numpy=True)
-        self._process_count = check_int("process_count", process_count, minimum=1, numpy=True)
-        self._process_index = check_int("process_index", process_index, minimum=0, numpy=True)
+        self._batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._process_count = check_int("process_count", process_count, minimum=1)
+        self._process_index = check_int("process_index", process_index, minimum=0)
         if self._process_index >= self._process_count:
             raise ValueError(
                 f"process_index must be < process_count={process_count}, got {process_index}"
             )
-        self._seed = check_int("seed", seed, minimum=0, numpy=True)
+        self._seed = check_int("seed", seed, minimum=0)
         check_bool("shuffle", shuffle)
         check_bool("drop_last", drop_last)
         self._shuffle = shuffle
@@ -274,9 +274,9 @@ class ArrayBatcher(Generic[T]):
         for key in ("seed", "epoch", "position"):
             if key not in state:
                 raise KeyError(f"batcher state lacks {key!r}; got keys {sorted(state)}")
-        seed = check_int("state['seed']", _as_int(state["seed"]), minimum=0, numpy=True)
-        epoch = check_int("state['epoch']", _as_int(state["epoch"]), minimum=0, numpy=True)
-        position = check_int("state['position']", _as_int(state["position"]), minimum=0, numpy=True)
+        seed = check_int("state['seed']", _as_int(state["seed"]), minimum=0)
+        epoch = check_int("state['epoch']", _as_int(state["epoch"]), minimum=0)
+        position = check_int("state['position']", _as_int(state["position"]), minimum=0)
         if position > self._num_batches:
             raise ValueError(
                 f"state['position'] must be <= {self._num_batches} (batches per epoch), "

@@ -34,7 +34,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from artifex.generative_models.training._checkpointing._resume import restore_run
-from artifex.generative_models.training._checks import check_bool, check_int
+from artifex.generative_models.training._checks import check_bool, check_filter, check_int
 from artifex.generative_models.training._epoch import (
     DataSource,
     EpochRunner,
@@ -184,8 +184,9 @@ class Trainer(InjectedHyperparams[M]):
                 f"got {type(optimizer).__qualname__} {optimizer!r}"
             )
         for name, fn in (("loss_fn", loss_fn), ("eval_fn", eval_fn)):
-            if fn is not None and not callable(fn):
+            if (fn is not None or name == "loss_fn") and not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
+        check_filter("wrt", wrt)
         self.steps_per_execution: int = check_int(
             "steps_per_execution", steps_per_execution, minimum=1
         )
@@ -396,7 +397,7 @@ class Trainer(InjectedHyperparams[M]):
             Preempted: After a preemption notice, once the checkpoint is saved and
                 ``on_train_end`` ran (``status == "preempted"``).
         """
-        check_int("epochs", epochs, minimum=0)
+        epochs = check_int("epochs", epochs, minimum=0)
         check_reiterable(train_data, "train_data", epochs)
         if val_data is not None:
             check_reiterable(val_data, "val_data", epochs)

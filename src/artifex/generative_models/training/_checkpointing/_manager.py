@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import jax
 import orbax.checkpoint as ocp
 
 from artifex.generative_models.training._checkpointing._retention import (
     RetentionSettings,
     best_fn,
     preservation_policy,
+)
+from artifex.generative_models.training._checkpointing._step_dirs import (
+    CompleteStepsOnly,
+    tidy_step_directories,
 )
 
 __all__ = ["ManagerSettings", "await_tmp_cleanup", "open_manager"]
@@ -50,7 +55,10 @@ def open_manager(directory: Path, settings: ManagerSettings) -> ocp.CheckpointMa
         enable_async_checkpointing=settings.async_save,
         create=True,
         cleanup_tmp_directories=True,
+        step_name_format=CompleteStepsOnly(),  # never a user's folder, nor a partial step
     )
+    if jax.process_index() == 0:
+        tidy_step_directories(directory)
     manager = ocp.CheckpointManager(directory, options=options)
     await_tmp_cleanup(manager)
     return manager

@@ -27,6 +27,8 @@ from artifex.generative_models.training._checkpointing._pytree import (
     to_savable,
     with_shardings,
 )
+from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
+from artifex.generative_models.training._checks import check_checkpoint_location
 
 if TYPE_CHECKING:
     from artifex.generative_models.training.callbacks.base import TrainerLike
@@ -114,15 +116,27 @@ def restore_checkpoint(
         checkpoint.
 
     Raises:
+        TypeError: If ``directory`` is not a path, ``step`` not an integer or ``target``
+            neither a module nor a trainer.
+        NotADirectoryError: If ``directory`` is a file.
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
-        ValueError: If ``directory`` is not a ModelCheckpoint directory, or the
+        ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
             checkpoint has an unknown format or does not fit ``target``, or ``step``
             contradicts the step directory given.
     """
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
     # this package.
+    from artifex.generative_models.training.callbacks.base import TrainerLike
     from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
 
+    check_checkpoint_location("directory", directory, step)
+    untrusted: object = target
+    if untrusted is not None and not isinstance(untrusted, nnx.Module | TrainerLike):
+        raise TypeError(
+            "target must be None, an nnx.Module or a trainer (with a model), got "
+            f"{type(target).__qualname__} {target!r}"
+        )
+    step = None if step is None else int(step)
     path, step = _locate(Path(directory).resolve(), step)
     step, meta = _read_meta(path, step)
     trainer = target if isinstance(target, CheckpointableTrainer) else None
@@ -185,7 +199,9 @@ def _open(
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
         path,
-        options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
+        options=ocp.CheckpointManagerOptions(
+            create=False, enable_async_checkpointing=False, step_name_format=CompleteStepsOnly()
+        ),
         item_handlers=item_handlers(extra, arrays=arrays),
     )
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from artifex.generative_models.training._checkpointing._format import CALLBACKS_ITEM
 from artifex.generative_models.training._checkpointing._restore import restore_checkpoint
+from artifex.generative_models.training._checks import check_checkpoint_location
 
 if TYPE_CHECKING:
     from artifex.generative_models.training.callbacks.base import TrainingCallback
@@ -53,6 +54,7 @@ def restore_run(
         stateful_callbacks,
     )
 
+    check_checkpoint_location("resume_from", checkpoint)
     targets = stateful_callbacks(callbacks)
     restored = restore_checkpoint(checkpoint, target=trainer)
     states: object = restored.extra.get(CALLBACKS_ITEM, {})

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from artifex.generative_models.training._checks import (
     check_bool,
-    check_int,
     check_mode,
     check_name,
     check_path,
+    set_int,
 )
 from artifex.generative_models.training.callbacks._monitor import Mode
 
@@ -67,10 +67,10 @@ class CheckpointConfig:
         check_path("dirpath", self.dirpath)
         check_name("monitor", self.monitor, optional=True)
         check_mode("mode", self.mode)
-        check_int("save_top_k", self.save_top_k, minimum=-1)
+        set_int(self, "save_top_k", minimum=-1)
         for name in ("every_n_epochs", "every_n_steps"):
             if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), minimum=1)
+                set_int(self, name, minimum=1)
         if self.every_n_epochs is None and self.every_n_steps is None:
             raise ValueError(
                 "every_n_epochs and every_n_steps are both None, so nothing would ever be "

@@ -9,9 +9,9 @@ This module imports nothing else from this package.
 
 from __future__ import annotations
 
-import inspect
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, MappingView
+from collections.abc import Set as AbstractSet
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 import jax
@@ -44,16 +44,7 @@ HookName: TypeAlias = Literal[
 ]
 """The name of one of the eight lifecycle hooks."""
 
-HOOK_NAMES: Final[tuple[HookName, ...]] = (
-    "on_train_begin",
-    "on_train_end",
-    "on_epoch_begin",
-    "on_epoch_end",
-    "on_batch_begin",
-    "on_batch_end",
-    "on_validation_begin",
-    "on_validation_end",
-)
+HOOK_NAMES: Final[tuple[HookName, ...]] = get_args(HookName)
 """All eight hook names, in the order the specification lists them."""
 
 ProcessScope: TypeAlias = Literal["all", "main"]
@@ -65,10 +56,6 @@ _SCOPES: Final[tuple[str, ...]] = get_args(ProcessScope)
 @runtime_checkable
 class TrainerLike(Protocol):
     """Protocol for trainer-like objects that callbacks can interact with.
-
-    This protocol defines the minimal interface that a trainer must implement
-    to work with callbacks. Using a protocol avoids circular imports between
-    callbacks and trainer modules.
 
     ``isinstance(obj, TrainerLike)`` looks ``model`` up statically: it never runs
     a ``model`` property getter.
@@ -93,35 +80,27 @@ class TrainingCallback(Protocol):
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Called once at the start of ``fit``, before the first epoch."""
-        ...
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Called once at the end of ``fit``: after the last epoch, a stop, or a failure."""
-        ...
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
         """Called at the start of epoch ``epoch`` (0-based)."""
-        ...
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Called at the end of epoch ``epoch`` with the epoch's metrics."""
-        ...
 
     def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
         """Called before training step ``batch`` (the 0-based global step)."""
-        ...
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Called after training step ``batch`` with that step's metrics."""
-        ...
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Called before a validation pass."""
-        ...
 
     def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
         """Called after a validation pass with its metrics."""
-        ...
 
 
 class BaseCallback:
@@ -170,26 +149,22 @@ class BaseCallback:
 
 
 _NO_OPS: Final[dict[str, object]] = {name: BaseCallback.__dict__[name] for name in HOOK_NAMES}
+_NOBODY: Final[TrainingCallback] = BaseCallback()  # a dispatch's culprit until one is called
 
 _Path: TypeAlias = tuple[int, ...]
 _Table: TypeAlias = tuple[tuple[TrainingCallback, ...], tuple[_Path, ...]]
 """Per hook: the callbacks to call, in order, and the index path of each in the tree."""
+_EMPTY: Final[_Table] = ((), ())
 
-_EMPTY_TABLE: Final[_Table] = ((), ())
+_CLASS_NO_OPS: Final = weakref.WeakKeyDictionary[type[object], frozenset[str]]()
+"""Per class: the hooks it inherits unchanged from ``BaseCallback`` (resolved once)."""
 
 
 def _check_callback(callback: object) -> None:
-    """Raise ``TypeError`` unless ``callback`` provides all eight hooks.
+    """Raise ``TypeError`` unless ``callback`` is an instance with all eight hooks callable.
 
     Hooks are resolved dynamically (with ``getattr``), so ``unittest.mock`` mocks and
-    ``__getattr__`` proxies are accepted; a class passed instead of an instance is not.
-
-    Args:
-        callback: The object to check.
-
-    Raises:
-        TypeError: If ``callback`` is a class, or lacks a callable hook. The message
-            names its type and the missing hooks.
+    ``__getattr__`` proxies are accepted. The message names the type and missing hooks.
     """
     if isinstance(callback, type):
         raise TypeError(
@@ -207,13 +182,10 @@ def _check_callback(callback: object) -> None:
 
 
 def _scope(callback: object) -> ProcessScope:
-    """The callback's declared ``process_scope`` (``"all"`` when it declares none).
+    """The declared ``process_scope`` (``"all"`` if none); ``ValueError`` if unknown.
 
     Only a string counts as a declaration, so the automatic attributes of
     ``unittest.mock`` mocks read as ``"all"``.
-
-    Raises:
-        ValueError: If it declares a string other than ``"all"`` or ``"main"``.
     """
     scope: object = getattr(callback, "process_scope", "all")
     if scope == "main":
@@ -226,33 +198,53 @@ def _scope(callback: object) -> ProcessScope:
     )
 
 
-def _is_no_op(callback: object, name: str) -> bool:
-    """Whether ``callback``'s hook ``name`` is ``BaseCallback``'s no-op, inherited unchanged.
+def _class_no_ops(cls: type[object]) -> frozenset[str]:
+    """The hooks ``cls`` inherits unchanged from ``BaseCallback``, found statically, cached."""
+    found = _CLASS_NO_OPS.get(cls)
+    if found is None:
+        names: list[str] = []
+        if cls.__getattribute__ is object.__getattribute__:  # else no static answer
+            for name in HOOK_NAMES:
+                owner = next((k for k in cls.__mro__ if name in k.__dict__), None)
+                if owner is not None and owner.__dict__[name] is _NO_OPS[name]:
+                    names.append(name)
+        found = _CLASS_NO_OPS[cls] = frozenset(names)
+    return found
 
-    The lookup is static, so it sees instance attributes that override the hook, and it
-    never answers ``True`` for an object with a custom ``__getattribute__``.
-    """
-    if type(callback).__getattribute__ is not object.__getattribute__:
-        return False
-    try:
-        return inspect.getattr_static(callback, name) is _NO_OPS[name]
-    except AttributeError:
-        return False
+
+def _no_ops(callback: object) -> frozenset[str]:
+    """Its hooks inherited unchanged from ``BaseCallback`` (an instance attribute overrides)."""
+    found = _class_no_ops(type(callback))
+    if found:
+        try:  # the class has object's __getattribute__: no user code runs here
+            own: object = object.__getattribute__(callback, "__dict__")
+        except AttributeError:  # __slots__ only
+            return found
+        if isinstance(own, dict) and own:
+            return frozenset(n for n in found if own.get(n, _NO_OPS[n]) is _NO_OPS[n])
+    return found
 
 
-def _note(
-    exc: BaseException,
-    callbacks: tuple[TrainingCallback, ...],
-    paths: tuple[_Path, ...],
-    callback: TrainingCallback,
-    hook: str,
-) -> None:
+def _note(exc: BaseException, table: _Table, callback: TrainingCallback, hook: str) -> None:
     """Add a PEP 678 note to ``exc`` naming ``callback`` (type and index path) and the hook."""
-    for held, path in zip(callbacks, paths, strict=True):
+    for held, path in zip(*table, strict=True):
         if held is callback:
             where = ".".join(map(str, path))
             exc.add_note(f"raised by callback #{where} ({type(callback).__qualname__}) in {hook}")
             return
+
+
+def _check_ordered(callbacks: object) -> None:
+    """Raise ``TypeError`` unless ``callbacks`` is an ordered iterable, naming what it is."""
+    if isinstance(callbacks, str | bytes) or not isinstance(callbacks, Iterable):
+        raise TypeError(
+            f"expected an iterable of callbacks, got {type(callbacks).__qualname__} {callbacks!r}"
+        )
+    if isinstance(callbacks, Mapping | MappingView | AbstractSet):  # dicts, views, sets
+        raise TypeError(
+            f"callbacks must be an ordered iterable such as a list or tuple, got a "
+            f"{type(callbacks).__qualname__}, whose order is not a dispatch order: {callbacks!r}"
+        )
 
 
 def _check_process_index(index: object) -> int | None:
@@ -309,17 +301,27 @@ class CallbackList:
     __slots__ = (
         "__weakref__",
         "_callbacks",
-        "_on_batch_begin",
-        "_on_batch_end",
-        "_on_epoch_begin",
-        "_on_epoch_end",
-        "_on_train_begin",
-        "_on_train_end",
-        "_on_validation_begin",
-        "_on_validation_end",
         "_parents",
         "_process_index",
+        "_stale",
+        "_tabled",
+        *(f"_{name}" for name in HOOK_NAMES),
     )
+
+    # The per-hook dispatch tables, one typed attribute per hook, so that type checkers
+    # check every hook call. They are replaced, never mutated (a running dispatch keeps
+    # its snapshot), and brought up to date at the next dispatch after a change: appends
+    # extend them, other changes rebuild them. Hooks are resolved once per class.
+    _on_train_begin: _Table
+    _on_train_end: _Table
+    _on_epoch_begin: _Table
+    _on_epoch_end: _Table
+    _on_batch_begin: _Table
+    _on_batch_end: _Table
+    _on_validation_begin: _Table
+    _on_validation_end: _Table
+    _stale: bool  # whether the tables lag behind the callbacks
+    _tabled: int  # how many leading direct callbacks the tables hold (0: rebuild them all)
 
     def __init__(
         self,
@@ -330,28 +332,24 @@ class CallbackList:
         """Create a list holding copies of the references in ``callbacks``.
 
         Args:
-            callbacks: The callbacks, in dispatch order. The iterable is copied; the
-                caller's own list is never aliased or mutated.
+            callbacks: The callbacks, in dispatch order: any ordered iterable (not a
+                dict, a dict view, a set or a frozenset). It is copied; the caller's own
+                list is never aliased or mutated.
             process_index: This process's index in a multi-process job, or ``None``
                 to ask ``jax.process_index()`` at the first ``on_train_begin``.
 
         Raises:
-            TypeError: If ``callbacks`` is not iterable or holds a non-callback, or
-                ``process_index`` is not an int.
+            TypeError: If ``callbacks`` is not an ordered iterable or holds a
+                non-callback, or ``process_index`` is not an int.
             ValueError: If a callback declares an unknown ``process_scope``, or
                 ``process_index`` is negative.
         """
         self._callbacks: tuple[TrainingCallback, ...] = ()
         self._parents: weakref.WeakSet[CallbackList] = weakref.WeakSet()
         self._process_index = _check_process_index(process_index)
-        self._on_train_begin = self._on_train_end = _EMPTY_TABLE
-        self._on_epoch_begin = self._on_epoch_end = _EMPTY_TABLE
-        self._on_batch_begin = self._on_batch_end = _EMPTY_TABLE
-        self._on_validation_begin = self._on_validation_end = _EMPTY_TABLE
+        self._stale, self._tabled = True, 0  # the first dispatch builds the tables
         if callbacks is not None:
             self.extend(callbacks)
-
-    # ----------------------------------------------------------------- container
 
     @property
     def callbacks(self) -> tuple[TrainingCallback, ...]:
@@ -359,62 +357,37 @@ class CallbackList:
         return self._callbacks
 
     def append(self, callback: TrainingCallback) -> None:
-        """Register ``callback`` after the others.
-
-        Args:
-            callback: An object providing the eight hooks (an instance, not a class).
-
-        Raises:
-            TypeError: If ``callback`` is not a callback.
-            ValueError: If ``callback`` is a ``CallbackList`` containing this one.
-        """
+        """Register ``callback`` after the others (see :meth:`extend` for the errors)."""
         self.extend((callback,))
 
-    def add(self, callback: TrainingCallback) -> None:
-        """Register ``callback`` after the others (alias of :meth:`append`).
-
-        Args:
-            callback: An object providing the eight hooks (an instance, not a class).
-
-        Raises:
-            TypeError: If ``callback`` is not a callback.
-            ValueError: If ``callback`` is a ``CallbackList`` containing this one.
-        """
-        self.extend((callback,))
+    add = append  # the same method under a second name
 
     def extend(self, callbacks: Iterable[TrainingCallback]) -> None:
         """Register several callbacks, all or none.
 
         Args:
-            callbacks: The callbacks, in dispatch order.
+            callbacks: The callbacks, in dispatch order: any ordered iterable.
 
         Raises:
-            TypeError: If ``callbacks`` is not iterable or holds a non-callback; the
-                list is then left unchanged.
+            TypeError: If ``callbacks`` is not iterable, is unordered (a dict, a dict
+                view, a set or a frozenset; the message says which), or holds a
+                non-callback; the list is then left unchanged.
             ValueError: If one is a ``CallbackList`` containing this one.
         """
-        untrusted: object = callbacks  # a run-time check of what the types promise
-        if isinstance(untrusted, (str, bytes)) or not isinstance(untrusted, Iterable):
-            raise TypeError(
-                f"expected an iterable of callbacks, got {type(callbacks).__qualname__} "
-                f"{callbacks!r}"
-            )
-        new = tuple(callbacks)
+        _check_ordered(callbacks)
+        new, ancestors = tuple(callbacks), (self, *self._ancestors())
         for callback in new:
             _check_callback(callback)
-            if type(callback) is CallbackList and (callback is self or self in callback._lists()):
+            if type(callback) is CallbackList and any(held is callback for held in ancestors):
                 raise ValueError(f"adding {callback!r} to {self!r} would create a cycle")
         for callback in new:
             if type(callback) is CallbackList:
                 callback._parents.add(self)
         self._callbacks += new
-        self._rebuild()
+        self._invalidate(appended=True)
 
     def remove(self, callback: TrainingCallback) -> None:
         """Unregister the first occurrence of ``callback`` (compared by identity).
-
-        Args:
-            callback: A directly held callback.
 
         Raises:
             ValueError: If ``callback`` is not directly held by this list.
@@ -424,23 +397,19 @@ class CallbackList:
                 self._callbacks = self._callbacks[:index] + self._callbacks[index + 1 :]
                 if type(callback) is CallbackList and callback not in self:
                     callback._parents.discard(self)
-                self._rebuild()
+                self._invalidate()
                 return
         raise ValueError(f"{callback!r} is not in this CallbackList")
 
     @property
     def process_index(self) -> int | None:
-        """The process this list dispatches for; ``None`` until learnt from JAX.
-
-        On a process other than 0, callbacks with ``process_scope == "main"`` receive
-        no events.
-        """
+        """The process this list dispatches for (``None`` until learnt from JAX)."""
         return self._process_index
 
     @process_index.setter
     def process_index(self, index: int | None) -> None:
         self._process_index = _check_process_index(index)
-        self._rebuild()
+        self._invalidate()
 
     def __len__(self) -> int:
         """The number of directly held callbacks."""
@@ -455,45 +424,81 @@ class CallbackList:
         return any(held is callback for held in self._callbacks)
 
     def __repr__(self) -> str:
-        """A readable representation listing the held callbacks."""
-        return f"CallbackList({list(self._callbacks)!r})"
+        """A readable representation listing the held callbacks, nested lists too."""
+        out, depth = ["CallbackList(["], 0  # built without recursion: any depth works
+        for path, cb in _walk(self._callbacks, (), lists=True):
+            out.append("])" * (depth - len(path) + 1) + (", " if path[-1] else ""))
+            nested = type(cb) is CallbackList
+            out.append("CallbackList([" if nested else repr(cb))
+            depth = len(path) if nested else len(path) - 1
+        return "".join(out) + "])" * (depth + 1)
 
-    def _lists(self) -> Iterator[CallbackList]:
-        """Yield every ``CallbackList`` nested (at any depth) inside this one."""
-        for callback in self._callbacks:
-            if type(callback) is CallbackList:
-                yield callback
-                yield from callback._lists()
+    def _invalidate(self, *, appended: bool = False) -> None:
+        """Mark the tables stale: here (extended if ``appended``) and in enclosing lists."""
+        self._stale = True
+        self._tabled = self._tabled if appended else 0
+        for parent in self._ancestors():  # they rebuild in full
+            parent._stale, parent._tabled = True, 0
 
-    def _rebuild(self) -> None:
-        """Recompute the per-hook dispatch tables here and in every enclosing list."""
-        leaves = tuple(flatten_callbacks(self._callbacks))
+    def _ancestors(self) -> list[CallbackList]:
+        """Every list enclosing this one, at any depth, each once (found without recursion)."""
+        found: dict[int, CallbackList] = {}
+        todo = list(self._parents)
+        while todo:
+            parent = todo.pop()
+            if id(parent) not in found:
+                found[id(parent)] = parent
+                todo.extend(parent._parents)
+        return list(found.values())
+
+    def _refresh(self) -> CallbackList:
+        """Bring the dispatch tables up to date (extended after appends, else rebuilt)."""
+        start = self._tabled
+        leaves = _walk(self._callbacks[start:], (), lists=False, offset=start)
         if self._process_index:  # not process 0: drop the main-process-only callbacks
-            leaves = tuple((path, cb) for path, cb in leaves if _scope(cb) == "all")
-        for name in HOOK_NAMES:
-            called = tuple((path, cb) for path, cb in leaves if not _is_no_op(cb, name))
-            table: _Table = (tuple(cb for _, cb in called), tuple(path for path, _ in called))
-            object.__setattr__(self, f"_{name}", table)
-        for parent in tuple(self._parents):
-            parent._rebuild()
+            leaves = ((path, cb) for path, cb in leaves if _scope(cb) == "all")
+        rows = {name: (list[TrainingCallback](), list[_Path]()) for name in HOOK_NAMES}
+        for path, cb in leaves:
+            skipped = _no_ops(cb)
+            for name, (cbs, paths) in rows.items():
+                if name not in skipped:
+                    cbs.append(cb)
+                    paths.append(path)
+
+        def table(name: HookName, old: _Table) -> _Table:
+            cbs, paths = rows[name]
+            return (old[0] + tuple(cbs), old[1] + tuple(paths))
+
+        if not start:
+            self._on_train_begin = self._on_train_end = _EMPTY
+            self._on_epoch_begin = self._on_epoch_end = _EMPTY
+            self._on_batch_begin = self._on_batch_end = _EMPTY
+            self._on_validation_begin = self._on_validation_end = _EMPTY
+        self._on_train_begin = table("on_train_begin", self._on_train_begin)
+        self._on_train_end = table("on_train_end", self._on_train_end)
+        self._on_epoch_begin = table("on_epoch_begin", self._on_epoch_begin)
+        self._on_epoch_end = table("on_epoch_end", self._on_epoch_end)
+        self._on_batch_begin = table("on_batch_begin", self._on_batch_begin)
+        self._on_batch_end = table("on_batch_end", self._on_batch_end)
+        self._on_validation_begin = table("on_validation_begin", self._on_validation_begin)
+        self._on_validation_end = table("on_validation_end", self._on_validation_end)
+        self._stale, self._tabled = False, len(self._callbacks)
+        return self
 
     # ------------------------------------------------------------------ dispatch
 
     # pylint: disable=duplicate-code  # one method per hook, written out on purpose
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Dispatch ``on_train_begin`` to every callback (fail-fast).
-
-        First learns the process index from JAX, if it was not given.
-        """
+        """Dispatch ``on_train_begin`` (fail-fast), learning the process index if not given."""
         if self._process_index is None:
             self.process_index = jax.process_index()
-        cbs, paths = self._on_train_begin
+        table, cb = (self._refresh() if self._stale else self)._on_train_begin, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_train_begin(trainer)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_train_begin")
+            _note(exc, table, cb, "on_train_begin")
             raise
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
@@ -503,13 +508,13 @@ class CallbackList:
             Exception: The one exception a callback raised, as the same object.
             ExceptionGroup: If several callbacks raised; it holds them in order.
         """
-        cbs, paths = self._on_train_end
+        table = (self._refresh() if self._stale else self)._on_train_end
         errors: list[Exception] = []
-        for cb in cbs:
+        for cb in table[0]:
             try:
                 cb.on_train_end(trainer)
             except Exception as exc:
-                _note(exc, cbs, paths, cb, "on_train_end")
+                _note(exc, table, cb, "on_train_end")
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
@@ -518,12 +523,12 @@ class CallbackList:
 
     def on_epoch_begin(self, trainer: TrainerLike, /, epoch: int) -> None:
         """Dispatch ``on_epoch_begin`` to every callback (fail-fast)."""
-        cbs, paths = self._on_epoch_begin
+        table, cb = (self._refresh() if self._stale else self)._on_epoch_begin, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_epoch_begin(trainer, epoch)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_epoch_begin")
+            _note(exc, table, cb, "on_epoch_begin")
             raise
 
     def on_epoch_end(
@@ -535,35 +540,29 @@ class CallbackList:
         *,
         metrics: Logs | None = None,
     ) -> None:
-        """Dispatch ``on_epoch_end`` to every callback (fail-fast).
-
-        Args:
-            trainer: The trainer.
-            epoch: The epoch that ended.
-            logs: The epoch's metrics.
-            metrics: Keyword alias of ``logs``, as the specification spells it.
+        """Dispatch ``on_epoch_end`` (fail-fast); ``metrics`` is an alias of ``logs``.
 
         Raises:
             TypeError: If both or neither of ``logs`` and ``metrics`` are given.
         """
         if logs is None or metrics is not None:
             logs = _pick_logs(logs, metrics, "on_epoch_end")
-        cbs, paths = self._on_epoch_end
+        table, cb = (self._refresh() if self._stale else self)._on_epoch_end, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_epoch_end(trainer, epoch, logs)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_epoch_end")
+            _note(exc, table, cb, "on_epoch_end")
             raise
 
     def on_batch_begin(self, trainer: TrainerLike, /, batch: int) -> None:
         """Dispatch ``on_batch_begin`` to every callback (fail-fast)."""
-        cbs, paths = self._on_batch_begin
+        table, cb = (self._refresh() if self._stale else self)._on_batch_begin, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_batch_begin(trainer, batch)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_batch_begin")
+            _note(exc, table, cb, "on_batch_begin")
             raise
 
     def on_batch_end(self, trainer: TrainerLike, /, batch: int, logs: Logs) -> None:
@@ -571,22 +570,22 @@ class CallbackList:
 
         This is the hot path, so unlike the per-epoch hooks it takes no ``metrics`` alias.
         """
-        cbs, paths = self._on_batch_end
+        table, cb = (self._refresh() if self._stale else self)._on_batch_end, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_batch_end(trainer, batch, logs)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_batch_end")
+            _note(exc, table, cb, "on_batch_end")
             raise
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Dispatch ``on_validation_begin`` to every callback (fail-fast)."""
-        cbs, paths = self._on_validation_begin
+        table, cb = (self._refresh() if self._stale else self)._on_validation_begin, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_validation_begin(trainer)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_validation_begin")
+            _note(exc, table, cb, "on_validation_begin")
             raise
 
     def on_validation_end(
@@ -597,25 +596,38 @@ class CallbackList:
         *,
         metrics: Logs | None = None,
     ) -> None:
-        """Dispatch ``on_validation_end`` to every callback (fail-fast).
-
-        Args:
-            trainer: The trainer.
-            logs: The validation metrics.
-            metrics: Keyword alias of ``logs``, as the specification spells it.
+        """Dispatch ``on_validation_end`` (fail-fast); ``metrics`` is an alias of ``logs``.
 
         Raises:
             TypeError: If both or neither of ``logs`` and ``metrics`` are given.
         """
         if logs is None or metrics is not None:
             logs = _pick_logs(logs, metrics, "on_validation_end")
-        cbs, paths = self._on_validation_end
+        table, cb = (self._refresh() if self._stale else self)._on_validation_end, _NOBODY
         try:
-            for cb in cbs:
+            for cb in table[0]:
                 cb.on_validation_end(trainer, logs)
         except Exception as exc:
-            _note(exc, cbs, paths, cb, "on_validation_end")
+            _note(exc, table, cb, "on_validation_end")
             raise
+
+
+def _walk(
+    callbacks: Iterable[TrainingCallback], prefix: _Path, *, lists: bool, offset: int = 0
+) -> Iterator[tuple[_Path, TrainingCallback]]:
+    """:func:`flatten_callbacks` from index ``offset`` (with ``lists``, nested lists too)."""
+    stack = [(prefix, enumerate(callbacks, offset))]
+    while stack:
+        path, items = stack[-1]
+        for index, callback in items:
+            if type(callback) is CallbackList:
+                if lists:
+                    yield (*path, index), callback
+                stack.append(((*path, index), enumerate(callback.callbacks)))
+                break
+            yield (*path, index), callback
+        else:
+            stack.pop()
 
 
 def flatten_callbacks(
@@ -627,17 +639,10 @@ def flatten_callbacks(
     trainer (stop requesters) and checkpoints (stateful callbacks): depth-first, in
     dispatch order. A plain ``CallbackList`` is walked into; any other callback, a
     ``CallbackList`` subclass included (it may dispatch its own way), is yielded.
-    ``(1, 2)`` is item 2 of the list at index 1.
-
-    Args:
-        callbacks: The callbacks (or a ``CallbackList``).
-        prefix: The index path of ``callbacks`` itself.
+    ``(1, 2)`` is item 2 of the list at index 1, ``prefix`` the path of ``callbacks``
+    (a ``CallbackList`` or any iterable of callbacks). Depth is bounded only by memory.
 
     Yields:
         ``(index path, callback)`` pairs, in dispatch order.
     """
-    for index, callback in enumerate(callbacks):
-        if type(callback) is CallbackList:
-            yield from flatten_callbacks(callback.callbacks, (*prefix, index))
-        else:
-            yield (*prefix, index), callback
+    return _walk(callbacks, prefix, lists=False)

@@ -19,6 +19,29 @@ from artifex.generative_models.training.callbacks.base import (
 
 __all__ = ["CSVLogger", "CSVLoggerConfig"]
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""A text cell starting with one of these gets a leading ``'`` (the quote itself included,
+so that reading undoes it exactly): a spreadsheet shows it as text, not a formula (OWASP's
+advice on CSV injection). Numeric cells are never changed: ``-0.5`` stays ``-0.5``."""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _escape(cell: str) -> str:
+    """The cell as written: a text cell that a spreadsheet would run as a formula is quoted."""
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) and not _is_number(cell) else cell
+
+
+def _unescape(cell: str) -> str:
+    """The cell as read back: undoes :func:`_escape`."""
+    return cell[1:] if cell.startswith("'") and not _is_number(cell) else cell
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CSVLoggerConfig:
@@ -71,14 +94,24 @@ class CSVLogger(BaseCallback):
     be run again) are moved out of the file, at the next ``on_train_begin``, into a new
     ``<filename>.superseded-<n>`` CSV next to it, so the log holds each epoch once and
     no row is lost. Register it before ``ModelCheckpoint``, so the row of the
-    checkpointed epoch is counted.
+    checkpointed epoch is counted. A run that restored no checkpoint but appends to a
+    file that already holds rows of the epochs it writes (say after a kill during the
+    very first save) moves those rows aside the same way, at its first epoch end.
 
     Args:
         config: The configuration; or pass ``filename`` (and other fields) by keyword.
         **kwargs: The fields of :class:`CSVLoggerConfig`, if ``config`` is omitted.
     """
 
-    __slots__ = ("_fields", "_path", "_resume_rows", "_rows", "_started", "config")
+    __slots__ = (
+        "_fields",
+        "_path",
+        "_resume_rows",
+        "_rows",
+        "_started",
+        "_unresumed",
+        "config",
+    )
     process_scope: ProcessScope = "main"  # it writes one file, on process 0 only
 
     def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
@@ -92,6 +125,7 @@ class CSVLogger(BaseCallback):
         self._started = False
         self._rows = 0  # data rows in the file
         self._resume_rows: int | None = None  # rows kept by a restored checkpoint
+        self._unresumed = False  # rows exist, no checkpoint said which to keep
 
     def __repr__(self) -> str:
         """A readable representation with the config."""
@@ -114,16 +148,30 @@ class CSVLogger(BaseCallback):
         keep, self._resume_rows = self._resume_rows, None
         if keep is not None and self._fields is not None and len(rows) > keep:
             self._supersede(path, self._fields, rows, keep)
+        self._unresumed = keep is None and self._rows > 0
         return path
+
+    def _supersede_from(self, path: Path, epoch: int) -> None:
+        """Move aside the rows from the first one of an epoch ``>= epoch`` on."""
+        fields, rows = self._read(path)
+        for index, row in enumerate(rows):
+            cell = row.get("epoch", "")
+            if fields is not None and cell.isdigit() and int(cell) >= epoch:
+                self._supersede(path, fields, rows, index)
+                return
 
     def _read(self, path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
         """The file's header and data rows (``None`` and none for a new file)."""
         if not path.exists() or path.stat().st_size == 0:
             return None, []
         with path.open(newline="") as file:
-            reader = csv.DictReader(file, delimiter=self.config.separator)
-            rows = list(reader)
-            return (list(reader.fieldnames) if reader.fieldnames else None), rows
+            reader = csv.reader(file, delimiter=self.config.separator)
+            header = next(reader, None)
+            if not header:
+                return None, []
+            fields = [_unescape(cell) for cell in header]
+            rows = [dict(zip(fields, map(_unescape, line), strict=False)) for line in reader]
+            return fields, rows
 
     def _supersede(
         self, path: Path, fields: list[str], rows: list[dict[str, str]], keep: int
@@ -142,11 +190,9 @@ class CSVLogger(BaseCallback):
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", newline="") as file:
-                writer = csv.DictWriter(
-                    file, fields, restval="", delimiter=sep, lineterminator="\n"
-                )
-                writer.writeheader()
-                writer.writerows(rows)
+                writer = csv.writer(file, delimiter=sep, lineterminator="\n")
+                writer.writerow(map(_escape, fields))
+                writer.writerows([_escape(row.get(f, "")) for f in fields] for row in rows)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -159,6 +205,9 @@ class CSVLogger(BaseCallback):
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Append this epoch's row (widening the header if a new key appears)."""
         path = self._path if self._path is not None else self._setup()
+        if self._unresumed:  # this run writes these epochs again: keep each once
+            self._unresumed = False
+            self._supersede_from(path, epoch)
         row: dict[str, str] = {"epoch": str(epoch)}
         for key, raw in logs.items():
             value = to_float(raw)
@@ -168,7 +217,9 @@ class CSVLogger(BaseCallback):
         if self._fields is None:
             self._fields = ["epoch", *sorted(key for key in row if key != "epoch")]
             with path.open("a", newline="") as file:
-                csv.writer(file, delimiter=sep, lineterminator="\n").writerow(self._fields)
+                csv.writer(file, delimiter=sep, lineterminator="\n").writerow(
+                    map(_escape, self._fields)
+                )
         new = sorted(key for key in row if key not in self._fields)
         if new:
             self._widen(path, [*self._fields, *new])

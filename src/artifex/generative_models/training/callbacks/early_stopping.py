@@ -13,11 +13,11 @@ from flax import nnx
 from artifex.generative_models.training._checkpointing._pytree import match_keys
 from artifex.generative_models.training._checks import (
     check_bool,
-    check_int,
     check_mode,
     check_name,
     check_real,
     resolve_config,
+    set_int,
 )
 from artifex.generative_models.training.callbacks._monitor import (
     MissingMetricWarning,
@@ -74,9 +74,9 @@ class EarlyStoppingConfig:
         """
         check_name("monitor", self.monitor)
         check_real("min_delta", self.min_delta, minimum=0.0)
-        check_int("patience", self.patience, minimum=0)
+        set_int(self, "patience", minimum=0)
         check_mode("mode", self.mode)
-        check_int("start_from_epoch", self.start_from_epoch, minimum=0)
+        set_int(self, "start_from_epoch", minimum=0)
         for field in ("stopping_threshold", "divergence_threshold", "baseline"):
             value = getattr(self, field)
             if value is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from artifex.generative_models.training._checks import check_int, check_path, resolve_config
+from artifex.generative_models.training._checks import check_path, resolve_config, set_int
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
     ProcessScope,
@@ -49,8 +49,8 @@ class JAXProfilerConfig:
             ValueError: If ``log_dir`` is empty or the window is empty or negative.
         """
         check_path("log_dir", self.log_dir)
-        check_int("start_step", self.start_step, minimum=0)
-        check_int("stop_step", self.stop_step, minimum=self.start_step + 1)
+        set_int(self, "start_step", minimum=0)
+        set_int(self, "stop_step", minimum=self.start_step + 1)
 
 
 class JAXProfiler(BaseCallback):

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import jax
 from typing_extensions import Protocol, runtime_checkable
 
-from artifex.generative_models.training._checks import check_int, resolve_config
+from artifex.generative_models.training._checks import resolve_config, set_int
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 
 __all__ = ["MemoryProfiler", "MemoryProfilerConfig", "MemoryRecord", "MemoryStatsDevice"]
@@ -48,9 +48,16 @@ class MemoryProfilerConfig:
             TypeError: If a field has the wrong type.
             ValueError: If ``every_n_epochs`` is below 1.
         """
-        check_int("every_n_epochs", self.every_n_epochs, minimum=1)
-        check_int("log_level", self.log_level, minimum=0)
+        set_int(self, "every_n_epochs", minimum=1)
+        set_int(self, "log_level", minimum=0)
         if self.devices is not None:
+            devices: object = self.devices
+            if isinstance(devices, str | bytes) or not isinstance(devices, Sequence):
+                raise TypeError(
+                    "devices must be a sequence of devices (a list or tuple) or None, got "
+                    f"{type(devices).__qualname__} {devices!r}"
+                )
+            object.__setattr__(self, "devices", tuple(self.devices))  # a copy
             for device in self.devices:
                 if not isinstance(device, MemoryStatsDevice):
                     raise TypeError(f"devices must have memory_stats(), got {device!r}")

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from artifex.generative_models.training._checks import check_bool, check_int, resolve_config
+from artifex.generative_models.training._checks import check_bool, resolve_config, set_int
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
@@ -59,8 +59,8 @@ class ProgressBarConfig:
             ValueError: If a count is out of range.
         """
         if self.steps_per_epoch is not None:
-            check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
-        check_int("batch_metrics_every_n_steps", self.batch_metrics_every_n_steps, minimum=0)
+            set_int(self, "steps_per_epoch", minimum=1)
+        set_int(self, "batch_metrics_every_n_steps", minimum=0)
         if self.enabled is not None:
             check_bool("enabled", self.enabled)
         check_bool("epoch_lines", self.epoch_lines)

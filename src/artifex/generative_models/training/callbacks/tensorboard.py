@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from artifex.generative_models.training._checks import check_int, check_path, resolve_config
+from artifex.generative_models.training._checks import check_path, resolve_config, set_int
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
@@ -45,8 +45,8 @@ class TensorBoardConfig:
             ValueError: If ``log_dir`` is empty or a count is out of range.
         """
         check_path("log_dir", self.log_dir)
-        check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
-        check_int("flush_secs", self.flush_secs, minimum=1)
+        set_int(self, "log_every_n_steps", minimum=0)
+        set_int(self, "flush_secs", minimum=1)
 
 
 class TensorBoardLogger(BaseCallback):

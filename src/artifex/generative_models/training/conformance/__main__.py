@@ -60,6 +60,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _harness(target: str) -> object:
+    """Resolve ``target`` and, unless it already is a harness, call it for one.
+
+    Anything the target's own code raises while it is imported or called, a
+    ``SystemExit`` or ``KeyboardInterrupt`` included, is a failure to get a harness.
+
+    Raises:
+        TypeError: If resolving or calling the target raised, naming the target and the
+            exception, or the target is neither a harness nor callable.
+        ImportError: If the module cannot be found.
+        AttributeError: If the module has no such attribute.
+        ValueError: If ``target`` is not ``'pkg.module:HarnessFactory'``.
+    """
+    from artifex.generative_models.training.conformance.scenarios import TrainerHarness
+    from artifex.generative_models.training.conformance.static import resolve_target
+
+    try:
+        _, _, found = resolve_target(target)
+    except (ImportError, AttributeError, ValueError):
+        raise  # their messages name the module, the attribute or the expected form
+    except BaseException as error:  # the target module's own code ran
+        raise TypeError(f"importing {target} raised {error!r}") from error
+    if not isinstance(found, type) and isinstance(found, TrainerHarness):
+        return found
+    if not callable(found):
+        raise TypeError(f"{target} is neither a harness nor a factory of one")
+    try:
+        return found()
+    except BaseException as error:  # a factory's SystemExit(0) is no harness either
+        raise TypeError(f"calling {target}() to get the harness raised {error!r}") from error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the conformance suite from the command line.
 
@@ -77,23 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         TrainerHarness,
         check_trainer,
     )
-    from artifex.generative_models.training.conformance.static import (
-        check_static,
-        resolve_target,
-    )
+    from artifex.generative_models.training.conformance.static import check_static
 
     try:
-        _, _, found = resolve_target(args.target)
-        harness: object = found
-        if isinstance(found, type) or not isinstance(found, TrainerHarness):
-            if not callable(found):
-                raise TypeError(f"{args.target} is neither a harness nor a factory of one")
-            try:
-                harness = found()
-            except Exception as error:
-                raise TypeError(
-                    f"calling {args.target}() to get the harness raised {error!r}"
-                ) from error
+        harness = _harness(args.target)
         if not isinstance(harness, TrainerHarness):
             raise TypeError(
                 f"{args.target} gave a {type(harness).__qualname__}, not a TrainerHarness "

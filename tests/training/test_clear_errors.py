@@ -1,0 +1,142 @@
+"""Clear errors (issue 18): each bad input gets a TypeError/ValueError naming the argument.
+
+Each case asserts the exception type and that the message names the argument and the
+offending value. The NumPy rule: an integer argument takes a Python ``int`` or a NumPy
+integer scalar, used as an ``int``, everywhere (configs, the trainer, the batcher).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from artifex.generative_models.training.callbacks import (
+    CheckpointConfig,
+    EarlyStoppingConfig,
+    MemoryProfilerConfig,
+    restore_checkpoint,
+)
+from artifex.generative_models.training.data import ArrayBatcher
+from artifex.generative_models.training.trainer import Trainer
+from tests.training._models import DropoutBatchNorm, batches, mse, new_model
+
+
+@pytest.mark.parametrize("devices", [5, object(), "cpu"])
+def test_memory_profiler_devices_must_be_a_sequence(devices: object) -> None:
+    with pytest.raises(TypeError, match=r"devices must be a sequence.*got"):
+        MemoryProfilerConfig(devices=devices)  # type: ignore[arg-type]  # the bad input under test
+
+
+def test_memory_profiler_devices_are_copied_and_iterators_refused() -> None:
+    class Device:
+        def memory_stats(self) -> dict[str, int]:
+            return {}
+
+    given = [Device()]
+    with pytest.raises(TypeError, match=r"devices must be a sequence.*list_iterator"):
+        MemoryProfilerConfig(devices=iter(given))  # type: ignore[arg-type]  # the bad input under test
+    config = MemoryProfilerConfig(devices=given)
+    given.append(Device())
+    assert config.devices is not None
+    assert len(config.devices) == 1
+
+
+def test_checkpoint_dirpath_with_a_null_byte() -> None:
+    with pytest.raises(ValueError, match=r"dirpath must not contain a null byte, got 'a\\x00b'"):
+        CheckpointConfig(dirpath="a\0b")
+
+
+def test_trainer_needs_a_loss_fn() -> None:
+    with pytest.raises(TypeError, match="loss_fn must be callable, got NoneType None"):
+        Trainer(new_model(), optax.sgd(0.1), None)  # type: ignore[arg-type]  # the bad input under test
+
+
+@pytest.mark.parametrize("wrt", [5, 2.5, object()])
+def test_trainer_wrt_must_be_a_filter(wrt: object) -> None:
+    with pytest.raises(TypeError, match=r"wrt must be an NNX filter .*got"):
+        Trainer(new_model(), optax.sgd(0.1), mse, wrt=wrt)  # type: ignore[arg-type]  # the bad input under test
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"directory": None}, TypeError, "directory must be a checkpoint directory.*NoneType None"),
+        ({"directory": 5}, TypeError, "directory must be a checkpoint directory.*int 5"),
+        ({"directory": ""}, ValueError, "directory must be a non-empty path, got ''"),
+        ({"directory": "a\0b"}, ValueError, "directory must not contain a null byte"),
+        ({"step": 6.0}, TypeError, "step must be an int, got float 6.0"),
+        ({"step": "6"}, TypeError, "step must be an int, got str '6'"),
+        ({"step": -1}, ValueError, "step must be >= 0, got -1"),
+        ({"target": "model"}, TypeError, "target must be None, an nnx.Module .*str 'model'"),
+        ({"target": 5}, TypeError, "target must be None, an nnx.Module .*int 5"),
+    ],
+)
+def test_restore_checkpoint_arguments(
+    tmp_path: Path, kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    arguments: dict[str, Any] = {"directory": tmp_path, **kwargs}
+    with pytest.raises(error, match=message):
+        restore_checkpoint(**arguments)
+
+
+def test_restore_checkpoint_given_a_file_says_so(tmp_path: Path) -> None:
+    marker = tmp_path / "artifex_checkpoints.json"
+    marker.write_text("{}")
+    with pytest.raises(
+        NotADirectoryError, match=r"directory must be a checkpoint directory, got the file"
+    ):
+        restore_checkpoint(marker)
+
+
+@pytest.mark.parametrize(
+    ("resume_from", "error", "message"),
+    [
+        (5, TypeError, "resume_from must be a checkpoint directory.*int 5"),
+        ("", ValueError, "resume_from must be a non-empty path, got ''"),
+        ("file", NotADirectoryError, "resume_from must be a checkpoint directory, got the file"),
+    ],
+)
+def test_resume_from_arguments(
+    tmp_path: Path, resume_from: object, error: type[Exception], message: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse)
+    bad = tmp_path / "file" if resume_from == "file" else resume_from
+    with pytest.raises(error, match=message):
+        trainer.fit([], epochs=0, resume_from=bad)  # type: ignore[arg-type]  # the bad input under test
+
+
+# ------------------------------------------------ one rule for NumPy integer scalars
+
+
+def test_numpy_integer_scalars_are_ints_everywhere() -> None:
+    config = EarlyStoppingConfig(patience=np.int64(3))  # type: ignore[arg-type]  # NumPy ints are accepted
+    assert type(config.patience) is int
+    assert config.patience == 3
+    assert ArrayBatcher({"x": np.zeros((4, 1))}, batch_size=np.int32(2)).batch_size == 2  # type: ignore[arg-type]  # likewise
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse, steps_per_execution=np.int64(1))  # type: ignore[arg-type]  # likewise
+    assert type(trainer.steps_per_execution) is int
+
+
+@pytest.mark.parametrize("bad", [True, np.bool_(True), 2.0, "2"])
+def test_non_integers_are_refused_naming_the_field(bad: object) -> None:
+    with pytest.raises(TypeError, match=f"patience must be an int, got {type(bad).__qualname__}"):
+        EarlyStoppingConfig(patience=bad)  # type: ignore[arg-type]  # the bad input under test
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, jnp.complex64])
+def test_loss_fn_must_return_a_real_float(dtype: Any) -> None:
+    def loss(model: DropoutBatchNorm, batch: Any) -> jax.Array:
+        return mse(model, batch).astype(dtype)
+
+    trainer = Trainer(new_model(), optax.sgd(0.1), loss)
+    with pytest.raises(
+        TypeError, match=r"loss_fn must return a real floating-point loss, got dtype"
+    ):
+        trainer.fit(batches(1), epochs=1)
