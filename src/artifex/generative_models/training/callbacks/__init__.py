@@ -4,7 +4,7 @@ The core (:mod:`.base`) defines the :class:`TrainerLike` and :class:`TrainingCal
 protocols, the no-op :class:`BaseCallback` and the dispatching :class:`CallbackList`.
 :mod:`.protocols` adds the optional trainer and callback protocols. The built-in
 callbacks (early stopping, Orbax checkpoints, NaN guard, history, CSV, progress bar,
-TensorBoard, lambdas, profilers) live in one module each.
+TensorBoard, W&B, MLflow, lambdas, profilers) live in one module each.
 """
 
 from artifex.generative_models.training.callbacks.base import (
@@ -34,6 +34,7 @@ from artifex.generative_models.training.callbacks.memory_profiler import (
     MemoryProfilerConfig,
     MemoryRecord,
 )
+from artifex.generative_models.training.callbacks.mlflow_logger import MLflowConfig, MLflowLogger
 from artifex.generative_models.training.callbacks.model_checkpoint import (
     CheckpointConfig,
     CheckpointOrderWarning,
@@ -55,6 +56,11 @@ from artifex.generative_models.training.callbacks.tensorboard import (
     TensorBoardLogger,
 )
 from artifex.generative_models.training.callbacks.terminate_on_nan import TerminateOnNaN
+from artifex.generative_models.training.callbacks.wandb_logger import (
+    WandbConfig,
+    WandbLogger,
+    WandbMode,
+)
 
 __all__ = [
     "HOOK_NAMES",
@@ -74,6 +80,8 @@ __all__ = [
     "JAXProfilerConfig",
     "LambdaCallback",
     "Logs",
+    "MLflowConfig",
+    "MLflowLogger",
     "ProcessScope",
     "MemoryProfiler",
     "MemoryProfilerConfig",
@@ -92,5 +100,8 @@ __all__ = [
     "TrainerLike",
     "TrainerState",
     "TrainingCallback",
+    "WandbConfig",
+    "WandbLogger",
+    "WandbMode",
     "restore_checkpoint",
 ]
