@@ -47,8 +47,8 @@ def _version_key(path: Path) -> tuple[int, ...]:
 _expose_pyenv_interpreters()
 
 
-def _install(session: nox.Session, *groups: str) -> None:
-    session.install("-e", ".")
+def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    session.install("-e", f".[{extras}]" if extras else ".")
     for group in groups:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
@@ -73,8 +73,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite."""
-    _install(session, "test")
+    """Run the test suite, with the tracker extras: mlflow (a heavy install) on the first
+    Python only; its tests skip on the others."""
+    extras = "wandb,mlflow" if session.python == PYTHONS[0] else "wandb"
+    _install(session, "test", extras=extras)
     session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 

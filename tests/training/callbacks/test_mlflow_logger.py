@@ -9,14 +9,14 @@ import pytest
 
 pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
 
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking import MlflowClient
 
-from artifex.generative_models.training.callbacks import (  # noqa: E402
+from artifex.generative_models.training.callbacks import (
     MLflowConfig,
     MLflowLogger,
 )
-from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive  # noqa: E402
-from tests.training.callbacks._tracker_fit import tracker_fit  # noqa: E402
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
+from tests.training.callbacks._tracker_fit import tracker_fit
 
 pytestmark = [
     # mlflow 3's SQL store configures its SQLAlchemy mappers at import, with the ``noload``

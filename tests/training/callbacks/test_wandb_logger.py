@@ -14,16 +14,16 @@ import pytest
 
 pytest.importorskip("wandb", reason="the [wandb] extra is not installed")
 
-import wandb  # noqa: E402
-from wandb.proto.wandb_internal_pb2 import Record  # noqa: E402
-from wandb.sdk.internal.datastore import DataStore  # noqa: E402
+import wandb
+from wandb.proto.wandb_internal_pb2 import Record
+from wandb.sdk.internal.datastore import DataStore
 
-from artifex.generative_models.training.callbacks import (  # noqa: E402
+from artifex.generative_models.training.callbacks import (
     WandbConfig,
     WandbLogger,
 )
-from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive  # noqa: E402
-from tests.training.callbacks._tracker_fit import tracker_fit  # noqa: E402
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
+from tests.training.callbacks._tracker_fit import tracker_fit
 
 
 @pytest.fixture(autouse=True)

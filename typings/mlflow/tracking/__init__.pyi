@@ -7,7 +7,11 @@ class MlflowClient:
     def get_experiment_by_name(self, name: str) -> Experiment | None: ...
     def create_experiment(self, name: str) -> str: ...
     def create_run(
-        self, experiment_id: str, *, tags: Mapping[str, str] | None = None, run_name: str | None = None
+        self,
+        experiment_id: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
     ) -> Run: ...
     def log_batch(
         self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = ()

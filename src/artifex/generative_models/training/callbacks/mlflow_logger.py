@@ -144,4 +144,6 @@ class MLflowLogger(TrackerCallback):
         """End the run: ``FAILED`` if the fit failed, else ``FINISHED``."""
         client, self._client = self._client, None
         if client is not None and self._run_id is not None:
-            client.set_terminated(self._run_id, status="FAILED" if run_failed(trainer) else "FINISHED")
+            client.set_terminated(
+                self._run_id, status="FAILED" if run_failed(trainer) else "FINISHED"
+            )
