@@ -85,6 +85,13 @@ def test_a_restored_logger_continues_the_same_run(tracking_uri: str) -> None:
     assert _history(client, first.run_id, "loss") == [(1, 1.0), (2, 2.0)]
 
 
+def test_a_run_missing_from_the_store_is_a_clear_error(tracking_uri: str) -> None:
+    cb = MLflowLogger(tracking_uri=tracking_uri, experiment="missing")
+    cb.load_state_dict({"run_id": "0123456789abcdef"})
+    with pytest.raises(ValueError, match="cannot resume the run '0123456789abcdef'"):
+        cb.on_train_begin(ModelOnlyTrainer())
+
+
 def test_end_to_end_with_the_reference_trainer_and_resume(
     tmp_path: Path, tracking_uri: str
 ) -> None:
@@ -116,6 +123,7 @@ def test_config_is_validated_and_frozen() -> None:
     with pytest.raises(ValueError, match="log_every_n_steps"):
         MLflowConfig(log_every_n_steps=-1)
     assert MLflowConfig().tracking_uri == "sqlite:///mlflow.db"
+    assert hash(MLflowConfig(params={"lr": 0.1})) == hash(MLflowConfig())
     params = {"lr": 0.1}
     config = MLflowConfig(params=params)
     params["lr"] = 1.0

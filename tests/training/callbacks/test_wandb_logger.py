@@ -205,6 +205,7 @@ def test_config_is_validated_and_frozen() -> None:
     hyper["lr"] = 1.0
     assert config.config == {"lr": 0.1}
     assert config.tags == ("x",)
+    assert hash(config) == hash(WandbConfig(tags=["x"]))
     with pytest.raises(TypeError, match="either"):
         WandbLogger(config, project="p")
 

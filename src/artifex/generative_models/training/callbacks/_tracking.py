@@ -57,7 +57,7 @@ def read_only_mapping(field_name: str, value: object) -> Mapping[str, object]:
 
 
 def scalars(logs: Mapping[str, Any]) -> dict[str, float]:
-    """The numeric entries of ``logs`` as floats (bools, strings and arrays left out)."""
+    """The numeric entries of ``logs`` as floats (bools, strings and non-scalars left out)."""
     found: dict[str, float] = {}
     for key, raw in logs.items():
         value = to_float(raw)

@@ -43,8 +43,8 @@ class MLflowConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "Default"
     run_name: str | None = None
-    params: Mapping[str, object] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict, hash=False)
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
     log_every_n_steps: int = 0
 
     def __post_init__(self) -> None:
@@ -107,16 +107,25 @@ class MLflowLogger(TrackerCallback):
 
         Raises:
             ImportError: If ``mlflow`` is not installed.
+            ValueError: If the run to resume is not in the tracking store.
         """
         try:
             from mlflow.entities import Param
+            from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
             raise missing_extra("MLflowLogger", "mlflow", "mlflow") from exc
         cfg = self.config
         client = MlflowClient(tracking_uri=cfg.tracking_uri)
         if self._run_id is not None:
-            client.update_run(self._run_id, status="RUNNING")
+            try:
+                client.update_run(self._run_id, status="RUNNING")
+            except MlflowException as exc:
+                raise ValueError(
+                    f"MLflowLogger cannot resume the run {self._run_id!r} of its checkpointed "
+                    f"state at tracking_uri {cfg.tracking_uri!r}: {exc}. Pass the tracking_uri "
+                    "of the first run."
+                ) from exc
         else:
             experiment = client.get_experiment_by_name(cfg.experiment)
             experiment_id = (

@@ -71,7 +71,7 @@ class WandbConfig:
     entity: str | None = None
     name: str | None = None
     tags: Sequence[str] = ()
-    config: Mapping[str, object] = field(default_factory=dict)
+    config: Mapping[str, object] = field(default_factory=dict, hash=False)
     mode: WandbMode | None = None
     dir: str | os.PathLike[str] | None = None
     log_every_n_steps: int = 0
