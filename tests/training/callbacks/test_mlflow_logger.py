@@ -51,6 +51,7 @@ def test_params_once_and_metrics_at_the_global_step(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri=tracking_uri)
     run = client.get_run(cb.run_id)
     assert run.info.status == "FINISHED"
+    assert MLflowLogger.process_scope == "main"  # one run, from process 0
     assert run.info.run_name == "trial"
     assert run.data.params == {"lr": "0.1", "depth": "2"}
     assert run.data.tags["team"] == "x"

@@ -189,6 +189,13 @@ def test_end_to_end_with_the_reference_trainer_and_resume(
     )
 
 
+def test_disabled_mode_writes_nothing(offline_wandb: Path) -> None:
+    cb = WandbLogger(mode="disabled", log_every_n_steps=1)
+    drive(ModelOnlyTrainer(), [cb], [[1.0, 2.0]])
+    assert _runs(offline_wandb) == []
+    assert WandbLogger.process_scope == "main"  # one run, from process 0
+
+
 def test_config_is_validated_and_frozen() -> None:
     with pytest.raises(ValueError, match="mode"):
         WandbConfig(mode="cloud")  # type: ignore[arg-type]  # a bad value, checked at run time
