@@ -48,8 +48,8 @@ def _version_key(path: Path) -> tuple[int, ...]:
 _expose_pyenv_interpreters()
 
 
-def _install(session: nox.Session, *groups: str) -> None:
-    session.install("-e", ".")
+def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    session.install("-e", f".[{extras}]" if extras else ".")
     for group in groups:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
@@ -88,9 +88,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (the ``one_python`` fault laws on the first Python only)."""
-    _install(session, "test")
-    only_first = [] if session.python == PYTHONS[0] else ["-m", "not one_python"]
+    """Run the test suite, with the tracker extras.
+
+    On the first Python only: mlflow (a heavy install; its tests skip on the others) and
+    the ``one_python`` fault laws.
+    """
+    first = session.python == PYTHONS[0]
+    _install(session, "test", extras="wandb,mlflow" if first else "wandb")
+    only_first = [] if first else ["-m", "not one_python"]
     session.run("pytest", *only_first, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 

@@ -4,7 +4,8 @@ The core (:mod:`.base`) defines the :class:`TrainerLike` and :class:`TrainingCal
 protocols, the no-op :class:`BaseCallback` and the dispatching :class:`CallbackList`.
 :mod:`.protocols` adds the optional trainer and callback protocols. The built-in
 callbacks (early stopping, Orbax checkpoints, NaN guard, history, CSV, progress bar,
-TensorBoard, lambdas, profilers, learning-rate control, throughput) live in one module each.
+TensorBoard, W&B, MLflow, lambdas, profilers, learning-rate control, throughput) live in
+one module each.
 """
 
 from artifex.generative_models.training.callbacks._order import LogOrderWarning
@@ -39,6 +40,7 @@ from artifex.generative_models.training.callbacks.memory_profiler import (
     MemoryProfilerConfig,
     MemoryRecord,
 )
+from artifex.generative_models.training.callbacks.mlflow_logger import MLflowConfig, MLflowLogger
 from artifex.generative_models.training.callbacks.model_checkpoint import (
     CheckpointConfig,
     CheckpointOrderWarning,
@@ -70,6 +72,11 @@ from artifex.generative_models.training.callbacks.throughput import (
     ThroughputMonitor,
     ThroughputMonitorConfig,
 )
+from artifex.generative_models.training.callbacks.wandb_logger import (
+    WandbConfig,
+    WandbLogger,
+    WandbMode,
+)
 
 __all__ = [
     "HOOK_NAMES",
@@ -94,6 +101,8 @@ __all__ = [
     "LearningRateMonitorConfig",
     "LogOrderWarning",
     "Logs",
+    "MLflowConfig",
+    "MLflowLogger",
     "ProcessScope",
     "MemoryProfiler",
     "MemoryProfilerConfig",
@@ -116,5 +125,8 @@ __all__ = [
     "TrainerLike",
     "TrainerState",
     "TrainingCallback",
+    "WandbConfig",
+    "WandbLogger",
+    "WandbMode",
     "restore_checkpoint",
 ]

@@ -1,0 +1,169 @@
+"""Log metrics to a Weights & Biases run (with the ``wandb`` package)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from artifex.generative_models.training._checks import (
+    check_int,
+    check_name,
+    check_path,
+    resolve_config,
+)
+from artifex.generative_models.training.callbacks._tracking import (
+    TrackerCallback,
+    missing_extra,
+    read_only_mapping,
+    run_failed,
+)
+from artifex.generative_models.training.callbacks.base import TrainerLike
+
+if TYPE_CHECKING:
+    from wandb import Run
+
+__all__ = ["WandbConfig", "WandbLogger", "WandbMode"]
+
+WandbMode: TypeAlias = Literal["online", "offline", "disabled"]
+"""Where a run goes: the W&B server, local files only (``wandb sync`` uploads them later),
+or nowhere."""
+
+_MODES: tuple[WandbMode, ...] = ("online", "offline", "disabled")
+
+
+def _check_tags(value: object) -> tuple[str, ...]:
+    """The tags as a tuple of non-empty ``str``."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"tags must be a sequence of str (not one str), got {type(value).__qualname__} "
+            f"{value!r}"
+        )
+    bad = [tag for tag in value if not isinstance(tag, str) or not tag]
+    if bad:
+        raise ValueError(f"tags must be non-empty str, got {bad!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WandbConfig:
+    """Configuration of :class:`WandbLogger`; the fields go to ``wandb.init``.
+
+    Attributes:
+        project: The W&B project (``None``: wandb's default, ``WANDB_PROJECT`` or
+            ``"uncategorized"``).
+        entity: The W&B user or team (``None``: your default entity).
+        name: The run's display name (``None``: wandb makes one up).
+        tags: Tags of the run.
+        config: The hyperparameters to record with the run (``run.config``), copied
+            into a read-only mapping.
+        mode: ``"online"``, ``"offline"`` or ``"disabled"``; ``None`` leaves it to
+            wandb (``WANDB_MODE``, else online).
+        dir: The directory under which wandb writes its ``wandb/`` folder (``None``:
+            ``WANDB_DIR`` or the working directory); created at ``on_train_begin``.
+        log_every_n_steps: Also log the batch logs every n global steps, as
+            ``batch/<key>``, in one device fetch each time. The default ``0`` logs epoch
+            metrics only and never reads a batch log.
+    """
+
+    project: str | None = None
+    entity: str | None = None
+    name: str | None = None
+    tags: Sequence[str] = ()
+    config: Mapping[str, object] = field(default_factory=dict, hash=False)
+    mode: WandbMode | None = None
+    dir: str | os.PathLike[str] | None = None
+    log_every_n_steps: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate the fields; store ``tags`` as a tuple and ``config`` read-only.
+
+        Raises:
+            TypeError: If ``tags``, ``config`` or ``log_every_n_steps`` has the wrong type.
+            ValueError: If a name is empty, ``mode`` is unknown, or a count is negative.
+        """
+        for name in ("project", "entity", "name"):
+            check_name(name, getattr(self, name), optional=True)
+        object.__setattr__(self, "tags", _check_tags(self.tags))
+        object.__setattr__(self, "config", read_only_mapping("config", self.config))
+        if self.mode is not None and self.mode not in _MODES:
+            raise ValueError(f"mode must be None or one of {_MODES}, got {self.mode!r}")
+        if self.dir is not None:
+            check_path("dir", self.dir)
+        check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
+
+
+class WandbLogger(TrackerCallback):
+    """Log epoch metrics (and optionally batch metrics) to a Weights & Biases run.
+
+    Needs ``wandb`` (``pip install 'artifex-nnx-callbacks[wandb]'``), imported at
+    ``on_train_begin``, which starts the run (``wandb.init`` with the config's fields).
+    Epoch logs go to the run at the global step (the training steps done, see
+    :class:`TrackerCallback`), with ``epoch``; batch logs only if
+    ``log_every_n_steps`` is set. ``on_train_end`` finishes the run, also when the
+    fit failed: the run is then marked failed (exit code 1).
+
+    It is a ``StatefulCallback`` (``state_key`` ``"WandbLogger"``): a checkpoint holds
+    the run's id, and a fit resumed from it (or a second ``fit`` of this instance)
+    calls ``wandb.init(id=..., resume="allow")``, so an online run continues. An
+    offline run cannot be resumed (wandb ignores ``resume`` offline): it writes a new
+    offline run with the same id, and ``wandb sync`` uploads each.
+
+    Args:
+        config: The configuration; or pass its fields by keyword.
+        **kwargs: The fields of :class:`WandbConfig`, if ``config`` is omitted.
+    """
+
+    __slots__ = ("_run", "config")
+
+    def __init__(self, config: WandbConfig | None = None, /, **kwargs: Any) -> None:
+        if config is not None and kwargs:
+            raise TypeError("pass either a WandbConfig or keyword fields, not both")
+        self.config = resolve_config(
+            WandbConfig(**kwargs) if config is None else config, WandbConfig, "WandbLogger"
+        )
+        super().__init__(self.config.log_every_n_steps)
+        self._run: Run | None = None
+
+    def __repr__(self) -> str:
+        """A readable representation with the config."""
+        return f"WandbLogger({self.config!r})"
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Start the run, or resume the one whose id the checkpoint holds.
+
+        Raises:
+            ImportError: If ``wandb`` is not installed.
+        """
+        try:
+            import wandb
+        except ImportError as exc:
+            raise missing_extra("WandbLogger", "wandb", "wandb") from exc
+        cfg = self.config
+        directory = None
+        if cfg.dir is not None:
+            os.makedirs(cfg.dir, exist_ok=True)
+            directory = os.fspath(cfg.dir)
+        self._run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            name=cfg.name,
+            tags=list(cfg.tags),
+            config=dict(cfg.config),
+            mode=cfg.mode,
+            dir=directory,
+            id=self._run_id,
+            resume="allow" if self._run_id is not None else None,
+        )
+        self._run_id = self._run.id
+
+    def _log(self, values: dict[str, float], step: int, /) -> None:
+        if self._run is not None:
+            self._run.log(values, step=step)
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        """Finish the run: exit code 1 (failed) if the fit failed, else 0."""
+        run, self._run = self._run, None
+        if run is not None:
+            run.finish(exit_code=1 if run_failed(trainer) else 0)

@@ -1,0 +1,145 @@
+"""MLflowLogger against the real mlflow, with a SQLite tracking store in a temporary folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
+
+from mlflow.tracking import MlflowClient
+
+from artifex.generative_models.training.callbacks import (
+    MLflowConfig,
+    MLflowLogger,
+)
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
+from tests.training.callbacks._tracker_fit import tracker_fit
+
+pytestmark = [
+    # mlflow 3's SQL store configures its SQLAlchemy mappers at import, with the ``noload``
+    # strategy that SQLAlchemy 2.1 deprecates; mlflow's to fix, harmless here.
+    pytest.mark.filterwarnings(
+        "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_params_once_and_metrics_at_the_global_step(tracking_uri: str) -> None:
+    cb = MLflowLogger(
+        tracking_uri=tracking_uri,
+        experiment="steps",
+        run_name="trial",
+        params={"lr": 0.1, "depth": 2},
+        tags={"team": "x"},
+        log_every_n_steps=2,
+    )
+    drive(ModelOnlyTrainer(), [cb], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert cb.run_id is not None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(cb.run_id)
+    assert run.info.status == "FINISHED"
+    assert MLflowLogger.process_scope == "main"  # one run, from process 0
+    assert run.info.run_name == "trial"
+    assert run.data.params == {"lr": "0.1", "depth": "2"}
+    assert run.data.tags["team"] == "x"
+    assert _history(client, cb.run_id, "loss") == [(3, 2.0), (6, 5.0)]
+    assert _history(client, cb.run_id, "epoch") == [(3, 0.0), (6, 1.0)]
+    assert _history(client, cb.run_id, "batch/loss") == [(2, 2.0), (4, 4.0), (6, 6.0)]
+
+
+def test_failed_fit_ends_the_run_failed(tracking_uri: str) -> None:
+    trainer = FullTrainer()
+    cb = MLflowLogger(tracking_uri=tracking_uri, experiment="failed")
+    cb.on_train_begin(trainer)
+    trainer.status = "failed"
+    cb.on_train_end(trainer)
+    assert cb.run_id is not None
+    assert MlflowClient(tracking_uri=tracking_uri).get_run(cb.run_id).info.status == "FAILED"
+
+
+def test_a_restored_logger_continues_the_same_run(tracking_uri: str) -> None:
+    first = MLflowLogger(tracking_uri=tracking_uri, experiment="resume", params={"lr": 0.1})
+    drive(ModelOnlyTrainer(), [first], [[1.0]])
+    resumed = MLflowLogger(tracking_uri=tracking_uri, experiment="resume", params={"lr": 0.2})
+    resumed.load_state_dict(first.state_dict())
+    trainer = FullTrainer()
+    trainer.step = 1
+    drive(trainer, [resumed], [[2.0]], start_step=1, start_epoch=1)
+    assert resumed.run_id == first.run_id is not None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"lr": "0.1"}  # logged once, at the run's creation
+    assert _history(client, first.run_id, "loss") == [(1, 1.0), (2, 2.0)]
+
+
+def test_a_run_missing_from_the_store_is_a_clear_error(tracking_uri: str) -> None:
+    cb = MLflowLogger(tracking_uri=tracking_uri, experiment="missing")
+    cb.load_state_dict({"run_id": "0123456789abcdef"})
+    with pytest.raises(ValueError, match="cannot resume the run '0123456789abcdef'"):
+        cb.on_train_begin(ModelOnlyTrainer())
+
+
+def test_end_to_end_with_the_reference_trainer_and_resume(
+    tmp_path: Path, tracking_uri: str
+) -> None:
+    cb = MLflowLogger(tracking_uri=tracking_uri, experiment="e2e")
+    with pytest.raises(RuntimeError, match="failure at step 4"):
+        tracker_fit(tmp_path, cb, epochs=3, fail_at_step=4)  # epoch 0 checkpointed
+    assert cb.run_id is not None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    assert client.get_run(cb.run_id).info.status == "FAILED"
+    again = MLflowLogger(tracking_uri=tracking_uri, experiment="e2e")
+    _, logs = tracker_fit(tmp_path, again, epochs=2, resume=True)
+    assert again.run_id == cb.run_id
+    assert client.get_run(cb.run_id).info.status == "FINISHED"
+    assert _history(client, cb.run_id, "epoch") == [(3, 0.0), (6, 1.0), (9, 2.0)]
+    assert [value for _, value in _history(client, cb.run_id, "loss")][1:] == pytest.approx(
+        [entry["loss"] for entry in logs]
+    )
+
+
+def test_config_is_validated_and_frozen() -> None:
+    with pytest.raises(ValueError, match="tracking_uri"):
+        MLflowConfig(tracking_uri="")
+    with pytest.raises(ValueError, match="experiment"):
+        MLflowConfig(experiment="")
+    with pytest.raises(TypeError, match="params"):
+        MLflowConfig(params=[("lr", 0.1)])  # type: ignore[arg-type]  # checked at run time
+    with pytest.raises(ValueError, match="tags values"):
+        MLflowConfig(tags={"a": 1})  # type: ignore[dict-item]  # checked at run time
+    with pytest.raises(ValueError, match="log_every_n_steps"):
+        MLflowConfig(log_every_n_steps=-1)
+    assert MLflowConfig().tracking_uri == "sqlite:///mlflow.db"
+    assert hash(MLflowConfig(params={"lr": 0.1})) == hash(MLflowConfig())
+    params = {"lr": 0.1}
+    config = MLflowConfig(params=params)
+    params["lr"] = 1.0
+    assert config.params == {"lr": 0.1}
+    with pytest.raises(TypeError, match="either"):
+        MLflowLogger(config, experiment="x")
+
+
+def test_bad_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="run_id"):
+        MLflowLogger().load_state_dict({"run_id": ""})
+
+
+def test_missing_mlflow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("mlflow", "mlflow.entities", "mlflow.tracking"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(ImportError, match=r"artifex-nnx-callbacks\[mlflow\]"):
+        MLflowLogger().on_train_begin(ModelOnlyTrainer())
