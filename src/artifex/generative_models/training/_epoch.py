@@ -37,6 +37,7 @@ __all__ = [
     "check_reiterable",
     "evaluate",
     "iterate",
+    "tear_down_failed",
 ]
 
 M = TypeVar("M", bound=nnx.Module)
@@ -429,3 +430,28 @@ class EpochRunner(Generic[M]):
             if "position" in state:
                 state["position"] = max(0, int(state["position"]) - batches)
                 data.load_state_dict(state)
+
+
+def tear_down_failed(
+    trainer: TrainerLike,
+    callbacks: CallbackList,
+    state: FlatState[Any],
+    progress: Progress,
+    error: BaseException,
+) -> None:
+    """After ``fit`` failed with ``error``: sync the model, then dispatch ``on_train_end``.
+
+    What fails here is added to ``error`` as a note, so the original error propagates.
+    """
+    progress.closing = False
+    progress.leave_batches()
+    try:
+        state.sync()
+    except Exception as sync_error:  # pragma: no cover - a deleted donated buffer
+        error.add_note(f"the trainer could not sync the model: {sync_error!r}")
+    try:
+        callbacks.on_train_end(trainer)
+    except BaseException as teardown_error:
+        error.add_note(
+            f"on_train_end also raised {type(teardown_error).__qualname__}: {teardown_error}"
+        )

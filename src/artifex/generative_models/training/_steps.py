@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from artifex.generative_models.training._checks import check_filter
 from artifex.generative_models.training._flat_state import Layout, Leaves, same, split
 from artifex.generative_models.training._means import Sums, accumulate, zeros_function
 from artifex.generative_models.training._spmd import DataParallel
@@ -27,6 +28,7 @@ __all__ = [
     "CompiledSteps",
     "LossFn",
     "LossOutput",
+    "check_step_arguments",
     "eval_attributes",
     "normalize",
 ]
@@ -103,6 +105,31 @@ def normalize(output: object, where: str) -> tuple[jax.Array, dict[str, jax.Arra
 
 NNX_EVAL_MODE: Final[Mapping[str, bool]] = {"deterministic": True, "use_running_average": True}
 """What ``eval_mode=True`` sets for evaluation: NNX's own flags, as ``nnx.Module.eval()``."""
+
+
+def check_step_arguments(
+    model: object, optimizer: object, loss_fn: object, eval_fn: object, wrt: object
+) -> None:
+    """Check what the compiled steps are built from (the ``Trainer``'s arguments).
+
+    Raises:
+        TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` not an optax
+            gradient transformation, ``loss_fn`` (or a given ``eval_fn``) not callable,
+            or ``wrt`` not an ``nnx`` filter. The message names the argument and value.
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be an nnx.Module, got {type(model).__qualname__} {model!r}")
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "optimizer must be an optax GradientTransformation (with init and update), "
+            f"got {type(optimizer).__qualname__} {optimizer!r}"
+        )
+    for name, fn in (("loss_fn", loss_fn), ("eval_fn", eval_fn)):
+        if (fn is not None or name == "loss_fn") and not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
+    check_filter("wrt", wrt)
 
 
 def eval_attributes(eval_mode: object) -> tuple[dict[str, Any], bool]:

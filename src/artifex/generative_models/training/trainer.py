@@ -34,13 +34,14 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from artifex.generative_models.training._checkpointing._resume import restore_run
-from artifex.generative_models.training._checks import check_bool, check_filter, check_int
+from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._epoch import (
     DataSource,
     EpochRunner,
     Progress,
     check_reiterable,
     evaluate,
+    tear_down_failed,
 )
 from artifex.generative_models.training._flat_state import FlatState
 from artifex.generative_models.training._hyperparams import InjectedHyperparams
@@ -62,6 +63,7 @@ from artifex.generative_models.training._steps import (
     CompiledSteps,
     LossFn,
     LossOutput,
+    check_step_arguments,
     eval_attributes,
 )
 from artifex.generative_models.training._stopping import RemoteStop, StopArbiter
@@ -172,21 +174,7 @@ class Trainer(InjectedHyperparams[M]):
         data_axis: DataAxis = "data",
         preemption: bool = True,
     ) -> None:
-        untrusted: object = model
-        if not isinstance(untrusted, nnx.Module):
-            raise TypeError(
-                f"model must be an nnx.Module, got {type(model).__qualname__} {model!r}"
-            )
-        opt: object = optimizer
-        if not (callable(getattr(opt, "init", None)) and callable(getattr(opt, "update", None))):
-            raise TypeError(
-                "optimizer must be an optax GradientTransformation (with init and update), "
-                f"got {type(optimizer).__qualname__} {optimizer!r}"
-            )
-        for name, fn in (("loss_fn", loss_fn), ("eval_fn", eval_fn)):
-            if (fn is not None or name == "loss_fn") and not callable(fn):
-                raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
-        check_filter("wrt", wrt)
+        check_step_arguments(model, optimizer, loss_fn, eval_fn, wrt)
         self.steps_per_execution: int = check_int(
             "steps_per_execution", steps_per_execution, minimum=1
         )
@@ -442,19 +430,7 @@ class Trainer(InjectedHyperparams[M]):
                     progress.leave_batches()
         except BaseException as error:
             self._status, self._error = "failed", error
-            progress.closing = False
-            progress.leave_batches()
-            try:
-                state.sync()
-            except Exception as sync_error:  # pragma: no cover - a deleted donated buffer
-                error.add_note(f"the trainer could not sync the model: {sync_error!r}")
-            try:
-                cbs.on_train_end(self)
-            except BaseException as teardown_error:
-                error.add_note(
-                    f"on_train_end also raised {type(teardown_error).__qualname__}: "
-                    f"{teardown_error}"
-                )
+            tear_down_failed(self, cbs, state, progress, error)
             raise
         if stopper is NOTICE:
             self._status = "preempted"
