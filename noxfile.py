@@ -1,4 +1,4 @@
-"""Nox sessions: each does one job (lint, typecheck, tests, bench, demo, conformance)."""
+"""Nox sessions: each does one job (lint, typecheck, tests, docs, bench, demo, conformance)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,19 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite."""
+    """Run the test suite; on the matrix's first Python also every example of the docs."""
     _install(session, "test")
-    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+    examples = ["--markdown-docs", "tests", "docs", "README.md"]
+    args = session.posargs or (examples if session.python == PYTHONS[0] else [])
+    session.run("pytest", *args, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(python=PYTHONS[0])
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly into build/site; open it in headless Chromium."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run("pytest", "site_tests", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])
