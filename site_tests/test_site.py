@@ -60,9 +60,7 @@ def _dom(relative: str) -> str:
 def _images(dom: str, relative: str) -> dict[str, Path]:
     """Every ``<img>`` of the page: its ``src`` and the file it points to in the site."""
     base = (SITE / relative).parent
-    return {
-        src: (base / src).resolve() for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', dom)
-    }
+    return {src: (base / src).resolve() for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', dom)}
 
 
 def _assert_navigation(dom: str, relative: str) -> None:
@@ -83,7 +81,8 @@ def _assert_pictures(dom: str, relative: str, names: set[str]) -> None:
 
 def test_index_renders_with_navigation_and_the_demo_picture() -> None:
     dom = _dom("index.html")
-    assert "<h1" in dom and "artifex-nnx-callbacks" in dom
+    assert "<h1" in dom, "the index renders no heading"
+    assert "artifex-nnx-callbacks" in dom
     _assert_navigation(dom, "index.html")
     _assert_pictures(dom, "index.html", {"samples.png"})
 

@@ -76,7 +76,7 @@ class Trainer(Generic[M]):
     the metric names), with the parameter, non-parameter, optimizer and metric-sum
     buffers donated. See the module docstring for when ``trainer.model`` is synced.
 
-    Lifecycle (see the README for the full contract): ``on_train_begin``; per epoch
+    Lifecycle (see the docs, "The lifecycle contract"): ``on_train_begin``; per epoch
     ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
     (``logs`` hold device scalars), then, when ``val_data`` is given and no stop was
     requested, one validation pair, then ``on_epoch_end(e, logs)`` (Python floats);
@@ -114,7 +114,7 @@ class Trainer(Generic[M]):
         steps_per_execution: Steps per compiled dispatch (>= 1).
         wrt: The ``nnx`` filter of the trained variables (default ``nnx.Param``).
         donate: Whether the step donates its state buffers (default ``True``).
-        mesh: A ``jax.sharding.Mesh`` to train data-parallel on (see the README's
+        mesh: A ``jax.sharding.Mesh`` to train data-parallel on (see the docs'
             "Several devices and hosts"): each batch's leading dimension is split over
             ``data_axis``; variables are sharded as their NNX sharding annotations
             say, replicated otherwise, and the optimizer state like its parameters.
