@@ -80,7 +80,8 @@ def tests(session: nox.Session) -> None:
     if session.python == PYTHONS[0] and not session.posargs:
         # The Python fences of docs/ and the README (one Python spares CI time). Not with
         # tests/: --markdown-docs would import every .py file there for its docstrings.
-        session.run("pytest", "--markdown-docs", "docs", "README.md", env=env)
+        docs = ["--markdown-docs", "--markdown-docs-syntax=superfences", "docs", "README.md"]
+        session.run("pytest", *docs, env=env)
 
 
 @nox.session(python=PYTHONS[0])
