@@ -1,6 +1,6 @@
 r"""The reference trainer: a jitted, donated NNX step driving ``TrainingCallback``s.
 
-:class:`Trainer` splits the model's graph once per ``fit`` (``nnx.split``) and runs a
+[`Trainer`][] splits the model's graph once per ``fit`` (``nnx.split``) and runs a
 ``jax.jit``-compiled functional step over flat lists of state arrays, donating the
 parameter, optimizer and metric buffers. It never syncs the host during an epoch:
 batch logs are device scalars, epoch means are accumulated on device and fetched in
@@ -8,7 +8,7 @@ one ``jax.device_get`` at the epoch's end.
 
 Model sync policy: between steps the trained arrays live in the trainer, and the
 module's ``nnx.Variable``\\ s are brought up to date lazily: whenever ``trainer.model``
-or :meth:`Trainer.state_dict` is read, and always before ``on_epoch_end``,
+or [`Trainer.state_dict`][] is read, and always before ``on_epoch_end``,
 ``on_train_end`` and the return of ``fit``. Arrays handed out that way are never
 donated afterwards (the next step copies them first), and changes a callback makes
 to the module (``nnx.update``) are picked up before the next step. A reference to
@@ -89,7 +89,7 @@ class Trainer(Generic[M]):
     chunk). Leftover batches (fewer than ``k``, or a change of shape) run one step at
     a time. A stop requested (or a callback raising) at a batch inside a chunk
     discards the chunk's later steps: ``trainer.step``, the model, the epoch logs and
-    (for an :class:`~artifex.generative_models.training.data.ArrayBatcher`) the data
+    (for an [`ArrayBatcher`][]) the data
     position all reflect exactly the batches that were dispatched, so a later ``fit``
     continues contiguously. Batches fetched for a chunk that never ran (the data
     raised first) are not dispatched.
@@ -100,9 +100,9 @@ class Trainer(Generic[M]):
         loss_fn: ``loss_fn(model, batch)`` returning a scalar loss or ``(loss,
             metrics)`` with scalar metrics (not named ``"loss"``).
         callbacks: Callbacks (any iterable, or a ``CallbackList``, used as is).
-        eval_fn: Like ``loss_fn``, for :meth:`evaluate` and validation; defaults to
+        eval_fn: Like ``loss_fn``, for [`evaluate`][] and validation; defaults to
             ``loss_fn``. Its state changes are discarded.
-        eval_mode: How validation and :meth:`evaluate` run the model. ``True`` (the
+        eval_mode: How validation and [`evaluate`][] run the model. ``True`` (the
             default): in evaluation mode, with NNX's ``deterministic=True`` and
             ``use_running_average=True`` set on the submodules that have them (no
             dropout, batch norm on its running averages), as ``model.eval()`` would.
@@ -250,13 +250,13 @@ class Trainer(Generic[M]):
         return state
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][] returned.
 
         ``"data"``, if present, is loaded into the current training data if it has
         state, or else kept and loaded into the next ``fit``'s data.
 
         Args:
-            state: A pytree with the structure :meth:`state_dict` returns.
+            state: A pytree with the structure [`state_dict`][] returns.
 
         Raises:
             KeyError: If a required key is missing.
@@ -310,7 +310,7 @@ class Trainer(Generic[M]):
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
         With ``resume_from``, first restore a checkpoint written by ``ModelCheckpoint``
-        (see :meth:`resume`): the run then continues exactly where it was saved.
+        (see [`resume`][]): the run then continues exactly where it was saved.
 
         Args:
             train_data: Batches (pytrees of arrays with one structure): a re-iterable

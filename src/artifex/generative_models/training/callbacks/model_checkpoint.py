@@ -14,23 +14,23 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
         <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
 
 ``state`` is ``trainer.state_dict()`` when the trainer is a
-:class:`CheckpointableTrainer` (at least ``model``, ``opt_state``, ``step`` and
+[`CheckpointableTrainer`][] (at least ``model``, ``opt_state``, ``step`` and
 ``epoch``), with every ``nnx.State`` stored as a pure dict. For a plain
-:class:`TrainerLike` it is ``{"model", "opt_state" (if the trainer has an
+[`TrainerLike`][] it is ``{"model", "opt_state" (if the trainer has an
 ``nnx.Optimizer`` as ``optimizer``), "step", "epoch"}``, with ``step`` counted from the
-``on_batch_end`` calls seen. Restore with :func:`restore_checkpoint`.
+``on_batch_end`` calls seen. Restore with [`restore_checkpoint`][].
 
 ``callbacks`` holds the ``state_dict()`` of every
-:class:`~artifex.generative_models.training.callbacks.protocols.StatefulCallback` of a
+[`StatefulCallback`][] of a
 trainer that exposes its callbacks (a
-:class:`~artifex.generative_models.training.callbacks.protocols.CallbackHost`), keyed by
+[`CallbackHost`][]), keyed by
 ``state_key``: taken at the same ``on_epoch_end`` as the model state, so callbacks
 that run before ``ModelCheckpoint`` in dispatch order (put it last) have already seen
 that epoch. ``Trainer.fit(..., resume_from=...)`` loads it back.
 
 ``callback_arrays`` (new in format 2, ``CHECKPOINT_FORMAT`` ending in ``/2``) holds the
 ``array_state()`` of every
-:class:`~artifex.generative_models.training.callbacks.protocols.ArrayStatefulCallback`
+[`ArrayStatefulCallback`][]
 that has one (``EarlyStopping``'s best weights), saved by Orbax in the same atomic
 save; ``meta["callback_arrays"]`` lists their keys. It is absent when no callback has
 an array state, and in format-1 checkpoints, which still restore.
@@ -114,7 +114,7 @@ class CheckpointOrderWarning(UserWarning):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointConfig:
-    """Configuration of :class:`ModelCheckpoint`.
+    """Configuration of [`ModelCheckpoint`][].
 
     Attributes:
         dirpath: The checkpoint directory, resolved against the working directory at
@@ -176,7 +176,7 @@ class ModelCheckpoint(BaseCallback):
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model, as of its own
     ``on_epoch_end``. A stateful callback registered after it gets a
-    :class:`CheckpointOrderWarning` at ``on_train_begin``.
+    [`CheckpointOrderWarning`][] at ``on_train_begin``.
 
     A missing ``monitor`` key warns once (``strict=True`` raises); that epoch is then
     saved only if ``save_last``.
@@ -187,7 +187,7 @@ class ModelCheckpoint(BaseCallback):
 
     In a multi-process JAX job (after ``jax.distributed.initialize``) the callback
     must run on every process: its ``process_scope`` is ``"all"`` (inherited from
-    :class:`BaseCallback`; do not set it to ``"main"``), because Orbax's
+    [`BaseCallback`][]; do not set it to ``"main"``), because Orbax's
     ``CheckpointManager`` creation, ``save``, ``wait_until_finished`` and ``close``
     are collective. Each process writes the shards of the global arrays it holds;
     Orbax's primary process (0) writes the JSON items and the scores, and applies
@@ -200,7 +200,7 @@ class ModelCheckpoint(BaseCallback):
     (``RuntimeError`` on the others) instead of waiting forever in the save.
 
     Args:
-        config: The configuration; the defaults of :class:`CheckpointConfig` if omitted.
+        config: The configuration; the defaults of [`CheckpointConfig`][] if omitted.
     """
 
     __slots__ = (
@@ -273,8 +273,8 @@ class ModelCheckpoint(BaseCallback):
 
         Returns an empty dict; subclasses override it. The stateful callbacks' states
         are saved as the ``"callbacks"`` item without it (an item returned here under
-        that name replaces them). :func:`restore_checkpoint` returns all JSON items in
-        :attr:`RestoredCheckpoint.extra`.
+        that name replaces them). [`restore_checkpoint`][] returns all JSON items in
+        ``RestoredCheckpoint.extra``.
 
         Args:
             trainer: The trainer being checkpointed.

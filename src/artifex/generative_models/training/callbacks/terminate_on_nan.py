@@ -21,10 +21,10 @@ class TerminateOnNaN(BaseCallback):
     pipeline must stay asynchronous, and rely on ``EarlyStopping(check_finite=True)``
     at epoch ends instead.
 
-    After a non-finite value :attr:`should_stop` is ``True`` (the
-    :class:`StopRequester` protocol), so trainers stop right after that batch. It
+    After a non-finite value [`should_stop`][] is ``True`` (the
+    [`StopRequester`][] protocol), so trainers stop right after that batch. It
     resets at ``on_train_begin``. A missing key warns once
-    (:class:`MissingMetricWarning`).
+    ([`MissingMetricWarning`][]).
 
     Args:
         monitor: The ``on_batch_end`` log key to check.
