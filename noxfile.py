@@ -1,4 +1,4 @@
-"""Nox sessions: each does one job (lint, typecheck, tests, bench, demo, conformance)."""
+"""Nox sessions: each does one job (lint, typecheck, tests, docs, bench, demo, conformance)."""
 
 from __future__ import annotations
 
@@ -90,13 +90,26 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite, with the tracker extras.
 
-    On the first Python only: mlflow (a heavy install; its tests skip on the others) and
-    the ``one_python`` fault laws.
+    On the first Python only: mlflow (a heavy install; its tests skip on the others), the
+    ``one_python`` fault laws, and every Python example of docs/ and the README.
     """
     first = session.python == PYTHONS[0]
     _install(session, "test", extras="wandb,mlflow" if first else "wandb")
+    env = {"JAX_PLATFORMS": "cpu"}
     only_first = [] if first else ["-m", "not one_python"]
-    session.run("pytest", *only_first, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+    session.run("pytest", *only_first, *session.posargs, env=env)
+    if first and not session.posargs:
+        # Not with tests/: --markdown-docs would import every .py file there for its docstrings.
+        docs = ["--markdown-docs", "--markdown-docs-syntax=superfences", "docs", "README.md"]
+        session.run("pytest", *docs, env=env)
+
+
+@nox.session(python=PYTHONS[0])
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly into build/site; open it in headless Chromium."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run("pytest", "site_tests", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])

@@ -1,4 +1,8 @@
-"""The README's public-API table is kept in step with every module's ``__all__``."""
+"""The API reference pages (``docs/api/``) are kept in step with every module's ``__all__``.
+
+Each page renders one module with mkdocstrings (``::: module``) and lists the members it
+shows under ``members:``; that list must be exactly the module's ``__all__``.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,20 @@ from types import ModuleType
 
 import artifex
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+API_DOCS = Path(__file__).resolve().parents[1] / "docs" / "api"
+DIRECTIVE = re.compile(r"^::: (\S+)\n((?:[ ]{4}.*\n?)*)", re.MULTILINE)
+MEMBER = re.compile(r"^[ ]{8}- (\S+)$", re.MULTILINE)
 
 
-def _readme_table() -> dict[str, set[str]]:
-    text = README.read_text(encoding="utf-8")
-    block = text.split("<!-- public-api:start -->")[1].split("<!-- public-api:end -->")[0]
-    table: dict[str, set[str]] = {}
-    for line in block.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0].startswith("`artifex"):
-            table[cells[0].strip("`")] = set(re.findall(r"`([^`]+)`", cells[1]))
-    return table
+def _api_pages() -> dict[str, set[str]]:
+    """``{module: the members its API page lists}`` over every page of ``docs/api/``."""
+    pages: dict[str, set[str]] = {}
+    for page in sorted(API_DOCS.glob("*.md")):
+        for module, options in DIRECTIVE.findall(page.read_text(encoding="utf-8")):
+            assert module not in pages, f"{module} has two API pages"
+            assert "members:" in options, f"{page.name} lists no members of {module}"
+            pages[module] = set(MEMBER.findall(options.split("members:", 1)[1]))
+    return pages
 
 
 def _public_modules() -> list[ModuleType]:
@@ -33,24 +39,29 @@ def _public_modules() -> list[ModuleType]:
     return modules
 
 
-def test_readme_lists_every_public_module_with_its_all() -> None:
-    table = _readme_table()
-    assert table, "the README's public-API table is empty or unparsable"
+def test_the_api_pages_are_found() -> None:
+    pages = _api_pages()
+    assert len(pages) >= 20, f"only {sorted(pages)} have API pages: is docs/api/ parsed?"
+    assert all(pages.values()), "an API page lists no member"
+
+
+def test_every_public_module_has_a_page_listing_its_all() -> None:
+    pages = _api_pages()
     for module in _public_modules():
         if not hasattr(module, "__all__") or hasattr(module, "__path__"):
             continue  # packages only re-export; checked below
-        assert module.__name__ in table, f"{module.__name__} is missing from the README table"
-        assert set(module.__all__) == table[module.__name__], module.__name__
+        assert module.__name__ in pages, f"{module.__name__} has no page in docs/api/"
+        assert set(module.__all__) == pages[module.__name__], module.__name__
 
 
-def test_readme_lists_no_stale_module() -> None:
-    for name, names in _readme_table().items():
+def test_no_api_page_is_stale() -> None:
+    for name, members in _api_pages().items():
         module = importlib.import_module(name)
-        assert set(module.__all__) == names, name
+        assert set(module.__all__) == members, name
 
 
 def test_packages_reexport_only_documented_names() -> None:
-    documented = set().union(*_readme_table().values())
+    documented = set().union(*_api_pages().values())
     for module in _public_modules():
         if hasattr(module, "__path__") and hasattr(module, "__all__"):
             assert set(module.__all__) <= documented, module.__name__

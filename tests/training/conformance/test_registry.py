@@ -1,9 +1,9 @@
-"""One scenario registry: the runners and the README's table follow ``SCENARIOS``.
+"""One scenario registry: the runners and the docs' scenario table follow ``SCENARIOS``.
 
 ``SCENARIOS`` (in the JAX-free ``_names``) names every scenario in order; the runners
-of ``_fixed.RUNNERS`` and the README's "Check your own trainer" table must list
-exactly those names, in that order, as ``tests/test_public_api.py`` checks the
-README's public-API table against every ``__all__``.
+of ``_fixed.RUNNERS`` and the scenario table of the docs' "Check your own trainer" page
+(``docs/conformance.md``) must list exactly those names, in that order, as
+``tests/test_public_api.py`` checks the API pages against every ``__all__``.
 """
 
 from __future__ import annotations
@@ -14,23 +14,23 @@ from pathlib import Path
 
 from artifex.generative_models.training.conformance import SCENARIOS, _fixed, scenarios
 
-README = Path(__file__).resolve().parents[3] / "README.md"
-SECTION = "## Check your own trainer"
+PAGE = Path(__file__).resolve().parents[3] / "docs" / "conformance.md"
+SECTION = "# Check your own trainer"
 HEADER = "| scenario | what it checks |"
 
 
-def _readme_scenarios() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    assert SECTION in text, f"the README has no {SECTION!r} section"
+def _docs_scenarios() -> list[str]:
+    text = PAGE.read_text(encoding="utf-8")
+    assert SECTION in text, f"{PAGE.name} has no {SECTION!r} section"
     section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    assert HEADER in section, f"the README's {SECTION!r} section has no {HEADER!r} table"
+    assert HEADER in section, f"{PAGE.name}'s {SECTION!r} section has no {HEADER!r} table"
     table = section.split(HEADER, 1)[1]
     names: list[str] = []
     for line in table.strip().splitlines()[1:]:  # the first is the |---|---| rule
         if not line.startswith("|"):
             break
         found = re.fullmatch(r"`([^`]+)`", line.strip("|").split("|")[0].strip())
-        assert found, f"a scenario row of the README does not start with a `name`: {line!r}"
+        assert found, f"a scenario row of {PAGE.name} does not start with a `name`: {line!r}"
         names.append(found.group(1))
     return names
 
@@ -55,5 +55,5 @@ def test_every_runner_has_the_one_runner_shape() -> None:
         }, name
 
 
-def test_readme_scenario_table_lists_the_registry_in_order() -> None:
-    assert _readme_scenarios() == list(SCENARIOS)
+def test_docs_scenario_table_lists_the_registry_in_order() -> None:
+    assert _docs_scenarios() == list(SCENARIOS)

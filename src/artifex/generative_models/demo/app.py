@@ -101,7 +101,7 @@ def run(
         progress: Show the progress display.
 
     Returns:
-        A :class:`DemoResult` naming the outputs.
+        A [`DemoResult`][] naming the outputs.
 
     Raises:
         FileExistsError: If ``run_dir`` already holds checkpoints and ``resume`` is false

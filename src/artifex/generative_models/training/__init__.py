@@ -1,4 +1,4 @@
-"""Training utilities: callbacks, the reference :class:`Trainer` and an array batcher.
+"""Training utilities: callbacks, the reference [`Trainer`][] and an array batcher.
 
 The trainer and the batcher are imported lazily (PEP 562), so that importing
 ``artifex.generative_models.training.callbacks`` never imports the trainer.

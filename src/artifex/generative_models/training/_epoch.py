@@ -1,6 +1,6 @@
 """One training epoch and one evaluation pass: the trainer's hot path.
 
-Each batch pair is dispatched around a compiled step by :meth:`EpochRunner.run_single`,
+Each batch pair is dispatched around a compiled step by ``EpochRunner.run_single``,
 which both paths use. With ``steps_per_execution=k > 1``, ``k`` consecutive batches of
 equal shapes run in one compiled ``lax.scan``, and their ``k`` batch pairs are
 dispatched in order afterwards; leftovers (fewer than ``k``, or a change of shape)

@@ -201,7 +201,7 @@ class FlatState(Generic[M]):
         """At the start of ``fit``: re-split the module; return whether its structure changed.
 
         The user or a callback may have changed the module since the last ``fit``. A
-        changed structure gets a fresh optimizer state and a new :attr:`layout` (the
+        changed structure gets a fresh optimizer state and a new ``layout`` (the
         caller must rebuild its compiled steps).
         """
         self.sync()

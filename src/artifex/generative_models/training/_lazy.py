@@ -2,7 +2,7 @@
 
 A package lists its public names in ``__all__``, imports them under
 ``TYPE_CHECKING`` (so that static types resolve), and binds the module-level
-``__getattr__`` and ``__dir__`` that :func:`lazy_exports` returns: a name's submodule
+``__getattr__`` and ``__dir__`` that ``lazy_exports`` returns: a name's submodule
 is imported on its first use, and the value is then cached in the package. So
 importing ``artifex.generative_models.training.callbacks`` never imports the trainer,
 and the conformance suite's pytest plugin never imports JAX. This module imports

@@ -39,7 +39,7 @@ LossOutput: TypeAlias = jax.Array | tuple[jax.Array, Mapping[str, jax.Array]]
 """What a loss (or eval) function returns: a scalar loss, or ``(loss, metrics)``."""
 
 LossFn: TypeAlias = Callable[[M, Any], LossOutput]
-"""``loss_fn(model, batch)``: traced under ``jax.jit``; returns a :data:`LossOutput`."""
+"""``loss_fn(model, batch)``: traced under ``jax.jit``; returns a [`LossOutput`][]."""
 
 _TrainOut: TypeAlias = tuple[Leaves, Leaves, Leaves, Sums, Sums]
 _ChunkOut: TypeAlias = tuple[Leaves, Leaves, Leaves, Sums, tuple[Sums, ...]]
@@ -157,7 +157,7 @@ def eval_attributes(eval_mode: object) -> tuple[dict[str, Any], bool]:
 
 
 class CompiledSteps(Generic[M]):
-    """The jitted train, chunk and eval steps for one state :class:`Layout`.
+    """The jitted train, chunk and eval steps for one state ``Layout``.
 
     Args:
         layout: The tree definitions (and shardings) of the state.

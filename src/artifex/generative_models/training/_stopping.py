@@ -34,7 +34,7 @@ class StopArbiter:
     The first callback (in dispatch order) whose ``should_stop`` is ``True`` wins,
     otherwise the trainer if its ``stop_training`` flag is set. In a multi-process job
     every check is agreed across processes (a collective: every process checks at the
-    same points), and a process that did not ask itself gets a :class:`RemoteStop`.
+    same points), and a process that did not ask itself gets a [`RemoteStop`][].
 
     Args:
         trainer: The trainer whose ``stop_training`` flag is honoured.

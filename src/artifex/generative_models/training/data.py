@@ -1,10 +1,10 @@
 """A deterministic, seedable in-memory batcher for arrays, with a resumable position.
 
-:class:`ArrayBatcher` cuts a pytree of arrays (NumPy or JAX, with a common leading
+[`ArrayBatcher`][] cuts a pytree of arrays (NumPy or JAX, with a common leading
 dimension) into batches. Iterating it yields the rest of the current pass over the
 data; each pass (a *data epoch*) has its own permutation, a pure function of
 ``(seed, epoch)``, so runs are reproducible and a saved position
-(:meth:`ArrayBatcher.state_dict`) resumes exactly.
+([`ArrayBatcher.state_dict`][]) resumes exactly.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ class StatefulData(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][] returned.
 
         Args:
-            state: The dict :meth:`state_dict` returned.
+            state: The dict [`state_dict`][] returned.
         """
         ...
 
@@ -256,12 +256,12 @@ class ArrayBatcher(Generic[T]):
         """Return the position: ``{"seed", "epoch", "position"}`` as Python ints.
 
         Returns:
-            A dict that :meth:`load_state_dict` accepts.
+            A dict that [`load_state_dict`][] accepts.
         """
         return {"seed": self._seed, "epoch": self._epoch, "position": self._position}
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore a position saved by :meth:`state_dict`.
+        """Restore a position saved by [`state_dict`][].
 
         Args:
             state: A dict with ``"seed"``, ``"epoch"`` and ``"position"``.

@@ -1,6 +1,6 @@
 """The checkpoint directory: its marker and its set-up across the processes of a job.
 
-A directory belongs to ``ModelCheckpoint`` when it holds :data:`MARKER_FILE`; one
+A directory belongs to ``ModelCheckpoint`` when it holds ``MARKER_FILE``; one
 that does not, and is not empty, is never written into.
 """
 

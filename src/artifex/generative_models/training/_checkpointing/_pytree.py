@@ -122,10 +122,10 @@ def with_shardings(abstract: object, template: object) -> Any:
     Orbax stores them). Placeholders whose template array has the same shape and
     dtype take its sharding, so the restored arrays are laid out like the target's
     (global arrays in a multi-process job); the others are left as they are (a
-    mismatch is reported after the restore, by :func:`match_keys`).
+    mismatch is reported after the restore, by ``match_keys``).
 
     Args:
-        abstract: Placeholders, as :func:`abstract_from_metadata` returns them.
+        abstract: Placeholders, as ``abstract_from_metadata`` returns them.
         template: The target's pure dict.
 
     Returns:

@@ -39,7 +39,7 @@ __all__ = ["RestoredCheckpoint", "restore_checkpoint"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestoredCheckpoint:
-    """What :func:`restore_checkpoint` read.
+    """What [`restore_checkpoint`][] read.
 
     Attributes:
         directory: The checkpoint directory.
@@ -79,7 +79,7 @@ def restore_checkpoint(
     step: int | None = None,
     target: nnx.Module | TrainerLike | None = None,
 ) -> RestoredCheckpoint:
-    """Read a checkpoint written by :class:`ModelCheckpoint`, optionally into a target.
+    """Read a checkpoint written by ``ModelCheckpoint``, optionally into a target.
 
     Example::
 
@@ -91,7 +91,7 @@ def restore_checkpoint(
         directory: The ``dirpath`` the checkpoints were written to, or one step's
             directory in it (``dirpath/<step>``, meaning that step).
         step: The checkpoint's step; the latest if ``None`` (or the step directory's).
-        target: Where to load it. A :class:`CheckpointableTrainer` gets the whole state
+        target: Where to load it. A [`CheckpointableTrainer`][] gets the whole state
             through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
             and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
             the ``"model"`` entry through ``nnx.update``, with the shardings of the

@@ -1,8 +1,8 @@
 """Typed training callbacks for JAX / Flax NNX.
 
-The core (:mod:`.base`) defines the :class:`TrainerLike` and :class:`TrainingCallback`
-protocols, the no-op :class:`BaseCallback` and the dispatching :class:`CallbackList`.
-:mod:`.protocols` adds the optional trainer and callback protocols. The built-in
+The core ([`.base`][]) defines the [`TrainerLike`][] and [`TrainingCallback`][]
+protocols, the no-op [`BaseCallback`][] and the dispatching [`CallbackList`][].
+[`.protocols`][] adds the optional trainer and callback protocols. The built-in
 callbacks (early stopping, Orbax checkpoints, NaN guard, history, CSV, progress bar,
 TensorBoard, W&B, MLflow, lambdas, profilers, learning-rate control, throughput) live in
 one module each.

@@ -84,7 +84,7 @@ class MonitorLookup:
         return self._get(logs, where)
 
     def _get(self, logs: Mapping[str, Any], where: str) -> object | None:
-        """The lookup of ``__call__`` and :meth:`number`, one frame below either.
+        """The lookup of ``__call__`` and ``number``, one frame below either.
 
         Both reach it through one frame, so the warning's ``stacklevel`` (this frame,
         ``__call__`` or ``number``, the hook, the dispatch, its caller) is the same.

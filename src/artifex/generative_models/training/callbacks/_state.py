@@ -1,11 +1,11 @@
-r"""Collecting and loading the state of :class:`StatefulCallback`\ s, by ``state_key``.
+r"""Collecting and loading the state of [`StatefulCallback`][]s, by ``state_key``.
 
 The JSON part (``state_dict``) of every stateful callback, and the array part
-(``array_state``) of every :class:`ArrayStatefulCallback` that has one.
+(``array_state``) of every [`ArrayStatefulCallback`][] that has one.
 
 Used by the reference trainer (registration checks, ``resume``) and by
 ``ModelCheckpoint`` (saving the states with the model). Private: the public surface is
-the :class:`StatefulCallback` and :class:`CallbackHost` protocols.
+the [`StatefulCallback`][] and ``CallbackHost`` protocols.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
 
 
 def stateful_callbacks(callbacks: Iterable[TrainingCallback]) -> dict[str, StatefulCallback]:
-    """Every :class:`StatefulCallback` among ``callbacks``, by ``state_key``.
+    """Every [`StatefulCallback`][] among ``callbacks``, by ``state_key``.
 
     Nested callback lists are flattened depth-first, in dispatch order.
 
@@ -101,7 +101,7 @@ def load_callback_states(
 
 
 def callback_array_states(callbacks: Iterable[TrainingCallback]) -> dict[str, Any]:
-    r"""The array states of the :class:`ArrayStatefulCallback`\ s among ``callbacks``.
+    r"""The array states of the [`ArrayStatefulCallback`][]s among ``callbacks``.
 
     Args:
         callbacks: Callbacks, or a ``CallbackList``.
@@ -127,7 +127,7 @@ def load_callback_array_states(
 ) -> None:
     """Load saved array states (by ``state_key``) into the array-stateful ``callbacks``.
 
-    Call it after :func:`load_callback_states`. A callback without a saved array state
+    Call it after ``load_callback_states``. A callback without a saved array state
     keeps its own (a checkpoint of format 1 has none); a saved array state whose
     callback is missing or has no array part is ignored, with a ``UserWarning``.
 

@@ -45,7 +45,7 @@ def _unescape(cell: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CSVLoggerConfig:
-    """Configuration of :class:`CSVLogger`.
+    """Configuration of [`CSVLogger`][].
 
     Attributes:
         filename: The CSV file, resolved at ``on_train_begin``; parent directories are
@@ -100,7 +100,7 @@ class CSVLogger(BaseCallback):
 
     Args:
         config: The configuration; or pass ``filename`` (and other fields) by keyword.
-        **kwargs: The fields of :class:`CSVLoggerConfig`, if ``config`` is omitted.
+        **kwargs: The fields of [`CSVLoggerConfig`][], if ``config`` is omitted.
     """
 
     __slots__ = (
@@ -253,7 +253,7 @@ class CSVLogger(BaseCallback):
         """Restore a checkpoint's row count; the next ``on_train_begin`` acts on it.
 
         Args:
-            state: What :meth:`state_dict` returned.
+            state: What [`state_dict`][] returned.
 
         Raises:
             KeyError: If ``"rows"`` is missing.

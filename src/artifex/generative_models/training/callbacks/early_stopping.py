@@ -33,7 +33,7 @@ __all__ = ["EarlyStopping", "EarlyStoppingConfig", "MissingMetricWarning"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EarlyStoppingConfig:
-    """Configuration of :class:`EarlyStopping`.
+    """Configuration of [`EarlyStopping`][].
 
     Attributes:
         monitor: The ``on_epoch_end`` log key to watch.
@@ -47,7 +47,7 @@ class EarlyStoppingConfig:
         start_from_epoch: Epochs before this one are ignored (warm-up).
         restore_best_weights: At ``on_train_end``, load the model state of the best
             epoch into the model (the state is copied on the device, never synced).
-            The copy is part of the checkpointed state (:meth:`EarlyStopping.array_state`),
+            The copy is part of the checkpointed state ([`EarlyStopping.array_state`][]),
             so a resumed run that stops later restores the best epoch of the whole run.
         strict: Raise ``KeyError`` when ``monitor`` is missing from the epoch logs,
             instead of warning once.
@@ -91,7 +91,7 @@ class EarlyStopping(BaseCallback):
     Decisions are taken at ``on_epoch_end`` (a Python-float read of the epoch logs; no
     per-batch work, no device sync). After each epoch (from ``start_from_epoch`` on):
 
-    * a missing key warns once (:class:`MissingMetricWarning`, listing the keys there
+    * a missing key warns once ([`MissingMetricWarning`][], listing the keys there
       are) and changes nothing; ``strict=True`` raises ``KeyError`` instead;
     * a non-finite value stops at once when ``check_finite``, and otherwise counts as
       no improvement (NaN never improves);
@@ -102,21 +102,21 @@ class EarlyStopping(BaseCallback):
       it, and ``wait_count >= patience`` stops. Before a first score (without
       ``baseline``), :attr:`best_score` is ``None`` and any non-NaN score improves.
 
-    Stopping means :attr:`should_stop` becomes ``True`` (the :class:`StopRequester`
+    Stopping means [`should_stop`][] becomes ``True`` (the [`StopRequester`][]
     protocol); trainers honour it after the hook. All state resets at
     ``on_train_begin``, so a reused instance behaves like a fresh one, except right
-    after :meth:`load_state_dict` (a resume): then the next ``on_train_begin`` keeps
+    after [`load_state_dict`][] (a resume): then the next ``on_train_begin`` keeps
     the loaded best score, best epoch and patience counter, and only clears a loaded
     stop request, so the resumed run goes on until the next stop decision.
 
     The best weights of ``restore_best_weights`` are the array part of the state (the
-    :class:`~artifex.generative_models.training.callbacks.protocols.ArrayStatefulCallback`
+    [`ArrayStatefulCallback`][]
     protocol): ``ModelCheckpoint`` saves them with Orbax next to the model, and a resume
-    loads them back (:meth:`load_array_state`), laid out like the model. Restored from a
+    loads them back ([`load_array_state`][]), laid out like the model. Restored from a
     checkpoint of format 1, which has none, they cover the epochs since the resume.
 
     Args:
-        config: The configuration; the defaults of :class:`EarlyStoppingConfig` if
+        config: The configuration; the defaults of [`EarlyStoppingConfig`][] if
             omitted.
     """
 
@@ -173,7 +173,7 @@ class EarlyStopping(BaseCallback):
 
     @property
     def should_stop(self) -> bool:
-        """Whether this callback asks training to stop (:class:`StopRequester`)."""
+        """Whether this callback asks training to stop ([`StopRequester`][])."""
         return self.stop_reason is not None
 
     def _better(self, current: float, reference: float, delta: float) -> bool:
@@ -281,7 +281,7 @@ class EarlyStopping(BaseCallback):
         """Return the decision state as JSON-compatible Python scalars.
 
         The best weights kept for ``restore_best_weights`` are the array part of the
-        state: see :meth:`array_state`.
+        state: see [`array_state`][].
         """
         return {
             "best_score": self.best_score,
@@ -292,10 +292,10 @@ class EarlyStopping(BaseCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned; the next ``on_train_begin`` keeps it.
+        """Restore what [`state_dict`][] returned; the next ``on_train_begin`` keeps it.
 
         Args:
-            state: A mapping with the keys :meth:`state_dict` returns.
+            state: A mapping with the keys [`state_dict`][] returns.
 
         Raises:
             KeyError: If a key is missing.
@@ -326,14 +326,14 @@ class EarlyStopping(BaseCallback):
         return self._loaded_best
 
     def load_array_state(self, state: Any, /) -> None:
-        """Restore the best weights that :meth:`array_state` returned.
+        """Restore the best weights that [`array_state`][] returned.
 
-        Call it after :meth:`load_state_dict` (a resume does). They become the
+        Call it after [`load_state_dict`][] (a resume does). They become the
         callback's best weights at the next ``on_train_begin``, as an ``nnx.State`` of
         the trainer's model; they are ignored without ``restore_best_weights``.
 
         Args:
-            state: The pure dict that :meth:`array_state` returned, keyed as saved.
+            state: The pure dict that [`array_state`][] returned, keyed as saved.
         """
         self._best_state = None
         self._loaded_best = state

@@ -65,7 +65,7 @@ class History(BaseCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][] returned.
 
         Args:
             state: A mapping with ``"epochs"`` and ``"history"``.

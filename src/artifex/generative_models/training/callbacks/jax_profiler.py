@@ -26,7 +26,7 @@ _stop_trace: Callable[[], None] = jax.profiler.stop_trace
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JAXProfilerConfig:
-    """Configuration of :class:`JAXProfiler`.
+    """Configuration of [`JAXProfiler`][].
 
     Attributes:
         log_dir: Where the trace goes (``<log_dir>/plugins/profile/<run>/``), readable
@@ -63,7 +63,7 @@ class JAXProfiler(BaseCallback):
     active trace makes ``jax.profiler.start_trace`` raise.
 
     Args:
-        config: The configuration; the defaults of :class:`JAXProfilerConfig` if omitted.
+        config: The configuration; the defaults of [`JAXProfilerConfig`][] if omitted.
     """
 
     __slots__ = ("_tracing", "config", "trace_dir")

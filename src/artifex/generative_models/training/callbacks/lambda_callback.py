@@ -19,8 +19,8 @@ __all__ = ["LambdaCallback"]
 class LambdaCallback(BaseCallback):
     """A callback whose hooks are the functions given; the others are no-ops.
 
-    Hooks that are not given are inherited unchanged from :class:`BaseCallback`, so a
-    :class:`CallbackList` never calls them: an ``on_epoch_end``-only lambda costs
+    Hooks that are not given are inherited unchanged from [`BaseCallback`][], so a
+    [`CallbackList`][] never calls them: an ``on_epoch_end``-only lambda costs
     nothing per batch.
 
     Example::

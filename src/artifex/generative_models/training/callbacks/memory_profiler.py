@@ -20,7 +20,7 @@ _log = logging.getLogger(__name__)
 
 @runtime_checkable
 class MemoryStatsDevice(Protocol):
-    """What :class:`MemoryProfiler` needs of a device: ``jax.Device`` provides it."""
+    """What [`MemoryProfiler`][] needs of a device: ``jax.Device`` provides it."""
 
     def memory_stats(self) -> dict[str, Any] | None:
         """The backend's memory statistics, or ``None`` where it gives none (CPU)."""
@@ -29,7 +29,7 @@ class MemoryStatsDevice(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryProfilerConfig:
-    """Configuration of :class:`MemoryProfiler`.
+    """Configuration of [`MemoryProfiler`][].
 
     Attributes:
         every_n_epochs: Record at the end of every n-th epoch.
@@ -83,12 +83,12 @@ class MemoryProfiler(BaseCallback):
 
     GPU and TPU backends report statistics; the CPU backend returns ``None``. Such
     devices are reported once per ``fit`` with a logged warning (and in
-    :attr:`unavailable`), never an error. Records go to :attr:`records` and to the
+    [`unavailable`][]), never an error. Records go to [`records`][] and to the
     ``logging`` logger of this module. Querying the allocator does not wait for the
     device.
 
     Args:
-        config: The configuration; the defaults of :class:`MemoryProfilerConfig` if
+        config: The configuration; the defaults of [`MemoryProfilerConfig`][] if
             omitted.
     """
 

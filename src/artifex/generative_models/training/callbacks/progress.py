@@ -30,7 +30,7 @@ __all__ = ["ProgressBar", "ProgressBarConfig", "format_metrics"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProgressBarConfig:
-    """Configuration of :class:`ProgressBar`.
+    """Configuration of [`ProgressBar`][].
 
     Attributes:
         steps_per_epoch: The bar's length; if ``None``, the first epoch shows a count
@@ -95,7 +95,7 @@ class ProgressBar(BaseCallback):
     a counter; they read no array unless ``batch_metrics_every_n_steps`` asks for it.
 
     Args:
-        config: The configuration; the defaults of :class:`ProgressBarConfig` if omitted.
+        config: The configuration; the defaults of [`ProgressBarConfig`][] if omitted.
     """
 
     __slots__ = (

@@ -1,6 +1,6 @@
-"""Optional protocols beyond :class:`TrainerLike`, for richer callback/trainer interplay.
+"""Optional protocols beyond [`TrainerLike`][], for richer callback/trainer interplay.
 
-Callbacks know a trainer only through protocols. :class:`TrainerLike` (a ``model``)
+Callbacks know a trainer only through protocols. [`TrainerLike`][] (a ``model``)
 is all a trainer must provide; the protocols here are what a trainer *may* provide,
 and callbacks check for them with ``isinstance`` before relying on them. The
 reference ``Trainer`` implements all of them.
@@ -93,10 +93,10 @@ class CheckpointableTrainer(TrainerState, Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][] returned.
 
         Args:
-            state: A pytree with the structure :meth:`state_dict` returns.
+            state: A pytree with the structure [`state_dict`][] returns.
         """
         ...
 
@@ -156,24 +156,24 @@ class StatefulCallback(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][] returned.
 
         Args:
-            state: A pytree with the structure :meth:`state_dict` returns.
+            state: A pytree with the structure [`state_dict`][] returns.
         """
         ...
 
 
 @runtime_checkable
 class ArrayStatefulCallback(StatefulCallback, Protocol):
-    """A :class:`StatefulCallback` whose state also has an array part, saved by Orbax.
+    """A [`StatefulCallback`][] whose state also has an array part, saved by Orbax.
 
-    :meth:`~StatefulCallback.state_dict` stays JSON (Python scalars, strings, lists,
+    [`state_dict`][StatefulCallback.state_dict] stays JSON (Python scalars, strings, lists,
     dicts); arrays that belong in a checkpoint (``EarlyStopping``'s best weights) go
     through this optional part instead, as an Orbax pytree item written in the same
-    atomic save as the model. On resume, :meth:`load_array_state` is called after
-    :meth:`~StatefulCallback.load_state_dict`, and only if the checkpoint holds an
-    array state for :attr:`~StatefulCallback.state_key`.
+    atomic save as the model. On resume, [`load_array_state`][] is called after
+    [`load_state_dict`][StatefulCallback.load_state_dict], and only if the checkpoint holds an
+    array state for [`state_key`][StatefulCallback.state_key].
     """
 
     def array_state(self) -> Any | None:
@@ -188,7 +188,7 @@ class ArrayStatefulCallback(StatefulCallback, Protocol):
         ...
 
     def load_array_state(self, state: Any, /) -> None:
-        """Restore what :meth:`array_state` returned (never ``None``).
+        """Restore what [`array_state`][] returned (never ``None``).
 
         Args:
             state: The saved pytree, keyed as saved (string keys). Arrays laid out like
@@ -202,7 +202,7 @@ class ArrayStatefulCallback(StatefulCallback, Protocol):
 class CallbackHost(TrainerLike, Protocol):
     """A trainer that exposes its callbacks (the reference ``Trainer`` does).
 
-    ``ModelCheckpoint`` uses it to save the state of every :class:`StatefulCallback`
+    ``ModelCheckpoint`` uses it to save the state of every [`StatefulCallback`][]
     of the trainer in the same checkpoint as the model.
     """
 

@@ -23,7 +23,7 @@ __all__ = ["TensorBoardConfig", "TensorBoardLogger"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TensorBoardConfig:
-    """Configuration of :class:`TensorBoardLogger`.
+    """Configuration of [`TensorBoardLogger`][].
 
     Attributes:
         log_dir: The event-file directory, created at ``on_train_begin``.
@@ -59,7 +59,7 @@ class TensorBoardLogger(BaseCallback):
     ``on_train_end``; a later ``fit`` opens a new event file in the same directory.
 
     Args:
-        config: The configuration; the defaults of :class:`TensorBoardConfig` if omitted.
+        config: The configuration; the defaults of [`TensorBoardConfig`][] if omitted.
     """
 
     __slots__ = ("_writer", "config")

@@ -1,10 +1,10 @@
 """A conformance suite for custom trainers: does yours honour the callback contract?
 
-Implement a :class:`TrainerHarness` (``build(callbacks)`` and ``fit(trainer, epochs)``),
-then run :func:`check_trainer` on it, subclass
-:class:`~artifex.generative_models.training.conformance.pytest_plugin.TrainerConformanceSuite`
-in your tests, or run ``python -m artifex.generative_models.training.conformance
-pkg.module:HarnessFactory [--static]``.
+Implement a [`TrainerHarness`][] (``build(callbacks)`` and ``fit(trainer, epochs)``),
+then run [`check_trainer`][] on it, subclass
+[`TrainerConformanceSuite`][.pytest_plugin.TrainerConformanceSuite] in your tests, or run
+``python -m artifex.generative_models.training.conformance pkg.module:HarnessFactory
+[--static]``.
 
 Names are loaded lazily, so importing the pytest plugin stays cheap.
 """

@@ -1,12 +1,12 @@
 """Running a scenario's ``fit`` calls through the harness, and checking what happened.
 
-:func:`execute` builds a trainer with injected callbacks (an :class:`EventRecorder`
-first, then raisers, a stopper and a :class:`TeardownWitness` last), runs one ``fit``
-call per plan, and checks the record with :func:`check_events`, the exceptions that
+``execute`` builds a trainer with injected callbacks (an [`EventRecorder`][]
+first, then raisers, a stopper and a [`TeardownWitness`][] last), runs one ``fit``
+call per plan, and checks the record with [`check_events`][], the exceptions that
 reached the caller (any ``BaseException``: only a real Ctrl-C, one the suite did not
 inject, stops the check), the order in which events reached the first and the last
 callback, and what the last callback saw during ``on_train_end``. Every scenario is a
-:data:`Runner` over a shared :class:`Context`.
+``Runner`` over a shared ``Context``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class NotApplicable(Exception):
 
 @dataclass(slots=True)
 class Context:
-    """What the scenarios of one :func:`check_trainer` call share.
+    """What the scenarios of one [`check_trainer`][] call share.
 
     Attributes:
         harness: The harness under test.
@@ -114,7 +114,7 @@ def _derives_from(error: BaseException, injected: Sequence[BaseException]) -> bo
 def is_real_interrupt(error: BaseException, injected: Sequence[BaseException] = ()) -> bool:
     """Whether ``error`` is a Ctrl-C from the person running the check.
 
-    A ``KeyboardInterrupt`` is one unless it is the suite's own :class:`ProbeInterrupt`
+    A ``KeyboardInterrupt`` is one unless it is the suite's own [`ProbeInterrupt`][]
     (or a copy of one), or it derives from an exception the suite injected; those, and
     every other ``BaseException`` (``SystemExit`` included), are the trainer's doing.
 
@@ -209,14 +209,14 @@ def execute(
         plans: One plan per ``fit`` call, run in order on one trainer. A plan's
             ``stop_via`` says how the stopper asks to stop (one way for all plans).
         interrupt: Whether the injected raisers and the data raise a
-            :class:`ProbeInterrupt` (a ``KeyboardInterrupt``) instead of a
-            :class:`ProbeError`.
+            [`ProbeInterrupt`][] (a ``KeyboardInterrupt``) instead of a
+            [`ProbeError`][].
 
     Returns:
         The violations and the recorded events.
 
     Raises:
-        KeyboardInterrupt: A real Ctrl-C (see :func:`is_real_interrupt`).
+        KeyboardInterrupt: A real Ctrl-C (see ``is_real_interrupt``).
     """
     via: Literal["requester", "flag"] = (
         "flag" if any(p.stop is not None and p.stop_via == "flag" for p in plans) else "requester"
@@ -395,7 +395,7 @@ def _data_must_fire(ctx: Context, plan: FitPlan) -> bool:
 
 
 def validating(ctx: Context) -> bool:
-    """Whether the harness can run with validation data (a :class:`ValidatingHarness`)."""
+    """Whether the harness can run with validation data (a [`ValidatingHarness`][])."""
     return isinstance(ctx.harness, ValidatingHarness)
 
 
@@ -403,4 +403,4 @@ Found: TypeAlias = tuple[list[Violation], str]
 """What a scenario found: its violations, and a detail for the report (may be empty)."""
 
 Runner: TypeAlias = Callable[[Context], Found]
-"""A scenario: runs against the context; raises :class:`NotApplicable` if it cannot."""
+"""A scenario: runs against the context; raises ``NotApplicable`` if it cannot."""

@@ -1,9 +1,9 @@
-"""The fixed scenarios, and every scenario's runner (:data:`RUNNERS`).
+"""The fixed scenarios, and every scenario's runner (``RUNNERS``).
 
 Each fixed scenario runs chosen ``fit`` calls and reports what broke the contract. Each
-is a :data:`~artifex.generative_models.training.conformance._execute.Runner`:
+is a ``Runner``:
 it returns ``(violations, detail)`` (the detail is empty here) or raises
-:class:`NotApplicable`. ``plain_run`` also records how many batch pairs an epoch
+``NotApplicable``. ``plain_run`` also records how many batch pairs an epoch
 holds, which the later scenarios use to place their stops and failures.
 """
 
@@ -258,4 +258,4 @@ RUNNERS: Final[dict[str, Runner]] = {
     "fit_after_failure": fit_after_failure,
     "property": property_scenario,
 }
-"""Every scenario's runner, keyed and ordered as :data:`SCENARIOS` (a test checks it)."""
+"""Every scenario's runner, keyed and ordered as [`SCENARIOS`][] (a test checks it)."""

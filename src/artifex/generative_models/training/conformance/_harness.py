@@ -30,7 +30,7 @@ class TrainerHarness(Protocol[T]):
                 them all, in this order, and no others that stop or fail the run.
 
         Returns:
-            The trainer: a :class:`TrainerLike` whose ``model`` is an ``nnx.Module``.
+            The trainer: a [`TrainerLike`][] whose ``model`` is an ``nnx.Module``.
         """
         ...
 
@@ -41,7 +41,7 @@ class TrainerHarness(Protocol[T]):
         Exceptions must propagate.
 
         Args:
-            trainer: A trainer that :meth:`build` returned.
+            trainer: A trainer that [`build`][] returned.
             epochs: How many epochs to run (may be 0).
         """
         ...
@@ -52,7 +52,7 @@ class ValidatingHarness(TrainerHarness[T], Protocol[T]):
     """A harness that can also run with validation data (enables the validation checks)."""
 
     def fit_validated(self, trainer: T, epochs: int, /) -> None:
-        """Like :meth:`TrainerHarness.fit`, with validation data: one pass per epoch.
+        """Like [`TrainerHarness.fit`][], with validation data: one pass per epoch.
 
         Args:
             trainer: A trainer that ``build`` returned.
@@ -66,9 +66,9 @@ class FailingHarness(TrainerHarness[T], Protocol[T]):
     """A harness that can make the data (or the step) fail (enables ``data_raises``)."""
 
     def fit_failing(self, trainer: T, epochs: int, error: BaseException, at_batch: int, /) -> None:
-        """Like :meth:`TrainerHarness.fit`, but batch ``at_batch`` raises ``error``.
+        """Like [`TrainerHarness.fit`][], but batch ``at_batch`` raises ``error``.
 
-        Wrap the training data in :class:`FailingData` (or make the step raise) so
+        Wrap the training data in [`FailingData`][] (or make the step raise) so
         that requesting batch ``at_batch`` (0-based, counted across the epochs of this
         call) raises the very object ``error``. Let it propagate.
 

@@ -1,10 +1,10 @@
 """The contract's rules for ``logs``: types, shapes and values, one event at a time.
 
-The grammar (:mod:`~artifex.generative_models.training.conformance.grammar`) calls
-these pure functions on the recorded :class:`Event` objects. Each rule yields a
-:data:`Finding`: a key (so a rule is reported once per record), a sentence, and a
-severity. :func:`event_findings` needs only the event, so it also runs on the events
-after a structural violation; :func:`epoch_findings` needs the epoch around it.
+The grammar ([`grammar`][]) calls
+these pure functions on the recorded [`Event`][] objects. Each rule yields a
+``Finding``: a key (so a rule is reported once per record), a sentence, and a
+severity. ``event_findings`` needs only the event, so it also runs on the events
+after a structural violation; ``epoch_findings`` needs the epoch around it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The property scenario: Hypothesis draws ``fit`` plans; the grammar must hold on each.
 
 It draws one or two ``fit`` calls (epochs, validation, stop and raise points, a data
-failure), runs each draw through :func:`execute`, and shrinks a failing draw to a
+failure), runs each draw through ``execute``, and shrinks a failing draw to a
 minimal one. Hypothesis is imported only when the scenario runs.
 """
 

@@ -1,4 +1,4 @@
-"""What :func:`check_trainer` returns: one result per scenario, and the whole report."""
+"""What [`check_trainer`][] returns: one result per scenario, and the whole report."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class ScenarioResult:
     """The outcome of one scenario.
 
     Attributes:
-        name: The scenario's name (a key of :data:`SCENARIOS`).
+        name: The scenario's name (a key of [`SCENARIOS`][]).
         outcome: ``"passed"``, ``"failed"`` or ``"not applicable"``.
         violations: Its findings, errors and warnings.
         detail: Why it was not applicable, or what the property scenario drew.
@@ -38,11 +38,11 @@ class ScenarioResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConformanceReport:
-    """What :func:`check_trainer` found.
+    """What [`check_trainer`][] found.
 
     Attributes:
         harness: A description of the harness checked.
-        results: One entry per scenario, in the order of :data:`SCENARIOS`.
+        results: One entry per scenario, in the order of [`SCENARIOS`][].
         seconds: How long the whole check ran.
     """
 
@@ -125,7 +125,7 @@ class ConformanceReport:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        """Same as :meth:`format`."""
+        """Same as [`format`][]."""
         return self.format()
 
 

@@ -1,8 +1,8 @@
 """The lifecycle contract as a grammar: a pure checker over a recorded event list.
 
-:func:`check_events` takes the events a recorder saw during one or more ``fit`` calls
-and a :class:`FitPlan` per call (what was asked: epochs, validation, where a stop was
-requested, where an exception was injected), and returns every :class:`Violation`:
+[`check_events`][] takes the events a recorder saw during one or more ``fit`` calls
+and a [`FitPlan`][] per call (what was asked: epochs, validation, where a stop was
+requested, where an exception was injected), and returns every [`Violation`][]:
 
 * structure: ``on_train_begin``, epochs, ``on_train_end``; an epoch is
   ``on_epoch_begin(e)``, batch pairs, then validation pairs, then ``on_epoch_end(e)``;
@@ -224,7 +224,7 @@ def _is_int(value: object) -> bool:
 
 
 class _Parser:
-    """Checks one record against its plans; see :func:`check_events`."""
+    """Checks one record against its plans; see [`check_events`][]."""
 
     def __init__(
         self, events: Sequence[Event], scenario: str, first_epoch: int, first_step: int

@@ -1,6 +1,6 @@
 """pytest plugin: the conformance scenarios as tests of your own trainer.
 
-Subclass :class:`TrainerConformanceSuite` in a test module (the subclass's name must
+Subclass [`TrainerConformanceSuite`][] in a test module (the subclass's name must
 start with ``Test``) and give it a ``harness`` fixture; every scenario becomes its own
 test, ``test_conformance[<scenario>]``::
 
@@ -16,7 +16,7 @@ test, ``test_conformance[<scenario>]``::
 Set the class attribute ``scenarios`` to a list of names to run only those. A
 violation fails the test with the readable report; a scenario the harness cannot
 run is skipped. A warning-level finding passes, as the command line's exit status 0
-does: it is emitted as a :class:`ConformanceWarning` (shown in pytest's warnings
+does: it is emitted as a [`ConformanceWarning`][] (shown in pytest's warnings
 summary) under its own ``"always"`` filter, so that even ``filterwarnings = error``
 does not turn it into a failure. Set ``strict = True`` to make warnings fail the test
 (the command line's ``--strict``). The plugin (a ``pytest11`` entry point) adds
@@ -61,7 +61,7 @@ class TrainerConformanceSuite:
         max_examples: How many runs the ``property`` scenario draws.
         scenarios: The scenarios to turn into tests; ``None`` (the default) for all.
         strict: Whether a warning-level finding fails the test (default: it passes,
-            with a :class:`ConformanceWarning`, whatever the warning filters).
+            with a [`ConformanceWarning`][], whatever the warning filters).
         example_database: A directory for Hypothesis's example database (the
             ``property`` scenario); ``None`` (the default) for none.
     """

@@ -1,8 +1,8 @@
 """Recording what a trainer dispatches: events, and the callbacks a scenario injects.
 
 The conformance suite knows a trainer only through the callbacks it hands to the
-harness. :class:`EventRecorder` writes every hook call down as an :class:`Event`;
-:class:`StopAt` and :class:`RaiseAt` act on the trainer at a chosen hook and
+harness. [`EventRecorder`][] writes every hook call down as an [`Event`][];
+[`StopAt`][] and [`RaiseAt`][] act on the trainer at a chosen hook and
 occurrence. None of them imports a trainer module.
 """
 
@@ -156,7 +156,7 @@ def _host_losses(pending: Sequence[tuple[object, object]]) -> tuple[tuple[float,
 
 
 class EventRecorder(BaseCallback):
-    """A callback that records every hook call into :attr:`events`.
+    """A callback that records every hook call into ``events``.
 
     Put it first among the injected callbacks, so that it sees an event before any
     other injected callback can stop or fail the run. It keeps a reference to each
@@ -223,7 +223,7 @@ class ProbeInterrupt(KeyboardInterrupt):
 
 
 class _EveryHook(BaseCallback):
-    """Overrides every hook (so a ``CallbackList`` calls them all) to call :meth:`_hit`."""
+    """Overrides every hook (so a ``CallbackList`` calls them all) to call ``_hit``."""
 
     __slots__ = ()
 
@@ -355,8 +355,8 @@ class RaiseAt(_Trigger):
     Args:
         schedule: Per ``fit`` call, ``(hook, occurrence)`` or ``None``.
         log: Where to append ``(call, hook, exception)`` for every exception raised.
-        interrupt: Raise a :class:`ProbeInterrupt` (a ``KeyboardInterrupt``) instead
-            of a :class:`ProbeError`.
+        interrupt: Raise a [`ProbeInterrupt`][] (a ``KeyboardInterrupt``) instead
+            of a [`ProbeError`][].
     """
 
     __slots__ = ("interrupt", "log")
@@ -401,8 +401,8 @@ class TeardownWitness(_EveryHook):
 
     ``on_train_end`` must reach every callback, even when another one raised, so this
     one seeing it proves the trainer dispatched it to all of them. Given the
-    :class:`EventRecorder` registered first, it also checks that every event reached
-    that one before this one (registration order): :attr:`out_of_order` lists
+    [`EventRecorder`][] registered first, it also checks that every event reached
+    that one before this one (registration order): ``out_of_order`` lists
     ``(fit call, hook)`` for each event that reached the last callback first.
 
     Args:
@@ -460,7 +460,7 @@ class FailingData(Generic[_T]):
         self._count = 0
 
     def __iter__(self) -> Iterator[_T]:
-        """Yield the batches, raising :attr:`error` at batch :attr:`at_batch`."""
+        """Yield the batches, raising ``error`` at batch ``at_batch``."""
         for batch in self._batches:
             if self._count == self.at_batch:
                 self._count += 1

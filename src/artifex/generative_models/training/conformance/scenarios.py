@@ -1,9 +1,9 @@
 """The scenarios: drive a trainer through a harness and check what it dispatches.
 
-:func:`check_trainer` runs the scenarios of :data:`SCENARIOS` (their names and what
-each checks, in order) against a :class:`TrainerHarness` and returns a
-:class:`ConformanceReport`. A scenario builds a trainer with injected callbacks, runs
-one or more ``fit`` calls, and checks the record with :func:`check_events`, the
+[`check_trainer`][] runs the scenarios of [`SCENARIOS`][] (their names and what
+each checks, in order) against a [`TrainerHarness`][] and returns a
+[`ConformanceReport`][]. A scenario builds a trainer with injected callbacks, runs
+one or more ``fit`` calls, and checks the record with [`check_events`][], the
 exceptions that reached the caller, and what the last callback saw during
 ``on_train_end``.
 
@@ -88,10 +88,10 @@ def check_trainer(
     real Ctrl-C (a ``KeyboardInterrupt`` the suite did not inject) gets through.
 
     Args:
-        harness: Builds and runs your trainer. Implementing :class:`ValidatingHarness`
-            and :class:`FailingHarness` too enables the ``validation`` and
+        harness: Builds and runs your trainer. Implementing [`ValidatingHarness`][]
+            and [`FailingHarness`][] too enables the ``validation`` and
             ``data_raises`` scenarios; otherwise they are reported "not applicable".
-        scenarios: The scenario names to run (keys of :data:`SCENARIOS`); all by
+        scenarios: The scenario names to run (keys of [`SCENARIOS`][]); all by
             default. The plain run always runs first, to learn how many batches an
             epoch holds; its findings are reported only if ``plain_run`` is selected.
         max_examples: How many runs the ``property`` scenario draws (it then shrinks a

@@ -1,6 +1,6 @@
 """The ``--static`` check: mypy proves a harness and its trainer have the right types.
 
-:func:`check_static` writes a small Python file that imports the harness factory and
+[`check_static`][] writes a small Python file that imports the harness factory and
 states, in annotations, that the harness is a ``TrainerHarness`` and that what its
 ``build()`` returns is a ``TrainerLike``; then it runs ``python -m mypy`` on that file
 in a subprocess.
@@ -25,7 +25,7 @@ __all__ = ["StaticCheck", "check_static", "resolve_target", "static_source"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StaticCheck:
-    """The outcome of :func:`check_static`.
+    """The outcome of [`check_static`][].
 
     Attributes:
         ok: Whether mypy accepted the generated check file.
@@ -77,7 +77,7 @@ def static_source(
     Returns:
         Python source that mypy accepts only if the harness is a ``TrainerHarness``
         and its ``build()`` returns a ``TrainerLike``; its two ``reveal_type`` lines
-        let :func:`check_static` reject a harness or trainer that is implicitly ``Any``.
+        let [`check_static`][] reject a harness or trainer that is implicitly ``Any``.
     """
     root, _, rest = attribute.partition(".")
     expr = f"_factory{'.' + rest if rest else ''}{'()' if call else ''}"
