@@ -78,12 +78,14 @@ def test_a_restored_logger_continues_the_same_run(tracking_uri: str) -> None:
     trainer = FullTrainer()
     trainer.step = 1
     drive(trainer, [resumed], [[2.0]], start_step=1, start_epoch=1)
-    assert resumed.run_id == first.run_id is not None
+    run_id = first.run_id
+    assert run_id is not None
+    assert resumed.run_id == run_id
     client = MlflowClient(tracking_uri=tracking_uri)
-    run = client.get_run(first.run_id)
+    run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"lr": "0.1"}  # logged once, at the run's creation
-    assert _history(client, first.run_id, "loss") == [(1, 1.0), (2, 2.0)]
+    assert _history(client, run_id, "loss") == [(1, 1.0), (2, 2.0)]
 
 
 def test_a_run_missing_from_the_store_is_a_clear_error(tracking_uri: str) -> None:

@@ -92,7 +92,7 @@ class MLflowLogger(TrackerCallback):
     def __init__(self, config: MLflowConfig | None = None, /, **kwargs: Any) -> None:
         if config is not None and kwargs:
             raise TypeError("pass either an MLflowConfig or keyword fields, not both")
-        self.config = resolve_config(
+        self.config: MLflowConfig = resolve_config(
             MLflowConfig(**kwargs) if config is None else config, MLflowConfig, "MLflowLogger"
         )
         super().__init__(self.config.log_every_n_steps)

@@ -120,7 +120,7 @@ class WandbLogger(TrackerCallback):
     def __init__(self, config: WandbConfig | None = None, /, **kwargs: Any) -> None:
         if config is not None and kwargs:
             raise TypeError("pass either a WandbConfig or keyword fields, not both")
-        self.config = resolve_config(
+        self.config: WandbConfig = resolve_config(
             WandbConfig(**kwargs) if config is None else config, WandbConfig, "WandbLogger"
         )
         super().__init__(self.config.log_every_n_steps)
