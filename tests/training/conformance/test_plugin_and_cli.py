@@ -215,7 +215,7 @@ def test_cli_static_check_rejects_a_build_typed_object(capsys: pytest.CaptureFix
         ("examples.minimal_trainer", "expected 'pkg.module:HarnessFactory'"),
         ("examples.minimal_trainer:make_batches", "calling examples.minimal_trainer:make_batches"),
         ("collections:OrderedDict", "gave a OrderedDict, not a TrainerHarness"),
-        ("sys:exit", "calling sys:exit() to get the harness raised SystemExit()"),
+        ("sys:exit", "calling sys:exit() to get the harness raised SystemExit("),
         ("builtins:exit", "calling builtins:exit() to get the harness raised SystemExit("),
         ("tests.training.conformance._interrupting_factory:harness", "KeyboardInterrupt()"),
         ("tests.training.conformance._exits_on_import:Harness", "importing tests.training"),
