@@ -58,7 +58,7 @@ def check_int(field: str, value: object, *, minimum: int) -> int:
 
 
 def set_int(config: object, field: str, *, minimum: int) -> None:
-    """Check a frozen config's integer ``field`` with :func:`check_int`, storing it as an ``int``.
+    """Check a frozen config's integer ``field`` with ``check_int``, storing it as an ``int``.
 
     Raises:
         TypeError: If the field is not an integer.

@@ -168,7 +168,7 @@ class EpochRunner(Generic[M]):
         spmd: The mesh placement, or ``None``.
         preemption: Asked after every step whether a preemption notice came; the
             epoch then stops at the next resumable point (a chunk's end) with
-            :data:`NOTICE` as its stopper, keeping that position for the save.
+            ``NOTICE`` as its stopper, keeping that position for the save.
     """
 
     __slots__ = (
@@ -221,7 +221,7 @@ class EpochRunner(Generic[M]):
         """Run ``epochs`` epochs (the first resumed at ``resume``); return what stopped them.
 
         Appends each epoch's logs to ``history``. A preemption notice ends the run
-        with :data:`NOTICE`: inside an epoch at once (no validation, no
+        with ``NOTICE``: inside an epoch at once (no validation, no
         ``on_epoch_end``; the position is kept for the save), or after an
         ``on_epoch_end``.
         """

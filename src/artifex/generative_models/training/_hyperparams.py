@@ -161,10 +161,10 @@ class InjectedHyperparams(Generic[M]):
         return Injected(self._state.layout.opt_state_def).read(self._state.opt_state)
 
     def scheduled_hyperparameters(self) -> frozenset[str]:
-        """The injected hyperparameters given as schedules (see :meth:`hyperparameters`).
+        """The injected hyperparameters given as schedules (see ``hyperparameters``).
 
         Raises:
-            ValueError: As :meth:`hyperparameters`.
+            ValueError: As ``hyperparameters``.
         """
         return Injected(self._state.layout.opt_state_def).schedules
 
@@ -181,7 +181,7 @@ class InjectedHyperparams(Generic[M]):
 
         Raises:
             TypeError: If ``value`` is not a real number.
-            ValueError: As :meth:`hyperparameters`, or if ``name`` is no injected
+            ValueError: As ``hyperparameters``, or if ``name`` is no injected
                 hyperparameter, is a schedule, or ``value`` is not finite.
         """
         state = self._state

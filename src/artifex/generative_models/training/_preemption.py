@@ -1,6 +1,6 @@
 """Preemption notices: SIGTERM in a single process, JAX's sync point in a multi-process job.
 
-While a ``fit`` with preemption handling runs, a :class:`PreemptionWatch` is asked
+While a ``fit`` with preemption handling runs, a ``PreemptionWatch`` is asked
 after every step (or chunk) whether to stop for a preemption:
 
 * in a single-process job, a SIGTERM handler installed for the duration of ``fit``
@@ -71,7 +71,7 @@ class PreemptionWatch:
     """Tells the epoch loop whether a preemption notice arrived (see the module docs).
 
     Args:
-        enabled: Whether to watch at all (``False``: :meth:`requested` is always
+        enabled: Whether to watch at all (``False``: ``requested`` is always
             ``False`` and nothing is installed).
         multiprocess: Whether the job has several processes (poll JAX's sync point).
     """

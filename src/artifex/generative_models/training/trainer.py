@@ -1,6 +1,6 @@
 r"""The reference trainer: a jitted, donated NNX step driving ``TrainingCallback``s.
 
-:class:`Trainer` splits the model's graph once per ``fit`` (``nnx.split``) and runs a
+[`Trainer`][] splits the model's graph once per ``fit`` (``nnx.split``) and runs a
 ``jax.jit``-compiled functional step over flat lists of state arrays, donating the
 parameter, optimizer and metric buffers. It never syncs the host during an epoch:
 batch logs are device scalars, epoch means are accumulated on device and fetched in
@@ -8,7 +8,7 @@ one ``jax.device_get`` at the epoch's end.
 
 Model sync policy: between steps the trained arrays live in the trainer, and the
 module's ``nnx.Variable``\\ s are brought up to date lazily: whenever ``trainer.model``
-or :meth:`Trainer.state_dict` is read, and always before ``on_epoch_end``,
+or [`Trainer.state_dict`][] is read, and always before ``on_epoch_end``,
 ``on_train_end`` and the return of ``fit``. Arrays handed out that way are never
 donated afterwards (the next step copies them first), and changes a callback makes
 to the module (``nnx.update``) are picked up before the next step. A reference to
@@ -104,7 +104,7 @@ class Trainer(InjectedHyperparams[M]):
     buffers donated. See the module docstring for when ``trainer.model`` is synced.
 
     The optimizer's ``optax.inject_hyperparams`` values can be read and set between
-    steps (:class:`HyperparameterTrainer`, from :class:`InjectedHyperparams`).
+    steps ([`HyperparameterTrainer`][], from ``InjectedHyperparams``).
 
     Lifecycle (see the README for the full contract): ``on_train_begin``; per epoch
     ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
@@ -124,9 +124,9 @@ class Trainer(InjectedHyperparams[M]):
         loss_fn: ``loss_fn(model, batch)`` returning a scalar loss or ``(loss,
             metrics)`` with scalar metrics (not named ``"loss"``).
         callbacks: Callbacks (any iterable, or a ``CallbackList``, used as is).
-        eval_fn: Like ``loss_fn``, for :meth:`evaluate` and validation; defaults to
+        eval_fn: Like ``loss_fn``, for [`evaluate`][] and validation; defaults to
             ``loss_fn``. Its state changes are discarded.
-        eval_mode: How validation and :meth:`evaluate` run the model. ``True`` (the
+        eval_mode: How validation and [`evaluate`][] run the model. ``True`` (the
             default): in evaluation mode, with NNX's ``deterministic=True`` and
             ``use_running_average=True`` set on the submodules that have them (no
             dropout, batch norm on its running averages), as ``model.eval()`` would.
@@ -147,7 +147,7 @@ class Trainer(InjectedHyperparams[M]):
         preemption: Handle preemption notices (SIGTERM; JAX's sync point in a
             multi-process job) when a ``ModelCheckpoint`` (a ``PreemptionSaver``) is
             registered: save, tear down with ``status == "preempted"`` and raise
-            :class:`Preempted` (see the README). ``False`` opts out.
+            [`Preempted`][] (see the README). ``False`` opts out.
 
     Raises:
         TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` is not a
@@ -240,7 +240,7 @@ class Trainer(InjectedHyperparams[M]):
 
     @property
     def resumable_mid_epoch(self) -> bool:
-        """Whether :meth:`state_dict` now holds a mid-epoch position (see the README)."""
+        """Whether [`state_dict`][] now holds a mid-epoch position (see the README)."""
         return self._progress.sums is not None
 
     @property
@@ -272,7 +272,7 @@ class Trainer(InjectedHyperparams[M]):
             resumes with the following epoch), plus ``"data"`` (the batcher's
             ``state_dict()``: seed, data epoch and position) when the last ``fit``
             used data with state. The model's RNG streams are part of ``"model"``.
-            Where :attr:`resumable_mid_epoch`, ``"epoch"`` is the epoch in progress
+            Where [`resumable_mid_epoch`][], ``"epoch"`` is the epoch in progress
             and ``"epoch_progress"`` holds the position in it (see ``_midepoch``).
             The arrays are never donated later.
         """
@@ -294,7 +294,7 @@ class Trainer(InjectedHyperparams[M]):
         return state
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][] returned.
 
         ``"data"``, if present, is loaded into the current training data if it has
         state, or else kept and loaded into the next ``fit``'s data. With
@@ -302,7 +302,7 @@ class Trainer(InjectedHyperparams[M]):
         epoch ``"epoch"``, after its first ``batches`` batches.
 
         Args:
-            state: A pytree with the structure :meth:`state_dict` returns.
+            state: A pytree with the structure [`state_dict`][] returns.
 
         Raises:
             KeyError: If a required key is missing.
@@ -357,7 +357,7 @@ class Trainer(InjectedHyperparams[M]):
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
         With ``resume_from``, first restore a checkpoint written by ``ModelCheckpoint``
-        (see :meth:`resume`): the run then continues exactly where it was saved.
+        (see [`resume`][]): the run then continues exactly where it was saved.
 
         Args:
             train_data: Batches (pytrees of arrays with one structure): a re-iterable

@@ -1,6 +1,6 @@
 """The on-disk format of a ``ModelCheckpoint`` directory: its marker, items and handlers.
 
-The layout is described in :mod:`artifex.generative_models.training.callbacks.model_checkpoint`.
+The layout is described in [`artifex.generative_models.training.callbacks.model_checkpoint`][].
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FORMAT_1: Final = "artifex-nnx-callbacks/checkpoint/1"
 """The first format: ``state``, ``meta`` and JSON items only (no callback arrays)."""
 
 FORMAT_2: Final = "artifex-nnx-callbacks/checkpoint/2"
-"""Format 2 adds the optional :data:`ARRAYS_ITEM` (the callbacks' array states) and the
+"""Format 2 adds the optional ``ARRAYS_ITEM`` (the callbacks' array states) and the
 ``meta`` key ``"callback_arrays"`` listing the state keys it holds."""
 
 CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/3"
@@ -76,7 +76,7 @@ def item_handlers(
 
     Args:
         extra: The names of the further JSON items (``meta["items"]``).
-        arrays: Whether the checkpoint has the :data:`ARRAYS_ITEM`.
+        arrays: Whether the checkpoint has the ``ARRAYS_ITEM``.
 
     Returns:
         A handler for ``state``, ``meta``, the callback arrays (if ``arrays``) and each
@@ -104,9 +104,9 @@ def save_args(
     Args:
         state: The training-state pytree, as saved (pure dicts, see ``to_savable``).
         meta: The ``meta`` item.
-        extra: The further JSON items, by name (none of :data:`RESERVED_ITEMS`).
+        extra: The further JSON items, by name (none of ``RESERVED_ITEMS``).
         arrays: The callbacks' array states by ``state_key`` (pure pytrees), saved
-            as the :data:`ARRAYS_ITEM`; nothing is saved for ``None`` or ``{}``.
+            as the ``ARRAYS_ITEM``; nothing is saved for ``None`` or ``{}``.
 
     Returns:
         The composite of the ``state``, ``meta``, callback-array and further items.

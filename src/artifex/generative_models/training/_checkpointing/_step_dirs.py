@@ -5,7 +5,7 @@ A step directory (named by its step) is a complete checkpoint when it holds Orba
 name format that lists only those, so restoring, the step listing and retention never
 see anything else: a kill during retention's deletion can leave an emptied step
 directory, and a user may keep a folder named ``1/`` there. Before a run writes,
-:func:`tidy_step_directories` removes the step directories that hold nothing but our
+``tidy_step_directories`` removes the step directories that hold nothing but our
 own, partial, files and leaves every other one alone, with a warning naming it.
 """
 

@@ -19,7 +19,7 @@ __all__ = ["CheckpointConfig"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointConfig:
-    """Configuration of :class:`ModelCheckpoint`.
+    """Configuration of [`ModelCheckpoint`][].
 
     Attributes:
         dirpath: The checkpoint directory, resolved against the working directory at

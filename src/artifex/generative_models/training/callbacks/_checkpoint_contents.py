@@ -1,7 +1,7 @@
 """What one ``ModelCheckpoint`` save holds: the training state, callback states, meta.
 
 Private to ``ModelCheckpoint``: the items of the layout described in
-:mod:`artifex.generative_models.training.callbacks.model_checkpoint`.
+[`artifex.generative_models.training.callbacks.model_checkpoint`][].
 """
 
 from __future__ import annotations

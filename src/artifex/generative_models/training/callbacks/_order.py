@@ -6,14 +6,14 @@ dict handed from callback to callback. Two rules follow:
 * Callbacks that add keys to the epoch logs (``LearningRateMonitor``,
   ``ThroughputMonitor``) run before those that read them (loggers, checkpoints,
   early stopping, any callback with an ``on_epoch_end``); otherwise the readers
-  never see the keys. A reader registered first gets a :class:`LogOrderWarning`.
+  never see the keys. A reader registered first gets a [`LogOrderWarning`][].
 * ``ModelCheckpoint`` runs after the stateful callbacks, whose state it saves
   (``CheckpointOrderWarning``, in ``model_checkpoint``).
 
 A callback with an ``on_epoch_end`` that does not read the logs declares
 ``reads_epoch_logs = False``.
 
-Private: :class:`LogOrderWarning` is re-exported from the package.
+Private: [`LogOrderWarning`][] is re-exported from the package.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def around(
 
     Returns:
         ``(before, after)``, or ``None`` when the trainer does not expose its callbacks
-        (:class:`CallbackHost`) or ``callback`` is not among them.
+        ([`CallbackHost`][]) or ``callback`` is not among them.
     """
     if not isinstance(trainer, CallbackHost):
         return None
@@ -60,7 +60,7 @@ def around(
 def reads_epoch_logs(callback: object) -> bool:
     """Whether ``callback`` may read the epoch logs: it has an ``on_epoch_end`` of its own.
 
-    A :class:`BaseCallback` whose ``on_epoch_end`` is the no-op (a ``LambdaCallback``
+    A [`BaseCallback`][] whose ``on_epoch_end`` is the no-op (a ``LambdaCallback``
     without one, too) does not; nor does one that declares ``reads_epoch_logs = False``.
     """
     if not getattr(callback, "reads_epoch_logs", True):

@@ -131,7 +131,7 @@ class TrackerCallback(BaseCallback):
         """Restore the run id; the next ``on_train_begin`` resumes that run.
 
         Args:
-            state: What :meth:`state_dict` returned.
+            state: What ``state_dict`` returned.
 
         Raises:
             KeyError: If ``"run_id"`` is missing.

@@ -14,7 +14,7 @@ __all__ = ["injected"]
 def injected(
     trainer: TrainerLike, owner: str, name: str
 ) -> tuple[HyperparameterTrainer, dict[str, float]]:
-    """The trainer as a :class:`HyperparameterTrainer` and its hyperparameters' values.
+    """The trainer as a [`HyperparameterTrainer`][] and its hyperparameters' values.
 
     Args:
         trainer: The trainer a hook received.

@@ -1,7 +1,7 @@
 """Base classes and protocols for the training callback system.
 
 A lightweight, Protocol-based callback system for training loops. Callbacks know a
-trainer only through the :class:`TrainerLike` protocol, so this module (and every
+trainer only through the [`TrainerLike`][] protocol, so this module (and every
 callback built on it) never imports a trainer module, which avoids circular imports.
 
 This module imports nothing else from this package.
@@ -106,7 +106,7 @@ class TrainingCallback(Protocol):
 class BaseCallback:
     """Base callback class with no-op implementations of all hooks.
 
-    Extend this class and override only the hooks you need. A :class:`CallbackList`
+    Extend this class and override only the hooks you need. A [`CallbackList`][]
     never calls a hook that a subclass inherits unchanged from here, so unused hooks
     cost nothing.
 
@@ -277,7 +277,7 @@ class CallbackList:
       argument objects. A nested ``CallbackList`` is dispatched depth-first, in place.
     * Callbacks are validated when registered (``TypeError`` naming the culprit), never
       during dispatch. Which callbacks receive a hook is decided then too: those that
-      inherit it unchanged from :class:`BaseCallback` are skipped (an instance attribute
+      inherit it unchanged from [`BaseCallback`][] are skipped (an instance attribute
       that overrides it counts as an override). The hook itself is looked up at each
       dispatch, as a hand-written loop would.
     * Appending or removing callbacks while an event is dispatched (from a hook, say)
@@ -293,7 +293,7 @@ class CallbackList:
       ``jax.process_index()`` when it dispatches ``on_train_begin`` (after
       ``jax.distributed.initialize``), unless ``process_index`` was given.
 
-    ``CallbackList`` is itself a :class:`TrainingCallback`. Its own hooks accept every
+    ``CallbackList`` is itself a [`TrainingCallback`][]. Its own hooks accept every
     argument after ``trainer`` by keyword too, and ``on_epoch_end`` and
     ``on_validation_end`` also take ``logs`` under the specification's alias ``metrics``.
     """
@@ -357,7 +357,7 @@ class CallbackList:
         return self._callbacks
 
     def append(self, callback: TrainingCallback) -> None:
-        """Register ``callback`` after the others (see :meth:`extend` for the errors)."""
+        """Register ``callback`` after the others (see [`extend`][] for the errors)."""
         self.extend((callback,))
 
     add = append  # the same method under a second name
@@ -615,7 +615,7 @@ class CallbackList:
 def _walk(
     callbacks: Iterable[TrainingCallback], prefix: _Path, *, lists: bool, offset: int = 0
 ) -> Iterator[tuple[_Path, TrainingCallback]]:
-    """:func:`flatten_callbacks` from index ``offset`` (with ``lists``, nested lists too)."""
+    """``flatten_callbacks`` from index ``offset`` (with ``lists``, nested lists too)."""
     stack = [(prefix, enumerate(callbacks, offset))]
     while stack:
         path, items = stack[-1]

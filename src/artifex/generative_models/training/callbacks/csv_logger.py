@@ -39,7 +39,7 @@ def _escape(cell: str) -> str:
 
 
 def _unescape(cell: str) -> str:
-    """The cell as read back: undoes :func:`_escape`."""
+    """The cell as read back: undoes ``_escape``."""
     return cell[1:] if cell.startswith("'") and not _is_number(cell) else cell
 
 

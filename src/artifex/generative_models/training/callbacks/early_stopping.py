@@ -100,7 +100,7 @@ class EarlyStopping(BaseCallback):
     * otherwise an improvement of more than ``min_delta`` over ``best_score`` (which
       starts at ``baseline``, if given) resets ``wait_count``; anything else increments
       it, and ``wait_count >= patience`` stops. Before a first score (without
-      ``baseline``), :attr:`best_score` is ``None`` and any non-NaN score improves.
+      ``baseline``), [`best_score`][] is ``None`` and any non-NaN score improves.
 
     Stopping means [`should_stop`][] becomes ``True`` (the [`StopRequester`][]
     protocol); trainers honour it after the hook. All state resets at

@@ -19,7 +19,7 @@ __all__ = ["LearningRateMonitor", "LearningRateMonitorConfig", "LogOrderWarning"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LearningRateMonitorConfig:
-    """Configuration of :class:`LearningRateMonitor`.
+    """Configuration of [`LearningRateMonitor`][].
 
     Attributes:
         key: The epoch-log key of the learning rate.
@@ -47,20 +47,20 @@ class LearningRateMonitor(BaseCallback):
     """Put the optimizer's current learning rate into the epoch logs, as ``lr``.
 
     At each ``on_epoch_end`` it reads the injected hyperparameters through the
-    :class:`~artifex.generative_models.training.callbacks.protocols.HyperparameterTrainer`
+    [`HyperparameterTrainer`][]
     protocol (one device fetch per epoch, none per step) and adds ``logs["lr"]`` (and,
     with ``log_others``, ``logs["hp_<name>"]``), so that ``CSVLogger``,
     ``TensorBoardLogger``, ``History`` and the trackers record it. The value is the
     one the next step will use (a ``ReduceLROnPlateau`` registered earlier may have
     just changed it). Register it before the callbacks that read the epoch logs
-    (a :class:`~artifex.generative_models.training.callbacks.LogOrderWarning` says
+    (a [`LogOrderWarning`][] says
     when one comes first). It runs on every process, so the logs stay identical.
 
     The optimizer must be built with ``optax.inject_hyperparams`` (alone, or inside
     ``optax.chain`` / ``optax.MultiSteps``); otherwise ``on_train_begin`` raises.
 
     Args:
-        config: The configuration; the defaults of :class:`LearningRateMonitorConfig`
+        config: The configuration; the defaults of [`LearningRateMonitorConfig`][]
             if omitted.
     """
 
@@ -91,8 +91,8 @@ class LearningRateMonitor(BaseCallback):
         """Add the learning rate (and the other hyperparameters, if asked) to ``logs``.
 
         Raises:
-            TypeError: As :meth:`on_train_begin`.
-            ValueError: As :meth:`on_train_begin`.
+            TypeError: As [`on_train_begin`][].
+            ValueError: As [`on_train_begin`][].
         """
         config = self.config
         _, values = injected(trainer, "LearningRateMonitor", config.hyperparameter)

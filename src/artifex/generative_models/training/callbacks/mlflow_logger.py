@@ -24,7 +24,7 @@ __all__ = ["MLflowConfig", "MLflowLogger"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MLflowConfig:
-    """Configuration of :class:`MLflowLogger`.
+    """Configuration of [`MLflowLogger`][].
 
     Attributes:
         tracking_uri: Where runs are stored: a database URI (the default, a SQLite file
@@ -72,7 +72,7 @@ class MLflowLogger(TrackerCallback):
     Needs ``mlflow`` (``pip install 'artifex-nnx-callbacks[mlflow]'``), imported at
     ``on_train_begin``, which creates the run (in ``experiment``, at ``tracking_uri``)
     and logs ``params``. Epoch logs go to the run at the global step (the training
-    steps done, see :class:`TrackerCallback`), with ``epoch``; batch logs only if
+    steps done, see ``TrackerCallback``), with ``epoch``; batch logs only if
     ``log_every_n_steps`` is set. ``on_train_end`` ends the run as ``FINISHED``, or
     ``FAILED`` when the fit failed. It talks to the store through its own
     ``MlflowClient``: the fluent API's active run (``mlflow.start_run``) is left alone.
@@ -84,7 +84,7 @@ class MLflowLogger(TrackerCallback):
 
     Args:
         config: The configuration; or pass its fields by keyword.
-        **kwargs: The fields of :class:`MLflowConfig`, if ``config`` is omitted.
+        **kwargs: The fields of [`MLflowConfig`][], if ``config`` is omitted.
     """
 
     __slots__ = ("_client", "config")

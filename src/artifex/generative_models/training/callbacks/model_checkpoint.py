@@ -14,11 +14,11 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
         <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
 
 ``state`` is ``trainer.state_dict()`` when the trainer is a
-:class:`CheckpointableTrainer` (at least ``model``, ``opt_state``, ``step`` and
+[`CheckpointableTrainer`][] (at least ``model``, ``opt_state``, ``step`` and
 ``epoch``), with every ``nnx.State`` stored as a pure dict. For a plain
-:class:`TrainerLike` it is ``{"model", "opt_state" (if the trainer has an
+[`TrainerLike`][] it is ``{"model", "opt_state" (if the trainer has an
 ``nnx.Optimizer`` as ``optimizer``), "step", "epoch"}``, with ``step`` counted from the
-``on_batch_end`` calls seen. Restore with :func:`restore_checkpoint`.
+``on_batch_end`` calls seen. Restore with [`restore_checkpoint`][].
 
 ``callbacks`` holds the ``state_dict()`` of every ``StatefulCallback`` of a trainer
 that exposes its callbacks (a ``CallbackHost``), by ``state_key``, taken with the
@@ -112,7 +112,7 @@ class ModelCheckpoint(BaseCallback):
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
-    registered after it gets a :class:`CheckpointOrderWarning` at ``on_train_begin``.
+    registered after it gets a [`CheckpointOrderWarning`][] at ``on_train_begin``.
     A missing ``monitor`` key warns once (``strict=True`` raises); that epoch is then
     saved only if ``save_last``. Without a preceding ``on_train_begin`` (the
     specification's ``CallbackList`` example), the directory is set up at the first
@@ -128,7 +128,7 @@ class ModelCheckpoint(BaseCallback):
     some process, every process raises instead of waiting forever in the save.
 
     Args:
-        config: The configuration; the defaults of :class:`CheckpointConfig` if omitted.
+        config: The configuration; the defaults of [`CheckpointConfig`][] if omitted.
     """
 
     __slots__ = (
@@ -210,8 +210,8 @@ class ModelCheckpoint(BaseCallback):
 
         Returns an empty dict; subclasses override it. The stateful callbacks' states
         are saved as the ``"callbacks"`` item without it (an item returned here under
-        that name replaces them). :func:`restore_checkpoint` returns all JSON items in
-        :attr:`RestoredCheckpoint.extra`.
+        that name replaces them). [`restore_checkpoint`][] returns all JSON items in
+        ``RestoredCheckpoint.extra``.
 
         Args:
             trainer: The trainer being checkpointed.

@@ -106,7 +106,7 @@ class StepCheckpointableTrainer(CheckpointableTrainer, Protocol):
     """A trainer whose ``state_dict()`` can also describe a position inside an epoch.
 
     ``ModelCheckpoint(every_n_steps=...)`` saves mid-epoch checkpoints only where
-    :attr:`resumable_mid_epoch` is ``True``, and leaves a due save that falls on an
+    [`resumable_mid_epoch`][] is ``True``, and leaves a due save that falls on an
     epoch's last batch to that epoch's ``on_epoch_end``.
     """
 
@@ -129,7 +129,7 @@ class StepCheckpointableTrainer(CheckpointableTrainer, Protocol):
 class PreemptionSaver(Protocol):
     """A callback that saves a checkpoint on demand (``ModelCheckpoint`` does).
 
-    On a preemption notice the reference trainer calls :meth:`save_now` of every
+    On a preemption notice the reference trainer calls [`save_now`][] of every
     registered one, after the step or chunk in flight, whatever its schedule.
     """
 

@@ -28,7 +28,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReduceLROnPlateauConfig:
-    """Configuration of :class:`ReduceLROnPlateau` (Keras's fields and defaults).
+    """Configuration of [`ReduceLROnPlateau`][] (Keras's fields and defaults).
 
     Attributes:
         monitor: The ``on_epoch_end`` log key to watch.
@@ -79,14 +79,14 @@ class ReduceLROnPlateau(BaseCallback):
 
     Keras's rule, at each ``on_epoch_end``: during a cooldown (``cooldown`` epochs
     after a reduction) the patience counter stays at 0; an improvement of more than
-    ``min_delta`` over :attr:`best` resets it; otherwise (out of cooldown) it grows, and
+    ``min_delta`` over [`best`][] resets it; otherwise (out of cooldown) it grows, and
     at ``patience``, if the learning rate is above ``min_lr``, it becomes
     ``max(lr * factor, min_lr)``, the counter resets and a cooldown starts. NaN is
-    never an improvement; a missing key warns once (:class:`MissingMetricWarning`) and
+    never an improvement; a missing key warns once ([`MissingMetricWarning`][]) and
     changes nothing.
 
     The learning rate is set through the
-    :class:`~artifex.generative_models.training.callbacks.protocols.HyperparameterTrainer`
+    [`HyperparameterTrainer`][]
     protocol: the optimizer must be built with ``optax.inject_hyperparams`` and a
     number (not a schedule, which optax recomputes every step) as learning rate;
     ``on_train_begin`` refuses anything else. The reference ``Trainer`` replaces the
@@ -100,7 +100,7 @@ class ReduceLROnPlateau(BaseCallback):
     at the same epoch.
 
     Args:
-        config: The configuration; the defaults of :class:`ReduceLROnPlateauConfig` if
+        config: The configuration; the defaults of [`ReduceLROnPlateauConfig`][] if
             omitted.
     """
 
@@ -198,10 +198,10 @@ class ReduceLROnPlateau(BaseCallback):
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what :meth:`state_dict` returned; the next ``on_train_begin`` keeps it.
+        """Restore what [`state_dict`][] returned; the next ``on_train_begin`` keeps it.
 
         Args:
-            state: A mapping with the keys :meth:`state_dict` returns.
+            state: A mapping with the keys [`state_dict`][] returns.
 
         Raises:
             KeyError: If a key is missing.

@@ -21,11 +21,11 @@ class TerminateOnNaN(BaseCallback):
     pipeline must stay asynchronous, and rely on ``EarlyStopping(check_finite=True)``
     at epoch ends instead.
 
-    After a non-finite value :attr:`should_stop` is ``True`` (the
-    :class:`StopRequester` protocol), so trainers stop right after that batch; a
+    After a non-finite value [`should_stop`][] is ``True`` (the
+    [`StopRequester`][] protocol), so trainers stop right after that batch; a
     trainer with a ``stop_training`` flag also gets it set, for code that polls the
     flag alone. It resets at ``on_train_begin``. A missing key warns once
-    (:class:`MissingMetricWarning`).
+    ([`MissingMetricWarning`][]).
 
     Args:
         monitor: The ``on_batch_end`` log key to check.

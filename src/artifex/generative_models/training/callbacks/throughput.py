@@ -20,12 +20,12 @@ __all__ = ["ThroughputMonitor", "ThroughputMonitorConfig"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ThroughputMonitorConfig:
-    """Configuration of :class:`ThroughputMonitor`.
+    """Configuration of [`ThroughputMonitor`][].
 
     Attributes:
         examples_per_step: The global batch size (all processes together). ``None``
             (the default): counted by the trainer if it can (the
-            :class:`~artifex.generative_models.training.callbacks.protocols.ExampleCounter`
+            [`ExampleCounter`][]
             protocol; the reference ``Trainer`` counts the leading dimension of each
             batch's first leaf), else only steps per second are logged.
         every_n_steps: Also put the throughput of the last ``n`` steps into every
@@ -88,21 +88,21 @@ class ThroughputMonitor(BaseCallback):
 
     Examples per second are global (all devices of a mesh, all processes): from
     ``examples_per_step`` if given, else from the trainer's count (the
-    :class:`~artifex.generative_models.training.callbacks.protocols.ExampleCounter`
+    [`ExampleCounter`][]
     protocol; the reference ``Trainer`` counts global batch rows), else not logged.
 
     Epoch logs are identical on every process: in a multi-process job each process
     measures its own time and, at ``on_epoch_end``, all agree on the longest
     (one small collective per epoch), so this callback runs
     on every process (``process_scope = "all"``). Register it before the callbacks
-    that read the epoch logs (a :class:`LogOrderWarning` says when one comes first).
+    that read the epoch logs (a [`LogOrderWarning`][] says when one comes first).
 
     With ``every_n_steps=n``, every ``n``-th ``on_batch_end`` waits for that step
     and adds the last ``n`` steps' throughput to the batch logs (this process's own
     measurement, not agreed between processes).
 
     Args:
-        config: The configuration; the defaults of :class:`ThroughputMonitorConfig` if
+        config: The configuration; the defaults of [`ThroughputMonitorConfig`][] if
             omitted.
     """
 

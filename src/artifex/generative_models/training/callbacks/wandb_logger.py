@@ -48,7 +48,7 @@ def _check_tags(value: object) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WandbConfig:
-    """Configuration of :class:`WandbLogger`; the fields go to ``wandb.init``.
+    """Configuration of [`WandbLogger`][]; the fields go to ``wandb.init``.
 
     Attributes:
         project: The W&B project (``None``: wandb's default, ``WANDB_PROJECT`` or
@@ -100,7 +100,7 @@ class WandbLogger(TrackerCallback):
     Needs ``wandb`` (``pip install 'artifex-nnx-callbacks[wandb]'``), imported at
     ``on_train_begin``, which starts the run (``wandb.init`` with the config's fields).
     Epoch logs go to the run at the global step (the training steps done, see
-    :class:`TrackerCallback`), with ``epoch``; batch logs only if
+    ``TrackerCallback``), with ``epoch``; batch logs only if
     ``log_every_n_steps`` is set. ``on_train_end`` finishes the run, also when the
     fit failed: the run is then marked failed (exit code 1).
 
@@ -112,7 +112,7 @@ class WandbLogger(TrackerCallback):
 
     Args:
         config: The configuration; or pass its fields by keyword.
-        **kwargs: The fields of :class:`WandbConfig`, if ``config`` is omitted.
+        **kwargs: The fields of [`WandbConfig`][], if ``config`` is omitted.
     """
 
     __slots__ = ("_run", "config")
