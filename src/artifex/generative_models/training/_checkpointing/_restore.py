@@ -250,7 +250,8 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
 
     Raises:
         FileNotFoundError: If there is no checkpoint, or none for ``step``.
-        ValueError: If its format is not one of ``READABLE_FORMATS``.
+        ValueError: If its ``meta`` item cannot be read, or its format is not one of
+            ``READABLE_FORMATS``.
     """
     manager = _open(path)
     try:
@@ -263,7 +264,15 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {str(path)!r}; steps there: {list(steps)}"
             )
-        meta = manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))
+        try:
+            meta = manager.restore(
+                step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
+            )
+        except (ValueError, KeyError, OSError) as error:  # a garbled or truncated JSON file
+            raise ValueError(
+                f"checkpoint step {step} in {str(path)!r} is damaged: its {META_ITEM!r} item "
+                f"({str(path / str(step) / META_ITEM)!r}) cannot be read: {error}"
+            ) from error
     finally:
         manager.close()
     meta = meta[META_ITEM]
