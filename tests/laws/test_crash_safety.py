@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from artifex.generative_models.training.callbacks import restore_checkpoint
 from tests.laws import _resume_script
+from tests.laws._outcomes import assert_all_restore
 
 ROOT = Path(_resume_script.__file__).resolve().parents[2]
 EPOCHS = 8
@@ -42,21 +42,6 @@ def _start(workdir: Path, *, resume: bool) -> subprocess.Popen[bytes]:
 
 def _log_tail(workdir: Path) -> str:
     return (workdir / "subprocess.log").read_text(errors="replace")[-3000:]
-
-
-def _steps(directory: Path) -> list[int]:
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-
-
-def _assert_all_restore(directory: Path) -> list[int]:
-    steps = _steps(directory)
-    for step in steps:
-        restored = restore_checkpoint(directory, step=step)
-        assert restored.step == step
-        keys = {"EarlyStopping[val_loss]", "History", "CSVLogger[log.csv]"}
-        assert set(restored.extra["callbacks"]) == keys
-        assert restored.state["epoch"] == restored.epoch + 1
-    return steps
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -87,7 +72,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
         proc.kill()  # SIGKILL
         assert proc.wait(timeout=30) == -9
         assert not (workdir / "final.npz").exists()
-        steps = _assert_all_restore(checkpoints)
+        steps = assert_all_restore(checkpoints)
         assert steps, f"no checkpoint after the kill past epoch {epoch}"
         assert steps[-1] > latest  # each resumed run made progress
         latest = steps[-1]
@@ -95,7 +80,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     # The last resume runs in this process (what matters is the state on disk it
     # starts from; it saves a subprocess start, a few seconds of JAX import).
     assert _resume_script.main([str(workdir), "--epochs", str(EPOCHS), "--resume"]) == 0
-    _assert_all_restore(checkpoints)
+    assert_all_restore(checkpoints)
     got = _load(workdir / "final.npz")
     assert got.keys() == want.keys()
     for key, value in want.items():

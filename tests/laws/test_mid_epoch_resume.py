@@ -23,7 +23,6 @@ import pytest
 from flax import nnx
 
 from artifex.generative_models.training.callbacks import (
-    EarlyStopping,
     History,
     LambdaCallback,
     restore_checkpoint,
@@ -33,6 +32,7 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
     ModelCheckpoint,
 )
 from artifex.generative_models.training.trainer import Trainer
+from tests.laws._outcomes import assert_same, outcome
 from tests.laws._resume_script import (
     build,
     early_stopping,
@@ -53,32 +53,6 @@ class Crash(Exception):
     """Raised by the test to end a run right after a checkpointed step."""
 
 
-def _outcome(
-    trainer: Trainer[Any], early: EarlyStopping, history: History, workdir: Path
-) -> dict[str, Any]:
-    state = trainer.state_dict()
-    return {
-        "model": flat_state(state["model"]),
-        "opt_state": flat_state(state["opt_state"]),
-        "step": trainer.step,
-        "epoch": trainer.epoch,
-        "status": trainer.status,
-        "early": early.state_dict(),
-        "history": history.state_dict(),
-        "csv": (workdir / "log.csv").read_text(),
-    }
-
-
-def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
-    for part in ("model", "opt_state"):
-        assert got[part].keys() == want[part].keys()
-        for key, value in want[part].items():
-            assert got[part][key].dtype == value.dtype, key
-            np.testing.assert_array_equal(got[part][key], value, err_msg=f"{part}{key}")
-    for part in ("step", "epoch", "status", "early", "history", "csv"):
-        assert repr(got[part]) == repr(want[part]), part
-
-
 @pytest.fixture(scope="module")
 def references(
     tmp_path_factory: pytest.TempPathFactory,
@@ -91,7 +65,7 @@ def references(
         train, val = make_data()
         logs = trainer.fit(train, epochs=EPOCHS, val_data=val)
         assert trainer.status == "stopped"
-        out[spe] = _outcome(trainer, early, history, workdir), logs
+        out[spe] = outcome(trainer, early, history, workdir), logs
     return out
 
 
@@ -149,7 +123,7 @@ def test_mid_epoch_resume_equivalence(
         train, epochs=EPOCHS - epoch, val_data=val, resume_from=tmp_path / "checkpoints"
     )
     assert rest == want_logs[epoch:]
-    _assert_same(_outcome(trainer, early, history, tmp_path), want)
+    assert_same(outcome(trainer, early, history, tmp_path), want)
 
 
 def test_step_saves_fall_on_chunk_ends_and_epoch_ends_once(tmp_path: Path) -> None:

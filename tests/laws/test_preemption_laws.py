@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artifex.generative_models.training.callbacks import restore_checkpoint
 from tests.laws import _resume_script
+from tests.laws._outcomes import assert_all_restore, checkpoint_steps
 
 ROOT = Path(_resume_script.__file__).resolve().parents[2]
 EPOCHS = 16  # 96 steps: ten interruptions of a few steps each stay inside the run
@@ -64,25 +64,6 @@ def _wait_first_step(proc: subprocess.Popen[bytes], workdir: Path) -> None:
         time.sleep(0.005)
 
 
-def _steps(directory: Path) -> list[int]:
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-
-
-def _assert_all_restore(directory: Path) -> list[int]:
-    steps = _steps(directory)
-    for step in steps:
-        restored = restore_checkpoint(directory, step=step)
-        assert restored.step == step
-        keys = {"EarlyStopping[val_loss]", "History", "CSVLogger[log.csv]"}
-        assert set(restored.extra["callbacks"]) == keys
-        if restored.position is None:
-            assert restored.state["epoch"] == restored.epoch + 1
-        else:
-            assert restored.state["epoch"] == restored.epoch
-            assert restored.state["epoch_progress"]["batches"] == restored.position
-    return steps
-
-
 def _load(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         return {key: data[key] for key in data.files}
@@ -98,7 +79,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, np.nd
 def _finish_and_compare(workdir: Path, reference: tuple[dict[str, np.ndarray], str]) -> None:
     args = [str(workdir), "--epochs", str(EPOCHS), "--resume"]
     assert _resume_script.main([*args, "--every-n-steps", str(EVERY_N_STEPS)]) == 0
-    _assert_all_restore(workdir / "checkpoints")
+    assert_all_restore(workdir / "checkpoints")
     want, csv = reference
     got = _load(workdir / "final.npz")
     assert got.keys() == want.keys()
@@ -130,11 +111,11 @@ def test_interrupted_at_random_moments_then_resumed(
             assert status == _resume_script.PREEMPTED, f"{status}:\n{_log_tail(tmp_path)}"
             saved = int((tmp_path / f"preempted-{proc.pid}").read_text())
             # The checkpoint of the step reached after the signal: the latest on disk.
-            assert _steps(checkpoints)[-1] == saved
+            assert checkpoint_steps(checkpoints)[-1] == saved
             csv = tmp_path / "log.csv"  # written at epoch ends: none before the first
             assert not csv.exists() or csv.read_text().endswith("\n")  # whole rows only
         assert not (tmp_path / "final.npz").exists(), "the run ended before the signal"
-        steps = _assert_all_restore(checkpoints) if checkpoints.exists() else []
+        steps = assert_all_restore(checkpoints) if checkpoints.exists() else []
         if how == "sigterm":
             assert steps, "no checkpoint after a SIGTERM"
         if steps:  # a SIGKILL before the first save completed leaves none

@@ -34,6 +34,8 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
 from artifex.generative_models.training.callbacks.protocols import CallbackHost
 from artifex.generative_models.training.trainer import Trainer
 from tests._distributed import run_job
+from tests.laws._outcomes import assert_same
+from tests.laws._outcomes import outcome as run_outcome
 from tests.laws._resume_script import (
     DropoutMLP,
     build,
@@ -52,39 +54,13 @@ FORMAT_1 = Path(__file__).resolve().parent / "format1_checkpoint"
 epochs (only the last checkpoint, step 12, kept)."""
 
 
-def _outcome(
-    trainer: Trainer[Any], early: EarlyStopping, history: History, workdir: Path
-) -> dict[str, Any]:
-    state = trainer.state_dict()
-    return {
-        "model": flat_state(state["model"]),
-        "opt_state": flat_state(state["opt_state"]),
-        "step": trainer.step,
-        "epoch": trainer.epoch,
-        "status": trainer.status,
-        "early": early.state_dict(),
-        "history": history.state_dict(),
-        "csv": (workdir / "log.csv").read_text(),
-    }
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[Any]]:
     workdir = tmp_path_factory.mktemp("one_run")
     trainer, early, history = build(workdir)
     train, val = make_data()
     logs = trainer.fit(train, epochs=EPOCHS, val_data=val)
-    return _outcome(trainer, early, history, workdir), logs
-
-
-def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
-    for part in ("model", "opt_state"):
-        assert got[part].keys() == want[part].keys()
-        for key, value in want[part].items():
-            assert got[part][key].dtype == value.dtype, key
-            np.testing.assert_array_equal(got[part][key], value, err_msg=f"{part}{key}")
-    for part in ("step", "epoch", "status", "early", "history", "csv"):
-        assert repr(got[part]) == repr(want[part]), part
+    return run_outcome(trainer, early, history, workdir), logs
 
 
 def test_reference_run_stops_early_and_uses_the_rng(
@@ -119,7 +95,7 @@ def test_resume_equivalence(
     assert first + rest == want_logs
     assert early.should_stop
     assert trainer.stopped_by is early
-    _assert_same(_outcome(trainer, early, history, tmp_path), want)
+    assert_same(run_outcome(trainer, early, history, tmp_path), want)
     # Resuming kept saving into the same directory, after the restored checkpoint.
     restored = restore_checkpoint(tmp_path / "checkpoints")
     assert restored.step == want["step"]
@@ -133,7 +109,7 @@ def best_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
     trainer, early, history = build(workdir, early=early_stopping(restore_best_weights=True))
     train, val = make_data()
     logs = trainer.fit(train, epochs=EPOCHS, val_data=val)
-    outcome = _outcome(trainer, early, history, workdir)
+    outcome = run_outcome(trainer, early, history, workdir)
     # The stop loaded the best epoch's (epoch 0's) weights: those of its checkpoint,
     # not those of the last epoch.
     final = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
@@ -172,7 +148,7 @@ def test_resume_equivalence_with_restore_best_weights(
     assert first + rest == want_logs
     assert trainer.stopped_by is early
     # Bit-identical final weights: the stop restored epoch 0's, saved before the resume.
-    _assert_same(_outcome(trainer, early, history, tmp_path), want)
+    assert_same(run_outcome(trainer, early, history, tmp_path), want)
     # The checkpoints after the resume hold the best weights: epoch 0's model state.
     latest = restore_checkpoint(tmp_path / "checkpoints")
     assert latest.step == want["step"]
