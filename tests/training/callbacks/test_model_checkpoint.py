@@ -211,13 +211,19 @@ def test_reuses_its_own_directory_and_continues(tmp_path: Path) -> None:
     trainer = FullTrainer()
     _train(trainer, ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")), [1.0])
     marker = json.loads((tmp_path / "ck" / MARKER_FILE).read_text())
-    assert marker == {"format": CHECKPOINT_FORMAT}
+    assert marker == {"format": CHECKPOINT_FORMAT, "run": marker["run"]}
+    assert isinstance(marker["run"], str) and len(marker["run"]) == 32
     second = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck"))
     _train(trainer, second, [1.0, 1.0])  # the same trainer: steps continue
     assert second.saved_checkpoint_steps == (2, 4, 6)
-    # a fresh run (step 0) must not silently skip saves behind later checkpoints
-    with pytest.raises(FileExistsError, match="up to step 6"):
+    # a fresh run is another run; one continuing from step 2 must not silently skip
+    # saves behind later checkpoints
+    with pytest.raises(FileExistsError, match="does not continue it"):
         ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")).on_train_begin(FullTrainer())
+    earlier = FullTrainer()
+    restore_checkpoint(tmp_path / "ck", step=2, target=earlier)
+    with pytest.raises(FileExistsError, match="up to step 6"):
+        ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")).on_train_begin(earlier)
 
 
 def test_json_items_extension_point_carries_callback_state(tmp_path: Path) -> None:

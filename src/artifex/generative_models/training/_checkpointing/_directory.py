@@ -1,16 +1,21 @@
-"""The checkpoint directory: its marker and its set-up across the processes of a job.
+"""The checkpoint directory: its marker, its run, its lock, and its set-up across processes.
 
 A directory belongs to ``ModelCheckpoint`` when it holds ``MARKER_FILE``; one
-that does not, and is not empty, is never written into.
+that does not, and is not empty, is never written into. The marker names the run
+the directory holds (``"run"``, a run id); a run that does not continue it is
+refused (see ``_runs``). While a run writes the directory it holds its lock (see
+``_lock``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import jax
 
@@ -18,15 +23,44 @@ from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
     MARKER_FILE,
 )
+from artifex.generative_models.training._checkpointing._lock import (
+    DirectoryLock,
+    LockHeld,
+    acquire_lock,
+    is_lock_litter,
+)
+from artifex.generative_models.training._checkpointing._runs import RunClaim, new_run_id
+from artifex.generative_models.training._checkpointing._step_dirs import is_complete_step
 from artifex.generative_models.training._spmd import allgather_bytes
 
-__all__ = ["is_checkpoint_directory", "prepare_directory"]
+__all__ = ["PreparedDirectory", "is_checkpoint_directory", "prepare_directory"]
+
+_log = logging.getLogger(__name__)
 
 # The verdicts of process 0 on the directory, gathered as one signed byte.
 _DIRECTORY_OK: Final = 0
 _DIRECTORY_IS_FILE: Final = 1
 _DIRECTORY_FOREIGN: Final = 2
 _DIRECTORY_OS_ERROR: Final = 3
+_DIRECTORY_OTHER_RUN: Final = 4
+_DIRECTORY_LOCKED: Final = 5
+
+_PAYLOAD: Final = 4096
+"""The bytes process 0 sends: its verdict, then the run id or the refusal, as JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDirectory:
+    """A checkpoint directory set up for a run.
+
+    Attributes:
+        run: The id of the run the directory holds, now this run's.
+        lock: The directory's lock, held by this process (process 0, when asked to
+            lock); ``None`` otherwise.
+    """
+
+    run: str
+    lock: DirectoryLock | None = None
 
 
 def is_checkpoint_directory(path: Path) -> bool:
@@ -41,48 +75,133 @@ def is_checkpoint_directory(path: Path) -> bool:
     return (path / MARKER_FILE).is_file()
 
 
-def _check_and_mark(path: Path) -> int:
-    """Create ``path`` and its marker unless it is someone else's; return a ``_DIRECTORY_*`` code.
+def _write_marker(path: Path, marker: dict[str, Any]) -> None:
+    """Write the marker through a temporary file renamed into place (never seen partial)."""
+    partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
+    partial.write_text(json.dumps(marker) + "\n")
+    partial.replace(path / MARKER_FILE)
 
-    The marker is written to a temporary file and renamed into place, so a reader
-    never sees a partial marker.
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    """The marker's content: ``None`` without a marker, ``{}`` for an unreadable one."""
+    marker = path / MARKER_FILE
+    if not marker.is_file():
+        return None
+    try:
+        found: object = json.loads(marker.read_text())
+    except ValueError:
+        _log.warning("the checkpoint marker %s is unreadable; it is rewritten", marker)
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _holds_checkpoints(path: Path) -> bool:
+    return any(child.name.isdigit() and is_complete_step(child) for child in path.iterdir())
+
+
+def _own(path: Path, claim: RunClaim | None) -> tuple[int, str]:
+    """Make the marked (or new) ``path`` this run's; return ``(code, run id or refusal)``.
+
+    A new directory, one marked before run ids (formats 1 to 3: adopted, since its
+    checkpoints name no run), and one holding no checkpoint get this run's id. One
+    holding another run's checkpoints is refused unless ``claim`` continues that run.
+    """
+    marker = _read_marker(path)
+    recorded: object = None if marker is None else marker.get("run")
+    if isinstance(recorded, str) and recorded:
+        if claim is not None and claim.run in (None, recorded):
+            return _DIRECTORY_OK, recorded
+        if _holds_checkpoints(path):
+            came = (
+                "its state was not loaded from there"
+                if claim is None
+                else f"its state comes from run {claim.run!r}, which the directory no longer holds"
+            )
+            return _DIRECTORY_OTHER_RUN, (
+                f"checkpoint dirpath {str(path)!r} holds the checkpoints of run {recorded!r}, "
+                f"and this run does not continue it ({came}); writing there would mix two "
+                "runs and retention would delete that run's checkpoints. Choose a new "
+                "dirpath, or continue that run: fit(..., resume_from=dirpath), "
+                "trainer.resume(dirpath) or restore_checkpoint(dirpath, target=trainer)."
+            )
+    run = claim.run if claim is not None and claim.run is not None else new_run_id()
+    base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
+    _write_marker(path, {**base, "run": run})
+    return _DIRECTORY_OK, run
+
+
+def _check_and_mark(path: Path, claim: RunClaim | None, lock: bool) -> tuple[int, str, DirectoryLock | None]:
+    """Set ``path`` up for this run, unless it is refused; return ``(code, detail, lock)``.
+
+    ``detail`` is the run id when ``code`` is ``_DIRECTORY_OK``, else the refusal.
+    Nothing is written before a refusal but the directory's lock, removed again.
     """
     if path.exists():
         if not path.is_dir():
-            return _DIRECTORY_IS_FILE
-        if not is_checkpoint_directory(path) and any(path.iterdir()):
-            return _DIRECTORY_FOREIGN
+            return _DIRECTORY_IS_FILE, "", None
+        if not is_checkpoint_directory(path) and any(
+            not is_lock_litter(child.name) for child in path.iterdir()
+        ):
+            return _DIRECTORY_FOREIGN, "", None
     path.mkdir(parents=True, exist_ok=True)
-    marker = path / MARKER_FILE
-    if not marker.exists():
-        partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
-        partial.write_text(json.dumps({"format": CHECKPOINT_FORMAT}) + "\n")
-        partial.replace(marker)
-    return _DIRECTORY_OK
+    held: DirectoryLock | None = None
+    if lock:
+        try:
+            held = acquire_lock(path)
+        except LockHeld as busy:
+            return _DIRECTORY_LOCKED, (
+                f"checkpoint dirpath {str(path)!r} is being written by another run: "
+                f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
+                "end or choose another dirpath; if that run is no longer running (on "
+                "another host, which cannot be checked from here), delete the lock file."
+            ), None
+    try:
+        code, detail = _own(path, claim)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    if code != _DIRECTORY_OK and held is not None:
+        held.release()
+        held = None
+    return code, detail, held
 
 
-def prepare_directory(path: Path) -> None:
-    """Create ``path`` (and its marker) unless it is someone else's non-empty directory.
+def prepare_directory(
+    path: Path, *, claim: RunClaim | None = None, lock: bool = False
+) -> PreparedDirectory:
+    """Set ``path`` up for a run: create it and its marker, check its run, take its lock.
 
-    In a multi-process job only process 0 checks and writes; the other processes wait
-    for its verdict (a collective, so every process must call this), so no process
-    can see the directory half-made, and every process raises the same error.
+    In a multi-process job only process 0 checks, writes and locks; the other
+    processes wait for its verdict (a collective, so every process must call this),
+    so no process can see the directory half-made, and every process raises the
+    same error (and gets the same run id).
 
     Args:
         path: The resolved checkpoint directory.
+        claim: The run of ``path`` that this run continues (see ``claimed_run``), if any.
+        lock: Whether to take the directory's lock (held until it is released).
+
+    Returns:
+        The run id and, on process 0 with ``lock``, the held lock.
 
     Raises:
-        FileExistsError: If ``path`` is a file, or a non-empty directory without marker.
-        OSError: If process 0 could not create the directory or its marker.
+        FileExistsError: If ``path`` is a file, or a non-empty directory without
+            marker, or holds the checkpoints of a run this one does not continue,
+            or (with ``lock``) another run holds its lock.
+        OSError: If process 0 could not create the directory, its marker or its lock.
     """
     primary = jax.process_index() == 0
-    code, failure = _DIRECTORY_OK, None
+    code, detail, held, failure = _DIRECTORY_OK, "", None, None
     if primary:
         try:
-            code = _check_and_mark(path)
+            code, detail, held = _check_and_mark(path, claim, lock)
         except OSError as error:
             code, failure = _DIRECTORY_OS_ERROR, error
-    code = allgather_bytes(struct.pack("<b", code))[0][0]
+    raw = json.dumps(detail).encode()[: _PAYLOAD - 1] if primary else b""
+    gathered = allgather_bytes(struct.pack("<b", code) + raw.ljust(_PAYLOAD - 1, b"\0"))[0]
+    code = struct.unpack("<b", gathered[:1])[0]
+    detail = _decode(gathered[1:], detail)
     if code == _DIRECTORY_IS_FILE:
         raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
     if code == _DIRECTORY_FOREIGN:
@@ -91,7 +210,19 @@ def prepare_directory(path: Path) -> None:
             f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
             "Choose a new or empty directory."
         )
+    if code in (_DIRECTORY_OTHER_RUN, _DIRECTORY_LOCKED):
+        raise FileExistsError(detail)
     if code == _DIRECTORY_OS_ERROR:
         if failure is not None:
             raise failure
         raise OSError(f"process 0 could not create the checkpoint dirpath {str(path)!r}")
+    return PreparedDirectory(detail, held)
+
+
+def _decode(raw: bytes, own: str) -> str:
+    """Process 0's detail from its padded JSON; ``own`` if it was cut short."""
+    try:
+        found: object = json.loads(raw.rstrip(b"\0"))
+    except ValueError:
+        return own or "process 0 refused the checkpoint directory (see its error)"
+    return found if isinstance(found, str) else own

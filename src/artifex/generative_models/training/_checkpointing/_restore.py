@@ -27,6 +27,7 @@ from artifex.generative_models.training._checkpointing._pytree import (
     to_savable,
     with_shardings,
 )
+from artifex.generative_models.training._checkpointing._runs import remember_run
 from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
 from artifex.generative_models.training._checks import check_checkpoint_location
 
@@ -97,7 +98,9 @@ def restore_checkpoint(
             the ``"model"`` entry through ``nnx.update``, with the shardings of the
             module's own arrays. ``None`` loads nothing and only returns the state,
             each array whole on this process's first local device
-            (``jax.local_devices()[0]``, JAX's default device).
+            (``jax.local_devices()[0]``, JAX's default device). A target then
+            continues the directory's run: a ``ModelCheckpoint`` may write into that
+            directory for it (or, for a module, for a trainer of it).
 
     In a multi-process job every process must call this (Orbax restores are
     collective), with a target of the same structure. With a target whose arrays
@@ -181,6 +184,9 @@ def restore_checkpoint(
         trainer.load_state_dict(state)
     elif model is not None:
         _load_model(model, state, f"checkpoint step {step} in {str(path)!r}")
+    if target is not None:  # it now continues the directory's run (see _runs)
+        run: object = meta.get("run")
+        remember_run(target, path, run if isinstance(run, str) and run else None)
     return RestoredCheckpoint(
         directory=path,
         step=int(step),

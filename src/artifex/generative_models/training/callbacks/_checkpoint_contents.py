@@ -94,6 +94,7 @@ def checkpoint_meta(
     mode: Mode,
     items: list[str],
     arrays: list[str],
+    run: str | None = None,
 ) -> dict[str, Any]:
     """The ``meta`` item of a checkpoint.
 
@@ -108,6 +109,7 @@ def checkpoint_meta(
         mode: The config's ``mode``.
         items: The names of the further JSON items.
         arrays: The state keys of the callback arrays.
+        run: The id of the run the checkpoint directory holds.
 
     Returns:
         The JSON-compatible meta dict.
@@ -128,6 +130,7 @@ def checkpoint_meta(
         "trainer_state": isinstance(trainer, CheckpointableTrainer),
         "items": items,
         "callback_arrays": arrays,
+        "run": run,
     }
 
 

@@ -3,11 +3,13 @@
 Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
 
     dirpath/
-      artifex_checkpoints.json     # marker: this directory belongs to ModelCheckpoint
+      artifex_checkpoints.json     # marker: this directory belongs to ModelCheckpoint;
+                                   #   "run": the id of the run it holds
+      artifex_checkpoints.lock     # while a run writes it: its pid and host
       <step>/                      # one Orbax checkpoint per save, named by global step
         state/                     # the training-state pytree (Orbax StandardSave)
         meta/                      # JSON: format, step, epoch, metrics, monitor, mode,
-                                   #   position, items, callback_arrays
+                                   #   position, items, callback_arrays, run
         metrics/                   # Orbax's own: {monitor: score}, when monitor is set
         callbacks/                 # JSON: {state_key: state} of the stateful callbacks
         callback_arrays/           # Orbax pytree: {state_key: array_state()}, if any
@@ -49,12 +51,14 @@ from artifex.generative_models.training._checkpointing._format import (
     RESERVED_ITEMS,
     save_args,
 )
+from artifex.generative_models.training._checkpointing._lock import DirectoryLock
 from artifex.generative_models.training._checkpointing._manager import open_manager
 from artifex.generative_models.training._checkpointing._restore import (
     RestoredCheckpoint,
     restore_checkpoint,
 )
 from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
+from artifex.generative_models.training._checkpointing._runs import claimed_run, remember_run
 from artifex.generative_models.training._checks import resolve_config
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
@@ -108,7 +112,14 @@ class ModelCheckpoint(BaseCallback):
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
     waits for them. A directory this callback did not create is never written into
-    (``FileExistsError`` at ``on_train_begin``).
+    (``FileExistsError`` at ``on_train_begin``). A directory holds one run (its id is
+    in the marker and each checkpoint's ``meta["run"]``): a run that neither loaded
+    its state from there (``resume_from``, ``Trainer.resume``, ``restore_checkpoint``
+    with the trainer or its model as ``target``) nor wrote it earlier in this process
+    (the same trainer) is refused while it holds another run's checkpoints. From
+    ``on_train_begin`` to ``on_train_end`` the run holds the directory's lock
+    (``artifex_checkpoints.lock``, with its pid and host): a second run writing it
+    at the same time is refused; a lock left by a killed process is replaced.
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
@@ -137,9 +148,11 @@ class ModelCheckpoint(BaseCallback):
         "_epoch_seen",
         "_kept",
         "_lazy",
+        "_lock",
         "_lookup",
         "_manager",
         "_mid_epoch_steps",
+        "_run",
         "_scores",
         "_step_saved",
         "_steps_seen",
@@ -164,6 +177,8 @@ class ModelCheckpoint(BaseCallback):
         self._mid_epoch_steps: set[int] = set()
         self._lazy = False
         self._kept: tuple[int, ...] = ()
+        self._run: str | None = None  # the id of the directory's run, once set up
+        self._lock: DirectoryLock | None = None  # held from on_train_begin to on_train_end
 
     def __repr__(self) -> str:
         """A readable representation with the config."""
@@ -224,9 +239,29 @@ class ModelCheckpoint(BaseCallback):
 
     # ------------------------------------------------------------------- set-up
 
-    def _setup(self, trainer: TrainerLike) -> None:
+    def _setup(self, trainer: TrainerLike, *, lock: bool = False) -> None:
         directory = Path(self.config.dirpath).resolve()
-        prepare_directory(directory)
+        owners = (trainer, trainer.model)
+        prepared = prepare_directory(
+            directory, claim=claimed_run(owners, directory), lock=lock and self._lock is None
+        )
+        if prepared.lock is not None:
+            self._lock = prepared.lock
+        try:
+            self._open(trainer, directory)
+        except BaseException:
+            self._release()
+            raise
+        self._run = prepared.run
+        remember_run(trainer, directory, prepared.run)
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    def _open(self, trainer: TrainerLike, directory: Path) -> None:
+        """Open the manager of the prepared ``directory``; refuse one holding later steps."""
         if self._manager is not None and directory != self._directory:
             self._manager.close()
             self._manager = None
@@ -253,16 +288,17 @@ class ModelCheckpoint(BaseCallback):
     # -------------------------------------------------------------------- hooks
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Create (or check and reuse) the checkpoint directory and its Orbax manager.
+        """Create (or check and reuse) the checkpoint directory, lock it, open its manager.
 
         Raises:
-            FileExistsError: If ``dirpath`` is not ours and not empty, or holds later steps.
+            FileExistsError: If ``dirpath`` is not ours and not empty, holds later
+                steps or another run's checkpoints, or another run holds its lock.
         """
         if self._lookup is not None:
             self._lookup.reset()
         self._lazy = False
         self._warn_about_order(trainer)
-        self._setup(trainer)
+        self._setup(trainer, lock=True)
         self._step_saved = self._current_step(trainer)
 
     def _warn_about_order(self, trainer: TrainerLike) -> None:
@@ -383,6 +419,7 @@ class ModelCheckpoint(BaseCallback):
             mode=config.mode,
             items=sorted(extra),
             arrays=sorted(arrays),
+            run=self._run,
         )
         orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
         saved = manager.save(
@@ -430,13 +467,15 @@ class ModelCheckpoint(BaseCallback):
         return step, score
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Wait for pending saves, then release the Orbax manager."""
+        """Wait for pending saves, release the Orbax manager, then the directory's lock."""
         manager = self._manager
-        if manager is None:
-            return
         self._manager = None
         try:
-            manager.wait_until_finished()
-            self._kept = tuple(sorted(manager.all_steps()))
+            if manager is not None:
+                try:
+                    manager.wait_until_finished()
+                    self._kept = tuple(sorted(manager.all_steps()))
+                finally:
+                    manager.close()
         finally:
-            manager.close()
+            self._release()
