@@ -1,0 +1,85 @@
+"""Run identities: which run a checkpoint directory holds, and who continues it.
+
+A checkpoint directory holds one run, named by a run id (a uuid4 hex) in its marker
+and in each checkpoint's ``meta["run"]``. An object (a trainer or a model) continues
+the run of a directory when its state was loaded from there (``restore_checkpoint``
+with it as ``target``, which ``Trainer.resume`` and ``fit(resume_from=...)`` call),
+or when a ``ModelCheckpoint`` wrote that directory for it in this process. That is
+remembered here, per object (by weak reference: an object that does not support
+them is not remembered) and per directory.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = ["RunClaim", "claimed_run", "new_run_id", "remember_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    """That an object continues a directory's run.
+
+    Attributes:
+        run: The run's id; ``None`` for a checkpoint saved before run ids (formats
+            1 to 3 without ``meta["run"]``).
+    """
+
+    run: str | None
+
+
+_Entry = tuple["weakref.ref[object]", dict[Path, RunClaim]]
+_LINEAGE: Final[dict[int, _Entry]] = {}
+
+
+def new_run_id() -> str:
+    """A new run id (a uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def remember_run(owner: object, directory: Path, run: str | None) -> None:
+    """Remember that ``owner`` continues the run ``run`` of ``directory``.
+
+    Args:
+        owner: A trainer or model.
+        directory: The resolved checkpoint directory.
+        run: The run id (``None`` for a checkpoint without one).
+    """
+    key = id(owner)
+    entry = _LINEAGE.get(key)
+    if entry is None or entry[0]() is not owner:
+
+        def forget(ref: weakref.ref[object], key: int = key) -> None:
+            found = _LINEAGE.get(key)
+            if found is not None and found[0] is ref:
+                del _LINEAGE[key]
+
+        try:
+            entry = (weakref.ref(owner, forget), {})
+        except TypeError:  # no weak references (``__slots__`` without ``__weakref__``)
+            return
+        _LINEAGE[key] = entry
+    entry[1][directory] = RunClaim(run)
+
+
+def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
+    """The run of ``directory`` that the first of ``owners`` known to continue one continues.
+
+    Args:
+        owners: The trainer (and its model).
+        directory: The resolved checkpoint directory.
+
+    Returns:
+        The claim, or ``None`` if none of ``owners`` continues a run of ``directory``.
+    """
+    for owner in owners:
+        entry = _LINEAGE.get(id(owner))
+        if entry is not None and entry[0]() is owner:
+            claim = entry[1].get(directory)
+            if claim is not None:
+                return claim
+    return None
