@@ -212,7 +212,8 @@ def test_reuses_its_own_directory_and_continues(tmp_path: Path) -> None:
     _train(trainer, ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")), [1.0])
     marker = json.loads((tmp_path / "ck" / MARKER_FILE).read_text())
     assert marker == {"format": CHECKPOINT_FORMAT, "run": marker["run"]}
-    assert isinstance(marker["run"], str) and len(marker["run"]) == 32
+    assert isinstance(marker["run"], str)
+    assert len(marker["run"]) == 32
     second = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck"))
     _train(trainer, second, [1.0, 1.0])  # the same trainer: steps continue
     assert second.saved_checkpoint_steps == (2, 4, 6)

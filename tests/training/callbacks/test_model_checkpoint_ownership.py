@@ -74,7 +74,8 @@ def _steps(path: Path) -> list[int]:
 def test_a_run_id_is_in_the_marker_and_every_checkpoint(tmp_path: Path) -> None:
     _run_a(tmp_path / "ck")
     run = _marker(tmp_path / "ck")["run"]
-    assert isinstance(run, str) and len(run) == 32
+    assert isinstance(run, str)
+    assert len(run) == 32
     assert [_meta_run(tmp_path / "ck", step) for step in (2, 4, 6)] == [run] * 3
 
 
@@ -89,7 +90,9 @@ def test_another_runs_directory_is_refused_and_its_checkpoints_kept(tmp_path: Pa
     with pytest.raises(FileExistsError) as refused:
         drive(other, [callback], [[1.0, 1.0]] * 3, start_step=20, start_epoch=10)
     message = str(refused.value)
-    assert str(ck) in message and run in message and "resume_from" in message
+    assert str(ck) in message
+    assert run in message
+    assert "resume_from" in message
     assert _listing(ck) == before  # nothing written, no lock left behind
     assert _steps(ck) == [2, 4, 6]
     assert restore_checkpoint(ck).step == 6
@@ -211,12 +214,15 @@ def test_a_second_run_at_the_same_time_is_refused(tmp_path: Path) -> None:
     first = ModelCheckpoint(_config(ck))
     first.on_train_begin(trainer)
     holder = json.loads((ck / LOCK_FILE).read_text())
-    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    assert holder["pid"] == os.getpid()
+    assert holder["host"] == socket.gethostname()
     with pytest.raises(FileExistsError) as refused:
         ModelCheckpoint(_config(ck)).on_train_begin(trainer)
     message = str(refused.value)
-    assert str(ck) in message and f"pid {os.getpid()}" in message
-    assert socket.gethostname() in message and "Wait for that run" in message
+    assert str(ck) in message
+    assert f"pid {os.getpid()}" in message
+    assert socket.gethostname() in message
+    assert "Wait for that run" in message
     first.on_train_end(trainer)
     assert not (ck / LOCK_FILE).exists()
     second = ModelCheckpoint(_config(ck))
@@ -263,7 +269,7 @@ def test_stale_and_live_locks(tmp_path: Path) -> None:
     with pytest.raises(_lock.LockHeld, match=f"pid {os.getppid()}"):
         acquire_lock(ck)
     _write_lock(ck, pid=dead.pid, token="remote", host="elsewhere.invalid")
-    with pytest.raises(_lock.LockHeld, match="elsewhere.invalid"):
+    with pytest.raises(_lock.LockHeld, match=r"elsewhere\.invalid"):
         acquire_lock(ck)  # another host's process cannot be checked
     (ck / LOCK_FILE).write_text("{")  # a writer died while filling it
     with pytest.raises(_lock.LockHeld, match="unreadable"):

@@ -130,7 +130,9 @@ def _own(path: Path, claim: RunClaim | None) -> tuple[int, str]:
     return _DIRECTORY_OK, run
 
 
-def _check_and_mark(path: Path, claim: RunClaim | None, lock: bool) -> tuple[int, str, DirectoryLock | None]:
+def _check_and_mark(
+    path: Path, claim: RunClaim | None, lock: bool
+) -> tuple[int, str, DirectoryLock | None]:
     """Set ``path`` up for this run, unless it is refused; return ``(code, detail, lock)``.
 
     ``detail`` is the run id when ``code`` is ``_DIRECTORY_OK``, else the refusal.
@@ -149,12 +151,16 @@ def _check_and_mark(path: Path, claim: RunClaim | None, lock: bool) -> tuple[int
         try:
             held = acquire_lock(path)
         except LockHeld as busy:
-            return _DIRECTORY_LOCKED, (
-                f"checkpoint dirpath {str(path)!r} is being written by another run: "
-                f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
-                "end or choose another dirpath; if that run is no longer running (on "
-                "another host, which cannot be checked from here), delete the lock file."
-            ), None
+            return (
+                _DIRECTORY_LOCKED,
+                (
+                    f"checkpoint dirpath {str(path)!r} is being written by another run: "
+                    f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
+                    "end or choose another dirpath; if that run is no longer running (on "
+                    "another host, which cannot be checked from here), delete the lock file."
+                ),
+                None,
+            )
     try:
         code, detail = _own(path, claim)
     except BaseException:

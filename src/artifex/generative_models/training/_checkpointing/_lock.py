@@ -15,6 +15,7 @@ process cannot be seen from here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ _HELD: Final[dict[Path, str]] = {}
 """The locks this process holds: lock path to token."""
 
 
-class LockHeld(Exception):  # noqa: N818 - an internal signal, turned into FileExistsError
+class LockHeld(Exception):
     """The directory's lock is held by a live run (or one that cannot be judged).
 
     Attributes:
@@ -250,9 +251,7 @@ def _move_aside(path: Path, seen: bytes) -> None:
         return  # someone else moved it
     try:
         if aside.read_bytes() != seen:
-            try:
+            with contextlib.suppress(FileExistsError):  # a third run's lock: leave it
                 os.link(aside, path)
-            except FileExistsError:
-                pass
     finally:
         aside.unlink()
