@@ -156,6 +156,10 @@ def test_a_directory_without_run_id_is_adopted(tmp_path: Path) -> None:
     _run_a(ck)
     legacy = {"format": _marker(ck)["format"]}
     (ck / MARKER_FILE).write_text(json.dumps(legacy))
+    before = _listing(ck)
+    with pytest.raises(FileExistsError, match="up to step 6"):  # refused: not adopted
+        drive(FullTrainer(seed=2), [ModelCheckpoint(_config(ck))], [[1.0]])
+    assert _listing(ck) == before
     other = FullTrainer(seed=1)
     other.step = 20
     drive(other, [ModelCheckpoint(_config(ck))], [[1.0]], start_step=20, start_epoch=10)

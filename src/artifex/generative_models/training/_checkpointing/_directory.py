@@ -95,23 +95,29 @@ def _read_marker(path: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else {}
 
 
-def _holds_checkpoints(path: Path) -> bool:
-    return any(child.name.isdigit() and is_complete_step(child) for child in path.iterdir())
+def _checkpoint_steps(path: Path) -> list[int]:
+    return [
+        int(child.name)
+        for child in path.iterdir()
+        if child.name.isdigit() and is_complete_step(child)
+    ]
 
 
-def _own(path: Path, claim: RunClaim | None) -> tuple[int, str]:
+def _own(path: Path, claim: RunClaim | None, step: int | None) -> tuple[int, str]:
     """Make the marked (or new) ``path`` this run's; return ``(code, run id or refusal)``.
 
     A new directory, one marked before run ids (formats 1 to 3: adopted, since its
     checkpoints name no run), and one holding no checkpoint get this run's id. One
     holding another run's checkpoints is refused unless ``claim`` continues that run.
+    A directory holding steps after ``step`` is not adopted (the caller refuses it).
     """
     marker = _read_marker(path)
     recorded: object = None if marker is None else marker.get("run")
+    steps = [] if marker is None else _checkpoint_steps(path)
     if isinstance(recorded, str) and recorded:
         if claim is not None and claim.run in (None, recorded):
             return _DIRECTORY_OK, recorded
-        if _holds_checkpoints(path):
+        if steps:
             came = (
                 "its state was not loaded from there"
                 if claim is None
@@ -125,13 +131,14 @@ def _own(path: Path, claim: RunClaim | None) -> tuple[int, str]:
                 "trainer.resume(dirpath) or restore_checkpoint(dirpath, target=trainer)."
             )
     run = claim.run if claim is not None and claim.run is not None else new_run_id()
-    base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-    _write_marker(path, {**base, "run": run})
+    if step is None or all(saved <= step for saved in steps):
+        base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
+        _write_marker(path, {**base, "run": run})
     return _DIRECTORY_OK, run
 
 
 def _check_and_mark(
-    path: Path, claim: RunClaim | None, lock: bool
+    path: Path, claim: RunClaim | None, lock: bool, step: int | None
 ) -> tuple[int, str, DirectoryLock | None]:
     """Set ``path`` up for this run, unless it is refused; return ``(code, detail, lock)``.
 
@@ -162,7 +169,7 @@ def _check_and_mark(
                 None,
             )
     try:
-        code, detail = _own(path, claim)
+        code, detail = _own(path, claim, step)
     except BaseException:
         if held is not None:
             held.release()
@@ -174,7 +181,7 @@ def _check_and_mark(
 
 
 def prepare_directory(
-    path: Path, *, claim: RunClaim | None = None, lock: bool = False
+    path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
 ) -> PreparedDirectory:
     """Set ``path`` up for a run: create it and its marker, check its run, take its lock.
 
@@ -187,6 +194,8 @@ def prepare_directory(
         path: The resolved checkpoint directory.
         claim: The run of ``path`` that this run continues (see ``claimed_run``), if any.
         lock: Whether to take the directory's lock (held until it is released).
+        step: The run's step: a directory holding later steps is left unchanged
+            (the caller refuses it), not adopted.
 
     Returns:
         The run id and, on process 0 with ``lock``, the held lock.
@@ -201,7 +210,7 @@ def prepare_directory(
     code, detail, held, failure = _DIRECTORY_OK, "", None, None
     if primary:
         try:
-            code, detail, held = _check_and_mark(path, claim, lock)
+            code, detail, held = _check_and_mark(path, claim, lock, step)
         except OSError as error:
             code, failure = _DIRECTORY_OS_ERROR, error
     raw = json.dumps(detail).encode()[: _PAYLOAD - 1] if primary else b""

@@ -243,7 +243,10 @@ class ModelCheckpoint(BaseCallback):
         directory = Path(self.config.dirpath).resolve()
         owners = (trainer, trainer.model)
         prepared = prepare_directory(
-            directory, claim=claimed_run(owners, directory), lock=lock and self._lock is None
+            directory,
+            claim=claimed_run(owners, directory),
+            lock=lock and self._lock is None,
+            step=self._current_step(trainer),
         )
         if prepared.lock is not None:
             self._lock = prepared.lock
