@@ -27,6 +27,10 @@ from artifex.generative_models.training._checkpointing._pytree import (
     to_savable,
     with_shardings,
 )
+from artifex.generative_models.training._checkpointing._read_errors import (
+    check_shapes,
+    read_or_explain,
+)
 from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
 from artifex.generative_models.training._checks import check_checkpoint_location
 
@@ -121,7 +125,9 @@ def restore_checkpoint(
         NotADirectoryError: If ``directory`` is a file.
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
-            checkpoint has an unknown format or does not fit ``target``, or ``step``
+            checkpoint has an unknown format, is damaged (a truncated file: the message
+            names the step, the item and, where it can, the entry) or does not fit
+            ``target`` (an array of another shape: named with both shapes), or ``step``
             contradicts the step directory given.
     """
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
@@ -147,11 +153,12 @@ def restore_checkpoint(
     arrays = bool(meta.get("callback_arrays"))
     layout = trainer.model if trainer is not None else model
     manager = _open(path, extra_names, arrays=arrays)
+    where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
     try:
-        metadata = manager.item_metadata(step)
-        abstract, template = _placeholders(
-            abstract_from_metadata(metadata[STATE_ITEM]), trainer, model
-        )
+        metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
+        saved = abstract_from_metadata(metadata[STATE_ITEM])
+        abstract, template = _placeholders(saved, trainer, model)
+        check_shapes(saved, abstract, where, STATE_ITEM)  # before Orbax reads anything
         items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
         if arrays:
             items[ARRAYS_ITEM] = ocp.args.StandardRestore(
@@ -159,14 +166,10 @@ def restore_checkpoint(
             )
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(**items))
-        except (ValueError, KeyError, TypeError) as error:  # Orbax's own, made specific
-            fit = "" if target is None else f" into a {type(target).__qualname__}"
-            raise ValueError(
-                f"checkpoint step {step} in {str(path)!r} cannot be restored{fit}: its saved "
-                f"state does not match (Orbax: {error})"
-            ) from error
+        into = "" if target is None else f" into a {type(target).__qualname__}"
+        restored = read_or_explain(
+            where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
+        )
     finally:
         manager.close()
     state: dict[str, Any] = restored[STATE_ITEM]
