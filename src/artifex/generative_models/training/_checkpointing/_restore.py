@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,11 @@ from artifex.generative_models.training._checkpointing._read_errors import (
     check_shapes,
     read_or_explain,
 )
-from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
+from artifex.generative_models.training._checkpointing._step_dirs import (
+    CompleteStepsOnly,
+    incomplete_steps,
+    lacking,
+)
 from artifex.generative_models.training._checks import check_checkpoint_location
 
 if TYPE_CHECKING:
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
     from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
 
 __all__ = ["RestoredCheckpoint", "restore_checkpoint"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,7 +130,8 @@ def restore_checkpoint(
         TypeError: If ``directory`` is not a path, ``step`` not an integer or ``target``
             neither a module nor a trainer.
         NotADirectoryError: If ``directory`` is a file.
-        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
+        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``); an
+            incomplete step directory there is named, with what it lacks.
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
             checkpoint has an unknown format, is damaged (a truncated file: the message
             names the step, the item and, where it can, the entry) or does not fit
@@ -259,13 +267,18 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
     manager = _open(path)
     try:
         steps = tuple(sorted(manager.all_steps()))
+        skipped = incomplete_steps(path)
         if not steps:
-            raise FileNotFoundError(f"no checkpoint in {str(path)!r}")
+            why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())
+            raise FileNotFoundError(f"no checkpoint in {str(path)!r}{why}")
         if step is None:
             step = steps[-1]
+            for entry in (entry for entry in skipped.items() if entry[0] > step):
+                logger.warning("restoring step %d of %s: %s", step, path, lacking(path, *entry))
         elif step not in steps:
+            why = f" ({lacking(path, step, skipped[step])})" if step in skipped else ""
             raise FileNotFoundError(
-                f"no checkpoint for step {step} in {str(path)!r}; steps there: {list(steps)}"
+                f"no checkpoint for step {step} in {str(path)!r}{why}; steps there: {list(steps)}"
             )
         try:
             meta = manager.restore(
