@@ -11,6 +11,7 @@ import gc
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import optax
@@ -54,7 +55,7 @@ def test_garbled_metadata_names_the_step_and_the_item(directory: Path) -> None:
         restore_checkpoint(directory)
 
 
-def _other_shape() -> nnx.Module:
+def _other_shape() -> DropoutBatchNorm:
     """The test model with 5 hidden units instead of 8."""
     model = new_model()
     model.hidden = nnx.Linear(3, 5, rngs=nnx.Rngs(0))
@@ -83,11 +84,14 @@ def test_truncated_array_data_names_the_step_the_item_and_the_entry(
     for file in data:
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
     message = r"^checkpoint step 2 in .* is damaged: item 'state' entry '[\w.]+' cannot be read \("
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse)
+    restore: Callable[[], object] = {
+        "none": lambda: restore_checkpoint(directory),
+        "module": lambda: restore_checkpoint(directory, target=new_model()),
+        "trainer": lambda: trainer.fit(DATA, epochs=2, resume_from=directory),
+    }[target]
     with pytest.raises(ValueError, match=message) as caught:
-        if target == "trainer":
-            Trainer(new_model(), optax.sgd(0.1), mse).fit(DATA, epochs=2, resume_from=directory)
-        else:
-            restore_checkpoint(directory, target=None if target == "none" else new_model())
+        restore()
     assert "tensorstore_spec" not in str(caught.value)
     gc.collect()  # nothing of Orbax's is left to report later (filterwarnings=error)
 
@@ -107,7 +111,9 @@ def test_a_deleted_item_directory_names_the_step_and_the_item(
         restore_checkpoint(directory, step=4)
     with caplog.at_level(logging.WARNING):
         assert restore_checkpoint(directory).step == 2  # the latest complete step
-    assert any(re.search(rf"restoring step 2 of .*: {lacks}", r.getMessage()) for r in caplog.records)
+    assert any(
+        re.search(rf"restoring step 2 of .*: {lacks}", r.getMessage()) for r in caplog.records
+    )
     shutil.rmtree(directory / "2" / item)
     with pytest.raises(FileNotFoundError, match=rf"no checkpoint in .*; step 2 .*; {lacks}"):
         restore_checkpoint(directory)

@@ -172,7 +172,9 @@ def test_a_later_bad_batch_is_named_with_its_index(steps_per_execution: int) -> 
     good = batches(2)
     data = [*good, (X, object()), (X, object())]
     trainer = Trainer(new_model(), optax.sgd(0.1), mse, steps_per_execution=steps_per_execution)
-    with pytest.raises(TypeError, match=r"^train_data batch 2 of epoch 0 holds a leaf of type object"):
+    with pytest.raises(
+        TypeError, match=r"^train_data batch 2 of epoch 0 holds a leaf of type object"
+    ):
         trainer.fit(data, epochs=1)
     assert trainer.step == 2
 

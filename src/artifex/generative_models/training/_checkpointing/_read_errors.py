@@ -17,13 +17,14 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from traceback import walk_tb
 from typing import Any, Final, TypeVar
 
 import jax
+import jax.numpy as jnp
 
 from artifex.generative_models.training._checkpointing._format import STATE_ITEM
 
@@ -53,13 +54,15 @@ def _entries(tree: object) -> Iterator[tuple[str, Any]]:
     )[0]
     for path, leaf in leaves:
         if hasattr(leaf, "shape"):
-            names = (getattr(key, "key", getattr(key, "idx", getattr(key, "name", key))) for key in path)
+            names = (
+                getattr(key, "key", getattr(key, "idx", getattr(key, "name", key))) for key in path
+            )
             yield ".".join(str(name) for name in names), leaf
 
 
 def _saved_shape(leaf: Any) -> tuple[int, ...]:
     """The shape ``leaf`` (a target placeholder) is saved with: a key array as its key data."""
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         return tuple(jax.eval_shape(jax.random.key_data, leaf).shape)
     return tuple(leaf.shape)
 
@@ -110,7 +113,7 @@ def _about_orbax(text: str) -> bool:
 
 
 def _not_noise(record: logging.LogRecord) -> bool:
-    """asyncio's "exception was never retrieved" about Orbax's reads is dropped."""
+    """Drop asyncio's "exception was never retrieved" about Orbax's reads."""
     message = record.getMessage()
     return not ("never retrieved" in message and _about_orbax(message))
 
@@ -130,7 +133,7 @@ def _is_noise(report: Any) -> bool:
 
 
 @contextmanager
-def _quiet() -> Iterator[list[float]]:
+def _quiet() -> Generator[list[float]]:
     """Drop the noise of Orbax's abandoned reads, and only that, while a read runs.
 
     A failed read leaves tasks whose exceptions nobody retrieves (asyncio logs each)
