@@ -37,9 +37,10 @@ _TENSORSTORE: Final = re.compile(
 )
 """TensorStore's errors: a status code prefix (``OUT_OF_RANGE: ...``) or its phrases."""
 _ENTRY: Final = re.compile(
-    r'Error reading "(?:[^"]*/)?([^"/]+)/(?:\.zarray|\.zattrs|\.zgroup|zarr\.json|[^"/]+)"'
+    r'Error reading (?:local file )?"(?:[^"]*/)?([^"/]+)/(?:\.zarray|\.zattrs|zarr\.json|[^"/]+)"'
 )
-"""The array an error is about: ``Error reading "model.kernel/.zarray"`` (OCDBT or not)."""
+"""The array an error is about: ``Error reading "model.kernel/.zarray"`` (a key in the
+OCDBT database) or ``Error reading local file ".../state/model.kernel/.zarray"``."""
 _FILE: Final = re.compile(r'local file "([^"]+)"')
 _QUIET_S: Final = 0.3
 """After a failed read, how long without a late report of Orbax's reads means they are done."""
