@@ -117,3 +117,23 @@ def test_a_deleted_item_directory_names_the_step_and_the_item(
     shutil.rmtree(directory / "2" / item)
     with pytest.raises(FileNotFoundError, match=rf"no checkpoint in .*; step 2 .*; {lacks}"):
         restore_checkpoint(directory)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("_METADATA", r"state/_METADATA: invalid JSON"),
+        ("array_metadatas/process_0", r"state/array_metadatas/process_0: invalid JSON"),
+        ("manifest.ocdbt", r"state/manifest\.ocdbt: "),
+    ],
+)
+def test_a_truncated_metadata_file_of_the_arrays_names_the_step_the_item_and_the_file(
+    directory: Path, name: str, reason: str
+) -> None:
+    file = directory / "2" / "state" / name
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.raises(
+        ValueError, match=rf"^checkpoint step 2 in .* is damaged: item 'state'.* \({reason}"
+    ):
+        restore_checkpoint(directory)
+    gc.collect()  # nothing of Orbax's is left to report later (filterwarnings=error)

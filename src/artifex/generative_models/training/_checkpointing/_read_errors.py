@@ -36,12 +36,13 @@ _TENSORSTORE: Final = re.compile(
     r"^[A-Z_]+: |\[tensorstore_spec=|Error (?:reading|opening|decoding|writing)"
 )
 """TensorStore's errors: a status code prefix (``OUT_OF_RANGE: ...``) or its phrases."""
-_ENTRY: Final = re.compile(
-    r'Error reading (?:local file )?"(?:[^"]*/)?([^"/]+)/(?:\.zarray|\.zattrs|zarr\.json|[^"/]+)"'
-)
-"""The array an error is about: ``Error reading "model.kernel/.zarray"`` (a key in the
-OCDBT database) or ``Error reading local file ".../state/model.kernel/.zarray"``."""
+_KEY: Final = re.compile(r'Error reading "([^"/]+)/[^"]*" in OCDBT')
+"""The array an OCDBT error is about: ``Error reading "model.kernel/.zarray" in OCDBT ...``."""
+_NOT_ENTRIES: Final = re.compile(r"^(?:d|array_metadatas|ocdbt\.process_\d+)$")
+"""Directories of an item that are not arrays (OCDBT's data, Orbax's metadata)."""
 _FILE: Final = re.compile(r'local file "([^"]+)"')
+_JSON_FILES: Final = frozenset({"_METADATA", "_sharding", "_CHECKPOINT_METADATA", "metadata"})
+"""The JSON files of Orbax's array items (``array_metadatas/*`` too)."""
 _QUIET_S: Final = 0.3
 """After a failed read, how long without a late report of Orbax's reads means they are done."""
 _SETTLE_S: Final = 5.0
@@ -97,14 +98,18 @@ def check_shapes(saved: object, expected: object, where: str, item: str) -> None
 def _damage(error: BaseException, step_dir: Path, item: str = STATE_ITEM) -> str:
     """What is damaged, from ``error``: the item, the entry if named, and a one-line reason."""
     text = str(error).split(" [tensorstore_spec=", 1)[0].strip()
-    entry = _ENTRY.search(text)
+    key = _KEY.search(text)
+    entry = key.group(1) if key else None
     reason = (text.rsplit(": ", 1)[-1].splitlines() or [type(error).__name__])[0]
     files = [Path(file) for file in _FILE.findall(text)]
     inside = [file.relative_to(step_dir) for file in files if file.is_relative_to(step_dir)]
     if inside:
         item = inside[0].parts[0] if inside[0].parts else item  # the database: the item's dir
-        reason = f"{inside[-1]}: {reason}" if inside[-1].parts[1:] else reason
-    named = f"item {item!r}" + ("" if entry is None else f" entry {entry.group(1)!r}")
+        last = inside[-1].parts
+        reason = f"{inside[-1]}: {reason}" if last[1:] else reason
+        if entry is None and len(last) > 2 and not _NOT_ENTRIES.match(last[1]):
+            entry = last[1]  # an array's own directory (no OCDBT): state/model.kernel/.zarray
+    named = f"item {item!r}" + ("" if entry is None else f" entry {entry!r}")
     return f"{named} cannot be read ({reason})"
 
 
@@ -131,6 +136,18 @@ def _is_noise(report: Any) -> bool:
         return True
     files = " ".join(frame.f_code.co_filename for frame, _ in walk_tb(report.exc_traceback))
     return _about_orbax(f"{report.object!r} {error!r} {files}")
+
+
+def _bad_json(error: json.JSONDecodeError, step_dir: Path) -> str:
+    """Which JSON file of the step Orbax could not decode (the first that does not parse)."""
+    for file in sorted(step_dir.rglob("*")):
+        if file.is_file() and (file.name in _JSON_FILES or file.parent.name == "array_metadatas"):
+            try:
+                json.loads(file.read_bytes())
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+                shown = file.relative_to(step_dir)
+                return f"item {shown.parts[0]!r} cannot be read ({shown}: invalid JSON: {error})"
+    return f"an item cannot be read (invalid JSON: {error})"
 
 
 @contextmanager
@@ -223,10 +240,7 @@ def read_or_explain(
             return read(*args, **kwargs)
         except Exception as error:  # Orbax's and TensorStore's, made specific
             if isinstance(error, json.JSONDecodeError):
-                failure = ValueError(
-                    f"{where} is damaged: item {STATE_ITEM!r} cannot be read (invalid JSON: "
-                    f"{error})"
-                )
+                failure = ValueError(f"{where} is damaged: {_bad_json(error, step_dir)}")
             elif _TENSORSTORE.search(str(error)):
                 failure = ValueError(f"{where} is damaged: {_damage(error, step_dir)}")
             else:
