@@ -140,3 +140,61 @@ def test_loss_fn_must_return_a_real_float(dtype: Any) -> None:
         TypeError, match=r"loss_fn must return a real floating-point loss, got dtype"
     ):
         trainer.fit(batches(1), epochs=1)
+
+
+# ------------------------------------------------ batches JAX cannot take (issue 18)
+
+X, Y = batches(1)[0]
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        (("abc", Y), r"batch 0 of epoch 0 holds a leaf of type str at \[0\] \('abc'\)"),
+        ((X, object()), r"batch 0 of epoch 0 holds a leaf of type object at \[1\]"),
+        (
+            {"x": X, "y": np.array(["a"])},
+            r"batch 0 of epoch 0 holds a leaf of type ndarray of dtype <U1 at \['y'\]",
+        ),
+        ("abc", r"batch 0 of epoch 0 is a str \('abc'\)"),
+        (None, r"batch 0 of epoch 0 is None"),
+    ],
+)
+def test_a_batch_jax_cannot_take_is_named(batch: object, message: str) -> None:
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse)
+    with pytest.raises(TypeError, match=f"^train_data {message}.*a batch must be a pytree"):
+        trainer.fit([batch], epochs=1)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_a_later_bad_batch_is_named_with_its_index(steps_per_execution: int) -> None:
+    # With two steps per execution the bad batches 2 and 3 share a chunk.
+    good = batches(2)
+    data = [*good, (X, object()), (X, object())]
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse, steps_per_execution=steps_per_execution)
+    with pytest.raises(
+        TypeError, match=r"^train_data batch 2 of epoch 0 holds a leaf of type object"
+    ):
+        trainer.fit(data, epochs=1)
+    assert trainer.step == 2
+
+
+def test_a_bad_validation_or_evaluation_batch_is_named() -> None:
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse)
+    with pytest.raises(TypeError, match=r"^val_data batch 1 holds a leaf of type str at \[1\]"):
+        trainer.fit(batches(1), epochs=1, val_data=[(X, Y), (X, "abc")])
+    with pytest.raises(TypeError, match=r"^data batch 0 is None"):
+        trainer.evaluate([None])
+
+
+def test_python_lists_in_a_batch_are_pytrees_and_a_failure_says_so() -> None:
+    # JAX takes nested lists of numbers as pytrees of scalars: nothing is refused, but
+    # when loss_fn fails on them a note names the batch and the list.
+    listed = (np.asarray(X).tolist(), np.asarray(Y).tolist())
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse)
+    with pytest.raises(TypeError) as caught:
+        trainer.fit([listed], epochs=1)
+    assert any(
+        "train_data batch 0 of epoch 0 holds a Python list at [0]" in note
+        for note in getattr(caught.value, "__notes__", [])
+    )

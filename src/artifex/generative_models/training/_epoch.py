@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from artifex.generative_models.training._batch_errors import explain_batch_failure
 from artifex.generative_models.training._flat_state import FlatState, Leaves, same
 from artifex.generative_models.training._means import Sums, means
 from artifex.generative_models.training._preemption import NOTICE, PreemptionWatch
@@ -141,12 +142,20 @@ def evaluate(
             batch = spmd.shard_batch(batch, name)
         if sums is None:
             batch_def = treedef
-            sums = steps.zero_sums(state.params, state.rest, batch, train=False)
+            try:
+                sums = steps.zero_sums(state.params, state.rest, batch, train=False)
+            except Exception as error:  # an abstract trace: any error of the eval function
+                explain_batch_failure(error, (batch,), name, count)
+                raise
         elif not same(treedef, batch_def):
             raise ValueError(
                 f"{name} batch {count} has structure {treedef}, but the first had {batch_def}"
             )
-        sums = steps.evaluate(state.params, state.rest, sums, batch)
+        try:
+            sums = steps.evaluate(state.params, state.rest, sums, batch)
+        except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
+            explain_batch_failure(error, (batch,), name, count)
+            raise
         count += 1
     if sums is None:
         raise ValueError(f"{name} yielded no batches; evaluation needs at least one")
@@ -293,7 +302,14 @@ class EpochRunner(Generic[M]):
             if self.spmd is not None:
                 batch = self.spmd.shard_batch(batch, "train_data")
             if sums is None:
-                sums = self.steps.zero_sums(self.state.params, self.state.rest, batch, train=True)
+                try:
+                    sums = self.steps.zero_sums(
+                        self.state.params, self.state.rest, batch, train=True
+                    )
+                except Exception as error:  # an abstract trace: any error of loss_fn
+                    index = progress.batches + len(pending)
+                    explain_batch_failure(error, (batch,), "train_data", index, progress.epoch)
+                    raise
             if chunk_size == 1:
                 sums, stopper = self.run_single(batch, sums, length)
                 if stopper is not None:
@@ -333,9 +349,13 @@ class EpochRunner(Generic[M]):
         state.own()
         step = progress.step
         self.callbacks.on_batch_begin(self.trainer, step)
-        params, rest, opt_state, sums, logs = self.steps.train(
-            state.params, state.rest, state.opt_state, sums, batch
-        )
+        try:
+            params, rest, opt_state, sums, logs = self.steps.train(
+                state.params, state.rest, state.opt_state, sums, batch
+            )
+        except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
+            explain_batch_failure(error, (batch,), "train_data", progress.batches, progress.epoch)
+            raise
         state.trained(params, rest, opt_state)
         progress.step = step + 1
         progress.batches += 1
@@ -367,9 +387,13 @@ class EpochRunner(Generic[M]):
         )
         state.own()
         before = (state.params, state.rest, state.opt_state, sums)
-        params, rest, opt_state, new_sums, per_step = self.steps.chunk(
-            state.params, state.rest, state.opt_state, sums, tuple(batches)
-        )
+        try:
+            params, rest, opt_state, new_sums, per_step = self.steps.chunk(
+                state.params, state.rest, state.opt_state, sums, tuple(batches)
+            )
+        except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
+            explain_batch_failure(error, batches, "train_data", progress.batches, progress.epoch)
+            raise
         state.trained(params, rest, opt_state)
         start, first = progress.step, progress.batches
         last = len(batches) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,15 @@ from artifex.generative_models.training._checkpointing._pytree import (
 )
 from artifex.generative_models.training._checkpointing._runs import remember_run
 from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
+from artifex.generative_models.training._checkpointing._read_errors import (
+    check_shapes,
+    read_or_explain,
+)
+from artifex.generative_models.training._checkpointing._step_dirs import (
+    CompleteStepsOnly,
+    incomplete_steps,
+    lacking,
+)
 from artifex.generative_models.training._checks import check_checkpoint_location
 
 if TYPE_CHECKING:
@@ -36,6 +46,8 @@ if TYPE_CHECKING:
     from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
 
 __all__ = ["RestoredCheckpoint", "restore_checkpoint"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,9 +134,12 @@ def restore_checkpoint(
         TypeError: If ``directory`` is not a path, ``step`` not an integer or ``target``
             neither a module nor a trainer.
         NotADirectoryError: If ``directory`` is a file.
-        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
+        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``); an
+            incomplete step directory there is named, with what it lacks.
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
-            checkpoint has an unknown format or does not fit ``target``, or ``step``
+            checkpoint has an unknown format, is damaged (a truncated file: the message
+            names the step, the item and, where it can, the entry) or does not fit
+            ``target`` (an array of another shape: named with both shapes), or ``step``
             contradicts the step directory given.
     """
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
@@ -150,11 +165,12 @@ def restore_checkpoint(
     arrays = bool(meta.get("callback_arrays"))
     layout = trainer.model if trainer is not None else model
     manager = _open(path, extra_names, arrays=arrays)
+    where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
     try:
-        metadata = manager.item_metadata(step)
-        abstract, template = _placeholders(
-            abstract_from_metadata(metadata[STATE_ITEM]), trainer, model
-        )
+        metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
+        saved = abstract_from_metadata(metadata[STATE_ITEM])
+        abstract, template = _placeholders(saved, trainer, model)
+        check_shapes(saved, abstract, where, STATE_ITEM)  # before Orbax reads anything
         items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
         if arrays:
             items[ARRAYS_ITEM] = ocp.args.StandardRestore(
@@ -162,14 +178,10 @@ def restore_checkpoint(
             )
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(**items))
-        except (ValueError, KeyError, TypeError) as error:  # Orbax's own, made specific
-            fit = "" if target is None else f" into a {type(target).__qualname__}"
-            raise ValueError(
-                f"checkpoint step {step} in {str(path)!r} cannot be restored{fit}: its saved "
-                f"state does not match (Orbax: {error})"
-            ) from error
+        into = "" if target is None else f" into a {type(target).__qualname__}"
+        restored = read_or_explain(
+            where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
+        )
     finally:
         manager.close()
     state: dict[str, Any] = restored[STATE_ITEM]
@@ -262,13 +274,18 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
     manager = _open(path)
     try:
         steps = tuple(sorted(manager.all_steps()))
+        skipped = incomplete_steps(path)
         if not steps:
-            raise FileNotFoundError(f"no checkpoint in {str(path)!r}")
+            why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())
+            raise FileNotFoundError(f"no checkpoint in {str(path)!r}{why}")
         if step is None:
             step = steps[-1]
+            for entry in (entry for entry in skipped.items() if entry[0] > step):
+                logger.warning("restoring step %d of %s: %s", step, path, lacking(path, *entry))
         elif step not in steps:
+            why = f" ({lacking(path, step, skipped[step])})" if step in skipped else ""
             raise FileNotFoundError(
-                f"no checkpoint for step {step} in {str(path)!r}; steps there: {list(steps)}"
+                f"no checkpoint for step {step} in {str(path)!r}{why}; steps there: {list(steps)}"
             )
         try:
             meta = manager.restore(

@@ -27,7 +27,13 @@ from artifex.generative_models.training._checkpointing._format import (
     STATE_ITEM,
 )
 
-__all__ = ["CompleteStepsOnly", "is_complete_step", "tidy_step_directories"]
+__all__ = [
+    "CompleteStepsOnly",
+    "incomplete_steps",
+    "is_complete_step",
+    "lacking",
+    "tidy_step_directories",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +51,52 @@ def is_complete_step(path: Path) -> bool:
     Returns:
         ``True`` if it has Orbax's checkpoint metadata and the state and meta items.
     """
+    return not missing_parts(path)
+
+
+def missing_parts(path: Path) -> tuple[str, ...]:
+    """What the step directory ``path`` lacks of a complete checkpoint (nothing if complete).
+
+    Args:
+        path: A step directory.
+
+    Returns:
+        Those of ``_CHECKPOINT_METADATA`` (a file) and the ``state`` and ``meta`` items
+        (directories) that it does not hold.
+    """
+    parts = (
+        ("_CHECKPOINT_METADATA", Path.is_file),
+        (STATE_ITEM, Path.is_dir),
+        (META_ITEM, Path.is_dir),
+    )
+    return tuple(name for name, present in parts if not present(path / name))
+
+
+def incomplete_steps(directory: Path) -> dict[int, tuple[str, ...]]:
+    """The step-named directories of ``directory`` that are not complete checkpoints.
+
+    Args:
+        directory: A checkpoint directory.
+
+    Returns:
+        Each one's step, and what it lacks (see ``missing_parts``).
+    """
+    found: dict[int, tuple[str, ...]] = {}
+    for path in directory.iterdir():
+        if path.is_dir() and path.name.isdigit():
+            missing = missing_parts(path)
+            if missing:
+                found[int(path.name)] = missing
+    return dict(sorted(found.items()))
+
+
+def lacking(directory: Path, step: int, missing: tuple[str, ...]) -> str:
+    """Why ``step`` is no checkpoint: ``"step 4 ('<dir>/4') lacks the 'state' item, ..."``."""
+    names = [f"Orbax's {n!r}" if n.startswith("_") else f"the {n!r} item" for n in missing]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
     return (
-        (path / "_CHECKPOINT_METADATA").is_file()
-        and (path / STATE_ITEM).is_dir()
-        and (path / META_ITEM).is_dir()
+        f"step {step} ({str(directory / str(step))!r}) lacks {listed}, so it is incomplete "
+        "(a save or a deletion was interrupted?) and skipped"
     )
 
 
