@@ -28,12 +28,11 @@ from artifex.generative_models.training._checkpointing._pytree import (
     to_savable,
     with_shardings,
 )
-from artifex.generative_models.training._checkpointing._runs import remember_run
-from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
 from artifex.generative_models.training._checkpointing._read_errors import (
     check_shapes,
     read_or_explain,
 )
+from artifex.generative_models.training._checkpointing._runs import remember_run
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
     incomplete_steps,
