@@ -55,6 +55,7 @@ from artifex.generative_models.training._checkpointing._restore import (
     restore_checkpoint,
 )
 from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
+from artifex.generative_models.training._checkpointing._save_failure import SaveWatch
 from artifex.generative_models.training._checks import resolve_config
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
@@ -107,7 +108,11 @@ class ModelCheckpoint(BaseCallback):
     rank and are kept only while they are the latest (so only with ``save_last``);
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
-    waits for them. A directory this callback did not create is never written into
+    waits for them. A failed save (a full or read-only disk) raises an ``OSError``
+    (``ENOSPC``, ``EROFS``, ...) naming the directory and the step, leaves no partial
+    step and keeps the earlier checkpoints. A failed asynchronous save is reported at
+    the first batch end after it ends (in a single process), else at the next epoch
+    end or save, or at the latest in ``on_train_end``. A directory this callback did not create is never written into
     (``FileExistsError`` at ``on_train_begin``).
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
@@ -143,6 +148,7 @@ class ModelCheckpoint(BaseCallback):
         "_scores",
         "_step_saved",
         "_steps_seen",
+        "_watch",
         "config",
     )
 
@@ -164,6 +170,7 @@ class ModelCheckpoint(BaseCallback):
         self._mid_epoch_steps: set[int] = set()
         self._lazy = False
         self._kept: tuple[int, ...] = ()
+        self._watch = SaveWatch()
 
     def __repr__(self) -> str:
         """A readable representation with the config."""
@@ -199,9 +206,13 @@ class ModelCheckpoint(BaseCallback):
         return min(ranked)[1] if ranked else None
 
     def wait_until_finished(self) -> None:
-        """Block until every pending asynchronous save is on disk."""
-        if self._manager is not None:
-            self._manager.wait_until_finished()
+        """Block until every pending asynchronous save is on disk.
+
+        Raises:
+            OSError: If a save failed (its ``errno`` is the cause's: ``ENOSPC`` for a
+                full disk), naming the directory and the step.
+        """
+        self._watch.settle(block=True)
 
     # ---------------------------------------------------------------- extension
 
@@ -288,9 +299,12 @@ class ModelCheckpoint(BaseCallback):
         chunk's end) and leaves an epoch's last batch to ``on_epoch_end``.
 
         Raises:
+            OSError: If a save failed (an asynchronous one is reported at the next
+                batch end in a single process, else at the next save or epoch end).
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
+        self._watch.poll()  # a failed asynchronous save surfaces here, without waiting
         self._steps_seen = step = batch + 1
         self._batches_seen += 1
         every = self.config.every_n_steps
@@ -310,6 +324,7 @@ class ModelCheckpoint(BaseCallback):
         is not saved again. Waits until the checkpoint is on disk.
 
         Raises:
+            OSError: If the save (or the one before it) failed.
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
@@ -322,6 +337,8 @@ class ModelCheckpoint(BaseCallback):
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
             TypeError: If the monitored value is not a number.
+            OSError: If a save failed (an asynchronous one is reported at the next
+                batch end in a single process, else at the next save or epoch end).
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
@@ -343,6 +360,8 @@ class ModelCheckpoint(BaseCallback):
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
             TypeError: If the monitored value is not a number.
+            OSError: If a save failed (an asynchronous one is reported at the next
+                batch end in a single process, else at the next save or epoch end).
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
@@ -350,15 +369,18 @@ class ModelCheckpoint(BaseCallback):
         plan: SavePlan = None
         failure: Exception | None = None
         try:
+            self._watch.settle(block=False)
             plan = self._plan(trainer, logs, due=due)
+            if plan is not None:
+                self._watch.settle(block=True)
         except Exception as error:
             failure = error
         where = f"on_epoch_end({epoch})" if logs is not None else "a mid-epoch save"
         plan = agree_on_save_plan(where, plan, failure)
         if plan is None:
             return
-        manager = self._manager
-        assert manager is not None  # _plan returns a plan only with a manager
+        manager, directory = self._manager, self._directory
+        assert manager is not None and directory is not None  # a plan needs a manager
         step, score = plan
         if step in self._mid_epoch_steps:  # an epoch end at a step saved mid-epoch
             manager.wait_until_finished()
@@ -385,9 +407,12 @@ class ModelCheckpoint(BaseCallback):
             arrays=sorted(arrays),
         )
         orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
-        saved = manager.save(
-            step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
-        )
+        try:
+            saved = manager.save(
+                step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
+            )
+        except Exception as error:
+            raise self._watch.failure(manager, directory, step, error) from error
         if not saved:
             raise RuntimeError(f"Orbax declined to save step {step} in {self._directory}")
         self._step_saved = step
@@ -395,8 +420,9 @@ class ModelCheckpoint(BaseCallback):
             self._mid_epoch_steps.add(step)
         if score is not None:
             self._scores[step] = score
+        self._watch.started(manager, directory, step, asynchronous=config.async_save)
         if self._lazy:
-            manager.wait_until_finished()
+            self._watch.settle(block=True)
 
     def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
         """``(step, score)`` of the checkpoint due now, or ``None``.
@@ -430,13 +456,18 @@ class ModelCheckpoint(BaseCallback):
         return step, score
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Wait for pending saves, then release the Orbax manager."""
-        manager = self._manager
-        if manager is None:
+        """Wait for pending saves, then release the Orbax manager.
+
+        Raises:
+            OSError: If the last asynchronous save failed, naming the directory and
+                the step (the manager is released all the same).
+        """
+        manager, directory = self._manager, self._directory
+        if manager is None or directory is None:
             return
         self._manager = None
         try:
-            manager.wait_until_finished()
+            self._watch.settle(block=True)
             self._kept = tuple(sorted(manager.all_steps()))
         finally:
-            manager.close()
+            self._watch.close(manager, directory)
