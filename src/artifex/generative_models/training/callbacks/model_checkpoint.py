@@ -112,8 +112,8 @@ class ModelCheckpoint(BaseCallback):
     (``ENOSPC``, ``EROFS``, ...) naming the directory and the step, leaves no partial
     step and keeps the earlier checkpoints. A failed asynchronous save is reported at
     the first batch end after it ends (in a single process), else at the next epoch
-    end or save, or at the latest in ``on_train_end``. A directory this callback did not create is never written into
-    (``FileExistsError`` at ``on_train_begin``).
+    end or save, or at the latest in ``on_train_end``. A directory this callback did
+    not create is never written into (``FileExistsError`` at ``on_train_begin``).
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
@@ -380,7 +380,8 @@ class ModelCheckpoint(BaseCallback):
         if plan is None:
             return
         manager, directory = self._manager, self._directory
-        assert manager is not None and directory is not None  # a plan needs a manager
+        assert manager is not None  # _plan returns a plan only with a manager
+        assert directory is not None
         step, score = plan
         if step in self._mid_epoch_steps:  # an epoch end at a step saved mid-epoch
             manager.wait_until_finished()
