@@ -153,7 +153,7 @@ class SaveWatch:
     def failure(
         self, manager: ocp.CheckpointManager, directory: Path, step: int, error: BaseException
     ) -> OSError:
-        """[`save_failure`][], remembered: closing the manager then fails quietly."""
+        """``save_failure``, remembered: closing the manager then fails quietly."""
         self._failed = True
         return save_failure(manager, directory, step, error)
 
