@@ -13,6 +13,7 @@ reference trainer's ``resume`` calls ``_resume.restore_run``.
 * ``_retention``: which checkpoints Orbax keeps (the best ``save_top_k``, plus the last);
 * ``_manager``: the Orbax manager that writes a directory, with that retention;
 * ``_agreement``: the processes' agreement on each save;
+* ``_save_failure``: a failed save as an ``OSError``, and the asynchronous save in flight;
 * ``_restore`` and ``_resume``: reading a checkpoint back, and resuming a run from it.
 
 Nothing here imports the callbacks package at import time (it imports

@@ -38,6 +38,10 @@ def open_manager(directory: Path, settings: ManagerSettings) -> ocp.CheckpointMa
     removed (they are Orbax's own, inside the marked directory) before this returns.
     A collective in a multi-process job, like every ``CheckpointManager`` creation.
 
+    An asynchronous save creates its step directory before it returns: created in
+    Orbax's background, a failure to create it (a read-only disk) left the save's
+    other writers waiting 300 s for its signal, and the interpreter's exit with them.
+
     Args:
         directory: The resolved directory, as ``prepare_directory`` left it.
         settings: The checkpoint config.
@@ -53,6 +57,7 @@ def open_manager(directory: Path, settings: ManagerSettings) -> ocp.CheckpointMa
         best_fn=best_fn(settings),
         best_mode="max",
         enable_async_checkpointing=settings.async_save,
+        async_options=ocp.AsyncOptions(create_directories_asynchronously=False),  # see above
         create=True,
         cleanup_tmp_directories=True,
         step_name_format=CompleteStepsOnly(),  # never a user's folder, nor a partial step

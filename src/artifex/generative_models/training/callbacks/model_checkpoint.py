@@ -59,6 +59,7 @@ from artifex.generative_models.training._checkpointing._restore import (
 )
 from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
 from artifex.generative_models.training._checkpointing._runs import claimed_run, remember_run
+from artifex.generative_models.training._checkpointing._save_failure import SaveWatch
 from artifex.generative_models.training._checks import resolve_config
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
@@ -120,6 +121,11 @@ class ModelCheckpoint(BaseCallback):
     ``on_train_begin`` to ``on_train_end`` the run holds the directory's lock
     (``artifex_checkpoints.lock``, with its pid and host): a second run writing it
     at the same time is refused; a lock left by a killed process is replaced.
+    A failed save (a full or read-only disk) raises an ``OSError``
+    (``ENOSPC``, ``EROFS``, ...) naming the directory and the step, leaves no partial
+    step and keeps the earlier checkpoints. A failed asynchronous save is reported at
+    the first batch end after it ends (in a single process), else at the next epoch
+    end or save, or at the latest in ``on_train_end``.
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
@@ -156,6 +162,7 @@ class ModelCheckpoint(BaseCallback):
         "_scores",
         "_step_saved",
         "_steps_seen",
+        "_watch",
         "config",
     )
 
@@ -179,6 +186,7 @@ class ModelCheckpoint(BaseCallback):
         self._kept: tuple[int, ...] = ()
         self._run: str | None = None  # the id of the directory's run, once set up
         self._lock: DirectoryLock | None = None  # held from on_train_begin to on_train_end
+        self._watch = SaveWatch()
 
     def __repr__(self) -> str:
         """A readable representation with the config."""
@@ -214,9 +222,13 @@ class ModelCheckpoint(BaseCallback):
         return min(ranked)[1] if ranked else None
 
     def wait_until_finished(self) -> None:
-        """Block until every pending asynchronous save is on disk."""
-        if self._manager is not None:
-            self._manager.wait_until_finished()
+        """Block until every pending asynchronous save is on disk.
+
+        Raises:
+            OSError: If a save failed (its ``errno`` is the cause's: ``ENOSPC`` for a
+                full disk), naming the directory and the step.
+        """
+        self._watch.settle(block=True)
 
     # ---------------------------------------------------------------- extension
 
@@ -327,9 +339,12 @@ class ModelCheckpoint(BaseCallback):
         chunk's end) and leaves an epoch's last batch to ``on_epoch_end``.
 
         Raises:
+            OSError: If a save failed (an asynchronous one is reported at the next
+                batch end in a single process, else at the next save or epoch end).
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
+        self._watch.poll()  # a failed asynchronous save surfaces here, without waiting
         self._steps_seen = step = batch + 1
         self._batches_seen += 1
         every = self.config.every_n_steps
@@ -349,6 +364,7 @@ class ModelCheckpoint(BaseCallback):
         is not saved again. Waits until the checkpoint is on disk.
 
         Raises:
+            OSError: If the save (or the one before it) failed.
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
@@ -361,6 +377,8 @@ class ModelCheckpoint(BaseCallback):
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
             TypeError: If the monitored value is not a number.
+            OSError: If a save failed (an asynchronous one is reported at the next
+                batch end in a single process, else at the next save or epoch end).
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
@@ -382,6 +400,8 @@ class ModelCheckpoint(BaseCallback):
         Raises:
             KeyError: If ``strict`` and the monitored key is missing.
             TypeError: If the monitored value is not a number.
+            OSError: If a save failed (an asynchronous one is reported at the next
+                batch end in a single process, else at the next save or epoch end).
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
@@ -389,15 +409,19 @@ class ModelCheckpoint(BaseCallback):
         plan: SavePlan = None
         failure: Exception | None = None
         try:
+            self._watch.settle(block=False)
             plan = self._plan(trainer, logs, due=due)
+            if plan is not None:
+                self._watch.settle(block=True)
         except Exception as error:
             failure = error
         where = f"on_epoch_end({epoch})" if logs is not None else "a mid-epoch save"
         plan = agree_on_save_plan(where, plan, failure)
         if plan is None:
             return
-        manager = self._manager
+        manager, directory = self._manager, self._directory
         assert manager is not None  # _plan returns a plan only with a manager
+        assert directory is not None
         step, score = plan
         if step in self._mid_epoch_steps:  # an epoch end at a step saved mid-epoch
             manager.wait_until_finished()
@@ -425,9 +449,12 @@ class ModelCheckpoint(BaseCallback):
             run=self._run,
         )
         orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
-        saved = manager.save(
-            step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
-        )
+        try:
+            saved = manager.save(
+                step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
+            )
+        except Exception as error:
+            raise self._watch.failure(manager, directory, step, error) from error
         if not saved:
             raise RuntimeError(f"Orbax declined to save step {step} in {self._directory}")
         self._step_saved = step
@@ -435,8 +462,9 @@ class ModelCheckpoint(BaseCallback):
             self._mid_epoch_steps.add(step)
         if score is not None:
             self._scores[step] = score
+        self._watch.started(manager, directory, step, asynchronous=config.async_save)
         if self._lazy:
-            manager.wait_until_finished()
+            self._watch.settle(block=True)
 
     def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
         """``(step, score)`` of the checkpoint due now, or ``None``.
@@ -470,15 +498,20 @@ class ModelCheckpoint(BaseCallback):
         return step, score
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Wait for pending saves, release the Orbax manager, then the directory's lock."""
-        manager = self._manager
+        """Wait for pending saves, release the Orbax manager, then the directory's lock.
+
+        Raises:
+            OSError: If the last asynchronous save failed, naming the directory and
+                the step (the manager and the lock are released all the same).
+        """
+        manager, directory = self._manager, self._directory
         self._manager = None
         try:
-            if manager is not None:
+            if manager is not None and directory is not None:
                 try:
-                    manager.wait_until_finished()
+                    self._watch.settle(block=True)
                     self._kept = tuple(sorted(manager.all_steps()))
                 finally:
-                    manager.close()
+                    self._watch.close(manager, directory)
         finally:
             self._release()
