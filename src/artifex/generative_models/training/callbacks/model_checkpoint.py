@@ -112,20 +112,8 @@ class ModelCheckpoint(BaseCallback):
     rank and are kept only while they are the latest (so only with ``save_last``);
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
-    waits for them. A directory this callback did not create is never written into
-    (``FileExistsError`` at ``on_train_begin``). A directory holds one run (its id is
-    in the marker and each checkpoint's ``meta["run"]``): a run that neither loaded
-    its state from there (``resume_from``, ``Trainer.resume``, ``restore_checkpoint``
-    with the trainer or its model as ``target``) nor wrote it earlier in this process
-    (the same trainer) is refused while it holds another run's checkpoints. From
-    ``on_train_begin`` to ``on_train_end`` the run holds the directory's lock
-    (``artifex_checkpoints.lock``, with its pid and host): a second run writing it
-    at the same time is refused; a lock left by a killed process is replaced.
-    A failed save (a full or read-only disk) raises an ``OSError``
-    (``ENOSPC``, ``EROFS``, ...) naming the directory and the step, leaves no partial
-    step and keeps the earlier checkpoints. A failed asynchronous save is reported at
-    the first batch end after it ends (in a single process), else at the next epoch
-    end or save, or at the latest in ``on_train_end``.
+    waits for them. Its refusals (a directory not ours, another run's, or locked) and
+    failed saves (``OSError``) are listed in the docs' Checkpoints and Reliability pages.
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
@@ -135,14 +123,9 @@ class ModelCheckpoint(BaseCallback):
     specification's ``CallbackList`` example), the directory is set up at the first
     save, and saves are synchronous.
 
-    In a multi-process JAX job the callback must run on every process (its
-    ``process_scope`` is ``"all"``): Orbax's manager creation, ``save``,
-    ``wait_until_finished`` and ``close`` are collective. Each process writes the
-    shards it holds; process 0 writes the JSON items, the scores and the marker, and
-    applies retention. Before each save the processes compare, in one small
-    collective, whether they save, the step and the score (a trainer must give every
-    process the same ``step`` and epoch logs); if they differ, or the hook fails on
-    some process, every process raises instead of waiting forever in the save.
+    In a multi-process JAX job it must run on every process (``process_scope`` is
+    ``"all"``): Orbax's saves are collective, and the processes agree on each save
+    in one small collective, raising on every process if they differ.
 
     Args:
         config: The configuration; the defaults of [`CheckpointConfig`][] if omitted.
