@@ -5,10 +5,13 @@ run by it as a script on 8 host devices or as 2 processes of 4 devices each::
 
     python -m tests.laws._spmd_script OUT [--mesh] [--steps-per-execution K]
         [--stop-process P --stop-step S] [--checkpoints DIR] [--epochs N] [--resume]
+        [--allgather-stops]
 
 Every process writes ``OUT/process-<i>.json``: the per-step losses, the epoch logs,
 the final parameters (gathered from all processes), how the run ended, what the
-process-aware callbacks did, and each epoch's throughput (taken out of the epoch logs).
+process-aware callbacks did, each epoch's throughput (taken out of the epoch logs), and
+how many ``process_allgather`` calls the process had made at each ``on_batch_end`` (counted
+when run as a script; ``--allgather-stops`` takes the stop agreement's fallback path).
 The learning rate is injected (``LearningRateMonitor`` logs it) and halved after epoch 0.
 """
 
@@ -32,6 +35,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
+from artifex.generative_models.training import _stop_agreement
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
     CSVLogger,
@@ -48,6 +52,19 @@ from artifex.generative_models.training.trainer import Trainer
 
 Batch = tuple[np.ndarray, np.ndarray]
 GLOBAL_BATCH = 16
+ALLGATHERS = [0]
+"""``process_allgather`` calls so far (counted once ``count_allgathers`` ran)."""
+
+
+def count_allgathers() -> None:
+    """Count the calls of ``multihost_utils.process_allgather`` in ``ALLGATHERS``."""
+    original = multihost_utils.process_allgather
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        ALLGATHERS[0] += 1
+        return original(*args, **kwargs)
+
+    multihost_utils.process_allgather = counting
 
 
 class MLP(nnx.Module):
@@ -116,10 +133,12 @@ def train(
         )
 
     losses: list[tuple[int, float]] = []
+    allgathers: list[int] = []
     main_only: list[int] = []
 
     def record(trainer: TrainerLike, step: int, logs: dict[str, Any]) -> None:
         losses.append((step, float(logs["loss"])))
+        allgathers.append(ALLGATHERS[0])
         if step == stop_step and index == stop_process:
             assert isinstance(trainer, Trainer)
             trainer.stop_training = True
@@ -158,6 +177,7 @@ def train(
     result = {
         "process": index,
         "losses": losses,
+        "allgathers": allgathers,
         "history": history,
         "throughput": throughput,
         "evaluate": trainer.evaluate(batches(32, 2, False)),
@@ -193,7 +213,11 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--allgather-stops", action="store_true")
     args = parser.parse_args()
+    count_allgathers()
+    if args.allgather_stops:  # as if JAX had no coordination-service client
+        _stop_agreement.coordination_client = lambda: None
     result = train(
         args.out,
         mesh=args.mesh,

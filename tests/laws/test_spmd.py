@@ -10,6 +10,7 @@ reduction order differs).
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,24 @@ def test_eight_devices_give_the_single_device_run(reference: Result, tmp_path: P
     assert "8 devices of mesh axis 'data'" in result["ragged_error"]
 
 
+def assert_no_allgather_per_step(result: Result) -> None:
+    """No ``process_allgather`` between two ``on_batch_end`` of an epoch (4 steps each).
+
+    The stop agreement after each ``on_batch_end`` goes through the coordination
+    service; the only allgathers are per epoch (``ThroughputMonitor``).
+    """
+    counts = result["allgathers"]
+    assert len(counts) == len(result["losses"])
+    for start in range(0, len(counts), 4):
+        assert len(set(counts[start : start + 4])) == 1, counts
+
+
 def test_two_processes_give_the_single_process_run(reference: Result, tmp_path: Path) -> None:
     results = job(tmp_path, "--mesh", processes=2, devices=4)
     for result in results:
         assert_same_run(result, reference)
         assert_global_throughput(result)
+        assert_no_allgather_per_step(result)
     assert results[0]["throughput"] == results[1]["throughput"]  # agreed between processes
     # process_scope="main" callbacks (the lambda, the CSV logger) ran on process 0 only.
     assert [r["callback_process_index"] for r in results] == [0, 1]
@@ -102,16 +116,24 @@ def test_two_processes_give_the_single_process_run(reference: Result, tmp_path: 
         assert "global size 6) that splits evenly over the 8 devices" in result["ragged_error"]
 
 
-def test_a_stop_asked_on_one_process_stops_every_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("agreement", ["key-value", "allgather"])
+def test_a_stop_asked_on_one_process_stops_every_process(tmp_path: Path, agreement: str) -> None:
     # Process 1 alone sets stop_training at step 4, the first step of a two-step
-    # chunk: both processes keep step 4 only and close the epoch together.
+    # chunk: both processes keep step 4 only and close the epoch together, whether
+    # they agree through the coordination service or (its fallback) an allgather.
     reference = train(tmp_path / "reference", steps_per_execution=2, stop_process=0, stop_step=4)
     args = ("--mesh", "--steps-per-execution", "2", "--stop-process", "1", "--stop-step", "4")
-    first, second = job(tmp_path / "job", *args, processes=2, devices=4)
+    fallback = ("--allgather-stops",) if agreement == "allgather" else ()
+    first, second = job(tmp_path / "job", *args, *fallback, processes=2, devices=4)
     assert reference["step"] == 5
     assert reference["status"] == "stopped"
     for result in (first, second):
         assert_same_run(result, reference)
+        if fallback:  # one allgather per check: the counting sees them
+            counts = result["allgathers"]
+            assert all(b > a for a, b in itertools.pairwise(counts)), counts
+        else:
+            assert_no_allgather_per_step(result)
     assert (first["stopped_by"], first["stopped_by_processes"]) == ("RemoteStop", [1])
     assert second["stopped_by"] == "Trainer"
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from artifex.generative_models.training._spmd import DataParallel
+from artifex.generative_models.training._stop_agreement import Agreement, stop_agreement
 from artifex.generative_models.training.callbacks.base import (
     TrainingCallback,
     flatten_callbacks,
@@ -34,7 +35,9 @@ class StopArbiter:
     The first callback (in dispatch order) whose ``should_stop`` is ``True`` wins,
     otherwise the trainer if its ``stop_training`` flag is set. In a multi-process job
     every check is agreed across processes (a collective: every process checks at the
-    same points), and a process that did not ask itself gets a [`RemoteStop`][].
+    same points), and a process that did not ask itself gets a [`RemoteStop`][]. The
+    agreement goes through JAX's coordination service, not the devices (see
+    ``_stop_agreement``); it falls back to a ``process_allgather`` without it.
 
     Args:
         trainer: The trainer whose ``stop_training`` flag is honoured.
@@ -43,7 +46,7 @@ class StopArbiter:
         spmd: The mesh placement, or ``None``; only a multi-process one agrees.
     """
 
-    __slots__ = ("_requesters", "_spmd", "_trainer")
+    __slots__ = ("_agree", "_requesters", "_trainer")
 
     def __init__(
         self,
@@ -57,7 +60,9 @@ class StopArbiter:
             for _, callback in flatten_callbacks(callbacks)
             if isinstance(callback, StopRequester)
         )
-        self._spmd = spmd if spmd is not None and spmd.multiprocess else None
+        self._agree: Agreement | None = (
+            stop_agreement(spmd.anyone) if spmd is not None and spmd.multiprocess else None
+        )
 
     def check(self) -> object | None:
         """What asks to stop now: a callback, the trainer, a ``RemoteStop``, or ``None``."""
@@ -69,8 +74,8 @@ class StopArbiter:
         else:
             if self._trainer.stop_training:
                 found = self._trainer
-        if self._spmd is not None:
-            asking = self._spmd.anyone(found is not None)
+        if self._agree is not None:
+            asking = self._agree(found is not None)
             if found is None and asking:
                 return RemoteStop(asking)
         return found
