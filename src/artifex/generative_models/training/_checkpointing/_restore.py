@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING, Any
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing._checksums import (
+    CHECKSUMS_ITEM,
+    ChecksumRestore,
+    verify,
+)
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
@@ -109,7 +114,9 @@ def restore_checkpoint(
 
     Checkpoints of every format in ``READABLE_FORMATS`` restore: format 1 (before
     callback arrays) as a checkpoint without callback arrays, formats 1 and 2
-    (before mid-epoch checkpoints) as epoch-end checkpoints.
+    (before mid-epoch checkpoints) as epoch-end checkpoints. From format 4 on, the
+    restored arrays are verified against the checksums saved with them (formats 1
+    to 3 have none and restore unverified).
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the
@@ -122,7 +129,8 @@ def restore_checkpoint(
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``).
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
             checkpoint has an unknown format or does not fit ``target``, or ``step``
-            contradicts the step directory given.
+            contradicts the step directory given, or a restored array fails its
+            checksum (the error names the step, the item and the entry).
     """
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
     # this package.
@@ -145,8 +153,9 @@ def restore_checkpoint(
         model = target if isinstance(target, nnx.Module) else target.model
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
+    summed = meta.get("checksums") is True  # format 4 on
     layout = trainer.model if trainer is not None else model
-    manager = _open(path, extra_names, arrays=arrays)
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
     try:
         metadata = manager.item_metadata(step)
         abstract, template = _placeholders(
@@ -159,6 +168,8 @@ def restore_checkpoint(
             )
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
+        if summed:
+            items[CHECKSUMS_ITEM] = ChecksumRestore()
         try:
             restored = manager.restore(step, args=ocp.args.Composite(**items))
         except (ValueError, KeyError, TypeError) as error:  # Orbax's own, made specific
@@ -169,6 +180,9 @@ def restore_checkpoint(
             ) from error
     finally:
         manager.close()
+    if summed:
+        trees = {item: restored[item] for item in (STATE_ITEM, ARRAYS_ITEM) if item in items}
+        verify(restored[CHECKSUMS_ITEM], trees, f"checkpoint step {step} in {str(path)!r}")
     state: dict[str, Any] = restored[STATE_ITEM]
     if trainer is not None:
         if isinstance(template, dict):
@@ -194,7 +208,7 @@ def restore_checkpoint(
 
 
 def _open(
-    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False
+    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
 ) -> ocp.CheckpointManager:
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
@@ -202,7 +216,7 @@ def _open(
         options=ocp.CheckpointManagerOptions(
             create=False, enable_async_checkpointing=False, step_name_format=CompleteStepsOnly()
         ),
-        item_handlers=item_handlers(extra, arrays=arrays),
+        item_handlers=item_handlers(extra, arrays=arrays, checksums=checksums),
     )
 
 
