@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import zlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from etils import epath
 from orbax.checkpoint import args as ocp_args
 from orbax.checkpoint import future as ocp_future
 
@@ -38,12 +40,14 @@ __all__ = ["CHECKSUMS_ITEM", "ChecksumHandler", "ChecksumRestore", "ChecksumSave
 CHECKSUMS_ITEM: Final = "checksums"
 """The JSON checkpoint item holding the checksums (format 4 on)."""
 
+_FILENAME: Final = "metadata"  # JsonCheckpointHandler's file name: read back as a JSON item
+
 Sums = dict[str, dict[str, dict[str, Any]]]
 """``{item: {entry: {"crc32": int, "dtype": str, "shape": [int, ...]}}}``."""
 
 
 def _entry_name(path: tuple[Any, ...]) -> str:
-    """The dotted name of a pytree path: ``("model", "hidden", "kernel")`` as ``model.hidden.kernel``."""
+    """The dotted name of a pytree path (``model.hidden.kernel``)."""
     parts: list[str] = []
     for key in path:
         if isinstance(key, jax.tree_util.DictKey | jax.tree_util.FlattenedIndexKey):
@@ -64,7 +68,7 @@ def _whole(leaf: object) -> Any:
     this process holds only a part.
     """
     if isinstance(leaf, jax.Array):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
         if leaf.is_fully_addressable:
             return leaf
@@ -87,7 +91,7 @@ def _leaves(tree: object) -> Iterator[tuple[str, Any]]:
 def _sum(value: np.ndarray) -> dict[str, Any]:
     """The checksum record of one host value."""
     data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)  # 1-d, even for a scalar
-    return {"crc32": zlib.crc32(data), "dtype": str(value.dtype), "shape": list(value.shape)}
+    return {"crc32": zlib.crc32(data.data), "dtype": str(value.dtype), "shape": list(value.shape)}
 
 
 def host_copies(trees: Mapping[str, object]) -> dict[str, dict[str, np.ndarray]]:
@@ -145,9 +149,9 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
     primary host (process 0) does either.
     """
 
-    async def async_save(  # type: ignore[override]  # ChecksumSave, not JsonSaveArgs
+    async def async_save(
         self,
-        directory: epath.Path,
+        directory: os.PathLike[str],
         item: Mapping[str, Any] | None = None,
         args: ChecksumSave | None = None,
     ) -> list[ocp_future.Future] | None:
@@ -167,7 +171,7 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
         copies = host_copies(args.trees)
 
         async def commit() -> None:
-            (directory / self._filename).write_text(json.dumps(checksums(copies)))
+            (Path(directory) / _FILENAME).write_text(json.dumps(checksums(copies)))
 
         return [ocp_future.CommitFutureAwaitingContractedSignals(commit(), name="checksums")]
 

@@ -181,7 +181,7 @@ def restore_checkpoint(
     finally:
         manager.close()
     if summed:
-        trees = {item: restored[item] for item in (STATE_ITEM, ARRAYS_ITEM) if item in items}
+        trees: dict[str, Any] = {k: restored[k] for k in (STATE_ITEM, ARRAYS_ITEM) if k in items}
         verify(restored[CHECKSUMS_ITEM], trees, f"checkpoint step {step} in {str(path)!r}")
     state: dict[str, Any] = restored[STATE_ITEM]
     if trainer is not None:
