@@ -165,7 +165,7 @@ def _format_1_copy(tmp_path: Path) -> Path:
 
 
 def test_a_format_1_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
-    assert CHECKPOINT_FORMAT.endswith("/3")
+    assert CHECKPOINT_FORMAT.endswith("/4")
     directory = _format_1_copy(tmp_path)
     meta = json.loads((directory / "12" / "meta" / "metadata").read_text())
     assert meta["format"] == "artifex-nnx-callbacks/checkpoint/1"

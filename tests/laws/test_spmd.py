@@ -168,3 +168,9 @@ def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path
     }
     for result in resumed:
         assert_same_run(result, last_epoch)
+    # Checksums (format 4): process 0 sums the leaves it holds whole, the replicated
+    # ones; the hidden kernel, split over both processes' devices, has none. The
+    # resume above verified the others on each process.
+    sums = json.loads((Path(checkpoints) / "4" / "checksums" / "metadata").read_text())
+    assert {"step", "model.hidden.bias", "model.out.kernel"} <= sums["state"].keys()
+    assert "model.hidden.kernel" not in sums["state"]

@@ -5,6 +5,7 @@ from typing import Any
 
 from orbax.checkpoint import args as args
 from orbax.checkpoint import checkpoint_managers as checkpoint_managers
+from orbax.checkpoint import future as future
 from orbax.checkpoint import step as step
 from orbax.checkpoint.args import CheckpointArgs
 from orbax.checkpoint.checkpoint_managers import PreservationPolicy

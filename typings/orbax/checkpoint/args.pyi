@@ -1,4 +1,7 @@
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 class CheckpointArgs: ...
 
@@ -19,3 +22,7 @@ class Composite(CheckpointArgs):
     def __getattr__(self, name: str) -> Any: ...
     def __getitem__(self, name: str) -> Any: ...
     def __contains__(self, name: str) -> bool: ...
+
+def register_with_handler(
+    handler_cls: type[Any], for_save: bool = False, for_restore: bool = False
+) -> Callable[[type[_T]], type[_T]]: ...

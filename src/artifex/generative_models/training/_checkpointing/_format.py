@@ -10,12 +10,20 @@ from typing import Any, Final
 
 import orbax.checkpoint as ocp
 
+from artifex.generative_models.training._checkpointing._checksums import (
+    CHECKSUMS_ITEM,
+    ChecksumHandler,
+    ChecksumSave,
+)
+
 __all__ = [
     "ARRAYS_ITEM",
     "CALLBACKS_ITEM",
     "CHECKPOINT_FORMAT",
+    "CHECKSUMS_ITEM",
     "FORMAT_1",
     "FORMAT_2",
+    "FORMAT_3",
     "MARKER_FILE",
     "META_ITEM",
     "READABLE_FORMATS",
@@ -32,19 +40,28 @@ FORMAT_2: Final = "artifex-nnx-callbacks/checkpoint/2"
 """Format 2 adds the optional ``ARRAYS_ITEM`` (the callbacks' array states) and the
 ``meta`` key ``"callback_arrays"`` listing the state keys it holds."""
 
-CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/3"
-"""The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file.
-
-Format 3 adds mid-epoch checkpoints: the ``meta`` key ``"position"`` (how many
+FORMAT_3: Final = "artifex-nnx-callbacks/checkpoint/3"
+"""Format 3 adds mid-epoch checkpoints: the ``meta`` key ``"position"`` (how many
 batches of ``meta["epoch"]``, the epoch in progress, had run; ``None`` for a
 checkpoint taken at an epoch end) and, in a mid-epoch checkpoint's ``state``, the
 entry ``"epoch_progress"`` (``{"batches", "sums"}``: the epoch's running metric
 sums). An epoch-end checkpoint is otherwise laid out as in format 2.
 """
 
-READABLE_FORMATS: Final = frozenset({FORMAT_1, FORMAT_2, CHECKPOINT_FORMAT})
+CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/4"
+"""The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file.
+
+Format 4 adds checksums: the JSON item ``CHECKSUMS_ITEM`` holds the CRC-32 (with
+dtype and shape) of every leaf of the ``state`` and ``callback_arrays`` items, by
+item and dotted entry path, written in the same atomic save, and the ``meta`` key
+``"checksums"`` (``true``) says it is there; ``restore_checkpoint`` verifies them
+(see ``_checksums``). Otherwise laid out as format 3.
+"""
+
+READABLE_FORMATS: Final = frozenset({FORMAT_1, FORMAT_2, FORMAT_3, CHECKPOINT_FORMAT})
 """The formats that ``restore_checkpoint`` reads: format 1 as having no callback arrays,
-formats 1 and 2 as epoch-end checkpoints (no ``position``)."""
+formats 1 and 2 as epoch-end checkpoints (no ``position``), formats 1 to 3 without
+checksums (unverified)."""
 
 MARKER_FILE: Final = "artifex_checkpoints.json"
 """The file that marks a directory as written by ``ModelCheckpoint``."""
@@ -65,22 +82,23 @@ A pytree ``{state_key: array_state()}`` of the ``ArrayStatefulCallback`` instanc
 ``array_state()`` was not ``None``; absent when there is none (and in format 1).
 """
 
-RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM})
+RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS_ITEM})
 """The item names that further JSON items may not use."""
 
 
 def item_handlers(
-    extra: tuple[str, ...] = (), *, arrays: bool = False
+    extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
 ) -> dict[str, ocp.CheckpointHandler]:
     """The Orbax handlers of a checkpoint's items.
 
     Args:
         extra: The names of the further JSON items (``meta["items"]``).
         arrays: Whether the checkpoint has the ``ARRAYS_ITEM``.
+        checksums: Whether it has the ``CHECKSUMS_ITEM`` (``meta["checksums"]``).
 
     Returns:
-        A handler for ``state``, ``meta``, the callback arrays (if ``arrays``) and each
-        of ``extra``, by item name.
+        A handler for ``state``, ``meta``, the callback arrays (if ``arrays``), the
+        checksums (if ``checksums``) and each of ``extra``, by item name.
     """
     handlers: dict[str, ocp.CheckpointHandler] = {
         STATE_ITEM: ocp.StandardCheckpointHandler(),
@@ -88,6 +106,8 @@ def item_handlers(
     }
     if arrays:
         handlers[ARRAYS_ITEM] = ocp.StandardCheckpointHandler()
+    if checksums:
+        handlers[CHECKSUMS_ITEM] = ChecksumHandler()
     for name in extra:
         handlers[name] = ocp.JsonCheckpointHandler()
     return handlers
@@ -98,25 +118,34 @@ def save_args(
     meta: Mapping[str, Any],
     extra: Mapping[str, Any],
     arrays: Mapping[str, Any] | None = None,
+    *,
+    checksums: bool = True,
 ) -> ocp.args.Composite:
     """The Orbax save arguments of one checkpoint (all its items, saved atomically).
 
     Args:
         state: The training-state pytree, as saved (pure dicts, see ``to_savable``).
-        meta: The ``meta`` item.
+        meta: The ``meta`` item; saved with the key ``"checksums"`` set to ``checksums``.
         extra: The further JSON items, by name (none of ``RESERVED_ITEMS``).
         arrays: The callbacks' array states by ``state_key`` (pure pytrees), saved
             as the ``ARRAYS_ITEM``; nothing is saved for ``None`` or ``{}``.
+        checksums: Whether to save the ``CHECKSUMS_ITEM`` of ``state`` and ``arrays``
+            (off only to measure its cost, in ``benchmarks/bench_checksums.py``).
 
     Returns:
-        The composite of the ``state``, ``meta``, callback-array and further items.
+        The composite of the ``state``, ``meta``, callback-array, checksums and
+        further items.
     """
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
-        META_ITEM: ocp.args.JsonSave(meta),
+        META_ITEM: ocp.args.JsonSave({**meta, "checksums": checksums}),
     }
+    trees: dict[str, object] = {STATE_ITEM: state}
     if arrays:
-        args[ARRAYS_ITEM] = ocp.args.StandardSave(dict(arrays))
+        trees[ARRAYS_ITEM] = dict(arrays)
+        args[ARRAYS_ITEM] = ocp.args.StandardSave(trees[ARRAYS_ITEM])
+    if checksums:
+        args[CHECKSUMS_ITEM] = ChecksumSave(trees)
     for name, value in extra.items():
         args[name] = ocp.args.JsonSave(value)
     return ocp.args.Composite(**args)

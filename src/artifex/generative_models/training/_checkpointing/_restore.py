@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING, Any
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing._checksums import (
+    CHECKSUMS_ITEM,
+    ChecksumRestore,
+    verify,
+)
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
@@ -123,7 +128,9 @@ def restore_checkpoint(
 
     Checkpoints of every format in ``READABLE_FORMATS`` restore: format 1 (before
     callback arrays) as a checkpoint without callback arrays, formats 1 and 2
-    (before mid-epoch checkpoints) as epoch-end checkpoints.
+    (before mid-epoch checkpoints) as epoch-end checkpoints. From format 4 on, the
+    restored arrays are verified against the checksums saved with them (formats 1
+    to 3 have none and restore unverified).
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the
@@ -137,9 +144,10 @@ def restore_checkpoint(
             incomplete step directory there is named, with what it lacks.
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
             checkpoint has an unknown format, is damaged (a truncated file: the message
-            names the step, the item and, where it can, the entry) or does not fit
-            ``target`` (an array of another shape: named with both shapes), or ``step``
-            contradicts the step directory given.
+            names the step, the item and, where it can, the entry; or a restored array
+            fails its checksum: named the same way) or does not fit ``target`` (an array
+            of another shape: named with both shapes), or ``step`` contradicts the step
+            directory given.
     """
     # Imported here: the callbacks package imports ModelCheckpoint, which is built on
     # this package.
@@ -162,8 +170,9 @@ def restore_checkpoint(
         model = target if isinstance(target, nnx.Module) else target.model
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
+    summed = meta.get("checksums") is True  # format 4 on
     layout = trainer.model if trainer is not None else model
-    manager = _open(path, extra_names, arrays=arrays)
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
     where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
     try:
         metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
@@ -177,12 +186,17 @@ def restore_checkpoint(
             )
         for name in extra_names:
             items[name] = ocp.args.JsonRestore()
+        if summed:
+            items[CHECKSUMS_ITEM] = ChecksumRestore()
         into = "" if target is None else f" into a {type(target).__qualname__}"
         restored = read_or_explain(
             where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
         )
     finally:
         manager.close()
+    if summed:
+        trees: dict[str, Any] = {k: restored[k] for k in (STATE_ITEM, ARRAYS_ITEM) if k in items}
+        verify(restored[CHECKSUMS_ITEM], trees, where)
     state: dict[str, Any] = restored[STATE_ITEM]
     if trainer is not None:
         if isinstance(template, dict):
@@ -211,7 +225,7 @@ def restore_checkpoint(
 
 
 def _open(
-    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False
+    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
 ) -> ocp.CheckpointManager:
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
@@ -219,7 +233,7 @@ def _open(
         options=ocp.CheckpointManagerOptions(
             create=False, enable_async_checkpointing=False, step_name_format=CompleteStepsOnly()
         ),
-        item_handlers=item_handlers(extra, arrays=arrays),
+        item_handlers=item_handlers(extra, arrays=arrays, checksums=checksums),
     )
 
 

@@ -13,6 +13,7 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
         metrics/                   # Orbax's own: {monitor: score}, when monitor is set
         callbacks/                 # JSON: {state_key: state} of the stateful callbacks
         callback_arrays/           # Orbax pytree: {state_key: array_state()}, if any
+        checksums/                 # JSON: CRC-32, dtype, shape of each state/array leaf
         <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
 
 ``state`` is ``trainer.state_dict()`` when the trainer is a
@@ -26,10 +27,9 @@ Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
 that exposes its callbacks (a ``CallbackHost``), by ``state_key``, taken with the
 model state (put ``ModelCheckpoint`` last). ``callback_arrays`` (format 2 on) holds the
 ``array_state()`` of every ``ArrayStatefulCallback`` that has one, in the same atomic
-save. Format 3 adds mid-epoch checkpoints (``every_n_steps``): ``meta["position"]``
-is how many batches of ``meta["epoch"]`` (the epoch in progress) had run, ``None`` at
-an epoch end, and ``state["epoch_progress"]`` the epoch's running sums. Formats 1 and
-2 still restore.
+save. Format 3 adds mid-epoch checkpoints (``meta["position"]``, the batches of
+``meta["epoch"]`` run, ``None`` at an epoch end; ``state["epoch_progress"]``), format 4
+``checksums``, verified on restore. Formats 1 to 3 still restore (unverified).
 """
 
 from __future__ import annotations
