@@ -27,7 +27,12 @@ from artifex.generative_models.training._checkpointing._format import (
     STATE_ITEM,
 )
 
-__all__ = ["CompleteStepsOnly", "is_complete_step", "tidy_step_directories"]
+__all__ = [
+    "CompleteStepsOnly",
+    "is_complete_step",
+    "latest_complete_step",
+    "tidy_step_directories",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +84,23 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
         if not is_complete_step(Path(metadata.path)):
             raise ValueError(f"step {step} in {str(base_path)!r} is not a complete checkpoint")
         return metadata
+
+
+def latest_complete_step(directory: Path) -> int | None:
+    """The latest step of ``directory`` that is a complete checkpoint (reads only).
+
+    The step the writing manager's ``latest_step()`` gives once it has opened the
+    directory (``tidy_step_directories`` removes incomplete steps only).
+
+    Args:
+        directory: A checkpoint directory; it need not exist.
+
+    Returns:
+        The step, or ``None`` if there is none (or no such directory).
+    """
+    if not directory.is_dir():
+        return None
+    return max((int(found.step) for found in CompleteStepsOnly().find_all(directory)), default=None)
 
 
 def tidy_step_directories(directory: Path) -> None:

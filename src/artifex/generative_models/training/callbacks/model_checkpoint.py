@@ -43,7 +43,10 @@ from artifex.generative_models.training._checkpointing._agreement import (
     SavePlan,
     agree_on_save_plan,
 )
-from artifex.generative_models.training._checkpointing._directory import prepare_directory
+from artifex.generative_models.training._checkpointing._directory import (
+    check_directory,
+    prepare_directory,
+)
 from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
     RESERVED_ITEMS,
@@ -54,7 +57,12 @@ from artifex.generative_models.training._checkpointing._restore import (
     RestoredCheckpoint,
     restore_checkpoint,
 )
-from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
+from artifex.generative_models.training._checkpointing._retention import (
+    preservation_policy,
+    rank,
+    saved_scores,
+)
+from artifex.generative_models.training._checkpointing._step_dirs import latest_complete_step
 from artifex.generative_models.training._checks import resolve_config
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
@@ -108,7 +116,8 @@ class ModelCheckpoint(BaseCallback):
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
     waits for them. A directory this callback did not create is never written into
-    (``FileExistsError`` at ``on_train_begin``).
+    (``FileExistsError`` at [`preflight`][], or at ``on_train_begin`` for a trainer that
+    does not call it).
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
@@ -224,8 +233,32 @@ class ModelCheckpoint(BaseCallback):
 
     # ------------------------------------------------------------------- set-up
 
-    def _setup(self, trainer: TrainerLike) -> None:
+    def _refusals(self, trainer: TrainerLike) -> Path:
+        """Raise if this run must be refused; read only. Return the resolved directory.
+
+        The one home of the checks that refuse a run, run by [`preflight`][] and again
+        by every set-up (they are idempotent and create nothing).
+
+        Raises:
+            FileExistsError: If ``dirpath`` is a file, is not ours and not empty, or holds
+                checkpoints of later steps than the trainer's.
+            OSError: If the directory cannot be read.
+        """
         directory = Path(self.config.dirpath).resolve()
+        check_directory(directory)
+        if preservation_policy(self.config) is not None:  # else nothing is ever saved
+            latest = latest_complete_step(directory)
+            current = self._current_step(trainer)
+            if latest is not None and latest > current:
+                raise FileExistsError(
+                    f"checkpoint dirpath {str(directory)!r} holds checkpoints up to step "
+                    f"{latest}, beyond this run's step {current}: new checkpoints would be "
+                    "silently skipped. Resume from it, or choose another dirpath."
+                )
+        return directory
+
+    def _setup(self, trainer: TrainerLike) -> None:
+        directory = self._refusals(trainer)
         prepare_directory(directory)
         if self._manager is not None and directory != self._directory:
             self._manager.close()
@@ -235,15 +268,6 @@ class ModelCheckpoint(BaseCallback):
             self._manager = open_manager(directory, self.config)
             if self._manager is not None:
                 self._scores.update(saved_scores(self._manager, self.config.monitor))
-        if self._manager is not None:
-            latest = self._manager.latest_step()
-            current = self._current_step(trainer)
-            if latest is not None and latest > current:
-                raise FileExistsError(
-                    f"checkpoint dirpath {str(directory)!r} holds checkpoints up to step "
-                    f"{latest}, beyond this run's step {current}: new checkpoints would be "
-                    "silently skipped. Resume from it, or choose another dirpath."
-                )
 
     def _current_step(self, trainer: TrainerLike) -> int:
         if isinstance(trainer, TrainerState):
@@ -252,8 +276,26 @@ class ModelCheckpoint(BaseCallback):
 
     # -------------------------------------------------------------------- hooks
 
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if ``on_train_begin`` would, creating nothing.
+
+        See [`PreflightCallback`][]. A collective in a multi-process job (every process must call it), like
+        ``on_train_begin``.
+
+        Args:
+            trainer: The trainer about to run (its resumed step restored).
+
+        Raises:
+            FileExistsError: If ``dirpath`` is a file, is not ours and not empty, or holds
+                checkpoints of later steps than the trainer's.
+            OSError: If the directory cannot be read.
+        """
+        self._refusals(trainer)
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Create (or check and reuse) the checkpoint directory and its Orbax manager.
+
+        Runs the checks of [`preflight`][] first, for trainers that do not call it.
 
         Raises:
             FileExistsError: If ``dirpath`` is not ours and not empty, or holds later steps.
