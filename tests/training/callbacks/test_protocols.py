@@ -110,7 +110,9 @@ def test_preflight_callbacks_are_recognised_and_checking_creates_nothing(tmp_pat
 def test_preflight_walks_nested_lists_in_dispatch_order_and_stops_at_a_refusal() -> None:
     log: list[str] = []
     inner = CallbackList([_Checks("c", log, refuse=True), _Checks("d", log)])
-    cbs = CallbackList([_Checks("a", log), BaseCallback(), CallbackList([_Checks("b", log), inner])])
+    cbs = CallbackList(
+        [_Checks("a", log), BaseCallback(), CallbackList([_Checks("b", log), inner])]
+    )
     with pytest.raises(ValueError, match="c refuses") as caught:
         preflight(ModelOnlyTrainer(), cbs)
     assert caught.value.__notes__ == ["raised by callback #2.1.0 (_Checks) in preflight"]

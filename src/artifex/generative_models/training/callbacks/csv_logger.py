@@ -148,8 +148,7 @@ class CSVLogger(BaseCallback):
         path = Path(self.config.filename).resolve()
         if path.is_dir():
             raise IsADirectoryError(
-                f"CSVLogger filename {str(path)!r} is a directory; expected a file "
-                "(or no file yet)"
+                f"CSVLogger filename {str(path)!r} is a directory; expected a file path"
             )
         folder = next(parent for parent in path.parents if parent.exists())
         if not folder.is_dir():

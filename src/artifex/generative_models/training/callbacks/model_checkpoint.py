@@ -279,8 +279,8 @@ class ModelCheckpoint(BaseCallback):
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would, creating nothing.
 
-        See [`PreflightCallback`][]. A collective in a multi-process job (every process must call it), like
-        ``on_train_begin``.
+        See [`PreflightCallback`][]. A collective in a multi-process job (every process
+        must call it), like ``on_train_begin``.
 
         Args:
             trainer: The trainer about to run (its resumed step restored).
