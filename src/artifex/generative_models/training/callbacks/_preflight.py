@@ -2,7 +2,7 @@
 
 A trainer calls ``preflight`` once per ``fit``, after restoring a ``resume_from``
 checkpoint and before ``on_train_begin``. It calls ``preflight(trainer)`` of each
-callback that has one (a [`PreflightCallback`][]), nested lists included, in dispatch
+callback that has one (a ``PreflightCallback``), nested lists included, in dispatch
 order, and on a process other than 0 skips the callbacks declaring
 ``process_scope = "main"`` (as dispatch does).
 The first exception propagates, with a PEP 678 note naming the callback, and the later

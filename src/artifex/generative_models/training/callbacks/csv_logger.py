@@ -223,7 +223,9 @@ class CSVLogger(BaseCallback):
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would, touching no file.
 
-        See [`PreflightCallback`][]: a trainer that calls it refuses the run before any
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback]:
+        a trainer that calls it refuses the run before any
         callback has moved rows aside or truncated a file.
 
         Args:

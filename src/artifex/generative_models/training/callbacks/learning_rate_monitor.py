@@ -77,7 +77,10 @@ class LearningRateMonitor(BaseCallback):
         return f"LearningRateMonitor({self.config!r})"
 
     def preflight(self, trainer: TrainerLike, /) -> None:
-        """Refuse the run now if ``on_train_begin`` would (see [`PreflightCallback`][]).
+        """Refuse the run now if ``on_train_begin`` would.
+
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback].
 
         Args:
             trainer: The trainer about to run.

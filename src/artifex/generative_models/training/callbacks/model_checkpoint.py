@@ -279,7 +279,9 @@ class ModelCheckpoint(BaseCallback):
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would, creating nothing.
 
-        See [`PreflightCallback`][]. A collective in a multi-process job (every process
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback].
+        A collective in a multi-process job (every process
         must call it), like ``on_train_begin``.
 
         Args:
