@@ -345,3 +345,55 @@ def test_failure_at_each_batch_then_fit_again(chunk: int, hook: str) -> None:
             fail=(hook, occurrence), interrupt=occurrence == 3,  # type: ignore[arg-type]  # a TrainerHook
         )  # fmt: skip
         run_scenario(TrainerScenario(batches=3, chunk=chunk, fits=(failing, clean)))
+
+
+class Refused(Exception):
+    pass
+
+
+class Preflighted(BaseCallback):
+    """Logs its preflight and the hooks around it into a shared list; may refuse."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]], *, refuse: bool = False) -> None:
+        self.name, self.log, self.refuse = name, log, refuse
+
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        self.log.append(("preflight", self.name))
+        if self.refuse:
+            raise Refused(self.name)
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        self.log.append(("on_train_begin", self.name))
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        self.log.append(("on_train_end", self.name))
+
+
+def test_preflight_reaches_nested_callbacks_once_per_fit_before_on_train_begin() -> None:
+    log: list[tuple[str, str]] = []
+    nested = CallbackList([Preflighted("b", log), CallbackList([Preflighted("c", log)])])
+    trainer = Trainer(
+        nnx.Linear(2, 1, rngs=nnx.Rngs(0)),
+        optax.sgd(0.1),
+        mse,
+        callbacks=[Preflighted("a", log), nested, BaseCallback()],
+    )
+    for _ in range(2):
+        trainer.fit(batches(2), epochs=1)
+    one_fit = [(hook, name) for hook in ("preflight", "on_train_begin", "on_train_end")
+               for name in "abc"]  # fmt: skip
+    assert log == one_fit + one_fit
+
+
+def test_a_preflight_refusal_raises_before_any_hook_and_tears_nothing_down() -> None:
+    log: list[tuple[str, str]] = []
+    recorder = Recorder()
+    callbacks = [recorder, Preflighted("a", log), Preflighted("b", log, refuse=True)]
+    callbacks.append(Preflighted("c", log))
+    trainer = Trainer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1), mse, callbacks=callbacks)
+    with pytest.raises(Refused) as caught:
+        trainer.fit(batches(2), epochs=1)
+    assert "raised by callback #2 (Preflighted) in preflight" in caught.value.__notes__
+    assert log == [("preflight", "a"), ("preflight", "b")]  # c is not asked
+    assert recorder.events == []  # no on_train_begin, no teardown
+    assert (trainer.status, trainer.error, trainer.step, trainer.epoch) == ("completed", None, 0, 0)

@@ -22,12 +22,14 @@ from artifex.generative_models.training.callbacks import (
     HookName,
     HyperparameterTrainer,
     LambdaCallback,
+    ModelCheckpoint,
     ProcessScope,
     ReduceLROnPlateau,
     StatefulCallback,
     TrainerLike,
     TrainingCallback,
 )
+from artifex.generative_models.training.callbacks.protocols import PreflightCallback
 from tests.typing.cases import (
     AttributeTrainer,
     MissingHookCallback,
@@ -118,6 +120,14 @@ def learning_rate_control(trainer: AttributeTrainer) -> None:
     del reducer
     tunable: HyperparameterTrainer = trainer  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no hyperparameters
     del tunable
+
+
+def preflights(trainer: TrainerLike) -> None:
+    checks: list[PreflightCallback] = [ModelCheckpoint(), CSVLogger(), ReduceLROnPlateau()]
+    checks[0].preflight(trainer)
+    checks[0].preflight(trainer=trainer)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
+    plain: PreflightCallback = BaseCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no preflight
+    del plain
 
 
 # ------------------------------------------------- what pyright users hit and mypy users do not

@@ -3,9 +3,21 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import optax
 import pytest
+from flax import nnx
 
-from artifex.generative_models.training.callbacks import CSVLogger, CSVLoggerConfig
+from artifex.generative_models.training import Trainer
+from artifex.generative_models.training.callbacks import (
+    CheckpointConfig,
+    CSVLogger,
+    CSVLoggerConfig,
+    LambdaCallback,
+    ModelCheckpoint,
+    TrainingCallback,
+)
 from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
@@ -125,3 +137,52 @@ def test_formula_like_names_are_escaped_and_numbers_never(tmp_path: Path) -> Non
     aside = path.with_name("train.csv.superseded-1")
     assert _header(aside) == header
     assert [row["'-m"] for row in _rows(aside)] == ["-2.5"]
+
+
+Batch = tuple[jax.Array, jax.Array]
+
+
+def _mse(model: nnx.Linear, batch: Batch) -> jax.Array:
+    x, y = batch
+    return jnp.mean((model(x) - y) ** 2)
+
+
+_BATCHES: list[Batch] = [(jnp.full((2, 2), i, jnp.float32), jnp.ones((2, 1))) for i in range(2)]
+
+
+def _trainer(*callbacks: TrainingCallback) -> Trainer[nnx.Linear]:
+    return Trainer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.01), _mse, callbacks=callbacks)
+
+
+def test_a_refused_resume_leaves_the_log_untouched_and_a_later_resume_no_hole(
+    tmp_path: Path,
+) -> None:
+    log, ck = tmp_path / "log.csv", tmp_path / "ck"
+
+    def callbacks() -> tuple[CSVLogger, ModelCheckpoint]:
+        return CSVLogger(filename=log), ModelCheckpoint(CheckpointConfig(dirpath=ck))
+
+    _trainer(*callbacks()).fit(_BATCHES, epochs=3)  # checkpoints at steps 2, 4 and 6
+    before = log.read_bytes()
+    with pytest.raises(FileExistsError, match="up to step 6, beyond this run's step 2"):
+        _trainer(*callbacks()).fit(_BATCHES, epochs=1, resume_from=ck / "2")
+    assert log.read_bytes() == before  # ModelCheckpoint refused before CSVLogger moved rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "log.csv"]  # no .superseded-*
+    _trainer(*callbacks()).fit(_BATCHES, epochs=1, resume_from=ck)
+    assert [row["epoch"] for row in _rows(log)] == ["0", "1", "2", "3"]
+
+
+def test_a_log_path_that_is_a_directory_refuses_the_run_before_any_begin(tmp_path: Path) -> None:
+    touched = tmp_path / "touched"
+    earlier = LambdaCallback(on_train_begin=lambda trainer: touched.write_text("begun"))
+    (tmp_path / "log.csv").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"CSVLogger filename .*log\.csv.* is a directory"):
+        _trainer(earlier, CSVLogger(filename=tmp_path / "log.csv")).fit(_BATCHES, epochs=1)
+    assert not touched.exists()
+    (tmp_path / "file").write_text("x")
+    below = CSVLogger(filename=tmp_path / "file" / "sub" / "log.csv")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        below.preflight(ModelOnlyTrainer())
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        below.on_train_begin(ModelOnlyTrainer())  # the same checks, for trainers without preflight
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "log.csv"]

@@ -18,6 +18,7 @@ from artifex.generative_models.training.callbacks import (
     EarlyStopping,
     EarlyStoppingConfig,
     History,
+    LambdaCallback,
     MissingMetricWarning,
     ModelCheckpoint,
     restore_checkpoint,
@@ -435,3 +436,40 @@ def test_json_items_may_not_use_the_callback_arrays_name(tmp_path: Path) -> None
     cb = Clashing(CheckpointConfig(dirpath=tmp_path / "ck"))
     with pytest.raises(ValueError, match="callback_arrays"):
         drive(ModelOnlyTrainer(), [cb], [[1.0]])
+
+
+def test_preflight_refuses_as_on_train_begin_would_and_creates_nothing(tmp_path: Path) -> None:
+    fresh = tmp_path / "new" / "ck"
+    ModelCheckpoint(CheckpointConfig(dirpath=fresh)).preflight(FullTrainer())
+    assert not (tmp_path / "new").exists()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="not created by ModelCheckpoint"):
+        ModelCheckpoint(CheckpointConfig(dirpath=foreign)).preflight(FullTrainer())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "file")).preflight(FullTrainer())
+    ours = tmp_path / "ck"
+    _train(FullTrainer(), ModelCheckpoint(CheckpointConfig(dirpath=ours)), [1.0, 1.0])
+    before = sorted(str(p.relative_to(ours)) for p in ours.rglob("*"))
+    with pytest.raises(FileExistsError, match="up to step 4, beyond this run's step 0"):
+        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(FullTrainer())
+    (ours / "3").mkdir()  # an emptied step directory: set-up would remove it, preflight not
+    with pytest.raises(FileExistsError, match="up to step 4"):
+        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(FullTrainer())
+    assert sorted(str(p.relative_to(ours)) for p in ours.rglob("*")) == sorted([*before, "3"])
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+
+def test_a_trainer_that_skips_preflight_is_still_refused_at_on_train_begin(
+    tmp_path: Path,
+) -> None:
+    ours = tmp_path / "ck"
+    _train(FullTrainer(), ModelCheckpoint(CheckpointConfig(dirpath=ours)), [1.0, 1.0])
+    log: list[str] = []
+    earlier = LambdaCallback(on_train_begin=lambda trainer: log.append("on_train_begin"))
+    cbs = CallbackList([earlier, ModelCheckpoint(CheckpointConfig(dirpath=ours))])
+    with pytest.raises(FileExistsError, match="up to step 4"):
+        cbs.on_train_begin(FullTrainer())  # a custom loop that never calls preflight
+    assert log == ["on_train_begin"]  # the earlier callback's begin already ran

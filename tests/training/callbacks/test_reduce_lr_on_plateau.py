@@ -220,6 +220,21 @@ def test_the_trainer_refuses_a_schedule_and_bad_values() -> None:
         plain.set_hyperparameter("learning_rate", "0.1")  # type: ignore[arg-type]  # on purpose
 
 
+def test_the_learning_rate_callbacks_refuse_before_any_callback_begins(tmp_path: Path) -> None:
+    touched = tmp_path / "touched"
+    earlier = LambdaCallback(on_train_begin=lambda t: touched.write_text("begun"))
+    schedule = optax.inject_hyperparams(optax.sgd)(learning_rate=optax.linear_schedule(0.1, 0, 9))
+    scheduled = Trainer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), schedule, _loss, callbacks=[earlier])
+    scheduled.callbacks.append(_reducer())
+    with pytest.raises(ValueError, match="'learning_rate': it is a schedule"):
+        scheduled.fit(_batches(), epochs=1)
+    plain = Trainer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1), _loss, callbacks=[earlier])
+    plain.callbacks.append(LearningRateMonitor())
+    with pytest.raises(ValueError, match="LearningRateMonitor"):
+        plain.fit(_batches(), epochs=1)
+    assert not touched.exists()  # refused in preflight, before the earlier on_train_begin
+
+
 def test_resume_is_exact(tmp_path: Path) -> None:
     def run(epochs: int, *, resume: bool) -> tuple[Trainer[nnx.Linear], list[dict[str, float]]]:
         reducer = ReduceLROnPlateau(ReduceLROnPlateauConfig(monitor="loss", patience=1))

@@ -308,3 +308,21 @@ def test_a_preempted_run_may_end_after_a_later_batch_with_status_preempted() -> 
     assert "trainer.status must be 'preempted'" in found.expected
     with pytest.raises(ValueError, match="preempt"):
         FitPlan(epochs=1, preempt=Trigger(hook="on_batch_begin", occurrence=0))
+
+
+def test_a_preflight_pass_is_optional_once_per_fit_before_on_train_begin() -> None:
+    plans = [FitPlan(epochs=1), FitPlan(epochs=1)]
+    events = ideal_record(plans, 2)
+    preflight = Event(hook="preflight")
+    second = [i for i, event in enumerate(events) if event.hook == "on_train_begin"][1]
+    with_preflight = [preflight, *events[:second], preflight, *events[second:]]
+    assert check_events(with_preflight, plans) == []
+    assert check_events([preflight, *events], plans) == []  # a trainer may call it or not
+    twice = _only_error([preflight, preflight, *events], plans)
+    assert twice.index == 1
+    assert "preflight pass comes once per fit, before on_train_begin" in twice.expected
+    late = _only_error([events[0], preflight, *events[1:]], plans)
+    assert late.index == 1
+    assert "preflight pass comes once per fit, before on_train_begin" in late.expected
+    trailing = _only_error([*events, preflight], plans)
+    assert "nothing may follow the on_train_end" in trailing.expected

@@ -89,3 +89,17 @@ def test_chunked_steps_stay_contiguous_after_a_failure() -> None:
     harness.fit(trainer, 1)
     found = check_events(recorder.events, plans)
     assert found == [], "\n".join(map(str, found))
+
+
+def test_the_recorder_sees_the_reference_trainers_preflight_once_before_each_begin() -> None:
+    harness, recorder = ReferenceHarness(), EventRecorder()
+    trainer = harness.build([recorder])
+    harness.fit(trainer, 1)
+    harness.fit(trainer, 0)
+    hooks = [event.hook for event in recorder.events]
+    assert [hook for hook in hooks if hook in ("preflight", "on_train_begin")] == [
+        "preflight",
+        "on_train_begin",
+    ] * 2
+    assert hooks[0] == "preflight"
+    assert check_events(recorder.events, [FitPlan(epochs=1), FitPlan(epochs=0)]) == []

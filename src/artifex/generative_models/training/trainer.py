@@ -67,6 +67,7 @@ from artifex.generative_models.training._steps import (
     eval_attributes,
 )
 from artifex.generative_models.training._stopping import RemoteStop, StopArbiter
+from artifex.generative_models.training.callbacks._preflight import preflight
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import (
     CallbackList,
@@ -106,7 +107,7 @@ class Trainer(InjectedHyperparams[M]):
     The optimizer's ``optax.inject_hyperparams`` values can be read and set between
     steps ([`HyperparameterTrainer`][], from ``InjectedHyperparams``).
 
-    Lifecycle (see the README for the full contract): ``on_train_begin``; per epoch
+    Lifecycle (the README has the contract): ``preflight``, ``on_train_begin``; per epoch
     ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
     (``logs`` hold device scalars), then, when ``val_data`` is given and no stop was
     requested, one validation pair, then ``on_epoch_end(e, logs)`` (Python floats);
@@ -380,7 +381,8 @@ class Trainer(InjectedHyperparams[M]):
                 output (see the class docs), two callbacks sharing a ``state_key``,
                 a checkpoint that does not fit, or data without state for a mid-epoch
                 resume. Exceptions from the step, the data or a callback propagate
-                unchanged after ``on_train_end``.
+                unchanged after ``on_train_end``; a callback's ``preflight`` refusal
+                before ``on_train_begin``, and no callback sees ``on_train_end``.
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
             Preempted: After a preemption notice, once the checkpoint is saved and
                 ``on_train_end`` ran (``status == "preempted"``).
@@ -397,6 +399,7 @@ class Trainer(InjectedHyperparams[M]):
             self.resume(resume_from)
         source: object = train_data
         check_resumable(self._resume_at, source, self._progress.epoch)
+        preflight(self, self.callbacks)  # a refusal: raised before any callback wrote a file
         if self._pending_data_state is not None and isinstance(source, StatefulData):
             source.load_state_dict(self._pending_data_state)
             self._pending_data_state = None

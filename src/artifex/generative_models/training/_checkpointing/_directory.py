@@ -3,8 +3,10 @@
 A directory belongs to ``ModelCheckpoint`` when it holds ``MARKER_FILE``; one
 that does not, and is not empty, is never written into. The marker names the run
 the directory holds (``"run"``, a run id); a run that does not continue it is
-refused (see ``_runs``). While a run writes the directory it holds its lock (see
-``_lock``).
+refused (see ``_runs``), and so is one holding later steps than the run's (Orbax
+would skip its saves). While a run writes the directory it holds its lock (see
+``_lock``). ``check_directory`` finds every refusal that ``prepare_directory`` raises,
+reading only, so that a run is refused before anything is written (a preflight).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -27,13 +30,14 @@ from artifex.generative_models.training._checkpointing._lock import (
     DirectoryLock,
     LockHeld,
     acquire_lock,
+    check_lock,
     is_lock_litter,
 )
 from artifex.generative_models.training._checkpointing._runs import RunClaim, new_run_id
 from artifex.generative_models.training._checkpointing._step_dirs import is_complete_step
 from artifex.generative_models.training._spmd import allgather_bytes
 
-__all__ = ["PreparedDirectory", "is_checkpoint_directory", "prepare_directory"]
+__all__ = ["PreparedDirectory", "check_directory", "is_checkpoint_directory", "prepare_directory"]
 
 _log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ _DIRECTORY_FOREIGN: Final = 2
 _DIRECTORY_OS_ERROR: Final = 3
 _DIRECTORY_OTHER_RUN: Final = 4
 _DIRECTORY_LOCKED: Final = 5
+_DIRECTORY_LATER_STEPS: Final = 6
 
 _PAYLOAD: Final = 4096
 """The bytes process 0 sends: its verdict, then the run id or the refusal, as JSON."""
@@ -82,7 +87,7 @@ def _write_marker(path: Path, marker: dict[str, Any]) -> None:
     partial.replace(path / MARKER_FILE)
 
 
-def _read_marker(path: Path) -> dict[str, Any] | None:
+def _read_marker(path: Path, *, warn: bool) -> dict[str, Any] | None:
     """The marker's content: ``None`` without a marker, ``{}`` for an unreadable one."""
     marker = path / MARKER_FILE
     if not marker.is_file():
@@ -90,7 +95,8 @@ def _read_marker(path: Path) -> dict[str, Any] | None:
     try:
         found: object = json.loads(marker.read_text())
     except ValueError:
-        _log.warning("the checkpoint marker %s is unreadable; it is rewritten", marker)
+        if warn:
+            _log.warning("the checkpoint marker %s is unreadable; it is rewritten", marker)
         return {}
     return found if isinstance(found, dict) else {}
 
@@ -103,21 +109,44 @@ def _checkpoint_steps(path: Path) -> list[int]:
     ]
 
 
-def _own(path: Path, claim: RunClaim | None, step: int | None) -> tuple[int, str]:
-    """Make the marked (or new) ``path`` this run's; return ``(code, run id or refusal)``.
+def _shape(path: Path) -> int:
+    """``_DIRECTORY_IS_FILE``, ``_DIRECTORY_FOREIGN`` (not ours, not empty) or ``_DIRECTORY_OK``."""
+    if path.exists():
+        if not path.is_dir():
+            return _DIRECTORY_IS_FILE
+        if not is_checkpoint_directory(path) and any(
+            not is_lock_litter(child.name) for child in path.iterdir()
+        ):
+            return _DIRECTORY_FOREIGN
+    return _DIRECTORY_OK
 
-    A new directory, one marked before run ids (formats 1 to 3: adopted, since its
-    checkpoints name no run), and one holding no checkpoint get this run's id. One
-    holding another run's checkpoints is refused unless ``claim`` continues that run.
-    A directory holding steps after ``step`` is not adopted (the caller refuses it).
+
+def _locked(path: Path, busy: LockHeld) -> str:
+    return (
+        f"checkpoint dirpath {str(path)!r} is being written by another run: "
+        f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
+        "end or choose another dirpath; if that run is no longer running (on "
+        "another host, which cannot be checked from here), delete the lock file."
+    )
+
+
+def _run_verdict(
+    path: Path, marker: dict[str, Any] | None, claim: RunClaim | None, step: int | None
+) -> tuple[int, str]:
+    """Judge the marked (or new) ``path``'s run and steps; read only.
+
+    Returns ``(_DIRECTORY_OK, run id)`` when ``claim`` continues the recorded run,
+    ``(_DIRECTORY_OK, "")`` when the directory is this run's to take (new, marked
+    before run ids, or holding no checkpoint), else a refusal and its message: another
+    run's checkpoints, or (``step`` given) checkpoints of later steps than ``step``.
     """
-    marker = _read_marker(path)
     recorded: object = None if marker is None else marker.get("run")
     steps = [] if marker is None else _checkpoint_steps(path)
+    continued = ""
     if isinstance(recorded, str) and recorded:
         if claim is not None and claim.run in (None, recorded):
-            return _DIRECTORY_OK, recorded
-        if steps:
+            continued = recorded
+        elif steps:
             came = (
                 "its state was not loaded from there"
                 if claim is None
@@ -130,10 +159,46 @@ def _own(path: Path, claim: RunClaim | None, step: int | None) -> tuple[int, str
                 "dirpath, or continue that run: fit(..., resume_from=dirpath), "
                 "trainer.resume(dirpath) or restore_checkpoint(dirpath, target=trainer)."
             )
+    latest = max(steps, default=None)
+    if step is not None and latest is not None and latest > step:
+        return _DIRECTORY_LATER_STEPS, (
+            f"checkpoint dirpath {str(path)!r} holds checkpoints up to step {latest}, "
+            f"beyond this run's step {step}: new checkpoints would be silently skipped. "
+            "Resume from it, or choose another dirpath."
+        )
+    return _DIRECTORY_OK, continued
+
+
+def _verdict(
+    path: Path, claim: RunClaim | None, lock: bool, step: int | None
+) -> tuple[int, str, None]:
+    """What ``_check_and_mark`` would decide, reading only: ``(code, detail, None)``."""
+    code = _shape(path)
+    if code != _DIRECTORY_OK or not path.is_dir():
+        return code, "", None
+    if lock:
+        try:
+            check_lock(path)
+        except LockHeld as busy:
+            return _DIRECTORY_LOCKED, _locked(path, busy), None
+    code, detail = _run_verdict(path, _read_marker(path, warn=False), claim, step)
+    return code, detail, None
+
+
+def _own(path: Path, claim: RunClaim | None, step: int | None) -> tuple[int, str]:
+    """Make the marked (or new) ``path`` this run's; return ``(code, run id or refusal)``.
+
+    A new directory, one marked before run ids (formats 1 to 3: adopted, since its
+    checkpoints name no run), and one holding no checkpoint get this run's id.
+    Nothing is written on a refusal (see ``_run_verdict``).
+    """
+    marker = _read_marker(path, warn=True)
+    code, detail = _run_verdict(path, marker, claim, step)
+    if code != _DIRECTORY_OK or detail:
+        return code, detail
     run = claim.run if claim is not None and claim.run is not None else new_run_id()
-    if step is None or all(saved <= step for saved in steps):
-        base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-        _write_marker(path, {**base, "run": run})
+    base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
+    _write_marker(path, {**base, "run": run})
     return _DIRECTORY_OK, run
 
 
@@ -145,29 +210,16 @@ def _check_and_mark(
     ``detail`` is the run id when ``code`` is ``_DIRECTORY_OK``, else the refusal.
     Nothing is written before a refusal but the directory's lock, removed again.
     """
-    if path.exists():
-        if not path.is_dir():
-            return _DIRECTORY_IS_FILE, "", None
-        if not is_checkpoint_directory(path) and any(
-            not is_lock_litter(child.name) for child in path.iterdir()
-        ):
-            return _DIRECTORY_FOREIGN, "", None
+    code = _shape(path)
+    if code != _DIRECTORY_OK:
+        return code, "", None
     path.mkdir(parents=True, exist_ok=True)
     held: DirectoryLock | None = None
     if lock:
         try:
             held = acquire_lock(path)
         except LockHeld as busy:
-            return (
-                _DIRECTORY_LOCKED,
-                (
-                    f"checkpoint dirpath {str(path)!r} is being written by another run: "
-                    f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
-                    "end or choose another dirpath; if that run is no longer running (on "
-                    "another host, which cannot be checked from here), delete the lock file."
-                ),
-                None,
-            )
+            return _DIRECTORY_LOCKED, _locked(path, busy), None
     try:
         code, detail = _own(path, claim, step)
     except BaseException:
@@ -178,6 +230,28 @@ def _check_and_mark(
         held.release()
         held = None
     return code, detail, held
+
+
+def check_directory(
+    path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
+) -> None:
+    """Raise what ``prepare_directory`` would raise for ``path``, writing nothing.
+
+    The same rules and the same collective (every process must call it), so a run
+    can be refused before any callback writes a file. A lock taken by another run
+    between this check and ``prepare_directory`` is still refused there.
+
+    Args:
+        path: The resolved checkpoint directory.
+        claim: As for ``prepare_directory``.
+        lock: Whether the run will take the directory's lock (a live holder refuses it).
+        step: As for ``prepare_directory``.
+
+    Raises:
+        FileExistsError: As ``prepare_directory``.
+        OSError: If process 0 could not read the directory.
+    """
+    _agree(path, lambda: _verdict(path, claim, lock, step))
 
 
 def prepare_directory(
@@ -194,23 +268,31 @@ def prepare_directory(
         path: The resolved checkpoint directory.
         claim: The run of ``path`` that this run continues (see ``claimed_run``), if any.
         lock: Whether to take the directory's lock (held until it is released).
-        step: The run's step: a directory holding later steps is left unchanged
-            (the caller refuses it), not adopted.
+        step: The run's step, if it will save: a directory holding later steps is
+            refused (Orbax would skip the run's saves), and left unchanged.
 
     Returns:
         The run id and, on process 0 with ``lock``, the held lock.
 
     Raises:
         FileExistsError: If ``path`` is a file, or a non-empty directory without
-            marker, or holds the checkpoints of a run this one does not continue,
-            or (with ``lock``) another run holds its lock.
+            marker, or holds the checkpoints of a run this one does not continue, or
+            checkpoints of later steps than ``step``, or (with ``lock``) another run
+            holds its lock.
         OSError: If process 0 could not create the directory, its marker or its lock.
     """
+    return _agree(path, lambda: _check_and_mark(path, claim, lock, step))
+
+
+def _agree(
+    path: Path, judge: Callable[[], tuple[int, str, DirectoryLock | None]]
+) -> PreparedDirectory:
+    """Run ``judge`` on process 0, share its verdict, and raise it on every process."""
     primary = jax.process_index() == 0
     code, detail, held, failure = _DIRECTORY_OK, "", None, None
     if primary:
         try:
-            code, detail, held = _check_and_mark(path, claim, lock, step)
+            code, detail, held = judge()
         except OSError as error:
             code, failure = _DIRECTORY_OS_ERROR, error
     raw = json.dumps(detail).encode()[: _PAYLOAD - 1] if primary else b""
@@ -225,12 +307,12 @@ def prepare_directory(
             f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
             "Choose a new or empty directory."
         )
-    if code in (_DIRECTORY_OTHER_RUN, _DIRECTORY_LOCKED):
+    if code in (_DIRECTORY_OTHER_RUN, _DIRECTORY_LOCKED, _DIRECTORY_LATER_STEPS):
         raise FileExistsError(detail)
     if code == _DIRECTORY_OS_ERROR:
         if failure is not None:
             raise failure
-        raise OSError(f"process 0 could not create the checkpoint dirpath {str(path)!r}")
+        raise OSError(f"process 0 could not check or create the checkpoint dirpath {str(path)!r}")
     return PreparedDirectory(detail, held)
 
 

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["LOCK_FILE", "DirectoryLock", "LockHeld", "acquire_lock", "is_lock_litter"]
+__all__ = [
+    "LOCK_FILE",
+    "DirectoryLock",
+    "LockHeld",
+    "acquire_lock",
+    "check_lock",
+    "is_lock_litter",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -129,6 +136,29 @@ def acquire_lock(directory: Path) -> DirectoryLock:
         _HELD[path] = token
         return DirectoryLock(path, token)
     raise LockHeld(path, f"{_describe(_read_bytes(path) or b'')} (it kept changing)")
+
+
+def check_lock(directory: Path) -> None:
+    """Raise if another live run holds the lock of ``directory``; reads only.
+
+    What ``acquire_lock`` would refuse, without taking the lock (a stale lock, or
+    one this process holds, passes).
+
+    Args:
+        directory: The checkpoint directory.
+
+    Raises:
+        LockHeld: If a live run (or one on another host) holds it.
+        OSError: If the lock file cannot be read.
+    """
+    path = directory / LOCK_FILE
+    seen = _read_bytes(path)
+    if seen is None or _is_stale(path, seen):
+        return
+    owner = _parse(seen)
+    if owner is not None and _HELD.get(path) == owner.get("token"):
+        return
+    raise LockHeld(path, _describe(seen))
 
 
 def _owner(token: str) -> dict[str, Any]:

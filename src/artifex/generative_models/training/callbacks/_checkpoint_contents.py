@@ -6,6 +6,7 @@ Private to ``ModelCheckpoint``: the items of the layout described in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +38,7 @@ __all__ = [
     "callback_items",
     "checkpoint_meta",
     "save_position",
-    "stateful_after",
+    "warn_if_stateful_after",
     "training_state",
 ]
 
@@ -152,11 +153,25 @@ def save_position(
     return int(state["epoch"]) - 1, None
 
 
-def stateful_after(trainer: TrainerLike, callback: TrainingCallback) -> list[str]:
-    """The state keys of the stateful callbacks dispatched after ``callback``."""
+def warn_if_stateful_after(
+    trainer: TrainerLike, callback: TrainingCallback, category: type[Warning]
+) -> None:
+    """Warn (``category``) if a stateful callback is dispatched after ``callback``.
+
+    ``callback`` saves the other callbacks' state in its ``on_epoch_end``, so those
+    registered after it have not yet seen that epoch.
+    """
     found = around(trainer, callback)
-    return (
+    late = (
         []
         if found is None
         else [cb.state_key for cb in found[1] if isinstance(cb, StatefulCallback)]
     )
+    if late:
+        warnings.warn(
+            f"{late} run after ModelCheckpoint, so each checkpoint would hold their "
+            "state from before that epoch's end and a resumed run would differ; "
+            "register ModelCheckpoint after them",
+            category,
+            stacklevel=3,
+        )

@@ -136,8 +136,30 @@ class CSVLogger(BaseCallback):
         """The resolved CSV path, once training has begun."""
         return self._path
 
-    def _setup(self) -> Path:
+    def _refusals(self) -> Path:
+        """Raise if the log cannot be a file; read only. Return the resolved path.
+
+        Run by [`preflight`][] and again by every set-up (idempotent, creates nothing).
+
+        Raises:
+            IsADirectoryError: If ``filename`` is a directory.
+            NotADirectoryError: If a folder above it is a file.
+        """
         path = Path(self.config.filename).resolve()
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"CSVLogger filename {str(path)!r} is a directory; expected a file path"
+            )
+        folder = next(parent for parent in path.parents if parent.exists())
+        if not folder.is_dir():
+            raise NotADirectoryError(
+                f"CSVLogger filename {str(path)!r} cannot be created: {str(folder)!r} is a "
+                "file, not a folder"
+            )
+        return path
+
+    def _setup(self) -> Path:
+        path = self._refusals()
         path.parent.mkdir(parents=True, exist_ok=True)
         if not self.config.append and not self._started:
             path.write_text("")
@@ -198,8 +220,32 @@ class CSVLogger(BaseCallback):
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if ``on_train_begin`` would, touching no file.
+
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback]:
+        a trainer that calls it refuses the run before any
+        callback has moved rows aside or truncated a file.
+
+        Args:
+            trainer: The trainer about to run.
+
+        Raises:
+            IsADirectoryError: If ``filename`` is a directory.
+            NotADirectoryError: If a folder above it is a file.
+        """
+        self._refusals()
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Resolve the path, truncate it if ``append=False`` (first time), read its header."""
+        """Resolve the path, truncate it if ``append=False`` (first time), read its header.
+
+        Runs the checks of [`preflight`][] first, for trainers that do not call it.
+
+        Raises:
+            IsADirectoryError: If ``filename`` is a directory.
+            NotADirectoryError: If a folder above it is a file.
+        """
         self._setup()
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:

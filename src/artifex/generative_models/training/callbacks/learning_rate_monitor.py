@@ -76,6 +76,21 @@ class LearningRateMonitor(BaseCallback):
         """A readable representation with the config."""
         return f"LearningRateMonitor({self.config!r})"
 
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if ``on_train_begin`` would.
+
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback].
+
+        Args:
+            trainer: The trainer about to run.
+
+        Raises:
+            TypeError: As [`on_train_begin`][].
+            ValueError: As [`on_train_begin`][].
+        """
+        injected(trainer, "LearningRateMonitor", self.config.hyperparameter)
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Check that the learning rate can be read; warn if a log reader runs first.
 

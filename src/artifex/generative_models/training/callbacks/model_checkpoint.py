@@ -1,41 +1,19 @@
 """Model checkpointing on Orbax: atomic, optionally asynchronous, best-k retention.
 
-Layout of ``dirpath`` (an Orbax ``CheckpointManager`` directory)::
-
-    dirpath/
-      artifex_checkpoints.json     # marker: this directory belongs to ModelCheckpoint;
-                                   #   "run": the id of the run it holds
-      artifex_checkpoints.lock     # while a run writes it: its pid and host
-      <step>/                      # one Orbax checkpoint per save, named by global step
-        state/                     # the training-state pytree (Orbax StandardSave)
-        meta/                      # JSON: format, step, epoch, metrics, monitor, mode,
-                                   #   position, items, callback_arrays, run
-        metrics/                   # Orbax's own: {monitor: score}, when monitor is set
-        callbacks/                 # JSON: {state_key: state} of the stateful callbacks
-        callback_arrays/           # Orbax pytree: {state_key: array_state()}, if any
-        checksums/                 # JSON: CRC-32, dtype, shape of each state/array leaf
-        <extra>/                   # further JSON items (see ModelCheckpoint.json_items)
-
-``state`` is ``trainer.state_dict()`` when the trainer is a
-[`CheckpointableTrainer`][] (at least ``model``, ``opt_state``, ``step`` and
-``epoch``), with every ``nnx.State`` stored as a pure dict. For a plain
-[`TrainerLike`][] it is ``{"model", "opt_state" (if the trainer has an
-``nnx.Optimizer`` as ``optimizer``), "step", "epoch"}``, with ``step`` counted from the
-``on_batch_end`` calls seen. Restore with [`restore_checkpoint`][].
-
-``callbacks`` holds the ``state_dict()`` of every ``StatefulCallback`` of a trainer
-that exposes its callbacks (a ``CallbackHost``), by ``state_key``, taken with the
-model state (put ``ModelCheckpoint`` last). ``callback_arrays`` (format 2 on) holds the
-``array_state()`` of every ``ArrayStatefulCallback`` that has one, in the same atomic
-save. Format 3 adds mid-epoch checkpoints (``meta["position"]``, the batches of
-``meta["epoch"]`` run, ``None`` at an epoch end; ``state["epoch_progress"]``), format 4
-``checksums``, verified on restore. Formats 1 to 3 still restore (unverified).
+A checkpoint directory holds a marker (``artifex_checkpoints.json``, naming the run it
+holds), a lock while a run writes it, and one Orbax checkpoint per save, named by the
+global step, with the items ``state`` (``trainer.state_dict()`` of a
+[`CheckpointableTrainer`][]; model, optimizer state, step and epoch of a plain
+[`TrainerLike`][]), ``meta``, ``metrics``, ``callbacks`` (the stateful callbacks'
+states), ``callback_arrays``, ``checksums`` and those of ``json_items``. The layout, its
+formats (``CHECKPOINT_FORMAT``; every earlier one still restores) and the directory's
+rules are told once, in the docs' [Checkpoints](../checkpoints.md) page. Restore with
+[`restore_checkpoint`][].
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +23,10 @@ from artifex.generative_models.training._checkpointing._agreement import (
     SavePlan,
     agree_on_save_plan,
 )
-from artifex.generative_models.training._checkpointing._directory import prepare_directory
+from artifex.generative_models.training._checkpointing._directory import (
+    check_directory,
+    prepare_directory,
+)
 from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
     RESERVED_ITEMS,
@@ -57,8 +38,16 @@ from artifex.generative_models.training._checkpointing._restore import (
     RestoredCheckpoint,
     restore_checkpoint,
 )
-from artifex.generative_models.training._checkpointing._retention import rank, saved_scores
-from artifex.generative_models.training._checkpointing._runs import claimed_run, remember_run
+from artifex.generative_models.training._checkpointing._retention import (
+    preservation_policy,
+    rank,
+    saved_scores,
+)
+from artifex.generative_models.training._checkpointing._runs import (
+    RunClaim,
+    claimed_run,
+    remember_run,
+)
 from artifex.generative_models.training._checkpointing._save_failure import SaveWatch
 from artifex.generative_models.training._checks import resolve_config
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
@@ -67,8 +56,8 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     callback_items,
     checkpoint_meta,
     save_position,
-    stateful_after,
     training_state,
+    warn_if_stateful_after,
 )
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
 from artifex.generative_models.training.callbacks.base import (
@@ -112,8 +101,10 @@ class ModelCheckpoint(BaseCallback):
     rank and are kept only while they are the latest (so only with ``save_last``);
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
-    waits for them. Its refusals (a directory not ours, another run's, or locked) and
-    failed saves (``OSError``) are listed in the docs' Checkpoints and Reliability pages.
+    waits for them. Its refusals (a directory not ours, another run's, locked, or
+    holding later steps: ``FileExistsError`` at [`preflight`][], or at
+    ``on_train_begin`` for a trainer that does not call it) and failed saves
+    (``OSError``) are listed in the docs' Checkpoints and Reliability pages.
 
     Register it after the stateful callbacks (``EarlyStopping``, ``History``,
     ``CSVLogger``): their state is saved with the model. A stateful callback
@@ -234,19 +225,22 @@ class ModelCheckpoint(BaseCallback):
 
     # ------------------------------------------------------------------- set-up
 
-    def _setup(self, trainer: TrainerLike, *, lock: bool = False) -> None:
+    def _terms(self, trainer: TrainerLike) -> tuple[Path, RunClaim | None, int | None]:
+        """The directory, the run it continues, and the step (``None`` if nothing is saved)."""
         directory = Path(self.config.dirpath).resolve()
-        owners = (trainer, trainer.model)
+        saves = preservation_policy(self.config) is not None
+        step = self._current_step(trainer) if saves else None
+        return directory, claimed_run((trainer, trainer.model), directory), step
+
+    def _setup(self, trainer: TrainerLike, *, lock: bool = False) -> None:
+        directory, claim, step = self._terms(trainer)
         prepared = prepare_directory(
-            directory,
-            claim=claimed_run(owners, directory),
-            lock=lock and self._lock is None,
-            step=self._current_step(trainer),
+            directory, claim=claim, lock=lock and self._lock is None, step=step
         )
         if prepared.lock is not None:
             self._lock = prepared.lock
         try:
-            self._open(trainer, directory)
+            self._open(directory)
         except BaseException:
             self._release()
             raise
@@ -258,8 +252,8 @@ class ModelCheckpoint(BaseCallback):
         if lock is not None:
             lock.release()
 
-    def _open(self, trainer: TrainerLike, directory: Path) -> None:
-        """Open the manager of the prepared ``directory``; refuse one holding later steps."""
+    def _open(self, directory: Path) -> None:
+        """Open the manager of the prepared ``directory``."""
         if self._manager is not None and directory != self._directory:
             self._manager.close()
             self._manager = None
@@ -268,15 +262,6 @@ class ModelCheckpoint(BaseCallback):
             self._manager = open_manager(directory, self.config)
             if self._manager is not None:
                 self._scores.update(saved_scores(self._manager, self.config.monitor))
-        if self._manager is not None:
-            latest = self._manager.latest_step()
-            current = self._current_step(trainer)
-            if latest is not None and latest > current:
-                raise FileExistsError(
-                    f"checkpoint dirpath {str(directory)!r} holds checkpoints up to step "
-                    f"{latest}, beyond this run's step {current}: new checkpoints would be "
-                    "silently skipped. Resume from it, or choose another dirpath."
-                )
 
     def _current_step(self, trainer: TrainerLike) -> int:
         if isinstance(trainer, TrainerState):
@@ -285,8 +270,26 @@ class ModelCheckpoint(BaseCallback):
 
     # -------------------------------------------------------------------- hooks
 
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if ``on_train_begin`` would, writing nothing.
+
+        A collective in a multi-process job, like ``on_train_begin``. See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback].
+
+        Args:
+            trainer: The trainer about to run (its resumed step restored).
+
+        Raises:
+            FileExistsError: As ``on_train_begin``.
+            OSError: If the directory cannot be read.
+        """
+        directory, claim, step = self._terms(trainer)
+        check_directory(directory, claim=claim, lock=self._lock is None, step=step)
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Create (or check and reuse) the checkpoint directory, lock it, open its manager.
+
+        Refuses what [`preflight`][] refuses, for trainers that do not call it.
 
         Raises:
             FileExistsError: If ``dirpath`` is not ours and not empty, holds later
@@ -295,21 +298,9 @@ class ModelCheckpoint(BaseCallback):
         if self._lookup is not None:
             self._lookup.reset()
         self._lazy = False
-        self._warn_about_order(trainer)
+        warn_if_stateful_after(trainer, self, CheckpointOrderWarning)
         self._setup(trainer, lock=True)
         self._step_saved = self._current_step(trainer)
-
-    def _warn_about_order(self, trainer: TrainerLike) -> None:
-        """Warn if a stateful callback is registered after this one (see the class docs)."""
-        late = stateful_after(trainer, self)
-        if late:
-            warnings.warn(
-                f"{late} run after ModelCheckpoint, so each checkpoint would hold their "
-                "state from before that epoch's end and a resumed run would differ; "
-                "register ModelCheckpoint after them",
-                CheckpointOrderWarning,
-                stacklevel=2,
-            )
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
         """Count the epoch's batches (for trainers that do not expose ``state_dict``)."""

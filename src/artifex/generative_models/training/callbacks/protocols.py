@@ -21,6 +21,7 @@ __all__ = [
     "ExampleCounter",
     "HyperparameterTrainer",
     "PreemptionSaver",
+    "PreflightCallback",
     "RunStatus",
     "StatefulCallback",
     "StepCheckpointableTrainer",
@@ -138,6 +139,29 @@ class PreemptionSaver(Protocol):
 
         Args:
             trainer: The trainer to checkpoint.
+        """
+        ...
+
+
+@runtime_checkable
+class PreflightCallback(Protocol):
+    """A callback that can refuse a run before any callback has changed a file.
+
+    A trainer that supports it calls [`preflight`][] of every callback that has one
+    (nested lists included, in dispatch order) once per ``fit``, after restoring a
+    ``resume_from`` checkpoint and before the first ``on_train_begin``; the reference
+    ``Trainer`` does. If one raises, ``fit`` raises that exception: no callback gets
+    ``on_train_begin`` or ``on_train_end``. ``ModelCheckpoint`` and ``CSVLogger``
+    implement it; they run the same checks again in ``on_train_begin``, for trainers
+    that do not call it (their refusals then come after the earlier callbacks'
+    ``on_train_begin``).
+    """
+
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Raise if the run must be refused; change nothing, on disk or in ``trainer``.
+
+        Args:
+            trainer: The trainer about to run (its state restored, if it resumes).
         """
         ...
 

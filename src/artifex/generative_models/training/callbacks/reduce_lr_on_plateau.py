@@ -124,14 +124,24 @@ class ReduceLROnPlateau(BaseCallback):
         """A readable representation with the config."""
         return f"ReduceLROnPlateau({self.config!r})"
 
-    def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Check the learning rate can be set; reset the state unless it was just loaded.
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if ``on_train_begin`` would.
+
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback].
+
+        Args:
+            trainer: The trainer about to run.
 
         Raises:
             TypeError: If the trainer does not expose its optimizer's hyperparameters.
             ValueError: If the optimizer lacks ``optax.inject_hyperparams`` or its
                 learning rate, or the learning rate is a schedule.
         """
+        self._refusals(trainer)
+
+    def _refusals(self, trainer: TrainerLike) -> None:
+        """Raise unless the learning rate can be set (run by preflight and set-up)."""
         name = self.config.hyperparameter
         tunable, _ = injected(trainer, "ReduceLROnPlateau", name)
         if name in tunable.scheduled_hyperparameters():
@@ -140,6 +150,18 @@ class ReduceLROnPlateau(BaseCallback):
                 "which optax recomputes at every step; pass a number to "
                 "optax.inject_hyperparams, or drop ReduceLROnPlateau and keep the schedule"
             )
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Check the learning rate can be set; reset the state unless it was just loaded.
+
+        Runs the checks of [`preflight`][] first, for trainers that do not call it.
+
+        Raises:
+            TypeError: If the trainer does not expose its optimizer's hyperparameters.
+            ValueError: If the optimizer lacks ``optax.inject_hyperparams`` or its
+                learning rate, or the learning rate is a schedule.
+        """
+        self._refusals(trainer)
         self._lookup.reset()
         if self._resumed:
             self._resumed = False

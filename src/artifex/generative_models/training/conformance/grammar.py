@@ -4,7 +4,8 @@
 and a [`FitPlan`][] per call (what was asked: epochs, validation, where a stop was
 requested, where an exception was injected), and returns every [`Violation`][]:
 
-* structure: ``on_train_begin``, epochs, ``on_train_end``; an epoch is
+* structure: optionally one ``preflight`` (a trainer's preflight pass, which the
+  contract does not require), ``on_train_begin``, epochs, ``on_train_end``; an epoch is
   ``on_epoch_begin(e)``, batch pairs, then validation pairs, then ``on_epoch_end(e)``;
 * numbering: epochs from 0 (or where the previous ``fit`` left off), contiguous; the
   global step 0-based and contiguous across epochs and ``fit`` calls, the same for the
@@ -251,6 +252,9 @@ class _Parser:
         return "the end of the record" if event is None else str(event)
 
     def fail(self, expected: str) -> _Broken:
+        event = self.peek()
+        if event is not None and event.hook == "preflight":
+            expected += "; a trainer's preflight pass comes once per fit, before on_train_begin"
         if self.peek() is None and self.plan is not None and self.plan.data_failure is not None:
             expected = (
                 f"the data raised at batch {self.plan.data_failure}, so the contract expects "
@@ -346,6 +350,9 @@ class _Parser:
             if plan.resumed_at is not None:  # a resumed fit begins inside epoch e at step s
                 epoch, step = plan.resumed_at
                 self.epochs, self.steps, self.epoch, self.step = {epoch}, {step}, epoch, step
+            event = self.peek()
+            if event is not None and event.hook == "preflight":
+                self.pos += 1  # optional, once, before on_train_begin: no hook to count
             self.expect(
                 "on_train_begin", f"fit call #{call} ({plan}) must begin with on_train_begin"
             )

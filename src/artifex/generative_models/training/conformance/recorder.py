@@ -68,7 +68,8 @@ class Event:
     """One hook call, as a callback saw it.
 
     Attributes:
-        hook: The hook that was called.
+        hook: The hook that was called; ``"preflight"`` for a trainer's preflight pass
+            (see ``PreflightCallback``), which is no hook and optional.
         number: The epoch (``on_epoch_*``) or step (``on_batch_*``) argument; ``None``
             for the other hooks. Kept as given, so a non-``int`` shows up in reports.
         logs: For the ``*_end`` hooks that take logs, the logs' keys and value types;
@@ -86,7 +87,7 @@ class Event:
             longer be read at ``on_epoch_end`` (deleted or donated), else ``None``.
     """
 
-    hook: HookName
+    hook: HookName | Literal["preflight"]
     number: object = None
     logs: LogEntries | None = None
     logs_type: str | None = None
@@ -156,7 +157,7 @@ def _host_losses(pending: Sequence[tuple[object, object]]) -> tuple[tuple[float,
 
 
 class EventRecorder(BaseCallback):
-    """A callback that records every hook call into ``events``.
+    """A callback that records every hook call (and ``preflight`` call) into ``events``.
 
     Put it first among the injected callbacks, so that it sees an event before any
     other injected callback can stop or fail the run. It keeps a reference to each
@@ -169,6 +170,10 @@ class EventRecorder(BaseCallback):
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._pending: list[tuple[object, object]] = []
+
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Record a trainer's preflight pass (a ``PreflightCallback``), if it makes one."""
+        self.events.append(Event(hook="preflight"))
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Record ``on_train_begin``."""
