@@ -450,14 +450,17 @@ def test_preflight_refuses_as_on_train_begin_would_and_creates_nothing(tmp_path:
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileExistsError, match="is a file"):
         ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "file")).preflight(FullTrainer())
-    ours = tmp_path / "ck"
-    _train(FullTrainer(), ModelCheckpoint(CheckpointConfig(dirpath=ours)), [1.0, 1.0])
+    ours, first = tmp_path / "ck", FullTrainer()
+    _train(first, ModelCheckpoint(CheckpointConfig(dirpath=ours)), [1.0, 1.0])
     before = sorted(str(p.relative_to(ours)) for p in ours.rglob("*"))
+    with pytest.raises(FileExistsError, match="holds the checkpoints of run"):
+        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(FullTrainer())  # another run
+    first.step = 0  # the same run, gone back to an older step
     with pytest.raises(FileExistsError, match="up to step 4, beyond this run's step 0"):
-        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(FullTrainer())
+        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(first)
     (ours / "3").mkdir()  # an emptied step directory: set-up would remove it, preflight not
     with pytest.raises(FileExistsError, match="up to step 4"):
-        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(FullTrainer())
+        ModelCheckpoint(CheckpointConfig(dirpath=ours)).preflight(first)
     assert sorted(str(p.relative_to(ours)) for p in ours.rglob("*")) == sorted([*before, "3"])
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
 
@@ -470,6 +473,6 @@ def test_a_trainer_that_skips_preflight_is_still_refused_at_on_train_begin(
     log: list[str] = []
     earlier = LambdaCallback(on_train_begin=lambda trainer: log.append("on_train_begin"))
     cbs = CallbackList([earlier, ModelCheckpoint(CheckpointConfig(dirpath=ours))])
-    with pytest.raises(FileExistsError, match="up to step 4"):
+    with pytest.raises(FileExistsError, match="holds the checkpoints of run"):
         cbs.on_train_begin(FullTrainer())  # a custom loop that never calls preflight
     assert log == ["on_train_begin"]  # the earlier callback's begin already ran

@@ -234,6 +234,27 @@ def test_a_second_run_at_the_same_time_is_refused(tmp_path: Path) -> None:
     second.on_train_end(trainer)
 
 
+def test_preflight_refuses_a_locked_or_another_runs_directory_writing_nothing(
+    tmp_path: Path,
+) -> None:
+    ck = tmp_path / "ck"
+    trainer = _run_a(ck)
+    before = _listing(ck)
+    with pytest.raises(FileExistsError, match="holds the checkpoints of run"):
+        ModelCheckpoint(_config(ck)).preflight(FullTrainer())  # another run
+    ModelCheckpoint(_config(ck)).preflight(trainer)  # the same trainer continues its run
+    assert _listing(ck) == before
+    first = ModelCheckpoint(_config(ck))
+    first.on_train_begin(trainer)
+    locked = _listing(ck)
+    with pytest.raises(FileExistsError, match="being written by another run"):
+        ModelCheckpoint(_config(ck)).preflight(trainer)
+    first.preflight(trainer)  # the holder itself is not refused
+    assert _listing(ck) == locked
+    first.on_train_end(trainer)
+    assert not (ck / LOCK_FILE).exists()
+
+
 def test_the_lock_is_released_when_fit_fails(tmp_path: Path) -> None:
     ck = tmp_path / "ck"
     train, val = make_data()

@@ -141,8 +141,8 @@ def acquire_lock(directory: Path) -> DirectoryLock:
 def check_lock(directory: Path) -> None:
     """Raise if another live run holds the lock of ``directory``; reads only.
 
-    What ``acquire_lock`` would refuse, without taking the lock (a stale lock, or
-    one this process holds, passes).
+    What ``acquire_lock`` would refuse, without taking the lock (a stale lock passes;
+    one held by this process, for another callback, does not).
 
     Args:
         directory: The checkpoint directory.
@@ -153,12 +153,8 @@ def check_lock(directory: Path) -> None:
     """
     path = directory / LOCK_FILE
     seen = _read_bytes(path)
-    if seen is None or _is_stale(path, seen):
-        return
-    owner = _parse(seen)
-    if owner is not None and _HELD.get(path) == owner.get("token"):
-        return
-    raise LockHeld(path, _describe(seen))
+    if seen is not None and not _is_stale(path, seen):
+        raise LockHeld(path, _describe(seen))
 
 
 def _owner(token: str) -> dict[str, Any]:
