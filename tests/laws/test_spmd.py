@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from artifex.generative_models.training.callbacks import restore_checkpoint
 from tests._distributed import run_job
 from tests.laws._spmd_script import train
 
@@ -174,3 +175,38 @@ def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path
     sums = json.loads((Path(checkpoints) / "4" / "checksums" / "metadata").read_text())
     assert {"step", "model.hidden.bias", "model.out.kernel"} <= sums["state"].keys()
     assert "model.hidden.kernel" not in sums["state"]
+    # Split across the processes, it is summed by shard, each shard by the process that
+    # writes it: 8 column blocks of the (8, 16) kernel, 4 per process.
+    item = Path(checkpoints) / "4" / "checksums"
+    blocks = [json.loads((item / f"shards-{i}.json").read_text()) for i in (0, 1)]
+    kernel = [found["state"]["model.hidden.kernel"] for found in blocks]
+    assert [len(records) for records in kernel] == [4, 4]
+    places = sorted(record["index"] for records in kernel for record in records)
+    assert places == [[[0, 8], [2 * k, 2 * k + 2]] for k in range(8)]
+    # One process restores the kernel whole and checks it shard by shard.
+    restore_checkpoint(checkpoints, step=4)
+    kernel[1][0]["crc32"] ^= 1  # a damaged block of process 1's
+    (item / "shards-1.json").write_text(json.dumps(blocks[1]))
+    place = kernel[1][0]["index"]
+    with pytest.raises(ValueError, match="fails its checksum") as damaged:
+        restore_checkpoint(checkpoints, step=4)
+    assert f"item 'state' entry 'model.hidden.kernel' shard {place}" in str(damaged.value)
+    # Resumed as a job, each process checks the shards it holds: one damaged block on
+    # each process's devices fails the resume on both, naming the shard.
+    latest = Path(checkpoints) / "12" / "checksums"
+    for i in (0, 1):
+        found = json.loads((latest / f"shards-{i}.json").read_text())
+        found["state"]["model.hidden.kernel"][0]["crc32"] ^= 1
+        (latest / f"shards-{i}.json").write_text(json.dumps(found))
+    with pytest.raises(AssertionError, match="entry 'model.hidden.kernel' shard .* fails its"):
+        job(
+            tmp_path / "c",
+            "--mesh",
+            "--epochs",
+            "1",
+            "--checkpoints",
+            checkpoints,
+            "--resume",
+            processes=2,
+            devices=4,
+        )

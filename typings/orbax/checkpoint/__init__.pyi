@@ -17,6 +17,12 @@ class StandardCheckpointHandler(CheckpointHandler):
 
 class JsonCheckpointHandler(CheckpointHandler):
     def __init__(self) -> None: ...
+    def restore(
+        self,
+        directory: PathLike[str],
+        item: Mapping[str, Any] | None = None,
+        args: Any = None,
+    ) -> Mapping[str, Any]: ...
 
 class AsyncOptions:
     def __init__(

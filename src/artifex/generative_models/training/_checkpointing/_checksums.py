@@ -10,12 +10,16 @@ The save takes the host copies in ``ModelCheckpoint``'s save call, before it ret
 (the next step may donate the buffers), and sums them in Orbax's background commit,
 so the step only waits for the copies; the item is part of the same atomic save.
 
-In a multi-process job process 0 writes the item (as every JSON item): it sums the
-leaves it holds whole, that is every array of a single-process job and, in a
-multi-process one, the fully replicated arrays and those on its own devices only.
-An array sharded across processes gets no sum (each process holds a part; no
-process reads all of it back either). A restore verifies every summed leaf it
-holds whole, on each process.
+In a multi-process job process 0 writes the item's JSON file (as of every JSON
+item), summing the leaves it holds whole: the fully replicated arrays and those on
+its own devices only. An array sharded across processes is summed by shard: each
+process sums the shards it writes (those of replica 0 on its devices) into a file
+of its own in the item's directory, ``shards-<process index>.json``
+(``{item: {entry: [{"index": [[start, stop], ...], "crc32", "dtype", "shape"}]}}``),
+in the same atomic save and without a collective. Reading the item merges them as
+``{"shards": [...]}`` records of their entries. A restore verifies, on each process,
+every summed leaf it holds whole and every shard it holds whose index was saved
+(a restore onto another sharding checks the shards that coincide).
 """
 
 from __future__ import annotations
@@ -42,9 +46,17 @@ CHECKSUMS_ITEM: Final = "checksums"
 """The JSON checkpoint item holding the checksums (format 4 on)."""
 
 _FILENAME: Final = "metadata"  # JsonCheckpointHandler's file name: read back as a JSON item
+_SHARDS: Final = "shards-{}.json"  # a process's sums of its shards, by process index
+_RECORD: Final = ("crc32", "dtype", "shape")
 
 Sums = dict[str, dict[str, dict[str, Any]]]
 """``{item: {entry: {"crc32": int, "dtype": str, "shape": [int, ...]}}}``."""
+
+Index = list[list[int]]
+"""A shard's place in its array: ``[start, stop]`` per dimension."""
+
+ShardCopies = dict[str, dict[str, list[tuple[Index, np.ndarray]]]]
+"""``{item: {entry: [(index, host value)]}}``: a process's shards of split arrays."""
 
 
 def _entry_name(path: tuple[Any, ...]) -> str:
@@ -62,6 +74,11 @@ def _entry_name(path: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _data(leaf: jax.Array) -> jax.Array:
+    """An array's values: a PRNG key's key data, else the array itself."""
+    return jax.random.key_data(leaf) if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf
+
+
 def _whole(leaf: object) -> Any:
     """The leaf's whole value as held by this process (host or device), or ``None``.
 
@@ -69,8 +86,7 @@ def _whole(leaf: object) -> Any:
     this process holds only a part.
     """
     if isinstance(leaf, jax.Array):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
+        leaf = _data(leaf)
         if leaf.is_fully_addressable:
             return leaf
         if leaf.is_fully_replicated:
@@ -89,29 +105,56 @@ def _leaves(tree: object) -> Iterator[tuple[str, Any]]:
             yield _entry_name(tuple(path)), value
 
 
+def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Array]]:
+    """``(entry, index, data)`` of this process's shards of the arrays split across processes.
+
+    With ``written``, only the shards this process writes (replica 0's).
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if not isinstance(leaf, jax.Array) or _whole(leaf) is not None:
+            continue
+        leaf = _data(leaf)
+        for shard in leaf.addressable_shards:
+            if not written or shard.replica_id == 0:
+                cuts = zip(shard.index, leaf.shape, strict=True)
+                place = [list(cut.indices(n)[:2]) for cut, n in cuts]
+                yield _entry_name(tuple(path)), place, shard.data
+
+
 def _sum(value: np.ndarray) -> dict[str, Any]:
     """The checksum record of one host value."""
     data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)  # 1-d, even for a scalar
     return {"crc32": zlib.crc32(data.data), "dtype": str(value.dtype), "shape": list(value.shape)}
 
 
-def host_copies(trees: Mapping[str, object]) -> dict[str, dict[str, np.ndarray]]:
-    """Host copies of the leaves of ``trees`` (by item) that this process holds whole.
+def host_copies(
+    trees: Mapping[str, object], *, whole: bool = True
+) -> tuple[dict[str, dict[str, np.ndarray]], ShardCopies]:
+    """Host copies of what this process sums of ``trees`` (by item).
 
     All device-to-host transfers are started before the first is awaited.
 
     Args:
         trees: The pytrees to sum, by item name.
+        whole: Whether to copy the leaves held whole (process 0 sums them).
 
     Returns:
-        ``{item: {entry: host value}}``.
+        ``{item: {entry: host value}}`` of the leaves held whole (empty without
+        ``whole``), and the shards this process writes of the arrays split across
+        processes (none in a single-process job).
     """
-    held = {item: dict(_leaves(tree)) for item, tree in trees.items()}
-    for values in held.values():
-        for value in values.values():
+    held = {item: dict(_leaves(tree)) if whole else {} for item, tree in trees.items()}
+    split = {item: list(_shards(tree, written=True)) for item, tree in trees.items()}
+    for item in trees:
+        for value in [*held[item].values(), *(data for _, _, data in split[item])]:
             if isinstance(value, jax.Array):
                 value.copy_to_host_async()
-    return {item: {k: np.asarray(v) for k, v in values.items()} for item, values in held.items()}
+    shards: ShardCopies = {}
+    for item, found in split.items():
+        for entry, place, data in found:
+            shards.setdefault(item, {}).setdefault(entry, []).append((place, np.asarray(data)))
+    copies = {item: {k: np.asarray(v) for k, v in values.items()} for item, values in held.items()}
+    return copies, shards
 
 
 def checksums(copies: Mapping[str, Mapping[str, np.ndarray]]) -> Sums:
@@ -124,6 +167,14 @@ def checksums(copies: Mapping[str, Mapping[str, np.ndarray]]) -> Sums:
         ``{item: {entry: {"crc32", "dtype", "shape"}}}``.
     """
     return {item: {k: _sum(v) for k, v in values.items()} for item, values in copies.items()}
+
+
+def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The records of ``shards`` for a process's file: ``{item: {entry: [record]}}``."""
+    return {
+        item: {e: [{"index": i, **_sum(v)} for i, v in found] for e, found in entries.items()}
+        for item, entries in shards.items()
+    }
 
 
 @dataclasses.dataclass
@@ -146,8 +197,9 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
     """Writes the checksums of ``ChecksumSave.trees`` as a JSON item (read back as one).
 
     ``async_save`` copies the leaves to the host before it returns and sums them in
-    the commit future (in the background with asynchronous saves); only the
-    primary host (process 0) does either.
+    the commit future (in the background with asynchronous saves): process 0 the
+    leaves it holds whole, every process its shards of the arrays split across
+    processes (see the module's docs). ``restore`` merges the shard files in.
     """
 
     async def async_save(
@@ -167,14 +219,56 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
             The commit future.
         """
         del item
-        if args is None or jax.process_index() != 0:
+        primary = jax.process_index() == 0
+        if args is None:
             return None
-        copies = host_copies(args.trees)
+        copies, shards = host_copies(args.trees, whole=primary)
+        if not primary and not shards:
+            return None
 
         async def commit() -> None:
-            (Path(directory) / _FILENAME).write_text(json.dumps(checksums(copies)))
+            if primary:
+                (Path(directory) / _FILENAME).write_text(json.dumps(checksums(copies)))
+            if shards:
+                mine = Path(directory) / _SHARDS.format(jax.process_index())
+                mine.write_text(json.dumps(_shard_sums(shards)))
 
         return [ocp_future.CommitFutureAwaitingContractedSignals(commit(), name="checksums")]
+
+    def restore(
+        self,
+        directory: os.PathLike[str],
+        item: Mapping[str, Any] | None = None,
+        args: ChecksumRestore | None = None,
+    ) -> Mapping[str, Any]:
+        """Read the checksums: process 0's JSON file with every process's shard sums merged in.
+
+        Args:
+            directory: The item's directory.
+            item: Unused (Orbax's legacy argument).
+            args: Unused.
+
+        Returns:
+            ``{item: {entry: record}}``, a split array's record being ``{"shards": [...]}``.
+
+        Raises:
+            ValueError: If a shard file is not JSON of the expected shape.
+        """
+        sums: dict[str, Any] = dict(super().restore(directory, item, args))
+        for found in sorted(Path(directory).glob(_SHARDS.format("*"))):
+            try:
+                content: object = json.loads(found.read_text())
+            except ValueError as error:
+                raise ValueError(f"the checksum file {str(found)!r} is garbled: {error}") from None
+            if not isinstance(content, dict) or not all(
+                isinstance(entries, dict) for entries in content.values()
+            ):
+                raise ValueError(f"the checksum file {str(found)!r} is garbled (not a mapping)")
+            for name, entries in content.items():
+                merged = sums.setdefault(name, {})
+                for entry, records in entries.items():
+                    merged.setdefault(entry, {"shards": []})["shards"].extend(records)
+        return sums
 
 
 # Orbax picks an item's handler by the type of its save arguments.
@@ -182,10 +276,23 @@ ocp_args.register_with_handler(ChecksumHandler, for_save=True)(ChecksumSave)
 ocp_args.register_with_handler(ChecksumHandler, for_restore=True)(ChecksumRestore)
 
 
+def _shard_records(want: object) -> Iterator[tuple[Index, dict[str, Any]]]:
+    """``(index, record)`` of each saved shard of an entry whose record is ``want``."""
+    records = want.get("shards") if isinstance(want, Mapping) else None
+    for record in records if isinstance(records, list) else ():
+        place = record.get("index") if isinstance(record, Mapping) else None
+        if isinstance(place, list) and all(
+            isinstance(pair, list) and len(pair) == 2 for pair in place
+        ):
+            yield place, {key: record.get(key) for key in _RECORD}
+
+
 def verify(sums: object, trees: Mapping[str, object], where: str) -> None:
     """Check the restored ``trees`` (by item) against the saved checksums ``sums``.
 
-    Leaves this process does not hold whole, and entries not restored, are skipped.
+    Every leaf this process holds whole is checked, against its record or, if it was
+    saved split across processes, against each saved shard (sliced out); of the other
+    leaves, each shard held whose index was saved. Entries without a record are skipped.
 
     Args:
         sums: The restored checksums item.
@@ -207,10 +314,18 @@ def verify(sums: object, trees: Mapping[str, object], where: str) -> None:
             raise ValueError(f"{where}: the {CHECKSUMS_ITEM!r} of item {item!r} are garbled")
         for entry, value in _leaves(tree):
             want = saved.get(entry)
-            if isinstance(want, Mapping):  # not summed (sharded across processes): skipped
-                checks.append((item, entry, want, value))
-                if isinstance(value, jax.Array):
-                    value.copy_to_host_async()
+            if isinstance(want, Mapping) and "shards" not in want:
+                checks.append((item, f"entry {entry!r}", want, value))
+            for place, record in _shard_records(want):
+                cut = value[tuple(slice(start, stop) for start, stop in place)]
+                checks.append((item, f"entry {entry!r} shard {place}", record, cut))
+        for entry, place, data in _shards(tree, written=False):
+            for saved_place, record in _shard_records(saved.get(entry)):
+                if saved_place == place:
+                    checks.append((item, f"entry {entry!r} shard {place}", record, data))
+    for _, _, _, value in checks:
+        if isinstance(value, jax.Array):
+            value.copy_to_host_async()
 
     def read(check: tuple[str, str, Mapping[str, Any], Any]) -> dict[str, Any]:
         _, _, want, value = check
@@ -221,9 +336,9 @@ def verify(sums: object, trees: Mapping[str, object], where: str) -> None:
     # zlib.crc32 releases the GIL: the leaves are summed in parallel.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         found = list(pool.map(read, checks))
-    for (item, entry, want, _), got in zip(checks, found, strict=True):
+    for (item, label, want, _), got in zip(checks, found, strict=True):
         if got != want:
             raise ValueError(
-                f"{where}: item {item!r} entry {entry!r} fails its checksum (saved "
+                f"{where}: item {item!r} {label} fails its checksum (saved "
                 f"{dict(want)}, read {got}): the checkpoint's array data is damaged"
             )
