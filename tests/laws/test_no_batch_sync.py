@@ -78,8 +78,8 @@ def test_terminate_on_nan_is_the_documented_exception() -> None:
 
 
 def test_opt_in_batch_logging_reads_them(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(TensorBoardConfig(log_dir=tmp_path, log_every_n_steps=1))
+    trainer = FullTrainer()
     with pytest.raises(AssertionError, match="read a batch metric"):
-        _run(
-            [TensorBoardLogger(TensorBoardConfig(log_dir=tmp_path, log_every_n_steps=1))],
-            FullTrainer(),
-        )
+        _run([logger], trainer)
+    logger.on_train_end(trainer)  # the run above stopped before its teardown: close the writer
