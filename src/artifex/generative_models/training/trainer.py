@@ -107,8 +107,8 @@ class Trainer(InjectedHyperparams[M]):
     The optimizer's ``optax.inject_hyperparams`` values can be read and set between
     steps ([`HyperparameterTrainer`][], from ``InjectedHyperparams``).
 
-    Lifecycle (the README has the contract): ``preflight``, ``on_train_begin``; per epoch
-    ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
+    Lifecycle (in full in the docs' Lifecycle page): ``preflight``, ``on_train_begin``;
+    per epoch ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
     (``logs`` hold device scalars), then, when ``val_data`` is given and no stop was
     requested, one validation pair, then ``on_epoch_end(e, logs)`` (Python floats);
     finally ``on_train_end`` on every exit. ``trainer.step`` is ``s`` during
