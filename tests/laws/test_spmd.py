@@ -198,7 +198,7 @@ def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path
         found = json.loads((latest / f"shards-{i}.json").read_text())
         found["state"]["model.hidden.kernel"][0]["crc32"] ^= 1
         (latest / f"shards-{i}.json").write_text(json.dumps(found))
-    with pytest.raises(AssertionError, match="entry 'model.hidden.kernel' shard .* fails its"):
+    with pytest.raises(AssertionError, match=r"entry 'model\.hidden\.kernel' shard .* fails its"):
         job(
             tmp_path / "c",
             "--mesh",

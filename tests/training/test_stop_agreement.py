@@ -30,7 +30,8 @@ class FakeCoordinator:
     """The key-value calls of JAX's coordination client, on one dict shared by threads.
 
     A blocking get gives up after at most ``patience`` seconds with the real client's
-    ``DEADLINE_EXCEEDED`` message, so a slow peer makes the agreement wait again.
+    ``DEADLINE_EXCEEDED`` message, so a slow peer makes the agreement wait again. A
+    counter holds a 32-bit integer, as jax 0.12's service parses it.
     """
 
     def __init__(self, patience: float = 0.02) -> None:
@@ -42,6 +43,8 @@ class FakeCoordinator:
     def key_value_increment(self, key: str, increment: int) -> int:
         with self._changed:
             value = int(self.store.get(key, "0")) + increment
+            if not -(2**31) <= value < 2**31:
+                raise RuntimeError(f'FAILED_PRECONDITION: Failed to parse value "{value}"')
             self.store[key] = str(value)
             self._changed.notify_all()
             return value
@@ -85,7 +88,7 @@ def in_processes(
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -151,6 +154,40 @@ def test_a_failing_coordination_service_is_a_runtime_error_naming_the_check() ->
     first = KeyValueAgreement(coordinator, 0, 2)
     with pytest.raises(RuntimeError, match=r"stop check 0 of fit 0: .*UNAVAILABLE"):
         first(False)
+
+
+def test_a_process_failing_a_check_makes_the_others_fail_it_too() -> None:
+    coordinator = FakeCoordinator()
+
+    class Failing(FakeCoordinator):
+        """Process 0's client: its counter additions fail (the service refuses them)."""
+
+        def key_value_increment(self, key: str, increment: int) -> int:
+            if key.endswith("/n"):
+                raise RuntimeError("INTERNAL: refused")
+            return coordinator.key_value_increment(key, increment)
+
+        def key_value_set(self, key: str, value: str, allow_overwrite: bool = False) -> None:
+            coordinator.key_value_set(key, value, allow_overwrite)
+
+    errors: dict[int, str] = {}
+
+    def body(index: int) -> list[tuple[int, ...]]:
+        client = Failing() if index == 0 else coordinator
+        agree = KeyValueAgreement(client, index, 2)
+        if index == 0:
+            time.sleep(0.1)  # process 1 is waiting for the check's answer by then
+        try:
+            return [agree(True)]
+        except RuntimeError as error:
+            errors[index] = str(error)
+            return []
+
+    assert in_processes(2, body, timeout=10.0) == [[], []]  # neither waits for ever
+    assert "stop check 0 of fit 0" in errors[0]
+    assert "INTERNAL: refused" in errors[0]
+    assert "stop check 0 of fit 0" in errors[1]
+    assert "another process failed it" in errors[1]
 
 
 def test_without_a_client_the_allgather_is_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ also carries JAX's preemption sync point), so the steps keep queueing:
 
 * check ``c`` of fit ``f`` uses the directory ``artifex/stop/<f>/<c // 64>/<c>``;
   a process that wants to stop first sets ``.../stop/<its index>``;
-* each process adds ``1`` (``1 + 2**32`` if it wants to stop) to the counter
+* each process adds ``1`` (``1 + 2**15`` if it wants to stop) to the counter
   ``.../n``; the one whose addition completes the count publishes the total as
   ``.../done``, the others wait for that key (a blocking get: two round trips to
   the coordinator per process and check, however many processes the job has);
@@ -34,6 +34,7 @@ read in [`coordination_client`][] only. Where it is missing or lacks these metho
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -47,7 +48,13 @@ PREFIX: Final = "artifex/stop"
 BLOCK: Final = 64
 """Checks per key directory (one delete per block keeps the store small)."""
 
-_STOPPER: Final = 1 << 32  # a stopper's addition: the counter's high half counts stoppers
+_STOPPER: Final = 1 << 15
+"""A stopper's addition: the counter's high part counts stoppers, its low part processes.
+
+jax 0.12's coordination service parses counters as 32-bit integers ("Failed to parse
+value ... as an integer" beyond): with fewer than ``_STOPPER`` processes the total,
+at most ``count * (_STOPPER + 1)``, stays below ``2**31``. Larger jobs fall back."""
+_FAILED: Final = "failed"  # a check's "done" value when a process failed it
 _WAIT_MS: Final = 60_000  # one blocking get; a timeout waits again (a slow process is fine)
 _NEEDED: Final = (
     "key_value_increment",
@@ -118,7 +125,17 @@ class KeyValueAgreement:
         check = self._checks
         self._checks += 1
         key = f"{self._root}/{check // BLOCK}/{check}"
-        client, where = self._client, f"stop check {check} of fit {self._fit}"
+        where = f"stop check {check} of fit {self._fit}"
+        try:
+            return self._agree(flag, check, key, where)
+        except RuntimeError:
+            # Tell the processes waiting for this check, rather than leave them waiting.
+            with contextlib.suppress(Exception):  # best effort: the service may be gone too
+                self._client.key_value_set(f"{key}/done", _FAILED)
+            raise
+
+    def _agree(self, flag: bool, check: int, key: str, where: str) -> tuple[int, ...]:
+        client = self._client
         if flag:
             self._call(where, client.key_value_set, f"{key}/stop/{self._index}", "1")
         added = 1 + _STOPPER if flag else 1
@@ -126,7 +143,13 @@ class KeyValueAgreement:
         if total % _STOPPER == self._count:
             self._call(where, client.key_value_set, f"{key}/done", str(total))
         else:
-            total = int(self._wait(where, f"{key}/done"))
+            done = self._wait(where, f"{key}/done")
+            if done == _FAILED:
+                raise RuntimeError(
+                    f"agreeing on a stop across the processes of the job failed at {where}: "
+                    "another process failed it (see that process's error)"
+                )
+            total = int(done)
         if self._index == 0 and check % BLOCK == 0 and (check or self._fit):
             # Every process has finished the checks before this one: drop their keys.
             old = f"{self._root}/{check // BLOCK - 1}" if check else f"{PREFIX}/{self._fit - 1}"
@@ -170,7 +193,7 @@ def stop_agreement(allgather: Agreement) -> Agreement:
         A [`KeyValueAgreement`][] for this fit, or ``allgather``.
     """
     client = coordination_client()
-    if client is None:
+    if client is None or jax.process_count() >= _STOPPER:
         return allgather
     try:
         return KeyValueAgreement(client, jax.process_index(), jax.process_count())
