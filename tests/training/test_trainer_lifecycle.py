@@ -397,3 +397,23 @@ def test_a_preflight_refusal_raises_before_any_hook_and_tears_nothing_down() -> 
     assert log == [("preflight", "a"), ("preflight", "b")]  # c is not asked
     assert recorder.events == []  # no on_train_begin, no teardown
     assert (trainer.status, trainer.error, trainer.step, trainer.epoch) == ("completed", None, 0, 0)
+
+
+class FailingEnd(BaseCallback):
+    """Raises in ``on_train_end`` (a last save that failed, say); records the status seen."""
+
+    def __init__(self) -> None:
+        self.seen: str | None = None
+
+    def on_train_end(self, trainer: TrainerLike, /) -> None:
+        self.seen = getattr(trainer, "status", None)
+        raise OSError("the last save failed")
+
+
+def test_a_teardown_failure_after_a_normal_finish_makes_the_run_failed() -> None:
+    ending = FailingEnd()
+    trainer = Trainer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1), mse, callbacks=[ending])
+    with pytest.raises(OSError, match="the last save failed") as caught:
+        trainer.fit(batches(2), epochs=1)
+    assert ending.seen == "completed"  # what the callbacks saw during on_train_end
+    assert (trainer.status, trainer.error) == ("failed", caught.value)

@@ -6,20 +6,18 @@ parameter, optimizer and metric buffers. It never syncs the host during an epoch
 batch logs are device scalars, epoch means are accumulated on device and fetched in
 one ``jax.device_get`` at the epoch's end.
 
-Model sync policy: between steps the trained arrays live in the trainer, and the
-module's ``nnx.Variable``\\ s are brought up to date lazily: whenever ``trainer.model``
-or [`Trainer.state_dict`][] is read, and always before ``on_epoch_end``,
-``on_train_end`` and the return of ``fit``. Arrays handed out that way are never
-donated afterwards (the next step copies them first), and changes a callback makes
-to the module (``nnx.update``) are picked up before the next step. A reference to
-the module kept from an earlier hook is stale inside an epoch (its arrays may have
+Model sync policy: between steps the trained arrays live in the trainer; the module's
+``nnx.Variable``\\ s are updated lazily, when ``trainer.model`` or [`Trainer.state_dict`][]
+is read and always before ``on_epoch_end``, ``on_train_end`` and the return of ``fit``.
+Arrays handed out are never donated afterwards (the next step copies them), and a
+callback's changes to the module (``nnx.update``) are picked up before the next step. A
+module reference kept from an earlier hook is stale inside an epoch (its arrays may have
 been donated); read ``trainer.model`` in the hook instead.
 
-Where each part lives: ``_flat_state`` (the flat state and the sync flags),
-``_steps`` (the compiled steps), ``_epoch`` (the epoch loop, chunks and evaluation),
-``_means`` (how logs are averaged), ``_midepoch`` (mid-epoch positions),
-``_stopping`` (stop requests), ``_preemption`` (preemption notices), ``_spmd`` (mesh
-placement) and ``_checkpointing`` (``resume``).
+Where each part lives: ``_flat_state`` (flat state, sync flags), ``_steps`` (compiled
+steps), ``_epoch`` (epoch loop, chunks, evaluation), ``_means`` (log averages),
+``_midepoch`` (positions), ``_stopping``, ``_preemption``, ``_spmd`` (mesh placement)
+and ``_checkpointing`` (``resume``).
 """
 
 from __future__ import annotations
@@ -109,10 +107,9 @@ class Trainer(InjectedHyperparams[M]):
 
     Lifecycle (in full in the docs' Lifecycle page): ``preflight``, ``on_train_begin``;
     per epoch ``on_epoch_begin(e)``, batch pairs ``on_batch_begin(s)``/``on_batch_end(s, logs)``
-    (``logs`` hold device scalars), then, when ``val_data`` is given and no stop was
-    requested, one validation pair, then ``on_epoch_end(e, logs)`` (Python floats);
-    finally ``on_train_end`` on every exit. ``trainer.step`` is ``s`` during
-    ``on_batch_begin(s)`` and ``s + 1`` during ``on_batch_end(s, ...)``.
+    (device-scalar ``logs``), one validation pair (with ``val_data``, unless stopped),
+    ``on_epoch_end(e, logs)`` (Python floats); ``on_train_end`` on every exit.
+    ``trainer.step`` is ``s`` in ``on_batch_begin(s)``, ``s + 1`` in ``on_batch_end(s, ...)``.
 
     With ``steps_per_execution=k > 1``, ``k`` consecutive batches of equal shapes run
     in one compiled ``lax.scan``, their batch pairs dispatched after it (see
@@ -441,7 +438,11 @@ class Trainer(InjectedHyperparams[M]):
             self._stopped_by = stopper
             self._status = "stopped" if stopper is not None else "completed"
         state.sync()
-        cbs.on_train_end(self)
+        try:
+            cbs.on_train_end(self)
+        except BaseException as error:  # a failed last save, say: the run did not complete
+            self._status, self._error = "failed", error
+            raise
         if stopper is NOTICE:
             raise Preempted(progress.step, saver_directories(savers))
         return history
