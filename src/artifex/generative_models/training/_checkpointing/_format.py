@@ -53,9 +53,10 @@ CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/4"
 
 Format 4 adds checksums: the JSON item ``CHECKSUMS_ITEM`` holds the CRC-32 (with
 dtype and shape) of every leaf of the ``state`` and ``callback_arrays`` items, by
-item and dotted entry path, written in the same atomic save, and the ``meta`` key
-``"checksums"`` (``true``) says it is there; ``restore_checkpoint`` verifies them
-(see ``_checksums``). Otherwise laid out as format 3.
+item and dotted entry path (an array split across processes by shard, one file per
+process), written in the same atomic save, and the ``meta`` key ``"checksums"``
+(``true``) says it is there; ``restore_checkpoint`` verifies them (see ``_checksums``).
+Otherwise laid out as format 3.
 """
 
 READABLE_FORMATS: Final = frozenset({FORMAT_1, FORMAT_2, FORMAT_3, CHECKPOINT_FORMAT})
