@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
 from artifex.generative_models.training.callbacks import EarlyStopping, History, restore_checkpoint
 from artifex.generative_models.training.trainer import Trainer
@@ -63,3 +64,12 @@ def assert_all_restore(directory: Path) -> list[int]:
             assert restored.state["epoch"] == restored.epoch
             assert restored.state["epoch_progress"]["batches"] == restored.position
     return steps
+
+
+def assert_best_weights_restored(trainer: Trainer[Any], best: Any) -> None:
+    """``trainer``'s model holds exactly the weights ``best`` (a saved array state)."""
+    saved = flat_state(best)
+    final = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
+    assert saved.keys() == final.keys()
+    for key, value in saved.items():
+        np.testing.assert_array_equal(final[key], value, err_msg=key)

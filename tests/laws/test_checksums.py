@@ -31,7 +31,8 @@ from artifex.generative_models.training.callbacks import (
     restore_checkpoint,
 )
 from artifex.generative_models.training.trainer import Trainer
-from tests.laws._resume_script import early_stopping, flat_state, loss_fn, make_data, make_model
+from tests.laws._outcomes import assert_best_weights_restored
+from tests.laws._resume_script import early_stopping, loss_fn, make_data, make_model
 
 FORMAT_3 = Path(__file__).resolve().parent / "format3_checkpoint"
 """A checkpoint of format 3 (before checksums), written by the code of that format:
@@ -78,27 +79,29 @@ def _flip_a_bit(item: Path) -> Path:
     return data
 
 
-def test_a_flipped_bit_in_the_state_names_step_item_and_entry(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("item", "best_weights", "named"),
+    [
+        (
+            "state",
+            False,
+            r"checkpoint step 2 in .*checkpoints'.*: item 'state' entry 'model\.kernel' ",
+        ),
+        (
+            "callback_arrays",  # the best weights
+            True,
+            r"step 2 .*: item 'callback_arrays' entry 'EarlyStopping\[val_loss\]\.kernel' ",
+        ),
+    ],
+)
+def test_a_flipped_bit_names_step_item_and_entry(
+    tmp_path: Path, item: str, best_weights: bool, named: str
+) -> None:
     directory = tmp_path / "checkpoints"
-    _trainer(directory).fit(DATA, epochs=1)
-    _flip_a_bit(directory / "2" / "state")
-    with pytest.raises(
-        ValueError,
-        match=r"checkpoint step 2 in .*checkpoints'.*: item 'state' entry 'model\.kernel' "
-        r"fails its checksum",
-    ):
-        restore_checkpoint(directory)
-
-
-def test_a_flipped_bit_in_the_callback_arrays_is_detected(tmp_path: Path) -> None:
-    directory = tmp_path / "checkpoints"
-    _trainer(directory, best_weights=True).fit(DATA, epochs=1, val_data=DATA[:1])
-    _flip_a_bit(directory / "2" / "callback_arrays")
-    with pytest.raises(
-        ValueError,
-        match=r"step 2 .*: item 'callback_arrays' entry 'EarlyStopping\[val_loss\]\.kernel' "
-        r"fails its checksum",
-    ):
+    val_data = DATA[:1] if best_weights else None  # validation gives the best weights
+    _trainer(directory, best_weights=best_weights).fit(DATA, epochs=1, val_data=val_data)
+    _flip_a_bit(directory / "2" / item)
+    with pytest.raises(ValueError, match=named + "fails its checksum"):
         restore_checkpoint(directory)
 
 
@@ -160,11 +163,7 @@ def test_a_format_3_mid_epoch_checkpoint_restores_and_resumes(tmp_path: Path) ->
     assert history.epochs == [0, 1, 2, 3]
     # restore_best_weights: the final weights are epoch 0's, as saved in format 3 (a
     # comparison that holds across JAX versions, unlike a fresh reference run's).
-    best = flat_state(raw.callback_arrays["EarlyStopping[val_loss]"])
-    final = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
-    assert best.keys() == final.keys()
-    for key, value in best.items():
-        np.testing.assert_array_equal(final[key], value, err_msg=key)
+    assert_best_weights_restored(trainer, raw.callback_arrays["EarlyStopping[val_loss]"])
     # The checkpoints written after the resume are of format 4, in the same directory.
     latest = restore_checkpoint(directory)
     assert latest.step > 9

@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optax
 import pytest
-from flax import nnx
 
 from artifex.generative_models.training.callbacks import (
     History,
@@ -32,11 +30,10 @@ from artifex.generative_models.training.callbacks.model_checkpoint import (
     ModelCheckpoint,
 )
 from artifex.generative_models.training.trainer import Trainer
-from tests.laws._outcomes import assert_same, outcome
+from tests.laws._outcomes import assert_best_weights_restored, assert_same, outcome
 from tests.laws._resume_script import (
     build,
     early_stopping,
-    flat_state,
     loss_fn,
     make_data,
     make_model,
@@ -204,11 +201,7 @@ def test_a_format_2_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
     assert early.stopped_epoch == 3
     assert history.epochs == [0, 1, 2, 3]
     # restore_best_weights: the final weights are epoch 0's, as saved in format 2.
-    best = flat_state(raw.callback_arrays["EarlyStopping[val_loss]"])
-    final = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
-    assert best.keys() == final.keys()
-    for key, value in best.items():
-        np.testing.assert_array_equal(final[key], value, err_msg=key)
+    assert_best_weights_restored(trainer, raw.callback_arrays["EarlyStopping[val_loss]"])
 
 
 class Unsized:
