@@ -30,69 +30,27 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):  # must precede JAX's start
 
 import argparse  # noqa: E402 - after the XLA flag, as are the imports below
 import statistics  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from flax import nnx  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
+from _spmd_mlp import loss_fn, make_batches, make_model, raw_step, timed  # noqa: E402
 from artifex.generative_models.training import Trainer  # noqa: E402
 
-Batch = tuple[np.ndarray, np.ndarray]
 _spec: Callable[..., PartitionSpec] = PartitionSpec  # untyped __init__ in jax 0.10
 SIZES = (784, 1024, 1024, 10)
 DEVICE_COUNTS = (1, 2, 4, 8)
 
 
-def make_model() -> nnx.Sequential:
-    rngs = nnx.Rngs(0)
-    return nnx.Sequential(
-        nnx.Linear(SIZES[0], SIZES[1], rngs=rngs),
-        nnx.relu,
-        nnx.Linear(SIZES[1], SIZES[2], rngs=rngs),
-        nnx.relu,
-        nnx.Linear(SIZES[2], SIZES[3], rngs=rngs),
-    )
-
-
-def loss_fn(model: nnx.Sequential, batch: Batch) -> jax.Array:
-    x, y = batch
-    return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-
-def make_batches(global_batch: int, steps: int) -> list[Batch]:
-    rng = np.random.default_rng(0)
-    return [
-        (
-            rng.normal(size=(global_batch, SIZES[0])).astype(np.float32),
-            rng.integers(0, SIZES[-1], size=global_batch).astype(np.int32),
-        )
-        for _ in range(steps)
-    ]
-
-
-def timed(epoch: Callable[[], jax.Array], steps: int) -> Callable[[], float]:
-    """Compile ``epoch``; return a function running it and giving its steps per second."""
-
-    def run() -> float:
-        start = time.perf_counter()
-        epoch().block_until_ready()
-        return steps / (time.perf_counter() - start)
-
-    run()  # compile
-    return run
-
-
 def trainer_runner(devices: int | None, per_device: int, steps: int) -> Callable[[], float]:
     """One ``Trainer`` epoch: on the first ``devices`` devices, or without a mesh."""
     mesh = None if devices is None else Mesh(np.array(jax.devices()[:devices]), ("data",))
-    trainer = Trainer(make_model(), optax.adam(1e-3), loss_fn, mesh=mesh)
-    batches = make_batches(per_device * (devices or 1), steps)
+    trainer = Trainer(make_model(SIZES), optax.adam(1e-3), loss_fn, mesh=mesh)
+    batches = make_batches(SIZES, per_device * (devices or 1), steps)
 
     def epoch() -> jax.Array:
         trainer.fit(batches, epochs=1)
@@ -105,24 +63,9 @@ def trainer_runner(devices: int | None, per_device: int, steps: int) -> Callable
 def raw_runner(devices: int, per_device: int, steps: int) -> Callable[[], float]:
     """One epoch of a hand-written SPMD loop: ``jax.jit`` with the trainer's shardings."""
     mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
-    replicated = NamedSharding(mesh, _spec())
     split = NamedSharding(mesh, _spec("data"))
-    graphdef, params = nnx.split(make_model())
-    tx = optax.adam(1e-3)
-    state = jax.device_put((params, tx.init(params)), replicated)
-    batches = make_batches(per_device * devices, steps)
-
-    def step(state: Any, batch: Batch) -> tuple[Any, jax.Array]:
-        params, opt_state = state
-
-        def loss(params: Any) -> jax.Array:
-            return loss_fn(nnx.merge(graphdef, params), batch)
-
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    compiled = jax.jit(step, donate_argnums=0, out_shardings=replicated)
+    state, compiled = raw_step(SIZES, NamedSharding(mesh, _spec()))
+    batches = make_batches(SIZES, per_device * devices, steps)
 
     def epoch() -> jax.Array:
         nonlocal state

@@ -32,13 +32,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 _COORDINATOR = "BENCH_STOP_COORDINATOR"
 _PROCESS_ID = "BENCH_STOP_PROCESS_ID"
 PROCESSES = 2
 SIZES = (64, 256, 256, 10)
-Batch = tuple[Any, Any]
 
 
 def launch(argv: list[str]) -> None:
@@ -81,10 +79,10 @@ def worker(args: argparse.Namespace) -> None:
     import jax.numpy as jnp
     import numpy as np
     import optax
-    from flax import nnx
     from jax.experimental import multihost_utils
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+    from _spmd_mlp import loss_fn, make_batches, make_model, raw_step, timed
     from artifex.generative_models.training import Trainer, _stop_agreement, _stopping
 
     spec: Callable[..., PartitionSpec] = PartitionSpec  # untyped __init__ in jax 0.10
@@ -95,66 +93,22 @@ def worker(args: argparse.Namespace) -> None:
     replicated, split = NamedSharding(mesh, spec()), NamedSharding(mesh, spec("data"))
     rounds = args.rounds or (3 if args.quick else 9)
     steps = 50 if args.quick else 200
-    rng = np.random.default_rng(jax.process_index())
-    batches = [
-        (
-            rng.normal(size=(args.batch, SIZES[0])).astype(np.float32),
-            rng.integers(0, SIZES[-1], size=args.batch).astype(np.int32),
-        )
-        for _ in range(steps)
-    ]
-
-    def make_model() -> nnx.Sequential:
-        rngs = nnx.Rngs(0)
-        return nnx.Sequential(
-            nnx.Linear(SIZES[0], SIZES[1], rngs=rngs),
-            nnx.relu,
-            nnx.Linear(SIZES[1], SIZES[2], rngs=rngs),
-            nnx.relu,
-            nnx.Linear(SIZES[2], SIZES[3], rngs=rngs),
-        )
-
-    def loss_fn(model: nnx.Sequential, batch: Batch) -> jax.Array:
-        x, y = batch
-        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-    def timed(epoch: Callable[[], jax.Array]) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            epoch().block_until_ready()
-            return steps / (time.perf_counter() - start)
-
-        run()  # compile
-        return run
+    batches = make_batches(SIZES, args.batch, steps, seed=jax.process_index())
 
     def raw(agree_each_step: bool) -> Callable[[], float]:
-        graphdef, params = nnx.split(make_model())
-        tx = optax.adam(1e-3)
-        state = jax.device_put((params, tx.init(params)), replicated)
-
-        def step(state: Any, batch: Batch) -> tuple[Any, jax.Array]:
-            params, opt_state = state
-
-            def loss(params: Any) -> jax.Array:
-                return loss_fn(nnx.merge(graphdef, params), batch)
-
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
-
-        compiled = jax.jit(step, donate_argnums=0, out_shardings=replicated)
+        state, compiled = raw_step(SIZES, replicated)
 
         def epoch() -> jax.Array:
             nonlocal state
             value = jnp.zeros(())
             for x, y in batches:
-                batch = tuple(local_data(split, a) for a in (x, y))
+                batch = (local_data(split, x), local_data(split, y))
                 state, value = compiled(state, batch)
                 if agree_each_step:
                     np.asarray(multihost_utils.process_allgather(np.int32(0)))
             return value
 
-        return timed(epoch)
+        return timed(epoch, steps)
 
     def trainer(agreement: str) -> Callable[[], float]:
         def nobody(allgather: object) -> Callable[[bool], tuple[int, ...]]:
@@ -177,8 +131,8 @@ def worker(args: argparse.Namespace) -> None:
             last: jax.Array = jax.tree.leaves(fitted.opt_state)[-1]
             return last
 
-        fitted = Trainer(make_model(), optax.adam(1e-3), loss_fn, mesh=mesh)
-        return timed(epoch)
+        fitted = Trainer(make_model(SIZES), optax.adam(1e-3), loss_fn, mesh=mesh)
+        return timed(epoch, steps)
 
     variants = {
         "hand-written SPMD loop": raw(agree_each_step=False),
