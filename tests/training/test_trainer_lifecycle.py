@@ -231,8 +231,8 @@ def simulate(fit: TrainerFit, batches: int, chunk: int, step: int, epoch: int) -
     status = "stopped" if stop else "completed"
     try:
         emit("on_train_end", None, status)
-    except _Fail:
-        return Expected(events, status, True, step, epoch)
+    except _Fail:  # callbacks saw the outcome; the failed teardown makes the run failed
+        return Expected(events, "failed", True, step, epoch)
     return Expected(events, status, False, step, epoch)
 
 
