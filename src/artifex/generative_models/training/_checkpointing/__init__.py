@@ -16,7 +16,6 @@ reference trainer's ``resume`` calls ``_resume.restore_run``.
 * ``_save_failure``: a failed save as an ``OSError``, and the asynchronous save in flight;
 * ``_restore`` and ``_resume``: reading a checkpoint back, and resuming a run from it.
 
-Nothing here imports the callbacks package at import time (it imports
-``ModelCheckpoint``, which imports this package); the restore functions import the
-callback protocols and helpers when called.
+The restore functions import the callback protocols and helpers of ``callbacks/``
+(whose ``__init__`` is lazy, so importing them imports no ``ModelCheckpoint``).
 """

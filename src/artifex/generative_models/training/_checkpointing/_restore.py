@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -44,10 +44,8 @@ from artifex.generative_models.training._checkpointing._step_dirs import (
     lacking,
 )
 from artifex.generative_models.training._checks import check_checkpoint_location
-
-if TYPE_CHECKING:
-    from artifex.generative_models.training.callbacks.base import TrainerLike
-    from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
+from artifex.generative_models.training.callbacks.base import TrainerLike
+from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
 
 __all__ = ["RestoredCheckpoint", "restore_checkpoint"]
 
@@ -149,11 +147,6 @@ def restore_checkpoint(
             of another shape: named with both shapes), or ``step`` contradicts the step
             directory given.
     """
-    # Imported here: the callbacks package imports ModelCheckpoint, which is built on
-    # this package.
-    from artifex.generative_models.training.callbacks.base import TrainerLike
-    from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
-
     check_checkpoint_location("directory", directory, step)
     untrusted: object = target
     if untrusted is not None and not isinstance(untrusted, nnx.Module | TrainerLike):

@@ -9,6 +9,11 @@ from typing import TYPE_CHECKING
 from artifex.generative_models.training._checkpointing._format import CALLBACKS_ITEM
 from artifex.generative_models.training._checkpointing._restore import restore_checkpoint
 from artifex.generative_models.training._checks import check_checkpoint_location
+from artifex.generative_models.training.callbacks._state import (
+    load_callback_array_states,
+    load_callback_states,
+    stateful_callbacks,
+)
 
 if TYPE_CHECKING:
     from artifex.generative_models.training.callbacks.base import TrainingCallback
@@ -46,14 +51,6 @@ def restore_run(
         ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
             ``trainer``, or two callbacks share a ``state_key``.
     """
-    # Imported here: the callbacks package imports ModelCheckpoint, which is built on
-    # this package.
-    from artifex.generative_models.training.callbacks._state import (
-        load_callback_array_states,
-        load_callback_states,
-        stateful_callbacks,
-    )
-
     check_checkpoint_location("resume_from", checkpoint)
     targets = stateful_callbacks(callbacks)
     restored = restore_checkpoint(checkpoint, target=trainer)

@@ -194,6 +194,23 @@ def _outcome_findings(
     return [fault(scenario, events, message)]
 
 
+def _raisers(
+    plans: Sequence[FitPlan], log: list[tuple[int, HookName, BaseException]], *, interrupt: bool
+) -> list[RaiseAt]:
+    """The injected raisers: raiser ``i`` raises the ``i``-th failure of each plan."""
+    return [
+        RaiseAt(
+            [
+                (p.raises[i].hook, p.raises[i].occurrence) if i < len(p.raises) else None
+                for p in plans
+            ],
+            log,
+            interrupt=interrupt,
+        )
+        for i in range(max((len(p.raises) for p in plans), default=0))
+    ]
+
+
 def execute(
     ctx: Context,
     scenario: str,
@@ -223,17 +240,7 @@ def execute(
     )
     recorder = EventRecorder()
     log: list[tuple[int, HookName, BaseException]] = []
-    raisers = [
-        RaiseAt(
-            [
-                (p.raises[i].hook, p.raises[i].occurrence) if i < len(p.raises) else None
-                for p in plans
-            ],
-            log,
-            interrupt=interrupt,
-        )
-        for i in range(max((len(p.raises) for p in plans), default=0))
-    ]
+    raisers = _raisers(plans, log, interrupt=interrupt)
     stopper = StopAt(
         [(p.stop.hook, p.stop.occurrence) if p.stop is not None else None for p in plans], via=via
     )
