@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from artifex.generative_models.training.callbacks.base import BaseCallback
 
@@ -21,18 +21,23 @@ if TYPE_CHECKING:
 
 __all__ = ["ConfiguredCallback"]
 
-C = TypeVar("C", bound="DataclassInstance")
+C = TypeVar("C", covariant=True)
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class ConfiguredCallback(BaseCallback, Generic[C]):
     """A callback built from one frozen config, which it holds as ``config``."""
 
-    __slots__ = ("config",)
+    # Covariant, so a list of different callbacks joins to a list of callbacks (mypy
+    # joins invariant ConfiguredCallback[A] and [B] to object); so `config` is read-only.
+    __slots__ = ("_config",)
 
-    config: C
-    """The configuration."""
+    @property
+    def config(self) -> C:
+        """The configuration."""
+        return cast("C", self._config)
 
-    def _configure(self, config_type: type[C], config: C | None, fields: Mapping[str, object]) -> C:
+    def _configure(self, config_type: type[T], config: T | None, fields: Mapping[str, object]) -> T:
         """Set ``config``: the one given, or one of ``config_type`` built from ``fields``.
 
         Raises:
@@ -59,8 +64,9 @@ class ConfiguredCallback(BaseCallback, Generic[C]):
                     f"{owner} got an unexpected keyword {name!r}{hint}; its keywords are the "
                     f"fields of {expected}: {', '.join(names)}"
                 )
-        self.config = config_type(**fields) if config is None else config
-        return self.config
+        resolved = config_type(**fields) if config is None else config
+        self._config: object = resolved
+        return resolved
 
     def __repr__(self) -> str:
         """``Name(Config(...))``: the callback's class and its config."""
