@@ -107,8 +107,7 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
     very first save) moves those rows aside the same way, at its first epoch end.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`CSVLoggerConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`CSVLoggerKwargs`][]).
     """
 

@@ -132,8 +132,7 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
     checkpoint of format 1, which has none, they cover the epochs since the resume.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`EarlyStoppingConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`EarlyStoppingKwargs`][]).
     """
 

@@ -71,8 +71,7 @@ class JAXProfiler(ConfiguredCallback[JAXProfilerConfig]):
     active trace makes ``jax.profiler.start_trace`` raise.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`JAXProfilerConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`JAXProfilerKwargs`][]).
     """
 

@@ -74,8 +74,7 @@ class LearningRateMonitor(ConfiguredCallback[LearningRateMonitorConfig]):
     ``optax.chain`` / ``optax.MultiSteps``); otherwise ``on_train_begin`` raises.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`LearningRateMonitorConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`LearningRateMonitorKwargs`][]).
     """
 

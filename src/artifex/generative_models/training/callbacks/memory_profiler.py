@@ -103,8 +103,7 @@ class MemoryProfiler(ConfiguredCallback[MemoryProfilerConfig]):
     device.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`MemoryProfilerConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`MemoryProfilerKwargs`][]).
     """
 

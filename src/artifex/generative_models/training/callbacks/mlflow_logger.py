@@ -94,8 +94,7 @@ class MLflowLogger(TrackerCallback[MLflowConfig]):
     logged again.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`MLflowConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`MLflowKwargs`][]).
     """
 

@@ -118,8 +118,7 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
     in one small collective, raising on every process if they differ.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`CheckpointConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`CheckpointKwargs`][]).
     """
 

@@ -105,8 +105,7 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
     a counter; they read no array unless ``batch_metrics_every_n_steps`` asks for it.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`ProgressBarConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`ProgressBarKwargs`][]).
     """
 

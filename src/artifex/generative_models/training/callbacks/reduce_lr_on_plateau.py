@@ -114,8 +114,7 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
     at the same epoch.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`ReduceLROnPlateauConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`ReduceLROnPlateauKwargs`][]).
     """
 

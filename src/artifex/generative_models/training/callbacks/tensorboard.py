@@ -67,8 +67,7 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
     ``on_train_end``; a later ``fit`` opens a new event file in the same directory.
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`TensorBoardConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`TensorBoardKwargs`][]).
     """
 

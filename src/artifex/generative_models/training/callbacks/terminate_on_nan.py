@@ -56,10 +56,8 @@ class TerminateOnNaN(ConfiguredCallback[TerminateOnNaNConfig]):
     ([`MissingMetricWarning`][]).
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`TerminateOnNaNConfig`][] if neither it nor keywords are given.
-        **kwargs: Instead of ``config``, its fields ([`TerminateOnNaNKwargs`][]):
-            ``TerminateOnNaN(monitor="loss")``.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`TerminateOnNaNKwargs`][]).
     """
 
     __slots__ = ("_lookup", "bad_value", "stopped_step")

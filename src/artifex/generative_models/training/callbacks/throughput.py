@@ -110,8 +110,7 @@ class ThroughputMonitor(ConfiguredCallback[ThroughputMonitorConfig]):
     measurement, not agreed between processes).
 
     Args:
-        config: The configuration (positional-only); the defaults of
-            [`ThroughputMonitorConfig`][] if neither it nor keywords are given.
+        config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`ThroughputMonitorKwargs`][]).
     """
 

@@ -123,8 +123,7 @@ class WandbLogger(TrackerCallback[WandbConfig]):
     offline run with the same id, and ``wandb sync`` uploads each.
 
     Args:
-        wandb_config: The configuration (positional-only); the defaults of
-            [`WandbConfig`][] if neither it nor keywords are given.
+        wandb_config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``wandb_config``, its fields ([`WandbKwargs`][]).
     """
 
