@@ -88,6 +88,9 @@ def config_form() -> None:
     assert_type(TerminateOnNaN(TerminateOnNaNConfig()), TerminateOnNaN)
     assert_type(ThroughputMonitor(ThroughputMonitorConfig()), ThroughputMonitor)
     assert_type(WandbLogger(WandbConfig(project="demo")), WandbLogger)
+    # None stands for the defaults, as before the keyword form existed.
+    maybe: EarlyStoppingConfig | None = None
+    assert_type(EarlyStopping(maybe), EarlyStopping)
 
 
 def misspelt_keyword() -> None:

@@ -34,7 +34,7 @@ class ConfiguredCallback(BaseCallback, Generic[C]):
 
     @property
     def config(self) -> C:
-        """The configuration."""
+        """The configuration: the one given, or the one built from the keywords."""
         return cast("C", self._config)
 
     def _configure(self, config_type: type[T], config: T | None, fields: Mapping[str, object]) -> T:
