@@ -114,12 +114,7 @@ class ThroughputMonitor(ConfiguredCallback[ThroughputMonitorConfig]):
         **kwargs: Instead of ``config``, its fields ([`ThroughputMonitorKwargs`][]).
     """
 
-    __slots__ = (
-        "_batch",
-        "_epoch",
-        "_steps",
-        "_train_seconds",
-    )
+    __slots__ = ("_batch", "_epoch", "_steps", "_train_seconds")
     reads_epoch_logs: ClassVar[bool] = False  # it adds keys (see callbacks/_order.py)
 
     @overload
