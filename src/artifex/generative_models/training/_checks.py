@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TypeVar
 
 import numpy as np
 from flax import nnx
@@ -24,11 +23,8 @@ __all__ = [
     "check_name",
     "check_path",
     "check_real",
-    "resolve_config",
     "set_int",
 ]
-
-C = TypeVar("C")
 
 
 def check_int(field: str, value: object, *, minimum: int) -> int:
@@ -185,29 +181,3 @@ def check_checkpoint_location(field: str, value: object, step: object = None) ->
         )
     if step is not None:
         check_int("step", step, minimum=0)
-
-
-def resolve_config(config: C | None, cls: type[C], owner: str) -> C:
-    """A callback's config: ``config`` itself, or ``cls()`` (the defaults) if omitted.
-
-    Args:
-        config: What the caller passed.
-        cls: The config class.
-        owner: The callback's name, used in the message.
-
-    Returns:
-        The config to use.
-
-    Raises:
-        TypeError: If ``config`` is neither ``None`` nor a ``cls``.
-    """
-    if config is None:
-        return cls()
-    untrusted: object = config
-    if not isinstance(untrusted, cls):
-        article = "an" if cls.__qualname__[:1] in "AEIOU" else "a"
-        raise TypeError(
-            f"{owner} expects {article} {cls.__qualname__}, "
-            f"got {type(config).__qualname__} {config!r}"
-        )
-    return config

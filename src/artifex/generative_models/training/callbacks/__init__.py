@@ -82,7 +82,10 @@ if TYPE_CHECKING:
         TensorBoardConfig,
         TensorBoardLogger,
     )
-    from artifex.generative_models.training.callbacks.terminate_on_nan import TerminateOnNaN
+    from artifex.generative_models.training.callbacks.terminate_on_nan import (
+        TerminateOnNaN,
+        TerminateOnNaNConfig,
+    )
     from artifex.generative_models.training.callbacks.throughput import (
         ThroughputMonitor,
         ThroughputMonitorConfig,
@@ -135,6 +138,7 @@ __all__ = [
     "TensorBoardConfig",
     "TensorBoardLogger",
     "TerminateOnNaN",
+    "TerminateOnNaNConfig",
     "ThroughputMonitor",
     "ThroughputMonitorConfig",
     "TrainerLike",
@@ -196,6 +200,7 @@ __getattr__, __dir__ = lazy_exports(
         "TensorBoardConfig": "tensorboard",
         "TensorBoardLogger": "tensorboard",
         "TerminateOnNaN": "terminate_on_nan",
+        "TerminateOnNaNConfig": "terminate_on_nan",
         "ThroughputMonitor": "throughput",
         "ThroughputMonitorConfig": "throughput",
         "WandbConfig": "wandb_logger",

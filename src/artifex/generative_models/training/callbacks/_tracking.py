@@ -12,12 +12,9 @@ from typing import Any
 
 import jax
 
+from artifex.generative_models.training.callbacks._configured import C, ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
-from artifex.generative_models.training.callbacks.base import (
-    BaseCallback,
-    ProcessScope,
-    TrainerLike,
-)
+from artifex.generative_models.training.callbacks.base import ProcessScope, TrainerLike
 from artifex.generative_models.training.callbacks.protocols import TrainerState
 
 __all__ = ["TrackerCallback", "missing_extra", "read_only_mapping", "run_failed", "scalars"]
@@ -71,7 +68,7 @@ def run_failed(trainer: TrainerLike) -> bool:
     return isinstance(trainer, TrainerState) and trainer.status == "failed"
 
 
-class TrackerCallback(BaseCallback):
+class TrackerCallback(ConfiguredCallback[C]):
     """Logs epoch scalars, and batch scalars every ``n`` steps, at the global step.
 
     The step of a value is the number of training steps done when it was logged: batch

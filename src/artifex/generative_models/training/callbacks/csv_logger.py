@@ -7,17 +7,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack, overload
 
-from artifex.generative_models.training._checks import check_bool, check_path, resolve_config
+from artifex.generative_models.training._checks import check_bool, check_path
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
-    BaseCallback,
     ProcessScope,
     TrainerLike,
 )
 
-__all__ = ["CSVLogger", "CSVLoggerConfig"]
+__all__ = ["CSVLogger", "CSVLoggerConfig", "CSVLoggerKwargs"]
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 """A text cell starting with one of these gets a leading ``'`` (the quote itself included,
@@ -77,7 +77,15 @@ class CSVLoggerConfig:
         check_bool("append", self.append)
 
 
-class CSVLogger(BaseCallback):
+class CSVLoggerKwargs(TypedDict, total=False):
+    """The fields of [`CSVLoggerConfig`][], as keyword arguments (each optional)."""
+
+    filename: str | os.PathLike[str]
+    separator: str
+    append: bool
+
+
+class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
     """Append one row per epoch: ``epoch`` then the numeric epoch logs, sorted by key.
 
     Values are written with ``repr`` (round-trippable floats); a key missing from an
@@ -99,8 +107,8 @@ class CSVLogger(BaseCallback):
     very first save) moves those rows aside the same way, at its first epoch end.
 
     Args:
-        config: The configuration; or pass ``filename`` (and other fields) by keyword.
-        **kwargs: The fields of [`CSVLoggerConfig`][], if ``config`` is omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`CSVLoggerKwargs`][]).
     """
 
     __slots__ = (
@@ -110,26 +118,23 @@ class CSVLogger(BaseCallback):
         "_rows",
         "_started",
         "_unresumed",
-        "config",
     )
     process_scope: ProcessScope = "main"  # it writes one file, on process 0 only
 
-    def __init__(self, config: CSVLoggerConfig | None = None, /, **kwargs: Any) -> None:
-        if config is not None and kwargs:
-            raise TypeError("pass either a CSVLoggerConfig or keyword fields, not both")
-        self.config: CSVLoggerConfig = resolve_config(
-            CSVLoggerConfig(**kwargs) if config is None else config, CSVLoggerConfig, "CSVLogger"
-        )
+    @overload
+    def __init__(self, config: CSVLoggerConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[CSVLoggerKwargs]) -> None: ...
+    def __init__(
+        self, config: CSVLoggerConfig | None = None, /, **kwargs: Unpack[CSVLoggerKwargs]
+    ) -> None:
+        self._configure(CSVLoggerConfig, config, kwargs)
         self._path: Path | None = None
         self._fields: list[str] | None = None
         self._started = False
         self._rows = 0  # data rows in the file
         self._resume_rows: int | None = None  # rows kept by a restored checkpoint
         self._unresumed = False  # rows exist, no checkpoint said which to keep
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"CSVLogger({self.config!r})"
 
     @property
     def path(self) -> Path | None:

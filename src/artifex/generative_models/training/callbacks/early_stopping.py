@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack, overload
 
 import jax
 import jax.numpy as jnp
@@ -16,18 +16,18 @@ from artifex.generative_models.training._checks import (
     check_mode,
     check_name,
     check_real,
-    resolve_config,
     set_int,
 )
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import (
     MissingMetricWarning,
     Mode,
     MonitorLookup,
     worst,
 )
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import TrainerLike
 
-__all__ = ["EarlyStopping", "EarlyStoppingConfig", "MissingMetricWarning"]
+__all__ = ["EarlyStopping", "EarlyStoppingConfig", "EarlyStoppingKwargs", "MissingMetricWarning"]
 # MissingMetricWarning is shared with ModelCheckpoint and TerminateOnNaN.
 
 
@@ -85,7 +85,23 @@ class EarlyStoppingConfig:
             check_bool(field, getattr(self, field))
 
 
-class EarlyStopping(BaseCallback):
+class EarlyStoppingKwargs(TypedDict, total=False):
+    """The fields of [`EarlyStoppingConfig`][], as keyword arguments (each optional)."""
+
+    monitor: str
+    min_delta: float
+    patience: int
+    mode: Mode
+    check_finite: bool
+    stopping_threshold: float | None
+    divergence_threshold: float | None
+    baseline: float | None
+    start_from_epoch: int
+    restore_best_weights: bool
+    strict: bool
+
+
+class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
     """Ask the trainer to stop when ``config.monitor`` has stopped improving.
 
     Decisions are taken at ``on_epoch_end`` (a Python-float read of the epoch logs; no
@@ -116,8 +132,8 @@ class EarlyStopping(BaseCallback):
     checkpoint of format 1, which has none, they cover the epochs since the resume.
 
     Args:
-        config: The configuration; the defaults of [`EarlyStoppingConfig`][] if
-            omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`EarlyStoppingKwargs`][]).
     """
 
     __slots__ = (
@@ -127,17 +143,19 @@ class EarlyStopping(BaseCallback):
         "_resumed",
         "best_epoch",
         "best_score",
-        "config",
         "stop_reason",
         "stopped_epoch",
         "wait_count",
     )
 
-    def __init__(self, config: EarlyStoppingConfig | None = None, /) -> None:
-        self.config: EarlyStoppingConfig = resolve_config(
-            config, EarlyStoppingConfig, "EarlyStopping"
-        )
-        config = self.config
+    @overload
+    def __init__(self, config: EarlyStoppingConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[EarlyStoppingKwargs]) -> None: ...
+    def __init__(
+        self, config: EarlyStoppingConfig | None = None, /, **kwargs: Unpack[EarlyStoppingKwargs]
+    ) -> None:
+        config = self._configure(EarlyStoppingConfig, config, kwargs)
         self._lookup = MonitorLookup("EarlyStopping", config.monitor, strict=config.strict)
         self._best_state: nnx.State[Any, Any] | None = None
         # Best weights loaded by load_array_state (a pure dict, keyed as saved), made
@@ -155,10 +173,6 @@ class EarlyStopping(BaseCallback):
         """Why the stop was requested, or ``None``."""
         self._resumed = False
         self._reset()
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"EarlyStopping({self.config!r})"
 
     def _reset(self) -> None:
         baseline = self.config.baseline

@@ -6,18 +6,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack, overload
 
 import jax
 
-from artifex.generative_models.training._checks import check_path, resolve_config, set_int
+from artifex.generative_models.training._checks import check_path, set_int
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks.base import (
-    BaseCallback,
     ProcessScope,
     TrainerLike,
 )
 
-__all__ = ["JAXProfiler", "JAXProfilerConfig"]
+__all__ = ["JAXProfiler", "JAXProfilerConfig", "JAXProfilerKwargs"]
 
 # Unannotated in some JAX versions; typed aliases keep strict mypy happy on all of them.
 _block_until_ready: Callable[[Any], Any] = jax.block_until_ready
@@ -53,7 +53,15 @@ class JAXProfilerConfig:
         set_int(self, "stop_step", minimum=self.start_step + 1)
 
 
-class JAXProfiler(BaseCallback):
+class JAXProfilerKwargs(TypedDict, total=False):
+    """The fields of [`JAXProfilerConfig`][], as keyword arguments (each optional)."""
+
+    log_dir: str | os.PathLike[str]
+    start_step: int
+    stop_step: int
+
+
+class JAXProfiler(ConfiguredCallback[JAXProfilerConfig]):
     """Trace the steps ``start_step`` to ``stop_step - 1`` with ``jax.profiler``.
 
     Tracing starts at ``on_batch_begin(start_step)``. At ``on_batch_end`` of the last
@@ -63,21 +71,24 @@ class JAXProfiler(BaseCallback):
     active trace makes ``jax.profiler.start_trace`` raise.
 
     Args:
-        config: The configuration; the defaults of [`JAXProfilerConfig`][] if omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`JAXProfilerKwargs`][]).
     """
 
-    __slots__ = ("_tracing", "config", "trace_dir")
+    __slots__ = ("_tracing", "trace_dir")
     process_scope: ProcessScope = "main"  # one trace, on process 0 only
 
-    def __init__(self, config: JAXProfilerConfig | None = None, /) -> None:
-        self.config: JAXProfilerConfig = resolve_config(config, JAXProfilerConfig, "JAXProfiler")
+    @overload
+    def __init__(self, config: JAXProfilerConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[JAXProfilerKwargs]) -> None: ...
+    def __init__(
+        self, config: JAXProfilerConfig | None = None, /, **kwargs: Unpack[JAXProfilerKwargs]
+    ) -> None:
+        self._configure(JAXProfilerConfig, config, kwargs)
         self._tracing = False
         self.trace_dir: Path | None = None
         """The directory of the last completed trace, or ``None``."""
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"JAXProfiler({self.config!r})"
 
     @property
     def tracing(self) -> bool:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack, overload
 
-from artifex.generative_models.training._checks import check_bool, check_name, resolve_config
+from artifex.generative_models.training._checks import check_bool, check_name
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._order import (
     LogOrderWarning,
     warn_if_read_before,
 )
 from artifex.generative_models.training.callbacks._tuning import injected
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import TrainerLike
 
-__all__ = ["LearningRateMonitor", "LearningRateMonitorConfig", "LogOrderWarning"]
+__all__ = [
+    "LearningRateMonitor",
+    "LearningRateMonitorConfig",
+    "LearningRateMonitorKwargs",
+    "LogOrderWarning",
+]
 # LogOrderWarning (callbacks/_order.py) is shared with ThroughputMonitor.
 
 
@@ -43,7 +49,15 @@ class LearningRateMonitorConfig:
         check_bool("log_others", self.log_others)
 
 
-class LearningRateMonitor(BaseCallback):
+class LearningRateMonitorKwargs(TypedDict, total=False):
+    """The fields of [`LearningRateMonitorConfig`][], as keyword arguments (each optional)."""
+
+    key: str
+    hyperparameter: str
+    log_others: bool
+
+
+class LearningRateMonitor(ConfiguredCallback[LearningRateMonitorConfig]):
     """Put the optimizer's current learning rate into the epoch logs, as ``lr``.
 
     At each ``on_epoch_end`` it reads the injected hyperparameters through the
@@ -60,21 +74,24 @@ class LearningRateMonitor(BaseCallback):
     ``optax.chain`` / ``optax.MultiSteps``); otherwise ``on_train_begin`` raises.
 
     Args:
-        config: The configuration; the defaults of [`LearningRateMonitorConfig`][]
-            if omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`LearningRateMonitorKwargs`][]).
     """
 
-    __slots__ = ("config",)
+    __slots__ = ()
     reads_epoch_logs: ClassVar[bool] = False  # it adds keys (see callbacks/_order.py)
 
-    def __init__(self, config: LearningRateMonitorConfig | None = None, /) -> None:
-        self.config: LearningRateMonitorConfig = resolve_config(
-            config, LearningRateMonitorConfig, "LearningRateMonitor"
-        )
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"LearningRateMonitor({self.config!r})"
+    @overload
+    def __init__(self, config: LearningRateMonitorConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[LearningRateMonitorKwargs]) -> None: ...
+    def __init__(
+        self,
+        config: LearningRateMonitorConfig | None = None,
+        /,
+        **kwargs: Unpack[LearningRateMonitorKwargs],
+    ) -> None:
+        self._configure(LearningRateMonitorConfig, config, kwargs)
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would.

@@ -5,15 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack, overload
 
 import jax
 from typing_extensions import Protocol, runtime_checkable
 
-from artifex.generative_models.training._checks import resolve_config, set_int
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training._checks import set_int
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
+from artifex.generative_models.training.callbacks.base import TrainerLike
 
-__all__ = ["MemoryProfiler", "MemoryProfilerConfig", "MemoryRecord", "MemoryStatsDevice"]
+__all__ = [
+    "MemoryProfiler",
+    "MemoryProfilerConfig",
+    "MemoryProfilerKwargs",
+    "MemoryRecord",
+    "MemoryStatsDevice",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -78,7 +85,15 @@ class MemoryRecord:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class MemoryProfiler(BaseCallback):
+class MemoryProfilerKwargs(TypedDict, total=False):
+    """The fields of [`MemoryProfilerConfig`][], as keyword arguments (each optional)."""
+
+    every_n_epochs: int
+    devices: Sequence[MemoryStatsDevice] | None
+    log_level: int
+
+
+class MemoryProfiler(ConfiguredCallback[MemoryProfilerConfig]):
     """Record ``device.memory_stats()`` at epoch ends, where the backend reports them.
 
     GPU and TPU backends report statistics; the CPU backend returns ``None``. Such
@@ -88,25 +103,25 @@ class MemoryProfiler(BaseCallback):
     device.
 
     Args:
-        config: The configuration; the defaults of [`MemoryProfilerConfig`][] if
-            omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`MemoryProfilerKwargs`][]).
     """
 
-    __slots__ = ("config", "records", "unavailable")
+    __slots__ = ("records", "unavailable")
     reads_epoch_logs: ClassVar[bool] = False  # its on_epoch_end reads memory statistics
 
-    def __init__(self, config: MemoryProfilerConfig | None = None, /) -> None:
-        self.config: MemoryProfilerConfig = resolve_config(
-            config, MemoryProfilerConfig, "MemoryProfiler"
-        )
+    @overload
+    def __init__(self, config: MemoryProfilerConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[MemoryProfilerKwargs]) -> None: ...
+    def __init__(
+        self, config: MemoryProfilerConfig | None = None, /, **kwargs: Unpack[MemoryProfilerKwargs]
+    ) -> None:
+        self._configure(MemoryProfilerConfig, config, kwargs)
         self.records: list[MemoryRecord] = []
         """Every record taken, across ``fit`` calls."""
         self.unavailable: tuple[str, ...] = ()
         """The devices that report no statistics, as found at the last ``on_train_begin``."""
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"MemoryProfiler({self.config!r})"
 
     def _devices(self) -> Sequence[MemoryStatsDevice]:
         if self.config.devices is not None:

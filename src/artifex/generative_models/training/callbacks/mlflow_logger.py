@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, Unpack, overload
 
-from artifex.generative_models.training._checks import check_int, check_name, resolve_config
+from artifex.generative_models.training._checks import check_int, check_name
 from artifex.generative_models.training.callbacks._tracking import (
     TrackerCallback,
     missing_extra,
@@ -19,7 +19,7 @@ from artifex.generative_models.training.callbacks.base import TrainerLike
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-__all__ = ["MLflowConfig", "MLflowLogger"]
+__all__ = ["MLflowConfig", "MLflowKwargs", "MLflowLogger"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +66,18 @@ class MLflowConfig:
         check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
 
 
-class MLflowLogger(TrackerCallback):
+class MLflowKwargs(TypedDict, total=False):
+    """The fields of [`MLflowConfig`][], as keyword arguments (each optional)."""
+
+    tracking_uri: str
+    experiment: str
+    run_name: str | None
+    params: Mapping[str, object]
+    tags: Mapping[str, str]
+    log_every_n_steps: int
+
+
+class MLflowLogger(TrackerCallback[MLflowConfig]):
     """Log params once and metrics at the global step to an MLflow run.
 
     Needs ``mlflow`` (``pip install 'artifex-nnx-callbacks[mlflow]'``), imported at
@@ -83,24 +94,21 @@ class MLflowLogger(TrackerCallback):
     logged again.
 
     Args:
-        config: The configuration; or pass its fields by keyword.
-        **kwargs: The fields of [`MLflowConfig`][], if ``config`` is omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`MLflowKwargs`][]).
     """
 
-    __slots__ = ("_client", "config")
+    __slots__ = ("_client",)
 
-    def __init__(self, config: MLflowConfig | None = None, /, **kwargs: Any) -> None:
-        if config is not None and kwargs:
-            raise TypeError("pass either an MLflowConfig or keyword fields, not both")
-        self.config: MLflowConfig = resolve_config(
-            MLflowConfig(**kwargs) if config is None else config, MLflowConfig, "MLflowLogger"
-        )
-        super().__init__(self.config.log_every_n_steps)
+    @overload
+    def __init__(self, config: MLflowConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[MLflowKwargs]) -> None: ...
+    def __init__(
+        self, config: MLflowConfig | None = None, /, **kwargs: Unpack[MLflowKwargs]
+    ) -> None:
+        super().__init__(self._configure(MLflowConfig, config, kwargs).log_every_n_steps)
         self._client: MlflowClient | None = None
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"MLflowLogger({self.config!r})"
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Create the run and log the params, or reopen the run of the checkpoint.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack, overload
 
 import orbax.checkpoint as ocp
 
@@ -49,7 +49,6 @@ from artifex.generative_models.training._checkpointing._runs import (
     remember_run,
 )
 from artifex.generative_models.training._checkpointing._save_failure import SaveWatch
-from artifex.generative_models.training._checks import resolve_config
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
     callback_arrays,
@@ -59,11 +58,10 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     training_state,
     warn_if_stateful_after,
 )
+from artifex.generative_models.training.callbacks._checkpoint_kwargs import CheckpointKwargs
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
-from artifex.generative_models.training.callbacks.base import (
-    BaseCallback,
-    TrainerLike,
-)
+from artifex.generative_models.training.callbacks.base import TrainerLike
 from artifex.generative_models.training.callbacks.protocols import (
     StepCheckpointableTrainer,
     TrainerState,
@@ -72,6 +70,7 @@ from artifex.generative_models.training.callbacks.protocols import (
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointConfig",
+    "CheckpointKwargs",
     "CheckpointOrderWarning",
     "ModelCheckpoint",
     "RestoredCheckpoint",
@@ -90,7 +89,7 @@ class CheckpointOrderWarning(UserWarning):
     """
 
 
-class ModelCheckpoint(BaseCallback):
+class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
     """Save the training state at epoch ends with Orbax, keeping the best ``save_top_k``.
 
     Every ``every_n_epochs`` epochs, at ``on_epoch_end``, and with ``every_n_steps``
@@ -119,7 +118,8 @@ class ModelCheckpoint(BaseCallback):
     in one small collective, raising on every process if they differ.
 
     Args:
-        config: The configuration; the defaults of [`CheckpointConfig`][] if omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`CheckpointKwargs`][]).
     """
 
     __slots__ = (
@@ -137,12 +137,16 @@ class ModelCheckpoint(BaseCallback):
         "_step_saved",
         "_steps_seen",
         "_watch",
-        "config",
     )
 
-    def __init__(self, config: CheckpointConfig | None = None, /) -> None:
-        self.config: CheckpointConfig = resolve_config(config, CheckpointConfig, "ModelCheckpoint")
-        config = self.config
+    @overload
+    def __init__(self, config: CheckpointConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[CheckpointKwargs]) -> None: ...
+    def __init__(
+        self, config: CheckpointConfig | None = None, /, **kwargs: Unpack[CheckpointKwargs]
+    ) -> None:
+        config = self._configure(CheckpointConfig, config, kwargs)
         self._lookup = (
             None
             if config.monitor is None
@@ -161,10 +165,6 @@ class ModelCheckpoint(BaseCallback):
         self._run: str | None = None  # the id of the directory's run, once set up
         self._lock: DirectoryLock | None = None  # held from on_train_begin to on_train_end
         self._watch = SaveWatch()
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"ModelCheckpoint({self.config!r})"
 
     # ---------------------------------------------------------------- properties
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack, overload
 
 from rich.console import Console
 from rich.progress import (
@@ -17,15 +17,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from artifex.generative_models.training._checks import check_bool, resolve_config, set_int
+from artifex.generative_models.training._checks import check_bool, set_int
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
-    BaseCallback,
     ProcessScope,
     TrainerLike,
 )
 
-__all__ = ["ProgressBar", "ProgressBarConfig", "format_metrics"]
+__all__ = ["ProgressBar", "ProgressBarConfig", "ProgressBarKwargs", "format_metrics"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +86,17 @@ def format_metrics(logs: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class ProgressBar(BaseCallback):
+class ProgressBarKwargs(TypedDict, total=False):
+    """The fields of [`ProgressBarConfig`][], as keyword arguments (each optional)."""
+
+    steps_per_epoch: int | None
+    batch_metrics_every_n_steps: int
+    enabled: bool | None
+    epoch_lines: bool
+    console: Console | None
+
+
+class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
     """Show training progress: one bar per epoch with step count, elapsed time, ETA and metrics.
 
     Drawn with ``rich`` on a terminal; elsewhere (logs, CI) it draws nothing and prints
@@ -95,7 +105,8 @@ class ProgressBar(BaseCallback):
     a counter; they read no array unless ``batch_metrics_every_n_steps`` asks for it.
 
     Args:
-        config: The configuration; the defaults of [`ProgressBarConfig`][] if omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`ProgressBarKwargs`][]).
     """
 
     __slots__ = (
@@ -105,23 +116,23 @@ class ProgressBar(BaseCallback):
         "_progress",
         "_task",
         "_total",
-        "config",
     )
     process_scope: ProcessScope = "main"  # one bar, on process 0 only
 
-    def __init__(self, config: ProgressBarConfig | None = None, /) -> None:
-        self.config: ProgressBarConfig = resolve_config(config, ProgressBarConfig, "ProgressBar")
-        config = self.config
+    @overload
+    def __init__(self, config: ProgressBarConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[ProgressBarKwargs]) -> None: ...
+    def __init__(
+        self, config: ProgressBarConfig | None = None, /, **kwargs: Unpack[ProgressBarKwargs]
+    ) -> None:
+        config = self._configure(ProgressBarConfig, config, kwargs)
         self._console: Console | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._total = config.steps_per_epoch
         self._count = 0
         self._epoch_start = 0.0
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"ProgressBar({self.config!r})"
 
     @property
     def live(self) -> bool:

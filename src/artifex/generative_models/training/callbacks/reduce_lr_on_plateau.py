@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack, overload
 
 import numpy as np
 
@@ -15,13 +15,13 @@ from artifex.generative_models.training._checks import (
     check_mode,
     check_name,
     check_real,
-    resolve_config,
 )
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import Mode, MonitorLookup
 from artifex.generative_models.training.callbacks._tuning import injected
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import TrainerLike
 
-__all__ = ["ReduceLROnPlateau", "ReduceLROnPlateauConfig"]
+__all__ = ["ReduceLROnPlateau", "ReduceLROnPlateauConfig", "ReduceLROnPlateauKwargs"]
 
 _log = logging.getLogger(__name__)
 
@@ -74,7 +74,21 @@ class ReduceLROnPlateauConfig:
         check_bool("strict", self.strict)
 
 
-class ReduceLROnPlateau(BaseCallback):
+class ReduceLROnPlateauKwargs(TypedDict, total=False):
+    """The fields of [`ReduceLROnPlateauConfig`][], as keyword arguments (each optional)."""
+
+    monitor: str
+    factor: float
+    patience: int
+    mode: Mode
+    min_delta: float
+    cooldown: int
+    min_lr: float
+    hyperparameter: str
+    strict: bool
+
+
+class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
     """Multiply the learning rate by ``factor`` when ``monitor`` stops improving.
 
     Keras's rule, at each ``on_epoch_end``: during a cooldown (``cooldown`` epochs
@@ -100,17 +114,23 @@ class ReduceLROnPlateau(BaseCallback):
     at the same epoch.
 
     Args:
-        config: The configuration; the defaults of [`ReduceLROnPlateauConfig`][] if
-            omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`ReduceLROnPlateauKwargs`][]).
     """
 
-    __slots__ = ("_lookup", "_resumed", "best", "config", "cooldown_counter", "wait")
+    __slots__ = ("_lookup", "_resumed", "best", "cooldown_counter", "wait")
 
-    def __init__(self, config: ReduceLROnPlateauConfig | None = None, /) -> None:
-        self.config: ReduceLROnPlateauConfig = resolve_config(
-            config, ReduceLROnPlateauConfig, "ReduceLROnPlateau"
-        )
-        config = self.config
+    @overload
+    def __init__(self, config: ReduceLROnPlateauConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[ReduceLROnPlateauKwargs]) -> None: ...
+    def __init__(
+        self,
+        config: ReduceLROnPlateauConfig | None = None,
+        /,
+        **kwargs: Unpack[ReduceLROnPlateauKwargs],
+    ) -> None:
+        config = self._configure(ReduceLROnPlateauConfig, config, kwargs)
         self._lookup = MonitorLookup("ReduceLROnPlateau", config.monitor, strict=config.strict)
         self.best: float | None = None
         """The best value seen, or ``None`` before a first (non-NaN) one."""
@@ -119,10 +139,6 @@ class ReduceLROnPlateau(BaseCallback):
         self.cooldown_counter: int = 0
         """Epochs of cooldown left."""
         self._resumed = False
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"ReduceLROnPlateau({self.config!r})"
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would.

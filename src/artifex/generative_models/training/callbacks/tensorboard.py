@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 
-from artifex.generative_models.training._checks import check_path, resolve_config, set_int
+from artifex.generative_models.training._checks import check_path, set_int
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
-    BaseCallback,
     ProcessScope,
     TrainerLike,
 )
@@ -18,7 +18,7 @@ from artifex.generative_models.training.callbacks.base import (
 if TYPE_CHECKING:
     from tensorboardX import SummaryWriter
 
-__all__ = ["TensorBoardConfig", "TensorBoardLogger"]
+__all__ = ["TensorBoardConfig", "TensorBoardKwargs", "TensorBoardLogger"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +49,15 @@ class TensorBoardConfig:
         set_int(self, "flush_secs", minimum=1)
 
 
-class TensorBoardLogger(BaseCallback):
+class TensorBoardKwargs(TypedDict, total=False):
+    """The fields of [`TensorBoardConfig`][], as keyword arguments (each optional)."""
+
+    log_dir: str | os.PathLike[str]
+    log_every_n_steps: int
+    flush_secs: int
+
+
+class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
     """Log epoch metrics (``epoch/<key>``, x-axis: epoch) to TensorBoard event files.
 
     Needs ``tensorboardX`` (``pip install 'artifex-nnx-callbacks[tensorboard]'``); it is
@@ -59,21 +67,22 @@ class TensorBoardLogger(BaseCallback):
     ``on_train_end``; a later ``fit`` opens a new event file in the same directory.
 
     Args:
-        config: The configuration; the defaults of [`TensorBoardConfig`][] if omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`TensorBoardKwargs`][]).
     """
 
-    __slots__ = ("_writer", "config")
+    __slots__ = ("_writer",)
     process_scope: ProcessScope = "main"  # one event log, on process 0 only
 
-    def __init__(self, config: TensorBoardConfig | None = None, /) -> None:
-        self.config: TensorBoardConfig = resolve_config(
-            config, TensorBoardConfig, "TensorBoardLogger"
-        )
+    @overload
+    def __init__(self, config: TensorBoardConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[TensorBoardKwargs]) -> None: ...
+    def __init__(
+        self, config: TensorBoardConfig | None = None, /, **kwargs: Unpack[TensorBoardKwargs]
+    ) -> None:
+        self._configure(TensorBoardConfig, config, kwargs)
         self._writer: SummaryWriter | None = None
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"TensorBoardLogger({self.config!r})"
 
     def _open(self) -> SummaryWriter:
         try:

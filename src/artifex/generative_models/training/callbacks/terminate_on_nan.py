@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack, overload
 
 from artifex.generative_models.training._checks import check_name
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import TrainerLike
 
-__all__ = ["TerminateOnNaN"]
+__all__ = ["TerminateOnNaN", "TerminateOnNaNConfig", "TerminateOnNaNKwargs"]
 
 
-class TerminateOnNaN(BaseCallback):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateOnNaNConfig:
+    """Configuration of [`TerminateOnNaN`][].
+
+    Attributes:
+        monitor: The ``on_batch_end`` log key to check.
+    """
+
+    monitor: str = "loss"
+
+    def __post_init__(self) -> None:
+        """Validate the fields.
+
+        Raises:
+            TypeError: If ``monitor`` is not a str.
+            ValueError: If ``monitor`` is empty.
+        """
+        check_name("monitor", self.monitor)
+
+
+class TerminateOnNaNKwargs(TypedDict, total=False):
+    """The fields of [`TerminateOnNaNConfig`][], as keyword arguments (each optional)."""
+
+    monitor: str
+
+
+class TerminateOnNaN(ConfiguredCallback[TerminateOnNaNConfig]):
     """Request a stop in the very batch whose loss is NaN or infinite.
 
     This callback reads ``logs[monitor]`` at every ``on_batch_end``: converting that
@@ -28,21 +56,28 @@ class TerminateOnNaN(BaseCallback):
     ([`MissingMetricWarning`][]).
 
     Args:
-        monitor: The ``on_batch_end`` log key to check.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`TerminateOnNaNKwargs`][]).
     """
 
-    __slots__ = ("_lookup", "bad_value", "monitor", "stopped_step")
+    __slots__ = ("_lookup", "bad_value", "stopped_step")
 
-    def __init__(self, *, monitor: str = "loss") -> None:
-        check_name("monitor", monitor)
-        self.monitor: str = monitor
-        self._lookup = MonitorLookup("TerminateOnNaN", monitor, strict=False)
+    @overload
+    def __init__(self, config: TerminateOnNaNConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[TerminateOnNaNKwargs]) -> None: ...
+    def __init__(
+        self, config: TerminateOnNaNConfig | None = None, /, **kwargs: Unpack[TerminateOnNaNKwargs]
+    ) -> None:
+        config = self._configure(TerminateOnNaNConfig, config, kwargs)
+        self._lookup = MonitorLookup("TerminateOnNaN", config.monitor, strict=False)
         self.stopped_step: int | None = None
         self.bad_value: float | None = None
 
-    def __repr__(self) -> str:
-        """A readable representation."""
-        return f"TerminateOnNaN(monitor={self.monitor!r})"
+    @property
+    def monitor(self) -> str:
+        """The ``on_batch_end`` log key checked: ``config.monitor``."""
+        return self.config.monitor
 
     @property
     def should_stop(self) -> bool:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack, overload
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from artifex.generative_models.training._checks import check_int, resolve_config
+from artifex.generative_models.training._checks import check_int
+from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._order import warn_if_read_before
-from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
+from artifex.generative_models.training.callbacks.base import TrainerLike
 from artifex.generative_models.training.callbacks.protocols import ExampleCounter
 
-__all__ = ["ThroughputMonitor", "ThroughputMonitorConfig"]
+__all__ = ["ThroughputMonitor", "ThroughputMonitorConfig", "ThroughputMonitorKwargs"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +78,14 @@ class _Window:
         self.examples = examples
 
 
-class ThroughputMonitor(BaseCallback):
+class ThroughputMonitorKwargs(TypedDict, total=False):
+    """The fields of [`ThroughputMonitorConfig`][], as keyword arguments (each optional)."""
+
+    examples_per_step: int | None
+    every_n_steps: int
+
+
+class ThroughputMonitor(ConfiguredCallback[ThroughputMonitorConfig]):
     """Put ``steps_per_second`` and ``examples_per_second`` into the epoch logs.
 
     Each epoch is timed on the host, from ``on_epoch_begin`` to the end of its
@@ -102,25 +110,28 @@ class ThroughputMonitor(BaseCallback):
     measurement, not agreed between processes).
 
     Args:
-        config: The configuration; the defaults of [`ThroughputMonitorConfig`][] if
-            omitted.
+        config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``config``, its fields ([`ThroughputMonitorKwargs`][]).
     """
 
-    __slots__ = ("_batch", "_epoch", "_steps", "_train_seconds", "config")
+    __slots__ = ("_batch", "_epoch", "_steps", "_train_seconds")
     reads_epoch_logs: ClassVar[bool] = False  # it adds keys (see callbacks/_order.py)
 
-    def __init__(self, config: ThroughputMonitorConfig | None = None, /) -> None:
-        self.config: ThroughputMonitorConfig = resolve_config(
-            config, ThroughputMonitorConfig, "ThroughputMonitor"
-        )
+    @overload
+    def __init__(self, config: ThroughputMonitorConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[ThroughputMonitorKwargs]) -> None: ...
+    def __init__(
+        self,
+        config: ThroughputMonitorConfig | None = None,
+        /,
+        **kwargs: Unpack[ThroughputMonitorKwargs],
+    ) -> None:
+        self._configure(ThroughputMonitorConfig, config, kwargs)
         self._steps = 0
         self._epoch = _Window(0, None)
         self._batch = _Window(0, None)
         self._train_seconds: float | None = None
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"ThroughputMonitor({self.config!r})"
 
     @staticmethod
     def _examples(trainer: TrainerLike) -> int | None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, Unpack, overload
 
 from artifex.generative_models.training._checks import (
     check_int,
     check_name,
     check_path,
-    resolve_config,
 )
 from artifex.generative_models.training.callbacks._tracking import (
     TrackerCallback,
@@ -24,7 +23,7 @@ from artifex.generative_models.training.callbacks.base import TrainerLike
 if TYPE_CHECKING:
     from wandb import Run
 
-__all__ = ["WandbConfig", "WandbLogger", "WandbMode"]
+__all__ = ["WandbConfig", "WandbKwargs", "WandbLogger", "WandbMode"]
 
 WandbMode: TypeAlias = Literal["online", "offline", "disabled"]
 """Where a run goes: the W&B server, local files only (``wandb sync`` uploads them later),
@@ -94,7 +93,20 @@ class WandbConfig:
         check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
 
 
-class WandbLogger(TrackerCallback):
+class WandbKwargs(TypedDict, total=False):
+    """The fields of [`WandbConfig`][], as keyword arguments (each optional)."""
+
+    project: str | None
+    entity: str | None
+    name: str | None
+    tags: Sequence[str]
+    config: Mapping[str, object]
+    mode: WandbMode | None
+    dir: str | os.PathLike[str] | None
+    log_every_n_steps: int
+
+
+class WandbLogger(TrackerCallback[WandbConfig]):
     """Log epoch metrics (and optionally batch metrics) to a Weights & Biases run.
 
     Needs ``wandb`` (``pip install 'artifex-nnx-callbacks[wandb]'``), imported at
@@ -111,24 +123,23 @@ class WandbLogger(TrackerCallback):
     offline run with the same id, and ``wandb sync`` uploads each.
 
     Args:
-        config: The configuration; or pass its fields by keyword.
-        **kwargs: The fields of [`WandbConfig`][], if ``config`` is omitted.
+        wandb_config: The configuration (positional-only); the defaults if omitted.
+        **kwargs: Instead of ``wandb_config``, its fields ([`WandbKwargs`][]).
     """
 
-    __slots__ = ("_run", "config")
+    __slots__ = ("_run",)
 
-    def __init__(self, config: WandbConfig | None = None, /, **kwargs: Any) -> None:
-        if config is not None and kwargs:
-            raise TypeError("pass either a WandbConfig or keyword fields, not both")
-        self.config: WandbConfig = resolve_config(
-            WandbConfig(**kwargs) if config is None else config, WandbConfig, "WandbLogger"
-        )
-        super().__init__(self.config.log_every_n_steps)
+    # The config is not named `config`: that is a field of WandbConfig (the run's config),
+    # so a keyword, and a TypedDict key may not share a parameter's name.
+    @overload
+    def __init__(self, wandb_config: WandbConfig | None, /) -> None: ...
+    @overload
+    def __init__(self, /, **kwargs: Unpack[WandbKwargs]) -> None: ...
+    def __init__(
+        self, wandb_config: WandbConfig | None = None, /, **kwargs: Unpack[WandbKwargs]
+    ) -> None:
+        super().__init__(self._configure(WandbConfig, wandb_config, kwargs).log_every_n_steps)
         self._run: Run | None = None
-
-    def __repr__(self) -> str:
-        """A readable representation with the config."""
-        return f"WandbLogger({self.config!r})"
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Start the run, or resume the one whose id the checkpoint holds.
