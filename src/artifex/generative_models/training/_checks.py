@@ -20,7 +20,6 @@ __all__ = [
     "check_checkpoint_location",
     "check_filter",
     "check_int",
-    "check_mode",
     "check_name",
     "check_path",
     "check_real",
@@ -120,16 +119,6 @@ def check_filter(field: str, value: object) -> None:
             f"..., None, a bool, a predicate, or a tuple of filters), got "
             f"{type(value).__qualname__} {value!r}"
         ) from error
-
-
-def check_mode(field: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``"min"`` or ``"max"``.
-
-    Raises:
-        ValueError: If ``value`` is neither ``"min"`` nor ``"max"``.
-    """
-    if value not in ("min", "max"):
-        raise ValueError(f"{field} must be 'min' or 'max', got {value!r}")
 
 
 def check_name(field: str, value: object, *, optional: bool = False) -> None:
