@@ -23,11 +23,30 @@ __all__ = [
     "check_name",
     "check_path",
     "check_real",
+    "describe",
     "resolve_config",
     "set_int",
 ]
 
 C = TypeVar("C")
+
+_SHORT_REPR = 60
+"""The longest repr an error message shows; a longer one (a model, an optimizer) is left out."""
+
+
+def describe(value: object) -> str:
+    """A bad value for an error message: its type, and its repr when that is one short line.
+
+    ``"int 3"``, ``"NoneType None"``; for a value whose repr is long or spans lines
+    (a module, an optimizer, a big array), the type name alone, so that a message stays a
+    few lines and never prints a whole object.
+    """
+    name = type(value).__qualname__
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return name
+    return f"{name} {text}" if len(text) <= _SHORT_REPR and "\n" not in text else name
 
 
 def check_int(field: str, value: object, *, minimum: int) -> int:
@@ -50,7 +69,7 @@ def check_int(field: str, value: object, *, minimum: int) -> int:
         ValueError: If ``value`` is below ``minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{field} must be an int, got {type(value).__qualname__} {value!r}")
+        raise TypeError(f"{field} must be an int, got {describe(value)}")
     if value < minimum:
         raise ValueError(f"{field} must be >= {minimum}, got {value!r}")
     return int(value)
@@ -86,7 +105,7 @@ def check_real(
         ValueError: If ``value`` is out of bounds or not finite.
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{field} must be a number, got {type(value).__qualname__} {value!r}")
+        raise TypeError(f"{field} must be a number, got {describe(value)}")
     if finite and not math.isfinite(value):
         raise ValueError(f"{field} must be finite, got {value!r}")
     if minimum is not None and value < minimum:
@@ -101,7 +120,7 @@ def check_bool(field: str, value: object) -> bool:
         TypeError: If ``value`` is not a ``bool`` (``0`` and ``1`` are not).
     """
     if not isinstance(value, bool):
-        raise TypeError(f"{field} must be a bool, got {type(value).__qualname__} {value!r}")
+        raise TypeError(f"{field} must be a bool, got {describe(value)}")
     return value
 
 
@@ -117,7 +136,7 @@ def check_filter(field: str, value: object) -> None:
         raise TypeError(
             f"{field} must be an NNX filter (a Variable type such as nnx.Param, a string, "
             f"..., None, a bool, a predicate, or a tuple of filters), got "
-            f"{type(value).__qualname__} {value!r}"
+            f"{describe(value)}"
         ) from error
 
 
@@ -163,8 +182,7 @@ def check_checkpoint_location(field: str, value: object, step: object = None) ->
     """
     if not isinstance(value, str | os.PathLike):
         raise TypeError(
-            f"{field} must be a checkpoint directory (a str or os.PathLike), got "
-            f"{type(value).__qualname__} {value!r}"
+            f"{field} must be a checkpoint directory (a str or os.PathLike), got {describe(value)}"
         )
     check_path(field, value)
     if os.path.isfile(value):
@@ -195,8 +213,5 @@ def resolve_config(config: C | None, cls: type[C], owner: str) -> C:
     untrusted: object = config
     if not isinstance(untrusted, cls):
         article = "an" if cls.__qualname__[:1] in "AEIOU" else "a"
-        raise TypeError(
-            f"{owner} expects {article} {cls.__qualname__}, "
-            f"got {type(config).__qualname__} {config!r}"
-        )
+        raise TypeError(f"{owner} expects {article} {cls.__qualname__}, got {describe(config)}")
     return config
