@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -120,11 +121,26 @@ def bench(session: nox.Session) -> None:
         session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], reuse_venv=True)
 def demo(session: nox.Session) -> None:
-    """Train the demo VAE on scikit-learn's digits; arguments go to the demo's CLI."""
-    session.install("-e", ".[demo]")
+    """Train the demo VAE on scikit-learn's digits; arguments go to the demo's CLI.
+
+    The venv is kept between calls, and the (editable) install is redone only when
+    pyproject.toml changed, so a second call starts at once.
+    """
+    _install_once(session, "-e", ".[demo]")
     session.run("artifex-demo", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+def _install_once(session: nox.Session, *args: str) -> None:
+    """``session.install(*args)``, unless this venv did it already with this pyproject.toml."""
+    stamp = Path(session.bin).parent / ".installed-by-noxfile"
+    key = hashlib.sha256(Path("pyproject.toml").read_bytes() + repr(args).encode()).hexdigest()
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == key:
+        session.log("dependencies already installed (pyproject.toml unchanged)")
+        return
+    session.install(*args)
+    stamp.write_text(key, encoding="utf-8")
 
 
 @nox.session(python=PYTHONS[0])
