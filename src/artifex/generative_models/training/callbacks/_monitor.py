@@ -69,12 +69,10 @@ def resolve_mode(owner: str, monitor: str, mode: Mode) -> Literal["min", "max"]:
         return mode
     name = monitor.removeprefix("val_").lower()
     tokens = set(re.split(r"[^0-9a-z]+", name))
-    found = {"max"} if tokens & _MAX_TOKENS else set[str]()
-    if tokens & _MIN_TOKENS:
-        found.add("min")
-    if len(found) == 1:
-        return "max" if found == {"max"} else "min"
-    why = "says both" if found else "matches no known metric"
+    upwards, downwards = bool(tokens & _MAX_TOKENS), bool(tokens & _MIN_TOKENS)
+    if upwards != downwards:
+        return "max" if upwards else "min"
+    why = "says both" if upwards else "matches no known metric"
     raise ValueError(
         f"{owner}: mode='auto' cannot tell whether {monitor!r} improves downwards or "
         f"upwards (its name {why}); pass mode='min' (lower is better) or mode='max'"
