@@ -1,7 +1,8 @@
-"""Nox sessions: each does one job (lint, typecheck, tests, docs, bench, demo, conformance)."""
+"""Nox sessions, one job each: lint, typecheck, tests, docs, build, bench, demo, conformance."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -120,11 +121,26 @@ def bench(session: nox.Session) -> None:
         session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], reuse_venv=True)
 def demo(session: nox.Session) -> None:
-    """Train the demo VAE on scikit-learn's digits; arguments go to the demo's CLI."""
-    session.install("-e", ".[demo]")
+    """Train the demo VAE on scikit-learn's digits; arguments go to the demo's CLI.
+
+    The venv is kept between calls, and the (editable) install is redone only when
+    pyproject.toml changed, so a second call starts at once.
+    """
+    _install_once(session, "-e", ".[demo]")
     session.run("artifex-demo", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+def _install_once(session: nox.Session, *args: str) -> None:
+    """``session.install(*args)``, unless this venv did it already with this pyproject.toml."""
+    stamp = Path(session.bin).parent / ".installed-by-noxfile"
+    key = hashlib.sha256(Path("pyproject.toml").read_bytes() + repr(args).encode()).hexdigest()
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == key:
+        session.log("dependencies already installed (pyproject.toml unchanged)")
+        return
+    session.install(*args)
+    stamp.write_text(key, encoding="utf-8")
 
 
 @nox.session(python=PYTHONS[0])
@@ -148,3 +164,40 @@ def conformance(session: nox.Session) -> None:
         *session.posargs,
         env={"JAX_PLATFORMS": "cpu"},
     )
+
+
+@nox.session(python=PYTHONS[0])
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel into dist/, check them, and try the wheel alone.
+
+    ``twine check`` reads both files' metadata (the README as the long description); then
+    a fresh venv, outside the repository, installs the wheel with its dependencies and
+    nothing else and runs the README's example there, so that a missing module or data
+    file of the wheel fails here rather than for its first user.
+    """
+    session.install(*nox.project.dependency_groups(PYPROJECT, "build"))
+    dist = Path("dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(dist))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.iterdir())))
+    (wheel,) = dist.glob("*.whl")
+    scratch = Path(session.create_tmp()).resolve() / "wheel-alone"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    example = scratch / "readme_example.py"
+    example.write_text(_readme_example(), encoding="utf-8")
+    python = scratch / "venv" / "bin" / "python"
+    venv = str(scratch / "venv")
+    session.run("uv", "venv", "--quiet", "--python", str(session.python), venv, external=True)
+    install = ["uv", "pip", "install", "--quiet", "--python", str(python), str(wheel.resolve())]
+    session.run(*install, external=True)
+    # From the scratch folder, so that the installed wheel is imported, not src/.
+    with session.chdir(scratch):
+        session.run(str(python), str(example), env={"JAX_PLATFORMS": "cpu"}, external=True)
+
+
+def _readme_example() -> str:
+    """The first Python block under the README's ``## Example`` heading."""
+    text = Path("README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Example\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]

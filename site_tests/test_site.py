@@ -3,6 +3,10 @@
 ``nox -s docs`` builds the site strictly into ``build/site`` first; these tests then load
 its pages in Debian's Chromium (``apt-get install chromium``) and read the DOM after the
 page's scripts ran. Without Chromium they are skipped, saying so: the strict build ran.
+
+The site works offline: no built file refers to a resource on another host (checked on
+the files, with or without Chromium), and Chromium, with every host name unresolvable,
+records in its network log no request to one while it loads the pages.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ def _page(relative: str) -> Path:
 
 def _dom(relative: str) -> str:
     """The DOM of a built page after Chromium has loaded it and run its scripts."""
+    return _chromium(_page(relative).as_uri())
+
+
+def _chromium(uri: str, *options: str) -> str:
+    """The DOM of the page at ``uri`` after Chromium has loaded it and run its scripts."""
     if CHROMIUM is None:
         pytest.skip(
             "Chromium is not installed (Debian: apt-get install chromium): the browser "
@@ -48,12 +57,13 @@ def _dom(relative: str) -> str:
         "--no-first-run",
         "--allow-file-access-from-files",
         "--virtual-time-budget=5000",
+        *options,
         "--dump-dom",
-        _page(relative).as_uri(),
+        uri,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
-    assert "<body" in done.stdout, f"chromium printed no DOM for {relative}: {done.stderr[-2000:]}"
+    assert "<body" in done.stdout, f"chromium printed no DOM for {uri}: {done.stderr[-2000:]}"
     return done.stdout
 
 
@@ -107,3 +117,90 @@ def test_the_search_index_holds_every_page() -> None:
     for page in ("", "core/", "api/training.callbacks.base/", "api/training.trainer/"):
         assert page in locations, f"the search index has no page {page!r}"
     assert any("BaseCallback" in doc["title"] for doc in index["docs"])
+
+
+# A resource the page loads (not a link the reader may follow): script, stylesheet, icon,
+# preconnect, image, frame, media source, CSS url() and @import.
+_RESOURCE = re.compile(
+    r"""<(?:script|img|iframe|source|audio|video|embed)\b[^>]*\ssrcs?e?t?=["']([^"']+)"""
+    r"""|<link\b[^>]*\shref=["']([^"']+)"""
+    r"""|url\(\s*["']?([^"')\s]+)"""
+    r"""|@import\s+["']([^"']+)"""
+)
+_EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
+
+
+def _external_resources(text: str) -> set[str]:
+    found = {next(group for group in match.groups() if group) for match in _RESOURCE.finditer(text)}
+    return {url for url in found if _EXTERNAL.match(url)}
+
+
+def test_the_detector_sees_external_resources() -> None:
+    page = (
+        '<link rel="preconnect" href="https://fonts.gstatic.com">'
+        '<link rel="stylesheet" href="//cdn.example.org/x.css">'
+        '<script src="https://example.org/x.js"></script><img alt="" src="assets/a.png">'
+        '<a href="https://example.org/page">a link is not a request</a>'
+        "<style>@font-face{src:url(https://example.org/f.woff2)}</style>"
+    )
+    assert _external_resources(page) == {
+        "https://fonts.gstatic.com",
+        "//cdn.example.org/x.css",
+        "https://example.org/x.js",
+        "https://example.org/f.woff2",
+    }
+
+
+def test_no_built_file_loads_anything_from_another_host() -> None:
+    _page("index.html")
+    offenders: dict[str, set[str]] = {}
+    for path in sorted(SITE.rglob("*")):
+        if path.suffix in {".html", ".css", ".js"}:
+            found = _external_resources(path.read_text(encoding="utf-8", errors="replace"))
+            if found:
+                offenders[str(path.relative_to(SITE))] = found
+    first = dict(list(offenders.items())[:3])
+    assert not offenders, f"{len(offenders)} files load resources from other hosts: {first} ..."
+
+
+def _page_requests(uri: str, log: Path) -> set[str]:
+    """The URLs of other hosts that the page at ``uri`` asked for while Chromium loaded it.
+
+    Read from Chromium's network log: a request the page made names the page's origin as
+    its initiator (``file://``), while the browser's own background requests (its clock,
+    accounts, updates) have ``"not an origin"``. Every host name is made unresolvable, so
+    an attempt is logged at once and never waited on.
+    """
+    _chromium(uri, "--host-resolver-rules=MAP * ~NOTFOUND", f"--log-net-log={log}")
+    text = log.read_text(encoding="utf-8")
+    try:
+        events = json.loads(text)["events"]
+    except json.JSONDecodeError:  # a log cut short at exit lacks its closing brackets
+        events = json.loads(text.rstrip().rstrip(",") + "]}")["events"]
+    urls = set()
+    for event in events:
+        params = event.get("params", {})
+        url, initiator = params.get("url", ""), params.get("initiator", "not an origin")
+        if initiator != "not an origin" and re.match(r"(?:https?|wss?)://", url):
+            urls.add(url)
+    return urls
+
+
+def test_the_network_log_shows_a_page_request_to_another_host(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><body><script src="https://cdn.example.org/x.js"></script></body></html>',
+        encoding="utf-8",
+    )
+    assert _page_requests(page.as_uri(), tmp_path / "netlog.json") == {
+        "https://cdn.example.org/x.js"
+    }
+
+
+def test_chromium_requests_nothing_from_another_host(tmp_path: Path) -> None:
+    pages = ("index.html", "getting-started/index.html", API_PAGE)
+    requested = {
+        page: _page_requests(_page(page).as_uri(), tmp_path / f"netlog{index}.json")
+        for index, page in enumerate(pages)
+    }
+    assert not any(requested.values()), f"the site requested other hosts: {requested}"

@@ -1,4 +1,7 @@
-"""The README's two commands: the tests one is what ``.ci/run`` runs, both name real sessions."""
+"""The README's two commands: the tests one is what ``.ci/run`` runs, both name real sessions.
+
+The documentation's home page (docs/index.md) gives the same two commands.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _readme_commands() -> dict[str, str]:
-    """``{"main job": command, "tests": command}`` from the README's first bash block."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def _readme_commands(page: str = "README.md") -> dict[str, str]:
+    """``{"main job": command, "tests": command}`` from a page's first bash block."""
+    text = (ROOT / page).read_text(encoding="utf-8")
     block = text.split("```bash\n", 1)[1].split("```", 1)[0]
     commands: dict[str, str] = {}
     for line in block.strip().splitlines():
@@ -61,3 +64,11 @@ def test_readme_commands_run_existing_nox_sessions() -> None:
         assert set(named) <= sessions, f"{role}: {sorted(set(named) - sessions)} not in noxfile"
     assert _sessions_of(_readme_commands()["main job"]) == ["demo"]
     assert re.search(r"\bpip install 'nox\[uv\]'", _ci_command())
+
+
+def test_docs_home_page_gives_the_readme_commands() -> None:
+    assert _readme_commands("docs/index.md") == _readme_commands()
+
+
+def test_ci_builds_the_package_and_tries_the_wheel() -> None:
+    assert "build" in _sessions_of(_ci_command())

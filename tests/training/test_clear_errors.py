@@ -7,6 +7,7 @@ integer scalar, used as an ``int``, everywhere (configs, the trainer, the batche
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
@@ -198,3 +200,38 @@ def test_python_lists_in_a_batch_are_pytrees_and_a_failure_says_so() -> None:
         "train_data batch 0 of epoch 0 holds a Python list at [0]" in note
         for note in getattr(caught.value, "__notes__", [])
     )
+
+
+def test_an_nnx_optimizer_is_refused_in_one_line() -> None:
+    model = new_model()
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    assert "\n" in repr(optimizer)  # what the message must not print
+    with pytest.raises(TypeError, match="pass the optax transformation you built it with") as info:
+        Trainer(model, optimizer, mse)  # type: ignore[arg-type]  # the bad input under test
+    assert "\n" not in str(info.value)
+    assert "nnx.Optimizer" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "message"),
+    [
+        ("optimizer", new_model, r"optimizer must be an optax .*, got DropoutBatchNorm$"),
+        ("loss_fn", lambda: np.zeros((50, 50)), r"loss_fn must be callable, got ndarray$"),
+        ("model", lambda: np.zeros((50, 50)), r"model must be an nnx\.Module, got ndarray$"),
+        ("eval_mode", lambda: [True] * 40, r"eval_mode must be a bool or a mapping.*, got list$"),
+    ],
+)
+def test_errors_name_a_big_value_by_its_type_never_its_repr(
+    field: str, bad: Callable[[], object], message: str
+) -> None:
+    given: dict[str, Any] = {"model": new_model(), "optimizer": optax.sgd(0.1), "loss_fn": mse}
+    given[field] = bad()
+    assert len(repr(given[field])) > 60
+    with pytest.raises(TypeError, match=message) as info:
+        Trainer(**given)
+    assert "\n" not in str(info.value)
+
+
+def test_a_short_value_is_still_shown() -> None:
+    with pytest.raises(TypeError, match=r"loss_fn must be callable, got int 3$"):
+        Trainer(new_model(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # the bad input under test

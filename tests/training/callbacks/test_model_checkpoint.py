@@ -187,7 +187,9 @@ def test_missing_monitor_warns_and_saves_only_as_last(tmp_path: Path) -> None:
         drive(ModelOnlyTrainer(), [cb], [[1.0]] * 3)
     assert cb.saved_checkpoint_steps == (3,)  # kept only as the latest
     assert cb.best_checkpoint_step is None
-    strict = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "s", monitor="x", strict=True))
+    strict = ModelCheckpoint(
+        CheckpointConfig(dirpath=tmp_path / "s", monitor="x", mode="min", strict=True)
+    )
     with pytest.raises(KeyError, match="'x'"):
         drive(ModelOnlyTrainer(), [strict], [[1.0]])
 

@@ -90,13 +90,13 @@ def test_nan_is_never_an_improvement_and_state_round_trips() -> None:
     assert _feed(cb, trainer, [math.nan, math.nan]) == [0.1, pytest.approx(0.01)]
     assert (cb.best, cb.wait) == (None, 0)  # NaN counted against patience
     assert _feed(cb, trainer, [1.0, math.nan]) == [pytest.approx(0.01)] * 2
-    assert cb.state_dict() == {"best": 1.0, "wait": 1, "cooldown_counter": 0}
+    assert cb.state_dict() == {"mode": "min", "best": 1.0, "wait": 1, "cooldown_counter": 0}
     resumed = ReduceLROnPlateau(ReduceLROnPlateauConfig(patience=2))
     resumed.load_state_dict(cb.state_dict())
     resumed.on_train_begin(trainer)  # a resume keeps the loaded state ...
-    assert resumed.state_dict() == {"best": 1.0, "wait": 1, "cooldown_counter": 0}
+    assert resumed.state_dict() == {"mode": "min", "best": 1.0, "wait": 1, "cooldown_counter": 0}
     resumed.on_train_begin(trainer)  # ... once
-    assert resumed.state_dict() == {"best": None, "wait": 0, "cooldown_counter": 0}
+    assert resumed.state_dict() == {"mode": "min", "best": None, "wait": 0, "cooldown_counter": 0}
     assert resumed.state_key == "ReduceLROnPlateau[val_loss]"
 
 
@@ -170,7 +170,9 @@ def _trainer(callbacks: list[TrainingCallback], **options: Any) -> Trainer[nnx.L
 
 
 def _reducer() -> ReduceLROnPlateau:
-    return ReduceLROnPlateau(ReduceLROnPlateauConfig(monitor="score", patience=0, factor=0.5))
+    return ReduceLROnPlateau(
+        ReduceLROnPlateauConfig(monitor="score", mode="min", patience=0, factor=0.5)
+    )
 
 
 @pytest.mark.parametrize("mesh", [False, True], ids=["no-mesh", "mesh"])

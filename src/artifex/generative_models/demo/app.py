@@ -3,6 +3,11 @@
 Nothing downloads: the digits ship inside scikit-learn. The run directory receives the
 Orbax checkpoints, a CSV log, a PNG of generated samples beside real digits, and a PNG of
 the loss curves. ``--resume`` continues from the latest checkpoint.
+
+Exit status: 0 when the run completed or stopped early, 2 for refused arguments, and
+[`EXIT_PREEMPTED`][] (75, ``EX_TEMPFAIL``: try again later) when a preemption notice
+(SIGTERM) stopped it after saving a checkpoint; one line then says where the checkpoint
+is and how to resume.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +38,23 @@ from artifex.generative_models.training.callbacks import (
     ProgressBar,
     TrainingCallback,
 )
+from artifex.generative_models.training.trainer import Preempted
 
-__all__ = ["DemoResult", "main", "run"]
+__all__ = ["EXIT_PREEMPTED", "DemoResult", "main", "run"]
+
+EXIT_PREEMPTED = 75
+"""The exit status after a preemption (``EX_TEMPFAIL`` of ``sysexits.h``: try again later)."""
+
+_DESCRIPTION = """\
+Train a small VAE on scikit-learn's bundled 8x8 digits (nothing downloads) with the
+reference Trainer, early stopping on val_loss, checkpoints, a CSV log and a progress
+display. The run directory receives the checkpoints, training_log.csv, samples.png
+(generated digits beside real ones) and loss_curves.png (the best epoch marked)."""
+
+_EPILOG = f"""\
+exit status: 0 when the run completed or stopped early; 2 when the arguments are
+refused (an existing run without --resume, say); {EXIT_PREEMPTED} when a preemption notice
+(SIGTERM) stopped the run after saving a checkpoint: rerun with --resume to continue."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,8 +68,11 @@ class DemoResult:
         checkpoint_dir: The Orbax checkpoint directory.
         csv_path: The CSV log.
         samples_png: Generated samples beside real digits.
-        curves_png: Training and validation loss per epoch.
+        curves_png: Training and validation loss per epoch, the best epoch marked.
         status: How the run ended (``"completed"`` or ``"stopped"``).
+        stop_reason: Why early stopping ended the run, or ``None`` if it did not.
+        best_epoch: The epoch of the lowest ``val_loss`` over the whole run (resumed
+            runs included), or ``None`` before a validated epoch.
     """
 
     epochs_run: int
@@ -59,6 +83,8 @@ class DemoResult:
     samples_png: Path
     curves_png: Path
     status: str
+    stop_reason: str | None
+    best_epoch: int | None
 
 
 def _digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +134,8 @@ def run(
             (nothing is overwritten).
         FileNotFoundError: If ``resume`` is true but there is no checkpoint to resume.
         ValueError: If ``epochs`` or ``batch_size`` is out of range.
+        Preempted: If a preemption notice (SIGTERM) stopped the run; a checkpoint was
+            saved, and ``resume=True`` continues from it. No picture is written.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs!r}")
@@ -130,8 +158,9 @@ def run(
     checkpoint = ModelCheckpoint(
         CheckpointConfig(dirpath=checkpoint_dir, monitor="val_loss", save_top_k=2)
     )
+    early_stopping = EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=patience))
     callbacks: list[TrainingCallback] = [
-        EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=patience)),
+        early_stopping,
         CSVLogger(CSVLoggerConfig(filename=csv_path)),
         checkpoint,  # after the stateful ones: checkpoints hold their end-of-epoch state
     ]
@@ -148,7 +177,9 @@ def run(
     samples = np.asarray(trainer.model.sample(jax.random.key(seed), 32))
     run_dir.mkdir(parents=True, exist_ok=True)
     samples_png = save_sample_grid(run_dir / "samples.png", real=val_x[:32], generated=samples)
-    curves_png = save_loss_curves(run_dir / "loss_curves.png", _read_curves(csv_path))
+    curves = _read_curves(csv_path)
+    best = _best_epoch(curves)
+    curves_png = save_loss_curves(run_dir / "loss_curves.png", curves, best_epoch=best)
     return DemoResult(
         epochs_run=len(history),
         final_epoch_logs=dict(history[-1]) if history else {},
@@ -158,7 +189,63 @@ def run(
         samples_png=samples_png,
         curves_png=curves_png,
         status=trainer.status,
+        stop_reason=early_stopping.stop_reason,
+        best_epoch=best,
     )
+
+
+def _best_epoch(curves: Sequence[dict[str, float]]) -> int | None:
+    """The index of the row with the lowest ``val_loss`` (the first of ties), or ``None``."""
+    scored = [(row["val_loss"], epoch) for epoch, row in enumerate(curves) if "val_loss" in row]
+    return min(scored)[1] if scored else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artifex-demo",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("runs/vae-digits"),
+        help="where the checkpoints, the CSV log and the pictures go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=40,
+        help="epochs to train in this invocation; early stopping may end sooner "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="training batch size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data split, shuffling, initialisation and sampling "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="early stopping: epochs without a better val_loss before stopping "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its latest checkpoint, for --epochs more",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress display (for logs and CI)"
+    )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,16 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The process exit status.
+        The process exit status: 0, or [`EXIT_PREEMPTED`][] after a preemption.
     """
-    parser = argparse.ArgumentParser(prog="artifex-demo", description=__doc__)
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/vae-digits"))
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument("--no-progress", action="store_true", help="no progress display")
+    parser = _parser()
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -192,15 +272,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    except Preempted as stop:
+        where = ", ".join(map(str, stop.checkpoints)) or str(args.run_dir / "checkpoints")
+        print(
+            f"artifex-demo: preempted at step {stop.step}; checkpoint saved in {where}; "
+            f"resume with: artifex-demo --run-dir {args.run_dir} --resume",
+            file=sys.stderr,
+        )
+        return EXIT_PREEMPTED
+    print(f"\n{_summary(result, time.perf_counter() - start)}")
+    return 0
+
+
+def _summary(result: DemoResult, seconds: float) -> str:
+    """The lines ``main`` prints after a run: how it ended and where its outputs are."""
     logs = result.final_epoch_logs
     loss, val_loss = logs.get("loss", math.nan), logs.get("val_loss", math.nan)
-    print(
-        f"\nVAE on 8x8 digits: {result.epochs_run} epochs ({result.status}) in "
-        f"{time.perf_counter() - start:.1f} s; last epoch loss {loss:.3f}, "
-        f"val_loss {val_loss:.3f} (negative ELBO per image)\n"
+    epochs = f"{result.epochs_run} epoch{'' if result.epochs_run == 1 else 's'}"
+    if result.stop_reason is not None:
+        ended = f"stopped early: {result.stop_reason}"
+    else:
+        ended = result.status
+    return (
+        f"VAE on 8x8 digits: {epochs} in {seconds:.1f} s ({ended}); last epoch loss "
+        f"{loss:.3f}, val_loss {val_loss:.3f} (negative ELBO per image)\n"
+        f"  best epoch:      {result.best_epoch} (marked on the loss curves)\n"
         f"  best checkpoint: step {result.best_checkpoint_step} in {result.checkpoint_dir}\n"
         f"  CSV log:         {result.csv_path}\n"
         f"  samples:         {result.samples_png}\n"
         f"  loss curves:     {result.curves_png}"
     )
-    return 0

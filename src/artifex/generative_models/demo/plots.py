@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["save_loss_curves", "save_sample_grid"]
 
@@ -48,12 +49,16 @@ def save_sample_grid(
     return path
 
 
-def save_loss_curves(path: Path, history: Sequence[Mapping[str, float]]) -> Path:
-    """Save a PNG of the training and validation loss per epoch.
+def save_loss_curves(
+    path: Path, history: Sequence[Mapping[str, float]], *, best_epoch: int | None = None
+) -> Path:
+    """Save a PNG of the training and validation loss per epoch, the best epoch marked.
 
     Args:
         path: Where to write the PNG.
         history: One mapping per epoch with ``"loss"`` and, where validated, ``"val_loss"``.
+        best_epoch: The epoch to mark (a star on its validation loss and a dotted
+            vertical line), or ``None`` for no mark.
 
     Returns:
         ``path``.
@@ -65,6 +70,19 @@ def save_loss_curves(path: Path, history: Sequence[Mapping[str, float]]) -> Path
         if points:
             epochs, values = zip(*points, strict=True)
             ax.plot(epochs, values, marker=".", label=label)
+    if best_epoch is not None:
+        row = history[best_epoch]
+        ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1)
+        ax.plot(
+            [best_epoch],
+            [row.get("val_loss", row["loss"])],
+            marker="*",
+            markersize=14,
+            linestyle="none",
+            color="tab:red",
+            label=f"best epoch ({best_epoch})",
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative ELBO per image")
     ax.set_title("VAE on scikit-learn's 8x8 digits")

@@ -19,12 +19,30 @@ __all__ = [
     "check_checkpoint_location",
     "check_filter",
     "check_int",
-    "check_mode",
     "check_name",
     "check_path",
     "check_real",
+    "describe",
     "set_int",
 ]
+
+_SHORT_REPR = 60
+"""The longest repr an error message shows; a longer one (a model, an optimizer) is left out."""
+
+
+def describe(value: object) -> str:
+    """A bad value for an error message: its type, and its repr when that is one short line.
+
+    ``"int 3"``, ``"NoneType None"``; for a value whose repr is long or spans lines
+    (a module, an optimizer, a big array), the type name alone, so that a message stays a
+    few lines and never prints a whole object.
+    """
+    name = type(value).__qualname__
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return name
+    return f"{name} {text}" if len(text) <= _SHORT_REPR and "\n" not in text else name
 
 
 def check_int(field: str, value: object, *, minimum: int) -> int:
@@ -47,7 +65,7 @@ def check_int(field: str, value: object, *, minimum: int) -> int:
         ValueError: If ``value`` is below ``minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{field} must be an int, got {type(value).__qualname__} {value!r}")
+        raise TypeError(f"{field} must be an int, got {describe(value)}")
     if value < minimum:
         raise ValueError(f"{field} must be >= {minimum}, got {value!r}")
     return int(value)
@@ -83,7 +101,7 @@ def check_real(
         ValueError: If ``value`` is out of bounds or not finite.
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{field} must be a number, got {type(value).__qualname__} {value!r}")
+        raise TypeError(f"{field} must be a number, got {describe(value)}")
     if finite and not math.isfinite(value):
         raise ValueError(f"{field} must be finite, got {value!r}")
     if minimum is not None and value < minimum:
@@ -98,7 +116,7 @@ def check_bool(field: str, value: object) -> bool:
         TypeError: If ``value`` is not a ``bool`` (``0`` and ``1`` are not).
     """
     if not isinstance(value, bool):
-        raise TypeError(f"{field} must be a bool, got {type(value).__qualname__} {value!r}")
+        raise TypeError(f"{field} must be a bool, got {describe(value)}")
     return value
 
 
@@ -114,18 +132,8 @@ def check_filter(field: str, value: object) -> None:
         raise TypeError(
             f"{field} must be an NNX filter (a Variable type such as nnx.Param, a string, "
             f"..., None, a bool, a predicate, or a tuple of filters), got "
-            f"{type(value).__qualname__} {value!r}"
+            f"{describe(value)}"
         ) from error
-
-
-def check_mode(field: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``"min"`` or ``"max"``.
-
-    Raises:
-        ValueError: If ``value`` is neither ``"min"`` nor ``"max"``.
-    """
-    if value not in ("min", "max"):
-        raise ValueError(f"{field} must be 'min' or 'max', got {value!r}")
 
 
 def check_name(field: str, value: object, *, optional: bool = False) -> None:
@@ -170,8 +178,7 @@ def check_checkpoint_location(field: str, value: object, step: object = None) ->
     """
     if not isinstance(value, str | os.PathLike):
         raise TypeError(
-            f"{field} must be a checkpoint directory (a str or os.PathLike), got "
-            f"{type(value).__qualname__} {value!r}"
+            f"{field} must be a checkpoint directory (a str or os.PathLike), got {describe(value)}"
         )
     check_path(field, value)
     if os.path.isfile(value):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from artifex.generative_models.training._checks import check_filter
+from artifex.generative_models.training._checks import check_filter, describe
 from artifex.generative_models.training._flat_state import Layout, Leaves, same, split
 from artifex.generative_models.training._means import Sums, accumulate, zeros_function
 from artifex.generative_models.training._spmd import DataParallel
@@ -118,17 +118,22 @@ def check_step_arguments(
             or ``wrt`` not an ``nnx`` filter. The message names the argument and value.
     """
     if not isinstance(model, nnx.Module):
-        raise TypeError(f"model must be an nnx.Module, got {type(model).__qualname__} {model!r}")
+        raise TypeError(f"model must be an nnx.Module, got {describe(model)}")
+    if isinstance(optimizer, nnx.Optimizer):  # its state and step would go stale in fit
+        raise TypeError(
+            "optimizer is an nnx.Optimizer; pass the optax transformation you built it with "
+            "(e.g. optax.adam(1e-3)): the trainer keeps the optimizer state itself"
+        )
     if not (
         callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
     ):
         raise TypeError(
             "optimizer must be an optax GradientTransformation (with init and update), "
-            f"got {type(optimizer).__qualname__} {optimizer!r}"
+            f"got {describe(optimizer)}"
         )
     for name, fn in (("loss_fn", loss_fn), ("eval_fn", eval_fn)):
         if (fn is not None or name == "loss_fn") and not callable(fn):
-            raise TypeError(f"{name} must be callable, got {type(fn).__qualname__} {fn!r}")
+            raise TypeError(f"{name} must be callable, got {describe(fn)}")
     check_filter("wrt", wrt)
 
 
@@ -152,7 +157,7 @@ def eval_attributes(eval_mode: object) -> tuple[dict[str, Any], bool]:
         return dict(eval_mode), True
     raise TypeError(
         "eval_mode must be a bool or a mapping of attribute names (str) to values, got "
-        f"{type(eval_mode).__qualname__} {eval_mode!r}"
+        f"{describe(eval_mode)}"
     )
 
 

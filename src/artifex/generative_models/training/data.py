@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from typing_extensions import Protocol, runtime_checkable
 
-from artifex.generative_models.training._checks import check_bool, check_int
+from artifex.generative_models.training._checks import check_bool, check_int, describe
 
 __all__ = ["ArrayBatcher", "StatefulData"]
 
@@ -128,13 +128,12 @@ class ArrayBatcher(Generic[T]):
         self._drop_last = drop_last
         leaves = jax.tree.leaves(data)
         if not leaves:
-            raise ValueError(f"data must hold at least one array, got {data!r}")
+            raise ValueError(f"data must hold at least one array, got {describe(data)}")
         sizes: set[int] = set()
         for leaf in leaves:
             if not isinstance(leaf, np.ndarray | jax.Array):
                 raise TypeError(
-                    f"every leaf of data must be a NumPy or JAX array, got "
-                    f"{type(leaf).__qualname__} {leaf!r}"
+                    f"every leaf of data must be a NumPy or JAX array, got {describe(leaf)}"
                 )
             if leaf.ndim == 0:
                 raise ValueError("every leaf of data needs a leading (example) axis; got a scalar")

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from artifex.generative_models.training._checks import (
     check_bool,
-    check_mode,
     check_name,
     check_path,
     set_int,
 )
-from artifex.generative_models.training.callbacks._monitor import Mode
+from artifex.generative_models.training.callbacks._monitor import Mode, set_mode
 
 __all__ = ["CheckpointConfig"]
 
@@ -27,7 +26,13 @@ class CheckpointConfig:
             callback created (it holds ``artifex_checkpoints.json``).
         monitor: The ``on_epoch_end`` log key that ranks checkpoints, or ``None`` to
             keep the most recent ones.
-        mode: ``"min"`` if lower ``monitor`` values are better, ``"max"`` otherwise.
+        mode: ``"min"`` if lower ``monitor`` values are better, ``"max"`` if higher ones
+            are, or ``"auto"`` (the default): inferred from ``monitor``'s name, ``"max"``
+            for an accuracy, ``"min"`` for a loss or an error (the Built-in callbacks
+            page lists the names); any other name is refused with a ``ValueError``. A
+            built config holds the resolved ``"min"`` or ``"max"`` (``"min"``, unused,
+            without a ``monitor``): ``dataclasses.replace`` with another ``monitor``
+            keeps it, unless you pass ``mode="auto"`` again.
         save_top_k: How many checkpoints to keep: the best by ``monitor`` (or the most
             recent if ``monitor`` is ``None``); ``-1`` keeps all, ``0`` none (but see
             ``save_last``).
@@ -49,7 +54,7 @@ class CheckpointConfig:
 
     dirpath: str | os.PathLike[str] = "checkpoints"
     monitor: str | None = None
-    mode: Mode = "min"
+    mode: Mode = "auto"
     save_top_k: int = 3
     every_n_epochs: int | None = 1
     every_n_steps: int | None = None
@@ -66,7 +71,8 @@ class CheckpointConfig:
         """
         check_path("dirpath", self.dirpath)
         check_name("monitor", self.monitor, optional=True)
-        check_mode("mode", self.mode)
+        # Without a monitor there is nothing to rank: "auto" is "min", as before.
+        set_mode(self, "CheckpointConfig", "loss" if self.monitor is None else self.monitor)
         set_int(self, "save_top_k", minimum=-1)
         for name in ("every_n_epochs", "every_n_steps"):
             if getattr(self, name) is not None:

@@ -1,4 +1,4 @@
-"""Shared helpers of the built-in callbacks: monitored-metric lookup and conversion.
+"""Shared helpers of the built-in callbacks: monitored-metric lookup, conversion and mode.
 
 Argument checks live in ``training/_checks.py``.
 
@@ -8,6 +8,7 @@ Private: the public names here are re-exported from the package.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
@@ -16,12 +17,101 @@ __all__ = [
     "MissingMetricWarning",
     "Mode",
     "MonitorLookup",
+    "check_resumed_mode",
+    "resolve_mode",
+    "set_mode",
     "to_float",
     "worst",
 ]
 
-Mode: TypeAlias = Literal["min", "max"]
-"""Whether a monitored metric improves downwards (``"min"``) or upwards (``"max"``)."""
+Mode: TypeAlias = Literal["auto", "min", "max"]
+"""Whether a monitored metric improves downwards (``"min"``) or upwards (``"max"``).
+
+A config takes ``"auto"`` too, and resolves it from the monitor's name when it is built
+(``resolve_mode``): a built config's ``mode`` is ``"min"`` or ``"max"``, never ``"auto"``.
+"""
+
+_MAX_TOKENS = frozenset(
+    ("acc", "accuracy", "auc", "f1", "precision", "recall", "iou", "map", "psnr", "ssim")
+)
+_MIN_TOKENS = frozenset(
+    ("loss", "error", "err", "mse", "mae", "rmse", "nll", "kl", "bpd", "fid", "perplexity")
+)
+
+
+def resolve_mode(owner: str, monitor: str, mode: Mode) -> Literal["min", "max"]:
+    """``mode``, or for ``"auto"`` the direction the monitor's name says (as Keras's ``auto``).
+
+    The name, less a ``val_`` prefix, is split into lower-case tokens at every character
+    that is not a letter or digit (``"val_top5_acc"``: ``top5``, ``acc``). A token of
+    accuracy, AUC, F1, precision, recall, IoU, mAP, PSNR or SSIM (``acc``, ``accuracy``,
+    ``auc``, ``f1``, ``precision``, ``recall``, ``iou``, ``map``, ``psnr``, ``ssim``)
+    means ``"max"``; one of a loss or an error (``loss``, ``error``, ``err``, ``mse``,
+    ``mae``, ``rmse``, ``nll``, ``kl``, ``bpd``, ``fid``, ``perplexity``) means
+    ``"min"``. A name with neither, or with both, is refused: so is ``elbo``, whose sign
+    is a convention.
+
+    Args:
+        owner: The config's name, used in the message (e.g. ``"EarlyStoppingConfig"``).
+        monitor: The monitored log key.
+        mode: ``"auto"``, ``"min"`` or ``"max"``.
+
+    Returns:
+        ``"min"`` or ``"max"``.
+
+    Raises:
+        ValueError: If ``mode`` is not ``"auto"``, ``"min"`` or ``"max"``, or is
+            ``"auto"`` and the name says neither direction or both.
+    """
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_").lower()
+    tokens = set(re.split(r"[^0-9a-z]+", name))
+    upwards, downwards = bool(tokens & _MAX_TOKENS), bool(tokens & _MIN_TOKENS)
+    if upwards != downwards:
+        return "max" if upwards else "min"
+    why = "says both" if upwards else "matches no known metric"
+    raise ValueError(
+        f"{owner}: mode='auto' cannot tell whether {monitor!r} improves downwards or "
+        f"upwards (its name {why}); pass mode='min' (lower is better) or mode='max'"
+    )
+
+
+def set_mode(config: Any, owner: str, monitor: str) -> None:
+    """Store a frozen config's ``mode`` resolved by [`resolve_mode`][] (never ``"auto"``).
+
+    Args:
+        config: A config with a ``mode`` field.
+        owner: The config's name, used in messages.
+        monitor: The monitored log key.
+
+    Raises:
+        ValueError: As [`resolve_mode`][].
+    """
+    object.__setattr__(config, "mode", resolve_mode(owner, monitor, config.mode))
+
+
+def check_resumed_mode(owner: str, monitor: str, saved: object, mode: Mode) -> None:
+    """Refuse to continue a saved decision state recorded under another mode.
+
+    Args:
+        owner: The callback's name, used in the message.
+        monitor: The monitored log key.
+        saved: The mode in the loaded state (``None`` for a state saved before modes
+            were recorded, which is accepted).
+        mode: The callback's resolved mode.
+
+    Raises:
+        ValueError: If ``saved`` is a mode other than ``mode``.
+    """
+    if saved is not None and saved != mode:
+        raise ValueError(
+            f"{owner} resumes a state saved with mode={saved!r} for {monitor!r}, but is "
+            f"configured with mode={mode!r}; its best score would be compared the wrong "
+            f"way. Pass mode={saved!r} to continue the run, or start a new one"
+        )
 
 
 class MissingMetricWarning(UserWarning):

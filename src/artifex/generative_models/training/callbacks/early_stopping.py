@@ -13,7 +13,6 @@ from flax import nnx
 from artifex.generative_models.training._checkpointing._pytree import match_keys
 from artifex.generative_models.training._checks import (
     check_bool,
-    check_mode,
     check_name,
     check_real,
     set_int,
@@ -23,6 +22,8 @@ from artifex.generative_models.training.callbacks._monitor import (
     MissingMetricWarning,
     Mode,
     MonitorLookup,
+    check_resumed_mode,
+    set_mode,
     worst,
 )
 from artifex.generative_models.training.callbacks.base import TrainerLike
@@ -39,7 +40,12 @@ class EarlyStoppingConfig:
         monitor: The ``on_epoch_end`` log key to watch.
         min_delta: The smallest change that counts as an improvement (``>= 0``).
         patience: Epochs without improvement after which training stops (``>= 0``).
-        mode: ``"min"`` if lower is better, ``"max"`` if higher is better.
+        mode: ``"min"`` if lower is better, ``"max"`` if higher is better, or
+            ``"auto"`` (the default): inferred from ``monitor``'s name, ``"max"`` for an
+            accuracy, ``"min"`` for a loss or an error (the Built-in callbacks page lists
+            the names); any other name is refused with a ``ValueError``. A built config
+            holds the resolved ``"min"`` or ``"max"``: ``dataclasses.replace`` with
+            another ``monitor`` keeps it, unless you pass ``mode="auto"`` again.
         check_finite: Stop as soon as the metric is NaN or infinite.
         stopping_threshold: Stop as soon as the metric is better than this.
         divergence_threshold: Stop as soon as the metric is worse than this.
@@ -56,7 +62,7 @@ class EarlyStoppingConfig:
     monitor: str = "val_loss"
     min_delta: float = 0.0
     patience: int = 10
-    mode: Mode = "min"
+    mode: Mode = "auto"
     check_finite: bool = True
     stopping_threshold: float | None = None
     divergence_threshold: float | None = None
@@ -75,7 +81,7 @@ class EarlyStoppingConfig:
         check_name("monitor", self.monitor)
         check_real("min_delta", self.min_delta, minimum=0.0)
         set_int(self, "patience", minimum=0)
-        check_mode("mode", self.mode)
+        set_mode(self, "EarlyStoppingConfig", self.monitor)
         set_int(self, "start_from_epoch", minimum=0)
         for field in ("stopping_threshold", "divergence_threshold", "baseline"):
             value = getattr(self, field)
@@ -139,6 +145,7 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
     __slots__ = (
         "_best_state",
         "_loaded_best",
+        "_loaded_mode",
         "_lookup",
         "_resumed",
         "best_epoch",
@@ -172,6 +179,7 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
         self.stop_reason: str | None = None
         """Why the stop was requested, or ``None``."""
         self._resumed = False
+        self._loaded_mode: object = None  # the mode of a loaded state, until checked
         self._reset()
 
     def _reset(self) -> None:
@@ -206,12 +214,37 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
         self.stopped_epoch = epoch
         self.stop_reason = reason
 
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse to continue a loaded state that was saved under another mode.
+
+        See
+        [`PreflightCallback`][artifex.generative_models.training.callbacks.protocols.PreflightCallback].
+
+        Args:
+            trainer: The trainer about to run.
+
+        Raises:
+            ValueError: If the loaded state's mode is not ``config.mode``; the message
+                names both.
+        """
+        self._check_loaded_mode()
+
+    def _check_loaded_mode(self) -> None:
+        if self._resumed:
+            check_resumed_mode(
+                "EarlyStopping", self.config.monitor, self._loaded_mode, self.config.mode
+            )
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Reset all state, unless a state was just loaded (see the class docs).
 
+        Runs the check of [`preflight`][] first, for trainers that do not call it.
+
         Raises:
-            ValueError: If loaded best weights do not fit ``trainer.model``.
+            ValueError: If loaded best weights do not fit ``trainer.model``, or the
+                loaded state was saved under another mode.
         """
+        self._check_loaded_mode()
         if self._resumed:
             self._resumed = False
             self.stopped_epoch = None
@@ -294,10 +327,12 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
     def state_dict(self) -> dict[str, Any]:
         """Return the decision state as JSON-compatible Python scalars.
 
+        It holds the resolved ``mode``, so that a resume under another mode is refused.
         The best weights kept for ``restore_best_weights`` are the array part of the
         state: see [`array_state`][].
         """
         return {
+            "mode": self.config.mode,
             "best_score": self.best_score,
             "wait_count": self.wait_count,
             "best_epoch": self.best_epoch,
@@ -308,12 +343,16 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         """Restore what [`state_dict`][] returned; the next ``on_train_begin`` keeps it.
 
+        The saved ``mode`` (absent from states saved before it was recorded) is
+        checked against ``config.mode`` by [`preflight`][] and ``on_train_begin``.
+
         Args:
             state: A mapping with the keys [`state_dict`][] returns.
 
         Raises:
             KeyError: If a key is missing.
         """
+        self._loaded_mode = state.get("mode")
         best_score, best_epoch = state["best_score"], state["best_epoch"]
         self.best_epoch = None if best_epoch is None else int(best_epoch)
         self.best_score = None if best_score is None else float(best_score)

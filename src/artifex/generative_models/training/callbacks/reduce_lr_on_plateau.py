@@ -12,12 +12,16 @@ import numpy as np
 from artifex.generative_models.training._checks import (
     check_bool,
     check_int,
-    check_mode,
     check_name,
     check_real,
 )
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
-from artifex.generative_models.training.callbacks._monitor import Mode, MonitorLookup
+from artifex.generative_models.training.callbacks._monitor import (
+    Mode,
+    MonitorLookup,
+    check_resumed_mode,
+    set_mode,
+)
 from artifex.generative_models.training.callbacks._tuning import injected
 from artifex.generative_models.training.callbacks.base import TrainerLike
 
@@ -34,7 +38,12 @@ class ReduceLROnPlateauConfig:
         monitor: The ``on_epoch_end`` log key to watch.
         factor: The learning rate is multiplied by this (``0 < factor < 1``).
         patience: Epochs without improvement after which it is reduced (``>= 0``).
-        mode: ``"min"`` if lower is better, ``"max"`` if higher is better.
+        mode: ``"min"`` if lower is better, ``"max"`` if higher is better, or
+            ``"auto"`` (the default): inferred from ``monitor``'s name, ``"max"`` for an
+            accuracy, ``"min"`` for a loss or an error (the Built-in callbacks page lists
+            the names); any other name is refused with a ``ValueError``. A built config
+            holds the resolved ``"min"`` or ``"max"``: ``dataclasses.replace`` with
+            another ``monitor`` keeps it, unless you pass ``mode="auto"`` again.
         min_delta: The smallest change that counts as an improvement (``>= 0``).
         cooldown: Epochs after a reduction during which no epoch counts against
             patience (``>= 0``).
@@ -47,7 +56,7 @@ class ReduceLROnPlateauConfig:
     monitor: str = "val_loss"
     factor: float = 0.1
     patience: int = 10
-    mode: Mode = "min"
+    mode: Mode = "auto"
     min_delta: float = 1e-4
     cooldown: int = 0
     min_lr: float = 0.0
@@ -66,7 +75,7 @@ class ReduceLROnPlateauConfig:
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be > 0 and < 1 (it reduces), got {self.factor!r}")
         check_int("patience", self.patience, minimum=0)
-        check_mode("mode", self.mode)
+        set_mode(self, "ReduceLROnPlateauConfig", self.monitor)
         check_real("min_delta", self.min_delta, minimum=0.0)
         check_int("cooldown", self.cooldown, minimum=0)
         check_real("min_lr", self.min_lr, minimum=0.0)
@@ -118,7 +127,14 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
         **kwargs: Instead of ``config``, its fields ([`ReduceLROnPlateauKwargs`][]).
     """
 
-    __slots__ = ("_lookup", "_resumed", "best", "cooldown_counter", "wait")
+    __slots__ = (
+        "_loaded_mode",
+        "_lookup",
+        "_resumed",
+        "best",
+        "cooldown_counter",
+        "wait",
+    )
 
     @overload
     def __init__(self, config: ReduceLROnPlateauConfig | None, /) -> None: ...
@@ -139,6 +155,7 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
         self.cooldown_counter: int = 0
         """Epochs of cooldown left."""
         self._resumed = False
+        self._loaded_mode: object = None  # the mode of a loaded state, until checked
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would.
@@ -152,12 +169,16 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
         Raises:
             TypeError: If the trainer does not expose its optimizer's hyperparameters.
             ValueError: If the optimizer lacks ``optax.inject_hyperparams`` or its
-                learning rate, or the learning rate is a schedule.
+                learning rate, the learning rate is a schedule, or a loaded state was
+                saved under another mode (the message names both).
         """
         self._refusals(trainer)
 
     def _refusals(self, trainer: TrainerLike) -> None:
         """Raise unless the learning rate can be set (run by preflight and set-up)."""
+        if self._resumed:
+            config = self.config
+            check_resumed_mode("ReduceLROnPlateau", config.monitor, self._loaded_mode, config.mode)
         name = self.config.hyperparameter
         tunable, _ = injected(trainer, "ReduceLROnPlateau", name)
         if name in tunable.scheduled_hyperparameters():
@@ -175,7 +196,8 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
         Raises:
             TypeError: If the trainer does not expose its optimizer's hyperparameters.
             ValueError: If the optimizer lacks ``optax.inject_hyperparams`` or its
-                learning rate, or the learning rate is a schedule.
+                learning rate, the learning rate is a schedule, or a loaded state was
+                saved under another mode.
         """
         self._refusals(trainer)
         self._lookup.reset()
@@ -232,11 +254,22 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
         return f"ReduceLROnPlateau[{self.config.monitor}]"
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the decision state as JSON-compatible Python scalars."""
-        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+        """Return the decision state as JSON-compatible Python scalars, with the mode.
+
+        The resolved ``mode`` is there so that a resume under another mode is refused.
+        """
+        return {
+            "mode": self.config.mode,
+            "best": self.best,
+            "wait": self.wait,
+            "cooldown_counter": self.cooldown_counter,
+        }
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         """Restore what [`state_dict`][] returned; the next ``on_train_begin`` keeps it.
+
+        The saved ``mode`` (absent from states saved before it was recorded) is
+        checked against ``config.mode`` by [`preflight`][] and ``on_train_begin``.
 
         Args:
             state: A mapping with the keys [`state_dict`][] returns.
@@ -244,6 +277,7 @@ class ReduceLROnPlateau(ConfiguredCallback[ReduceLROnPlateauConfig]):
         Raises:
             KeyError: If a key is missing.
         """
+        self._loaded_mode = state.get("mode")
         best = state["best"]
         self.best = None if best is None else float(best)
         self.wait = int(state["wait"])
