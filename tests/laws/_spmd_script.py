@@ -35,7 +35,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from artifex.generative_models.training import _stop_agreement
+from artifex.generative_models.training.trainer import _coordination
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
     CSVLogger,
@@ -217,7 +217,7 @@ def main() -> None:
     args = parser.parse_args()
     count_allgathers()
     if args.allgather_stops:  # as if JAX had no coordination-service client
-        _stop_agreement.coordination_client = lambda: None
+        _coordination.coordination_client = lambda: None
     result = train(
         args.out,
         mesh=args.mesh,

@@ -12,8 +12,8 @@ from typing import Any
 import optax
 import pytest
 
-from artifex.generative_models.training import _preemption
-from artifex.generative_models.training._preemption import PreemptionWatch
+from artifex.generative_models.training.trainer import _preemption
+from artifex.generative_models.training.trainer._preemption import PreemptionWatch
 from artifex.generative_models.training.callbacks import LambdaCallback, restore_checkpoint
 from artifex.generative_models.training.callbacks.base import TrainingCallback
 from artifex.generative_models.training.callbacks.model_checkpoint import (
