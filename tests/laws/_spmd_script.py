@@ -35,7 +35,6 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from artifex.generative_models.training.trainer import _coordination
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
     CSVLogger,
@@ -48,7 +47,7 @@ from artifex.generative_models.training.callbacks import (
     TrainingCallback,
 )
 from artifex.generative_models.training.data import ArrayBatcher
-from artifex.generative_models.training.trainer import Trainer
+from artifex.generative_models.training.trainer import Trainer, _coordination
 
 Batch = tuple[np.ndarray, np.ndarray]
 GLOBAL_BATCH = 16
