@@ -148,7 +148,7 @@ def run_fit(
                 position.leave_batches()
     except BaseException as error:
         outcome.status, outcome.error = "failed", error
-        _tear_down_failed(trainer, state, position, error)
+        _tear_down_failed(trainer, callbacks, state, position, error)
         raise
     # ---- the end: the outcome is set before on_train_end, which may still fail the run
     if isinstance(stopper, PreemptionNotice):
@@ -168,7 +168,11 @@ def run_fit(
 
 
 def _tear_down_failed(
-    trainer: FitHost, state: FlatState[Any], position: RunPosition, error: BaseException
+    trainer: FitHost,
+    callbacks: CallbackList,
+    state: FlatState[Any],
+    position: RunPosition,
+    error: BaseException,
 ) -> None:
     """After the run failed with ``error``: sync the model, then dispatch ``on_train_end``.
 
@@ -181,7 +185,7 @@ def _tear_down_failed(
     except Exception as sync_error:  # pragma: no cover - a deleted donated buffer
         error.add_note(f"the trainer could not sync the model: {sync_error!r}")
     try:
-        trainer.callbacks.on_train_end(trainer)
+        callbacks.on_train_end(trainer)
     except BaseException as teardown_error:
         error.add_note(
             f"on_train_end also raised {type(teardown_error).__qualname__}: {teardown_error}"
