@@ -83,7 +83,8 @@ def worker(args: argparse.Namespace) -> None:
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from _spmd_mlp import loss_fn, make_batches, make_model, raw_step, timed
-    from artifex.generative_models.training import Trainer, _stop_agreement, _stopping
+    from artifex.generative_models.training import Trainer
+    from artifex.generative_models.training.trainer import _coordination, _stops
 
     spec: Callable[..., PartitionSpec] = PartitionSpec  # untyped __init__ in jax 0.10
     local_data: Callable[[NamedSharding, np.ndarray], jax.Array] = (
@@ -117,9 +118,9 @@ def worker(args: argparse.Namespace) -> None:
         def epoch() -> jax.Array:
             # Private hooks: hide JAX's client (the fallback), or skip agreeing at all.
             module, name, value = (
-                (_stop_agreement, "coordination_client", lambda: None)
+                (_coordination, "coordination_client", lambda: None)
                 if agreement == "allgather"
-                else (_stopping, "stop_agreement", nobody)
+                else (_stops, "stop_agreement", nobody)
             )
             original = getattr(module, name)
             if agreement != "key-value":
@@ -158,10 +159,10 @@ def worker(args: argparse.Namespace) -> None:
             agree(False)
         return (time.perf_counter() - start) / calls * 1e6
 
-    client = _stop_agreement.coordination_client()
+    client = _coordination.coordination_client()
     assert client is not None, "JAX's coordination client is missing: nothing to compare"
     calls = 200 if args.quick else 1000
-    kv = _stop_agreement.KeyValueAgreement(client, jax.process_index(), PROCESSES)
+    kv = _coordination.KeyValueAgreement(client, jax.process_index(), PROCESSES)
 
     def gathered(flag: bool) -> tuple[int, ...]:
         flags = np.asarray(multihost_utils.process_allgather(np.int32(flag)))

@@ -35,7 +35,6 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from artifex.generative_models.training import _stop_agreement
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
     CSVLogger,
@@ -48,7 +47,7 @@ from artifex.generative_models.training.callbacks import (
     TrainingCallback,
 )
 from artifex.generative_models.training.data import ArrayBatcher
-from artifex.generative_models.training.trainer import Trainer
+from artifex.generative_models.training.trainer import Trainer, _coordination
 
 Batch = tuple[np.ndarray, np.ndarray]
 GLOBAL_BATCH = 16
@@ -217,7 +216,7 @@ def main() -> None:
     args = parser.parse_args()
     count_allgathers()
     if args.allgather_stops:  # as if JAX had no coordination-service client
-        _stop_agreement.coordination_client = lambda: None
+        _coordination.coordination_client = lambda: None
     result = train(
         args.out,
         mesh=args.mesh,

@@ -17,7 +17,7 @@ import jax
 import pytest
 from jax._src import distributed
 
-from artifex.generative_models.training._stop_agreement import (
+from artifex.generative_models.training.trainer._coordination import (
     BLOCK,
     PREFIX,
     KeyValueAgreement,

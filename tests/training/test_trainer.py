@@ -247,6 +247,27 @@ def test_stop_inside_a_chunk_discards_later_steps_exactly() -> None:
     assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
 
 
+@pytest.mark.parametrize("at", [0, 1])
+def test_a_stop_among_leftovers_gives_back_the_batches_fetched_after_it(at: int) -> None:
+    """A stop at a leftover step leaves the data where an unchunked run leaves it.
+
+    14 examples in batches of 4 have shapes 4, 4, 4, 2: with chunks of 4, the ragged
+    fourth batch is fetched before the first three run, one at a time, as leftovers. A
+    stop at one of them gives back every batch fetched after it.
+    """
+    x, y = dataset(14)
+    results = []
+    for chunk in (1, 4):
+        batcher = ArrayBatcher((x, y), batch_size=4, seed=3)
+        trainer = new_trainer(callbacks=[StopAfterBatch(at)], steps_per_execution=chunk)
+        [logs] = trainer.fit(batcher, epochs=1)
+        assert trainer.step == at + 1
+        assert batcher.state_dict() == {"seed": 3, "epoch": 0, "position": at + 1}
+        results.append((np.asarray(trainer.model.kernel[...]), logs["loss"]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
+
+
 def test_a_chunked_run_equals_an_unchunked_run() -> None:
     x, y = dataset(44)  # 11 batches: chunks of 3, then two single steps
     kernels = []

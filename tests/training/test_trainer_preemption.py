@@ -12,15 +12,14 @@ from typing import Any
 import optax
 import pytest
 
-from artifex.generative_models.training import _preemption
-from artifex.generative_models.training._preemption import PreemptionWatch
 from artifex.generative_models.training.callbacks import LambdaCallback, restore_checkpoint
 from artifex.generative_models.training.callbacks.base import TrainingCallback
 from artifex.generative_models.training.callbacks.model_checkpoint import (
     CheckpointConfig,
     ModelCheckpoint,
 )
-from artifex.generative_models.training.trainer import Preempted, Trainer
+from artifex.generative_models.training.trainer import Preempted, Trainer, _preemption
+from artifex.generative_models.training.trainer._preemption import PreemptionWatch
 from tests.laws._resume_script import DropoutMLP, loss_fn, make_data, make_model
 
 

@@ -18,15 +18,15 @@ import signal
 import threading
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any
 
 from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
 from artifex.generative_models.training.callbacks.protocols import PreemptionSaver
 
 __all__ = [
-    "NOTICE",
     "Preempted",
     "PreemptionNotice",
     "PreemptionWatch",
@@ -54,15 +54,10 @@ class Preempted(Exception):
         self.checkpoints = checkpoints
 
 
+@dataclass(frozen=True, slots=True)
 class PreemptionNotice:
-    """What stops an epoch when a preemption notice came (the epoch runner's stopper)."""
+    """What stops the epoch loop when a preemption notice came (a ``Stopper``)."""
 
-    def __repr__(self) -> str:
-        return "PreemptionNotice()"
-
-
-NOTICE: Final = PreemptionNotice()
-"""The one stopper a preemption notice gives."""
 
 _warned_off_main = False
 

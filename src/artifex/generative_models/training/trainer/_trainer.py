@@ -1,23 +1,6 @@
-r"""The reference trainer: a jitted, donated NNX step driving ``TrainingCallback``s.
+"""The reference ``Trainer``: its constructor, the protocols it implements, its state.
 
-[`Trainer`][] splits the model's graph once per ``fit`` (``nnx.split``) and runs a
-``jax.jit``-compiled functional step over flat lists of state arrays, donating the
-parameter, optimizer and metric buffers. It never syncs the host during an epoch:
-batch logs are device scalars, epoch means are accumulated on device and fetched in
-one ``jax.device_get`` at the epoch's end.
-
-Model sync policy: between steps the trained arrays live in the trainer; the module's
-``nnx.Variable``\\ s are updated lazily, when ``trainer.model`` or [`Trainer.state_dict`][]
-is read and always before ``on_epoch_end``, ``on_train_end`` and the return of ``fit``.
-Arrays handed out are never donated afterwards (the next step copies them), and a
-callback's changes to the module (``nnx.update``) are picked up before the next step. A
-module reference kept from an earlier hook is stale inside an epoch (its arrays may have
-been donated); read ``trainer.model`` in the hook instead.
-
-Where each part lives: ``_flat_state`` (flat state, sync flags), ``_steps`` (compiled
-steps), ``_epoch`` (epoch loop, chunks, evaluation), ``_means`` (log averages),
-``_midepoch`` (positions), ``_stopping``, ``_preemption``, ``_spmd`` (mesh placement)
-and ``_checkpointing`` (``resume``).
+``fit`` itself runs in ``_fit`` (start, epochs, end, teardown, read in one place).
 """
 
 from __future__ import annotations
@@ -33,39 +16,7 @@ from jax.sharding import Mesh
 
 from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
-from artifex.generative_models.training._epoch import (
-    DataSource,
-    EpochRunner,
-    Progress,
-    check_reiterable,
-    evaluate,
-    tear_down_failed,
-)
-from artifex.generative_models.training._flat_state import FlatState
-from artifex.generative_models.training._hyperparams import InjectedHyperparams
-from artifex.generative_models.training._midepoch import (
-    Position,
-    check_resumable,
-    epoch_progress,
-    load_position,
-)
-from artifex.generative_models.training._preemption import (
-    NOTICE,
-    Preempted,
-    PreemptionWatch,
-    preemption_savers,
-    saver_directories,
-)
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
-from artifex.generative_models.training._steps import (
-    CompiledSteps,
-    LossFn,
-    LossOutput,
-    check_step_arguments,
-    eval_attributes,
-)
-from artifex.generative_models.training._stopping import RemoteStop, StopArbiter
-from artifex.generative_models.training.callbacks._preflight import preflight
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import (
     CallbackList,
@@ -79,17 +30,19 @@ from artifex.generative_models.training.callbacks.protocols import (
     HyperparameterTrainer,
     RunStatus,
 )
-from artifex.generative_models.training.data import StatefulData
+from artifex.generative_models.training.trainer._chunks import DataSource
+from artifex.generative_models.training.trainer._fit import Outcome, evaluate, run_fit
+from artifex.generative_models.training.trainer._injected import InjectedHyperparams
+from artifex.generative_models.training.trainer._leaves import FlatState
+from artifex.generative_models.training.trainer._position import RunPosition
+from artifex.generative_models.training.trainer._steps import (
+    CompiledSteps,
+    LossFn,
+    check_step_arguments,
+    eval_attributes,
+)
 
-__all__ = [
-    "DataAxis",
-    "DataSource",
-    "LossFn",
-    "LossOutput",
-    "Preempted",
-    "RemoteStop",
-    "Trainer",
-]
+__all__ = ["Trainer"]
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -113,7 +66,7 @@ class Trainer(InjectedHyperparams[M]):
 
     With ``steps_per_execution=k > 1``, ``k`` consecutive batches of equal shapes run
     in one compiled ``lax.scan``, their batch pairs dispatched after it (see
-    ``_epoch``); a stop or a raise inside a chunk discards its later steps, so step,
+    ``_fit``); a stop or a raise inside a chunk discards its later steps, so step,
     model, logs and data position reflect exactly the dispatched batches.
 
     Args:
@@ -145,7 +98,8 @@ class Trainer(InjectedHyperparams[M]):
         preemption: Handle preemption notices (SIGTERM; JAX's sync point in a
             multi-process job) when a ``ModelCheckpoint`` (a ``PreemptionSaver``) is
             registered: save, tear down with ``status == "preempted"`` and raise
-            [`Preempted`][] (see the README). ``False`` opts out.
+            [`Preempted`][artifex.generative_models.training.trainer.Preempted] (see the
+            README). ``False`` opts out.
 
     Raises:
         TypeError: If ``model`` is not an ``nnx.Module``, ``optimizer`` is not a
@@ -189,13 +143,8 @@ class Trainer(InjectedHyperparams[M]):
         )
         stateful_callbacks(self.callbacks)  # two equal state_keys fail here
         self.stop_training: bool = False
-        self._progress = Progress()
-        self._status: RunStatus = "completed"
-        self._stopped_by: object | None = None
-        self._error: BaseException | None = None
-        self._data: object | None = None
-        self._pending_data_state: dict[str, Any] | None = None
-        self._resume_at: Position | None = None
+        self._position = RunPosition()
+        self._outcome = Outcome()
         self._state = FlatState(model, optimizer, wrt, donate=donate, spmd=self._spmd)
         self._steps = self._compile()
 
@@ -214,37 +163,37 @@ class Trainer(InjectedHyperparams[M]):
     @property
     def step(self) -> int:
         """The global step: how many training steps have run, across ``fit`` calls."""
-        return self._progress.step
+        return self._position.step
 
     @property
     def epoch(self) -> int:
         """The current epoch (during ``fit``) or the next one to run (outside it)."""
-        return self._progress.epoch
+        return self._position.epoch
 
     @property
     def status(self) -> RunStatus:
         """``"running"`` during ``fit``; afterwards how the last run ended."""
-        return self._status
+        return self._outcome.status
 
     @property
     def stopped_by(self) -> object | None:
         """The callback (or this trainer, for ``stop_training``) that stopped the run."""
-        return self._stopped_by
+        return self._outcome.stopped_by
 
     @property
     def error(self) -> BaseException | None:
         """The exception that ended the last run when ``status == "failed"``."""
-        return self._error
+        return self._outcome.error
 
     @property
     def resumable_mid_epoch(self) -> bool:
         """Whether [`state_dict`][] now holds a mid-epoch position (see the README)."""
-        return self._progress.sums is not None
+        return self._position.sums is not None
 
     @property
     def last_batch_of_epoch(self) -> bool:
         """Whether the batch that just ran is known (sized data) to end its epoch."""
-        return self._progress.last_batch
+        return self._position.last_batch
 
     @property
     def opt_state(self) -> Any:
@@ -258,7 +207,7 @@ class Trainer(InjectedHyperparams[M]):
         A batch's rows are the leading dimension of its first leaf. The count is a
         host int (no sync), not checkpointed: ``ThroughputMonitor`` uses differences.
         """
-        return self._progress.examples
+        return self._position.examples
 
     def state_dict(self) -> dict[str, Any]:
         """Return everything needed to resume training.
@@ -271,25 +220,15 @@ class Trainer(InjectedHyperparams[M]):
             ``state_dict()``: seed, data epoch and position) when the last ``fit``
             used data with state. The model's RNG streams are part of ``"model"``.
             Where [`resumable_mid_epoch`][], ``"epoch"`` is the epoch in progress
-            and ``"epoch_progress"`` holds the position in it (see ``_midepoch``).
+            and ``"epoch_progress"`` holds the position in it (see ``_position``).
             The arrays are never donated later.
         """
-        progress = self._progress
-        state: dict[str, Any] = {
+        return {
             # A snapshot: fresh Variable containers, not the module's live ones.
             "model": jax.tree.map(lambda leaf: leaf, nnx.state(self.model)),
             "opt_state": self.opt_state,
-            "step": progress.step,
-            "epoch": progress.epoch + 1 if progress.closing else progress.epoch,
+            **self._position.state_entries(),
         }
-        position = epoch_progress(progress)
-        if position is not None:
-            state["epoch_progress"] = position
-        if isinstance(self._data, StatefulData):
-            state["data"] = self._data.state_dict()
-        elif self._pending_data_state is not None:
-            state["data"] = dict(self._pending_data_state)
-        return state
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
         """Restore what [`state_dict`][] returned.
@@ -310,14 +249,7 @@ class Trainer(InjectedHyperparams[M]):
             if key not in state:
                 raise KeyError(f"trainer state lacks {key!r}; got keys {sorted(state)}")
         self._state.load(state["model"], state["opt_state"])
-        self._progress.step = int(state["step"])
-        self._progress.epoch = int(state["epoch"])
-        self._resume_at = load_position(state, self._spmd)
-        if "data" in state:
-            if isinstance(self._data, StatefulData):
-                self._data.load_state_dict(state["data"])
-            else:
-                self._pending_data_state = dict(state["data"])
+        self._position.load(state, self._spmd)
 
     def resume(self, checkpoint: str | os.PathLike[str], /) -> int:
         """Restore a ``ModelCheckpoint`` checkpoint: all state, callbacks' included.
@@ -384,68 +316,18 @@ class Trainer(InjectedHyperparams[M]):
             Preempted: After a preemption notice, once the checkpoint is saved and
                 ``on_train_end`` ran (``status == "preempted"``).
         """
-        epochs = check_int("epochs", epochs, minimum=0)
-        check_reiterable(train_data, "train_data", epochs)
-        if val_data is not None:
-            check_reiterable(val_data, "val_data", epochs)
-        stateful_callbacks(self.callbacks)  # callbacks may have been added since __init__
-        if self._state.refresh():  # the module changed structure: compile anew
-            self._steps = self._compile()
-        self._data = train_data
-        if resume_from is not None:
-            self.resume(resume_from)
-        source: object = train_data
-        check_resumable(self._resume_at, source, self._progress.epoch)
-        preflight(self, self.callbacks)  # a refusal: raised before any callback wrote a file
-        if self._pending_data_state is not None and isinstance(source, StatefulData):
-            source.load_state_dict(self._pending_data_state)
-            self._pending_data_state = None
-        cbs, progress, state = self.callbacks, self._progress, self._state
-        stops = StopArbiter(self, cbs, self._spmd)
-        savers = preemption_savers(cbs) if self.preemption else ()
-        watch = PreemptionWatch(enabled=bool(savers), multiprocess=jax.process_count() > 1)
-        runner = EpochRunner(
+        return run_fit(
             self,
-            cbs,
-            state,
-            self._current_steps(),
-            progress,
-            stops,
             train_data,
-            steps_per_execution=self.steps_per_execution,
+            epochs=epochs,
+            val_data=val_data,
+            resume_from=resume_from,
+            state=self._state,
+            position=self._position,
+            outcome=self._outcome,
+            compiled=self._current_steps,
             spmd=self._spmd,
-            preemption=watch,
         )
-        self.stop_training = False
-        self._status, self._stopped_by, self._error = "running", None, None
-        history: list[Logs] = []
-        try:
-            with watch:
-                cbs.on_train_begin(self)
-                resume, self._resume_at = self._resume_at, None
-                stopper = runner.run(epochs, val_data, resume, history)
-                if stopper is NOTICE:
-                    for saver in savers:
-                        saver.save_now(self)
-                    progress.leave_batches()
-        except BaseException as error:
-            self._status, self._error = "failed", error
-            tear_down_failed(self, cbs, state, progress, error)
-            raise
-        if stopper is NOTICE:
-            self._status = "preempted"
-        else:
-            self._stopped_by = stopper
-            self._status = "stopped" if stopper is not None else "completed"
-        state.sync()
-        try:
-            cbs.on_train_end(self)
-        except BaseException as error:  # a failed last save, say: the run did not complete
-            self._status, self._error = "failed", error
-            raise
-        if stopper is NOTICE:
-            raise Preempted(progress.step, saver_directories(savers))
-        return history
 
     # ------------------------------------------------------------------ evaluate
 
@@ -482,9 +364,13 @@ class Trainer(InjectedHyperparams[M]):
         )
 
     def _current_steps(self) -> CompiledSteps[M]:
-        """The compiled steps, rebuilt if ``loss_fn`` or ``eval_fn`` was replaced."""
+        """The compiled steps, rebuilt if the state's layout, ``loss_fn`` or ``eval_fn`` changed."""
         steps = self._steps
-        if steps.loss_fn is not self.loss_fn or steps.eval_fn is not self.eval_fn:
+        if (
+            steps.layout is not self._state.layout
+            or steps.loss_fn is not self.loss_fn
+            or steps.eval_fn is not self.eval_fn
+        ):
             steps = self._steps = self._compile()
         return steps
 

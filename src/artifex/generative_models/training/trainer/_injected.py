@@ -1,6 +1,6 @@
 """The optimizer's injected hyperparameters (``optax.inject_hyperparams``), read and set.
 
-The trainer keeps its optimizer state as a flat leaf list (``_flat_state``). This
+The trainer keeps its optimizer state as a flat leaf list (``_leaves``). This
 module finds the ``inject_hyperparams`` state in it, at the top of the state or
 inside ``optax.chain`` / ``optax.MultiSteps``, and maps each hyperparameter to its
 leaf. Setting one replaces that leaf with an array of the same shape, dtype and
@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from artifex.generative_models.training._flat_state import FlatState, Leaves
+from artifex.generative_models.training.trainer._leaves import FlatState, Leaves
 
 __all__ = ["Injected", "InjectedHyperparams"]
 

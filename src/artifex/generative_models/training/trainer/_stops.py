@@ -1,19 +1,27 @@
-"""Stop requests: who may ask, who asked, and agreement across the processes of a job."""
+"""What stops a run early, as one typed union: stop requests and preemption notices.
+
+A stop request comes from a callback (a ``StopRequester``), the trainer (its
+``stop_training`` flag) or, in a multi-process job, other processes ([`RemoteStop`][]);
+[`StopArbiter`][] says after each hook who asked, agreed across processes. A
+preemption notice (``_preemption``) stops the epoch loop too, at a resumable point.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from artifex.generative_models.training._spmd import DataParallel
-from artifex.generative_models.training._stop_agreement import Agreement, stop_agreement
 from artifex.generative_models.training.callbacks.base import (
     TrainingCallback,
     flatten_callbacks,
 )
 from artifex.generative_models.training.callbacks.protocols import StopRequester, TrainerState
+from artifex.generative_models.training.trainer._coordination import Agreement, stop_agreement
+from artifex.generative_models.training.trainer._preemption import PreemptionNotice
 
-__all__ = ["RemoteStop", "StopArbiter"]
+__all__ = ["RemoteStop", "StopArbiter", "StopRequest", "Stopper"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,13 @@ class RemoteStop:
     """The indices of the processes that asked to stop."""
 
 
+StopRequest: TypeAlias = StopRequester | TrainerState | RemoteStop
+"""Who asked to stop (``Trainer.stopped_by``): a callback, the trainer, or other processes."""
+
+Stopper: TypeAlias = StopRequest | PreemptionNotice
+"""What ends the epoch loop early: a stop request or a preemption notice."""
+
+
 class StopArbiter:
     """Decides, after a hook, whether the run stops and who stopped it.
 
@@ -37,7 +52,7 @@ class StopArbiter:
     every check is agreed across processes (a collective: every process checks at the
     same points), and a process that did not ask itself gets a [`RemoteStop`][]. The
     agreement goes through JAX's coordination service, not the devices (see
-    ``_stop_agreement``); it falls back to a ``process_allgather`` without it.
+    ``_coordination``); it falls back to a ``process_allgather`` without it.
 
     Args:
         trainer: The trainer whose ``stop_training`` flag is honoured.
@@ -64,9 +79,9 @@ class StopArbiter:
             stop_agreement(spmd.anyone) if spmd is not None and spmd.multiprocess else None
         )
 
-    def check(self) -> object | None:
+    def check(self) -> StopRequest | None:
         """What asks to stop now: a callback, the trainer, a ``RemoteStop``, or ``None``."""
-        found: object | None = None
+        found: StopRequest | None = None
         for requester in self._requesters:
             if requester.should_stop:
                 found = requester

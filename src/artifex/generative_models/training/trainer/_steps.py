@@ -1,6 +1,6 @@
 """The compiled steps: a train step, a ``lax.scan`` chunk of them, and an eval step.
 
-Every step is a pure function of flat leaf lists (see ``_flat_state``), built from
+Every step is a pure function of flat leaf lists (see ``_leaves``), built from
 the functions passed in (nothing of the trainer is captured) and compiled with
 ``jax.jit``: the train step donates its state and metric-sum buffers; the chunk does
 not (a stop inside a chunk rolls back to the state before it); the eval step donates
@@ -19,9 +19,13 @@ import optax
 from flax import nnx
 
 from artifex.generative_models.training._checks import check_filter, describe
-from artifex.generative_models.training._flat_state import Layout, Leaves, same, split
-from artifex.generative_models.training._means import Sums, accumulate, zeros_function
 from artifex.generative_models.training._spmd import DataParallel
+from artifex.generative_models.training.trainer._leaves import Layout, Leaves, same, split
+from artifex.generative_models.training.trainer._means import (
+    MetricSums,
+    accumulate,
+    zeros_function,
+)
 
 __all__ = [
     "NNX_EVAL_MODE",
@@ -41,8 +45,8 @@ LossOutput: TypeAlias = jax.Array | tuple[jax.Array, Mapping[str, jax.Array]]
 LossFn: TypeAlias = Callable[[M, Any], LossOutput]
 """``loss_fn(model, batch)``: traced under ``jax.jit``; returns a [`LossOutput`][]."""
 
-_TrainOut: TypeAlias = tuple[Leaves, Leaves, Leaves, Sums, Sums]
-_ChunkOut: TypeAlias = tuple[Leaves, Leaves, Leaves, Sums, tuple[Sums, ...]]
+_TrainOut: TypeAlias = tuple[Leaves, Leaves, Leaves, MetricSums, MetricSums]
+_ChunkOut: TypeAlias = tuple[Leaves, Leaves, Leaves, MetricSums, tuple[MetricSums, ...]]
 
 
 def normalize(output: object, where: str) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -236,7 +240,7 @@ class CompiledSteps(Generic[M]):
             return {"loss": loss, **metrics}
 
         def train_step(
-            params: Leaves, rest: Leaves, opt_state: Leaves, sums: Sums, batch: Any
+            params: Leaves, rest: Leaves, opt_state: Leaves, sums: MetricSums, batch: Any
         ) -> _TrainOut:
             def objective(params: Leaves) -> tuple[jax.Array, tuple[dict[str, jax.Array], Leaves]]:
                 loss, metrics, rest_out = forward(
@@ -266,13 +270,17 @@ class CompiledSteps(Generic[M]):
             )
 
         def chunk_step(
-            params: Leaves, rest: Leaves, opt_state: Leaves, sums: Sums, batches: tuple[Any, ...]
+            params: Leaves,
+            rest: Leaves,
+            opt_state: Leaves,
+            sums: MetricSums,
+            batches: tuple[Any, ...],
         ) -> _ChunkOut:
             stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
 
             def body(
-                carry: tuple[Leaves, Leaves, Leaves, Sums], batch: Any
-            ) -> tuple[tuple[Leaves, Leaves, Leaves, Sums], Sums]:
+                carry: tuple[Leaves, Leaves, Leaves, MetricSums], batch: Any
+            ) -> tuple[tuple[Leaves, Leaves, Leaves, MetricSums], MetricSums]:
                 params, rest, opt_state, sums, logs = train_step(*carry, batch)
                 return (params, rest, opt_state, sums), logs
 
@@ -282,7 +290,7 @@ class CompiledSteps(Generic[M]):
             per_step = tuple({k: v[i] for k, v in logs.items()} for i in range(len(batches)))
             return params, rest, opt_state, sums, per_step
 
-        def eval_step(params: Leaves, rest: Leaves, sums: Sums, batch: Any) -> Sums:
+        def eval_step(params: Leaves, rest: Leaves, sums: MetricSums, batch: Any) -> MetricSums:
             loss, metrics, _ = forward(validate, validate_name, params, rest, batch, train=False)
             return accumulate(sums, {"loss": loss, **metrics})
 
@@ -323,6 +331,6 @@ class CompiledSteps(Generic[M]):
                 self._eval_names = names
         return names
 
-    def zero_sums(self, params: Leaves, rest: Leaves, batch: Any, *, train: bool) -> Sums:
+    def zero_sums(self, params: Leaves, rest: Leaves, batch: Any, *, train: bool) -> MetricSums:
         """Fresh zero sums for the metrics of the train (or eval) function."""
         return self.zeros(self.metric_names(params, rest, batch, train=train))

@@ -197,23 +197,21 @@ class FlatState(Generic[M]):
             opt_leaves = self.spmd.place(opt_leaves, self.layout.opt_state_shardings)
         self.opt_state = list(_copy(opt_leaves)) if opt_leaves else []
 
-    def refresh(self) -> bool:
-        """At the start of ``fit``: re-split the module; return whether its structure changed.
+    def refresh(self) -> None:
+        """At the start of ``fit``: re-split the module, which may have changed since.
 
         The user or a callback may have changed the module since the last ``fit``. A
-        changed structure gets a fresh optimizer state and a new ``layout`` (the
-        caller must rebuild its compiled steps).
+        changed structure gets a fresh optimizer state and a new ``layout`` object (the
+        compiled steps for the old one must be rebuilt).
         """
         self.sync()
         graphdef, params, rest = split(self.model, self.wrt)
-        changed = not self._matches(graphdef, params, rest)
-        if changed:
-            self._adopt(graphdef, params, rest)
-        else:
+        if self._matches(graphdef, params, rest):
             self.params, self.rest = jax.tree.leaves(params), jax.tree.leaves(rest)
             self._place_model_leaves()
+        else:
+            self._adopt(graphdef, params, rest)
         self._model_exposed = True
-        return changed
 
     def graphdef_with(self, attributes: Mapping[str, Any], *, strict: bool) -> Any:
         """The graph definition of the module with static ``attributes`` set.

@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Sharding
 
-__all__ = ["Sums", "accumulate", "means", "zeros_function"]
+__all__ = ["MetricSums", "accumulate", "means", "zeros_function"]
 
-Sums: TypeAlias = dict[str, jax.Array]
+MetricSums: TypeAlias = dict[str, jax.Array]
 """Running per-metric sums on the device, keyed like the logs."""
 
 
-def _zeros_for(keys: tuple[str, ...]) -> Sums:
+def _zeros_for(keys: tuple[str, ...]) -> MetricSums:
     return {key: jnp.zeros((), jnp.float32) for key in keys}
 
 
@@ -28,7 +28,7 @@ def _zeros_for(keys: tuple[str, ...]) -> Sums:
 _zeros = jax.jit(_zeros_for, static_argnums=0)
 
 
-def zeros_function(sharding: Sharding | None) -> Callable[[tuple[str, ...]], Sums]:
+def zeros_function(sharding: Sharding | None) -> Callable[[tuple[str, ...]], MetricSums]:
     """The compiled function giving fresh zero sums for some metric names.
 
     Args:
@@ -40,12 +40,12 @@ def zeros_function(sharding: Sharding | None) -> Callable[[tuple[str, ...]], Sum
     return jax.jit(_zeros_for, static_argnums=0, out_shardings=sharding)
 
 
-def accumulate(sums: Sums, logs: Mapping[str, jax.Array]) -> Sums:
+def accumulate(sums: MetricSums, logs: Mapping[str, jax.Array]) -> MetricSums:
     """Add one batch's scalar logs to the sums (traced inside the compiled steps)."""
     return {key: total + logs[key].astype(total.dtype) for key, total in sums.items()}
 
 
-def means(sums: Sums, count: int) -> dict[str, float]:
+def means(sums: MetricSums, count: int) -> dict[str, float]:
     """Fetch the sums (the pass's one device-to-host transfer) and divide by ``count``."""
     host = jax.device_get(sums)
     return {key: float(value) / count for key, value in host.items()}
