@@ -115,10 +115,15 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print speed ratios against baselines measured in the same run."""
-    _install(session)
+    """Run the benchmarks and print speed ratios against baselines measured in the same run.
+
+    On the CPU, with Keras (the ``bench`` group) for bench_peers.py's Keras contenders. On a
+    machine with an accelerator and no network: ``python benchmarks/run_on_accelerator.py``.
+    """
+    _install(session, "bench")
+    env = {"JAX_PLATFORMS": "cpu", "KERAS_BACKEND": "jax"}
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+        session.run("python", str(script), *session.posargs, env=env)
 
 
 @nox.session(python=PYTHONS[0], reuse_venv=True)
