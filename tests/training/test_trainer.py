@@ -352,7 +352,7 @@ def test_bad_constructor_arguments_name_the_culprit() -> None:
     with pytest.raises(TypeError, match=r"model must be an nnx\.Module, got dict"):
         Trainer({"w": 1}, optax.sgd(0.1), mse)  # type: ignore[type-var, arg-type]  # deliberately wrong
     with pytest.raises(TypeError, match="optimizer must be an optax"):
-        Trainer(linear(), "adam", mse)  # type: ignore[arg-type]  # deliberately wrong
+        Trainer(linear(), "adam", mse)  # type: ignore[type-var]  # deliberately wrong
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         Trainer(linear(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # deliberately wrong
     with pytest.raises(ValueError, match="steps_per_execution must be >= 1, got 0"):

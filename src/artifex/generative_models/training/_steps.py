@@ -22,6 +22,7 @@ from artifex.generative_models.training._checks import check_filter
 from artifex.generative_models.training._flat_state import Layout, Leaves, same, split
 from artifex.generative_models.training._means import Sums, accumulate, zeros_function
 from artifex.generative_models.training._spmd import DataParallel
+from artifex.generative_models.training.optimizer import GradientTransformationLike
 
 __all__ = [
     "NNX_EVAL_MODE",
@@ -190,7 +191,7 @@ class CompiledSteps(Generic[M]):
         layout: Layout,
         eval_graphdef: Any,
         *,
-        optimizer: optax.GradientTransformation,
+        optimizer: GradientTransformationLike,
         loss_fn: LossFn[M],
         eval_fn: LossFn[M] | None,
         wrt: nnx.filterlib.Filter,

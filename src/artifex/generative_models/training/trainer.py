@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
 import jax
-import optax
 from flax import nnx
 from jax.sharding import Mesh
+from typing_extensions import TypeVar
 
 from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
@@ -80,6 +80,7 @@ from artifex.generative_models.training.callbacks.protocols import (
     RunStatus,
 )
 from artifex.generative_models.training.data import StatefulData
+from artifex.generative_models.training.optimizer import GradientTransformationLike
 
 __all__ = [
     "DataAxis",
@@ -92,9 +93,16 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=nnx.Module)
+# The optimizer's own type, so that ``trainer.optimizer`` is what the user passed (an
+# ``optax.GradientTransformationExtraArgs`` stays one); defaulted, so ``Trainer[Model]``
+# still names a trainer, and covariant (``optimizer`` is read-only), so a trainer of any
+# optimizer is a ``Trainer[Model]``.
+Opt = TypeVar(
+    "Opt", bound=GradientTransformationLike, default=GradientTransformationLike, covariant=True
+)
 
 
-class Trainer(InjectedHyperparams[M]):
+class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
     """Train an ``nnx.Module`` with an optax optimizer, dispatching to callbacks.
 
     The step is a pure function of flat state lists, compiled with ``jax.jit`` once
@@ -118,7 +126,8 @@ class Trainer(InjectedHyperparams[M]):
 
     Args:
         model: The module to train; it is updated in place.
-        optimizer: An optax ``GradientTransformation`` over the ``wrt`` variables.
+        optimizer: An optax ``GradientTransformation`` over the ``wrt`` variables (any
+            [`GradientTransformationLike`][]).
         loss_fn: ``loss_fn(model, batch)`` returning a scalar loss or ``(loss,
             metrics)`` with scalar metrics (not named ``"loss"``).
         callbacks: Callbacks (any iterable, or a ``CallbackList``, used as is).
@@ -159,7 +168,7 @@ class Trainer(InjectedHyperparams[M]):
     def __init__(
         self,
         model: M,
-        optimizer: optax.GradientTransformation,
+        optimizer: Opt,
         loss_fn: LossFn[M],
         *,
         callbacks: Iterable[TrainingCallback] | CallbackList | None = None,
@@ -180,7 +189,7 @@ class Trainer(InjectedHyperparams[M]):
         self.preemption: bool = check_bool("preemption", preemption)
         self._eval_mode = eval_attributes(eval_mode)
         self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
-        self.optimizer = optimizer
+        self._optimizer = optimizer
         self.loss_fn = loss_fn
         self.eval_fn = eval_fn
         self.wrt = wrt
@@ -200,6 +209,11 @@ class Trainer(InjectedHyperparams[M]):
         self._steps = self._compile()
 
     # ------------------------------------------------------------------ protocols
+
+    @property
+    def optimizer(self) -> Opt:
+        """The optimizer given to the constructor, as given (fixed for the trainer's life)."""
+        return self._optimizer
 
     @property
     def model(self) -> M:
@@ -473,7 +487,7 @@ class Trainer(InjectedHyperparams[M]):
         return CompiledSteps(
             self._state.layout,
             self._state.graphdef_with(attributes, strict=strict),
-            optimizer=self.optimizer,
+            optimizer=self._optimizer,
             loss_fn=self.loss_fn,
             eval_fn=self.eval_fn,
             wrt=self.wrt,
