@@ -99,6 +99,8 @@ def typecheck(session: nox.Session) -> None:
             "pyrefly", "check", "--python-interpreter-path", python, "--python-version", version
         )
         session.run("ty", "check", "--python", python, "--python-version", version)
+    with session.chdir("tests/typing/users/recommended"):  # basedpyright's default mode
+        session.run("basedpyright", "--pythonpath", python, "--pythonversion", version)
     # From an empty folder, so that the installed copy is checked, not src/.
     with session.chdir(session.create_tmp()):
         session.run("pyright", "--verifytypes", PACKAGE, "--ignoreexternal")
