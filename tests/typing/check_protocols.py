@@ -1,9 +1,10 @@
-"""Typing checks (typeshed style): type-checked by mypy, pyright and pyrefly, never run.
+"""Typing checks (typeshed style): type-checked by six checkers, never run.
 
-``assert_type`` and plain assignments pin what must pass under all three checkers. Each
-negative case carries one ignore per checker, with the checker's own error code:
-``# type: ignore[code]`` (mypy), ``# pyright: ignore[rule]`` and ``# pyrefly: ignore[kind]``.
-Each checker honours only its own and reports an unused one, so each ignore pins an error
+``assert_type`` and plain assignments pin what must pass under mypy, pyright, basedpyright,
+pyrefly, ty and zuban. Each negative case carries one ignore per kind, with the checker's
+own error code: ``# type: ignore[code]`` (mypy and zuban), ``# pyright: ignore[rule]``
+(pyright and basedpyright), ``# pyrefly: ignore[kind]`` and ``# ty: ignore[rule]``. Each
+checker honours only its own kind and reports an unused one, so each ignore pins an error
 that must occur (README.md here says how each checker is configured for this).
 """
 
