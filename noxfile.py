@@ -67,21 +67,41 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def typecheck(session: nox.Session) -> None:
-    """Type-check with mypy, pyright and pyrefly; check the installed API's type completeness.
+    """Type-check with six checkers; check the installed API's type completeness.
 
-    mypy --strict over src, tests, typings, benchmarks, examples and this file (mypy.ini);
-    pyright standard over the same and strict over src (pyproject.toml, pyright-strict.json);
-    pyrefly on the typing tests and the specification's examples ([tool.pyrefly]); and
+    The project: mypy --strict over src, tests, typings, benchmarks, examples and this file
+    (mypy.ini); pyright and basedpyright standard over the same and strict over src
+    (pyproject.toml, pyright-strict.json); ty with its default rules ([tool.ty]); pyrefly
+    ([tool.pyrefly]) and zuban (mypy.ini) on the typing tests. Then tests/typing/users, a
+    user's project with its own configuration files and no local stubs, under all six; and
     ``pyright --verifytypes`` on an installed (not editable) copy of the package.
     """
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
-    # A built copy of the current src, not an editable one, for --verifytypes.
+    # A built copy of the current src, not an editable one, for --verifytypes and for the
+    # users' project (which sees the package as a user installs it).
     session.install("--no-deps", "--force-reinstall", ".")
     assert isinstance(session.python, str)
-    session.run("mypy", "--python-version", session.python, *session.posargs)
-    session.run("pyright", "--pythonversion", session.python)
-    session.run("pyright", "--pythonversion", session.python, "-p", "pyright-strict.json")
-    session.run("pyrefly", "check", "--python-version", session.python)
+    version, python = session.python, str(Path(session.bin) / "python")
+    session.run("mypy", "--python-version", version, *session.posargs)
+    for pyright in ("pyright", "basedpyright"):
+        session.run(pyright, "--pythonversion", version)
+        session.run(pyright, "--pythonversion", version, "-p", "pyright-strict.json")
+    session.run("ty", "check", "--python", python, "--python-version", version)
+    session.run("pyrefly", "check", "--python-version", version)
+    # zuban: the typing tests only (its false positives elsewhere: tests/typing/README.md).
+    zuban = ("zuban", "check", "--python-executable", python, "--python-version", version)
+    session.run(*zuban, "--always-true", "ZUBAN", "tests/typing")
+    with session.chdir("tests/typing/users"):
+        session.run("mypy", "--python-executable", python, "--python-version", version)
+        session.run(*zuban, "--always-true", "ZUBAN")
+        for pyright in ("pyright", "basedpyright"):
+            session.run(pyright, "--pythonpath", python, "--pythonversion", version)
+        session.run(
+            "pyrefly", "check", "--python-interpreter-path", python, "--python-version", version
+        )
+        session.run("ty", "check", "--python", python, "--python-version", version)
+    with session.chdir("tests/typing/users/recommended"):  # basedpyright's default mode
+        session.run("basedpyright", "--pythonpath", python, "--pythonversion", version)
     # From an empty folder, so that the installed copy is checked, not src/.
     with session.chdir(session.create_tmp()):
         session.run("pyright", "--verifytypes", PACKAGE, "--ignoreexternal")

@@ -63,7 +63,7 @@ def count_allgathers() -> None:
         ALLGATHERS[0] += 1
         return original(*args, **kwargs)
 
-    multihost_utils.process_allgather = counting
+    multihost_utils.process_allgather = counting  # ty: ignore[invalid-assignment]
 
 
 class MLP(nnx.Module):
@@ -216,7 +216,7 @@ def main() -> None:
     args = parser.parse_args()
     count_allgathers()
     if args.allgather_stops:  # as if JAX had no coordination-service client
-        _coordination.coordination_client = lambda: None
+        _coordination.coordination_client = lambda: None  # ty: ignore[invalid-assignment]
     result = train(
         args.out,
         mesh=args.mesh,

@@ -35,7 +35,7 @@ def test_base_callback_example(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_usage_example(capsys: pytest.CaptureFixture[str]) -> None:
     module = _run("tests.spec_examples.example_usage")
-    callbacks = module.callbacks  # type: ignore[attr-defined]  # a module attribute made at run time
+    callbacks = module.callbacks  # type: ignore[attr-defined]  # a module attribute made at run time  # ty: ignore[missing-attribute]
     assert isinstance(callbacks, CallbackList)
     trainer = AttributeTrainer()
     for batch in (0, 1, 99, 100, 250):

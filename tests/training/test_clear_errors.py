@@ -32,7 +32,7 @@ from tests.training._models import DropoutBatchNorm, batches, mse, new_model
 @pytest.mark.parametrize("devices", [5, object(), "cpu"])
 def test_memory_profiler_devices_must_be_a_sequence(devices: object) -> None:
     with pytest.raises(TypeError, match=r"devices must be a sequence.*got"):
-        MemoryProfilerConfig(devices=devices)  # type: ignore[arg-type]  # the bad input under test
+        MemoryProfilerConfig(devices=devices)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
 
 
 def test_memory_profiler_devices_are_copied_and_iterators_refused() -> None:
@@ -42,7 +42,7 @@ def test_memory_profiler_devices_are_copied_and_iterators_refused() -> None:
 
     given = [Device()]
     with pytest.raises(TypeError, match=r"devices must be a sequence.*list_iterator"):
-        MemoryProfilerConfig(devices=iter(given))  # type: ignore[arg-type]  # the bad input under test
+        MemoryProfilerConfig(devices=iter(given))  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
     config = MemoryProfilerConfig(devices=given)
     given.append(Device())
     assert config.devices is not None
@@ -56,13 +56,13 @@ def test_checkpoint_dirpath_with_a_null_byte() -> None:
 
 def test_trainer_needs_a_loss_fn() -> None:
     with pytest.raises(TypeError, match="loss_fn must be callable, got NoneType None"):
-        Trainer(new_model(), optax.sgd(0.1), None)  # type: ignore[arg-type]  # the bad input under test
+        Trainer(new_model(), optax.sgd(0.1), None)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
 
 
 @pytest.mark.parametrize("wrt", [5, 2.5, object()])
 def test_trainer_wrt_must_be_a_filter(wrt: object) -> None:
     with pytest.raises(TypeError, match=r"wrt must be an NNX filter .*got"):
-        Trainer(new_model(), optax.sgd(0.1), mse, wrt=wrt)  # type: ignore[arg-type]  # the bad input under test
+        Trainer(new_model(), optax.sgd(0.1), mse, wrt=wrt)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
 
 
 @pytest.mark.parametrize(
@@ -111,25 +111,25 @@ def test_resume_from_arguments(
     trainer = Trainer(new_model(), optax.sgd(0.1), mse)
     bad = tmp_path / "file" if resume_from == "file" else resume_from
     with pytest.raises(error, match=message):
-        trainer.fit([], epochs=0, resume_from=bad)  # type: ignore[arg-type]  # the bad input under test
+        trainer.fit([], epochs=0, resume_from=bad)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
 
 
 # ------------------------------------------------ one rule for NumPy integer scalars
 
 
 def test_numpy_integer_scalars_are_ints_everywhere() -> None:
-    config = EarlyStoppingConfig(patience=np.int64(3))  # type: ignore[arg-type]  # NumPy ints are accepted
+    config = EarlyStoppingConfig(patience=np.int64(3))  # type: ignore[arg-type]  # NumPy ints are accepted  # ty: ignore[invalid-argument-type]
     assert type(config.patience) is int
     assert config.patience == 3
-    assert ArrayBatcher({"x": np.zeros((4, 1))}, batch_size=np.int32(2)).batch_size == 2  # type: ignore[arg-type]  # likewise
-    trainer = Trainer(new_model(), optax.sgd(0.1), mse, steps_per_execution=np.int64(1))  # type: ignore[arg-type]  # likewise
+    assert ArrayBatcher({"x": np.zeros((4, 1))}, batch_size=np.int32(2)).batch_size == 2  # type: ignore[arg-type]  # likewise  # ty: ignore[invalid-argument-type]
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse, steps_per_execution=np.int64(1))  # type: ignore[arg-type]  # likewise  # ty: ignore[invalid-argument-type]
     assert type(trainer.steps_per_execution) is int
 
 
 @pytest.mark.parametrize("bad", [True, np.bool_(True), 2.0, "2"])
 def test_non_integers_are_refused_naming_the_field(bad: object) -> None:
     with pytest.raises(TypeError, match=f"patience must be an int, got {type(bad).__qualname__}"):
-        EarlyStoppingConfig(patience=bad)  # type: ignore[arg-type]  # the bad input under test
+        EarlyStoppingConfig(patience=bad)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
 
 
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, jnp.complex64])

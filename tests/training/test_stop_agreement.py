@@ -206,7 +206,7 @@ def test_without_a_client_the_allgather_is_used(monkeypatch: pytest.MonkeyPatch)
 
 def test_a_client_with_other_signatures_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     class Changed(FakeCoordinator):
-        def key_value_increment(self, key: str) -> int:  # type: ignore[override]  # the point
+        def key_value_increment(self, key: str) -> int:  # type: ignore[override]  # the point  # ty: ignore[incompatible-method-override]
             return 1
 
     def allgather(flag: bool) -> tuple[int, ...]:

@@ -371,11 +371,11 @@ def test_dropout_rng_state_advances() -> None:
 
 def test_bad_constructor_arguments_name_the_culprit() -> None:
     with pytest.raises(TypeError, match=r"model must be an nnx\.Module, got dict"):
-        Trainer({"w": 1}, optax.sgd(0.1), mse)  # type: ignore[type-var, arg-type]  # deliberately wrong
+        Trainer({"w": 1}, optax.sgd(0.1), mse)  # type: ignore[type-var, arg-type]  # deliberately wrong  # ty: ignore[invalid-argument-type]
     with pytest.raises(TypeError, match="optimizer must be an optax"):
-        Trainer(linear(), "adam", mse)  # type: ignore[arg-type]  # deliberately wrong
+        Trainer(linear(), "adam", mse)  # type: ignore[type-var]  # deliberately wrong  # ty: ignore[invalid-argument-type]
     with pytest.raises(TypeError, match="loss_fn must be callable"):
-        Trainer(linear(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # deliberately wrong
+        Trainer(linear(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # deliberately wrong  # ty: ignore[invalid-argument-type]
     with pytest.raises(ValueError, match="steps_per_execution must be >= 1, got 0"):
         new_trainer(steps_per_execution=0)
     with pytest.raises(TypeError, match="is not a TrainingCallback"):
@@ -387,7 +387,7 @@ def test_bad_epochs() -> None:
     with pytest.raises(ValueError, match="epochs must be >= 0, got -1"):
         trainer.fit(batches(), epochs=-1)
     with pytest.raises(TypeError, match="epochs must be an int, got float"):
-        trainer.fit(batches(), epochs=1.0)  # type: ignore[arg-type]  # deliberately wrong
+        trainer.fit(batches(), epochs=1.0)  # type: ignore[arg-type]  # deliberately wrong  # ty: ignore[invalid-argument-type]
 
 
 def test_empty_training_data_fails_the_run() -> None:
@@ -405,7 +405,7 @@ def test_one_shot_iterator_with_several_epochs_is_rejected() -> None:
     with pytest.raises(TypeError, match="train_data is a one-shot iterator"):
         new_trainer().fit(iter(batches()), epochs=2)
     with pytest.raises(TypeError, match="train_data must be an iterable"):
-        new_trainer().fit(3, epochs=1)  # type: ignore[arg-type]  # deliberately wrong
+        new_trainer().fit(3, epochs=1)  # type: ignore[arg-type]  # deliberately wrong  # ty: ignore[invalid-argument-type]
 
 
 def test_non_scalar_loss() -> None:

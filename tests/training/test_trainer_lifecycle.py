@@ -342,7 +342,7 @@ def test_failure_at_each_batch_then_fit_again(chunk: int, hook: str) -> None:
     for occurrence in range(5):
         failing = TrainerFit(
             epochs=2, validation=False, stop=None, stop_by_flag=False,
-            fail=(hook, occurrence), interrupt=occurrence == 3,  # type: ignore[arg-type]  # a TrainerHook
+            fail=(hook, occurrence), interrupt=occurrence == 3,  # type: ignore[arg-type]  # a TrainerHook  # ty: ignore[invalid-argument-type]
         )  # fmt: skip
         run_scenario(TrainerScenario(batches=3, chunk=chunk, fits=(failing, clean)))
 

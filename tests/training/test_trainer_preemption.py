@@ -85,7 +85,7 @@ def test_preemption_can_be_turned_off_and_needs_a_checkpoint(tmp_path: Path) -> 
         assert all(handler is before for handler in seen[:-1])
         assert seen[-1] == "completed"
     with pytest.raises(TypeError, match="preemption"):
-        Trainer(make_model(), optax.adam(1e-2), loss_fn, preemption=1)  # type: ignore[arg-type]  # the bad input
+        Trainer(make_model(), optax.adam(1e-2), loss_fn, preemption=1)  # type: ignore[arg-type]  # the bad input  # ty: ignore[invalid-argument-type]
 
 
 def test_off_the_main_thread_preemption_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:

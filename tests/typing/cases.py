@@ -89,21 +89,21 @@ class MissingHookCallback:
 class WrongArityCallback(StructuralCallback):
     """``on_epoch_end`` takes no ``logs``."""
 
-    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]  # ty: ignore[incompatible-method-override]
         ...
 
 
 class WrongParamTypeCallback(StructuralCallback):
     """``on_epoch_begin`` wants a ``str`` epoch."""
 
-    def on_epoch_begin(self, trainer: TrainerLike, epoch: str) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
+    def on_epoch_begin(self, trainer: TrainerLike, epoch: str) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]  # ty: ignore[incompatible-method-override]
         ...
 
 
 class NonNoneReturnCallback(StructuralCallback):
     """``on_train_begin`` returns an ``int``."""
 
-    def on_train_begin(self, trainer: TrainerLike) -> int:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
+    def on_train_begin(self, trainer: TrainerLike) -> int:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]  # ty: ignore[incompatible-method-override]
         return 1
 
 

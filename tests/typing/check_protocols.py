@@ -1,15 +1,16 @@
-"""Typing checks (typeshed style): type-checked by mypy, pyright and pyrefly, never run.
+"""Typing checks (typeshed style): type-checked by six checkers, never run.
 
-``assert_type`` and plain assignments pin what must pass under all three checkers. Each
-negative case carries one ignore per checker, with the checker's own error code:
-``# type: ignore[code]`` (mypy), ``# pyright: ignore[rule]`` and ``# pyrefly: ignore[kind]``.
-Each checker honours only its own and reports an unused one, so each ignore pins an error
+``assert_type`` and plain assignments pin what must pass under mypy, pyright, basedpyright,
+pyrefly, ty and zuban. Each negative case carries one ignore per kind, with the checker's
+own error code: ``# type: ignore[code]`` (mypy and zuban), ``# pyright: ignore[rule]``
+(pyright and basedpyright), ``# pyrefly: ignore[kind]`` and ``# ty: ignore[rule]``. Each
+checker honours only its own kind and reports an unused one, so each ignore pins an error
 that must occur (README.md here says how each checker is configured for this).
 """
 
 from __future__ import annotations
 
-from typing import Any, assert_never, assert_type
+from typing import Any, Final, assert_never, assert_type
 
 from artifex.generative_models.training.callbacks import (
     HOOK_NAMES,
@@ -42,6 +43,12 @@ from tests.typing.cases import (
     WrongParamTypeCallback,
 )
 
+# zuban reads mypy's `# type: ignore[code]` comments, so where zuban and mypy differ the
+# verdict is pinned in an `if ZUBAN:` branch: zuban runs with `--always-true ZUBAN`, mypy has
+# `always_false = ZUBAN` (mypy.ini); pyright, basedpyright and pyrefly check both branches,
+# ty (which sees a constant False) the `else:` branch only.
+ZUBAN: Final = False
+
 
 def positives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
     cb1: TrainingCallback = BaseCallback()
@@ -58,7 +65,7 @@ def positives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
     assert_type(callbacks.on_epoch_end(trainer, epoch=5, metrics={"loss": 0.5}), None)
     assert_type(callbacks.on_batch_end(trainer, batch=5, logs=logs), None)
     # No `metrics` alias here (pyrefly reports the missing `logs` and the unknown keyword).
-    callbacks.on_batch_end(trainer, 5, metrics=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[missing-argument, unexpected-keyword]
+    callbacks.on_batch_end(trainer, 5, metrics=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[missing-argument, unexpected-keyword]  # ty: ignore[missing-argument, unknown-argument]
     assert_type(callbacks.callbacks, tuple[TrainingCallback, ...])
     assert_type(len(callbacks), int)
     assert_type(cb2 in callbacks, bool)
@@ -67,23 +74,23 @@ def positives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
 def negatives(trainer: TrainerLike, logs: dict[str, Any]) -> None:
     # A missing hook, a wrong arity, a wrong parameter type, a non-None return, a model of
     # the wrong type; then non-callbacks given to a CallbackList.
-    a: TrainingCallback = MissingHookCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
-    b: TrainingCallback = WrongArityCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
-    c: TrainingCallback = WrongParamTypeCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
-    d: TrainingCallback = NonNoneReturnCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
-    t: TrainerLike = WrongModelTrainer()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
-    CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
-    CallbackList().append(WrongArityCallback())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+    a: TrainingCallback = MissingHookCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
+    b: TrainingCallback = WrongArityCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
+    c: TrainingCallback = WrongParamTypeCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
+    d: TrainingCallback = NonNoneReturnCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
+    t: TrainerLike = WrongModelTrainer()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
+    CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
+    CallbackList().append(WrongArityCallback())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
     # Keyword calls through the Protocol type are rejected: parameters are positional-only.
     cb: TrainingCallback = BaseCallback()
-    cb.on_epoch_end(trainer, epoch=1, logs=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
-    cb.on_batch_end(trainer, 1, logs=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
+    cb.on_epoch_end(trainer, epoch=1, logs=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]  # ty: ignore[positional-only-parameter-as-kwarg]
+    cb.on_batch_end(trainer, 1, logs=logs)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]  # ty: ignore[positional-only-parameter-as-kwarg]
     del a, b, c, d, t
 
 
 class NarrowingOverride(BaseCallback):
     # BaseCallback's overrides must keep the hook's arity: this one drops `logs`.
-    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int) -> None:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]  # pyrefly: ignore[bad-override]  # ty: ignore[incompatible-method-override]
         ...
 
 
@@ -93,12 +100,12 @@ def process_scopes() -> None:
     assert_type(CallbackList(process_index=1).process_index, int | None)
     LambdaCallback(process_scope="main")
     # "rank0" is not a scope; "0" is not an int.
-    LambdaCallback(process_scope="rank0")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
-    CallbackList(process_index="0")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+    LambdaCallback(process_scope="rank0")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
+    CallbackList(process_index="0")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
 
     class Everywhere(BaseCallback):
         # Not a scope.
-        process_scope = "everywhere"  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+        process_scope = "everywhere"  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
 
 
 def array_states(tree: dict[str, Any]) -> None:
@@ -107,10 +114,10 @@ def array_states(tree: dict[str, Any]) -> None:
     assert_type(stateful.state_dict(), dict[str, Any])
     early.load_array_state(tree)
     # The state is positional-only, and required.
-    early.load_array_state(state=tree)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
-    early.load_array_state()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[bad-argument-count]
+    early.load_array_state(state=tree)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]  # ty: ignore[positional-only-parameter-as-kwarg]
+    early.load_array_state()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[bad-argument-count]  # ty: ignore[missing-argument]
     # History has a JSON state only.
-    history: ArrayStatefulCallback = History()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    history: ArrayStatefulCallback = History()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
     del history
 
 
@@ -118,15 +125,15 @@ def learning_rate_control(trainer: AttributeTrainer) -> None:
     assert_type(EarlyStopping().best_score, float | None)  # None until a first score
     reducer: StatefulCallback = ReduceLROnPlateau()
     del reducer
-    tunable: HyperparameterTrainer = trainer  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no hyperparameters
+    tunable: HyperparameterTrainer = trainer  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no hyperparameters  # ty: ignore[invalid-assignment]
     del tunable
 
 
 def preflights(trainer: TrainerLike) -> None:
     checks: list[PreflightCallback] = [ModelCheckpoint(), CSVLogger(), ReduceLROnPlateau()]
     checks[0].preflight(trainer)
-    checks[0].preflight(trainer=trainer)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
-    plain: PreflightCallback = BaseCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no preflight
+    checks[0].preflight(trainer=trainer)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]  # ty: ignore[positional-only-parameter-as-kwarg]
+    plain: PreflightCallback = BaseCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no preflight  # ty: ignore[invalid-assignment]
     del plain
 
 
@@ -158,7 +165,7 @@ def unexhausted(hook: HookName) -> None:
         case "on_batch_begin" | "on_batch_end" | "on_validation_begin":
             pass
         case _:
-            assert_never(hook)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+            assert_never(hook)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[type-assertion-failure]
 
 
 def literal_widening() -> None:
@@ -169,7 +176,7 @@ def literal_widening() -> None:
     assert_type(HOOK_NAMES[0], HookName)
     names = ["on_train_begin", "on_epoch_end"]
     assert_type(names, list[str])
-    wanted: HookName = names[0]  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+    wanted: HookName = names[0]  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
     del wanted
 
 
@@ -183,7 +190,11 @@ class GetattrProxy:
 def getattr_proxy() -> None:
     # The checkers legitimately differ here, so each verdict is pinned on its own: mypy finds
     # a Protocol's members through __getattr__ and accepts the proxy (an ignore for mypy would
-    # be unused), pyright and pyrefly look for declared members only and reject it. At run
-    # time CallbackList accepts it (tests/training/callbacks/test_base.py).
-    proxy: TrainingCallback = GetattrProxy()  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
-    del proxy
+    # be unused), pyright, basedpyright, pyrefly, ty and zuban look for declared members only
+    # and reject it. At run time CallbackList accepts it (tests/training/callbacks/test_base.py).
+    if ZUBAN:
+        rejected: TrainingCallback = GetattrProxy()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]
+        del rejected
+    else:
+        proxy: TrainingCallback = GetattrProxy()  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # ty: ignore[invalid-assignment]
+        del proxy

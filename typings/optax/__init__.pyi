@@ -62,8 +62,12 @@ def softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike, labels: ArrayLike, axis: int | tuple[int, ...] | None = -1
 ) -> jax.Array: ...
 def l2_loss(predictions: ArrayLike, targets: ArrayLike | None = None) -> jax.Array: ...
+
+class _Initable(Protocol):
+    def init(self, params: Params) -> OptState: ...
+
 def tree_map_params(
-    initable: GradientTransformation | TransformInitFn,
+    initable: Callable[[Params], OptState] | _Initable,
     f: Callable[..., Any],
     state: OptState,
     /,

@@ -94,13 +94,13 @@ def test_container_protocol() -> None:
 def test_callbacks_view_is_read_only() -> None:
     callbacks = CallbackList([BaseCallback()])
     with pytest.raises(AttributeError):
-        callbacks.callbacks = ()  # type: ignore[misc]  # read-only property under test
+        callbacks.callbacks = ()  # type: ignore[misc]  # read-only property under test  # ty: ignore[invalid-assignment]
     assert isinstance(callbacks.callbacks, tuple)
 
 
 def test_slots_forbid_stray_attributes() -> None:
     with pytest.raises(AttributeError):
-        CallbackList().stray = 1  # type: ignore[attr-defined]  # the error under test
+        CallbackList().stray = 1  # type: ignore[attr-defined]  # the error under test  # ty: ignore[missing-attribute]
 
 
 def test_remove_absent_raises_value_error_naming_it() -> None:
@@ -128,25 +128,25 @@ def test_remove_compares_by_identity() -> None:
 
 def test_rejects_non_callbacks_naming_type_and_missing_hooks() -> None:
     with pytest.raises(TypeError, match=r"MissingHookCallback.*on_validation_end"):
-        CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # the error under test
+        CallbackList([MissingHookCallback()])  # type: ignore[list-item]  # the error under test  # ty: ignore[invalid-argument-type]
 
 
 def test_rejects_a_class_passed_for_an_instance() -> None:
     with pytest.raises(TypeError, match=r"class 'BaseCallback'.*BaseCallback\(\.\.\.\)"):
-        CallbackList([BaseCallback])  # type: ignore[list-item]  # the error under test
+        CallbackList([BaseCallback])  # type: ignore[list-item]  # the error under test  # ty: ignore[invalid-argument-type]
 
 
 @pytest.mark.parametrize("bad", [None, 3, "callbacks", BaseCallback()])
 def test_rejects_a_non_iterable_naming_it(bad: object) -> None:
     with pytest.raises(TypeError, match="iterable of callbacks"):
-        CallbackList().extend(bad)  # type: ignore[arg-type]  # the error under test
+        CallbackList().extend(bad)  # type: ignore[arg-type]  # the error under test  # ty: ignore[invalid-argument-type]
 
 
 def test_failed_extend_leaves_the_list_unchanged() -> None:
     good = BaseCallback()
     callbacks = CallbackList([good])
     with pytest.raises(TypeError):
-        callbacks.extend([BaseCallback(), object()])  # type: ignore[list-item]  # under test
+        callbacks.extend([BaseCallback(), object()])  # type: ignore[list-item]  # under test  # ty: ignore[invalid-argument-type]
     assert callbacks.callbacks == (good,)
 
 
@@ -155,7 +155,7 @@ def test_non_callable_hook_is_rejected() -> None:
         on_batch_end = 3  # type: ignore[assignment]  # a non-callable hook under test
 
     with pytest.raises(TypeError, match="on_batch_end"):
-        CallbackList([Broken()])  # type: ignore[list-item]  # the error under test
+        CallbackList([Broken()])  # type: ignore[list-item]  # the error under test  # ty: ignore[invalid-argument-type]
 
 
 def test_accepts_and_dispatches_to_magic_mock(trainer: AttributeTrainer) -> None:
@@ -177,7 +177,7 @@ def test_accepts_getattr_proxies(trainer: AttributeTrainer) -> None:
             return lambda *args: seen.append((name, args))
 
     # mypy accepts the proxy as a TrainingCallback, pyright does not (tests/typing pins both).
-    callbacks = CallbackList([Proxy()])  # pyright: ignore[reportArgumentType]
+    callbacks = CallbackList([Proxy()])  # pyright: ignore[reportArgumentType]  # ty: ignore[invalid-argument-type]
     callbacks.on_train_begin(trainer)
     callbacks.on_validation_end(trainer, {"loss": 0.1})
     assert seen == [("on_train_begin", (trainer,)), ("on_validation_end", (trainer, {"loss": 0.1}))]
@@ -412,18 +412,18 @@ def test_lambda_callback_declares_its_scope(trainer: AttributeTrainer) -> None:
 
 def test_unknown_process_scope_is_rejected_at_registration() -> None:
     class Odd(BaseCallback):
-        process_scope = "rank0"  # type: ignore[assignment]  # the wrong value under test
+        process_scope = "rank0"  # type: ignore[assignment]  # the wrong value under test  # ty: ignore[invalid-assignment]
 
     with pytest.raises(ValueError, match=r"Odd object .* process_scope='rank0'; expected one of"):
         CallbackList([Odd()])
     with pytest.raises(ValueError, match="process_scope='everywhere'"):
-        LambdaCallback(process_scope="everywhere")  # type: ignore[arg-type]  # under test
+        LambdaCallback(process_scope="everywhere")  # type: ignore[arg-type]  # under test  # ty: ignore[invalid-argument-type]
 
 
 @pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), (1.0, TypeError), (True, TypeError)])
 def test_bad_process_index_names_the_value(bad: object, error: type[Exception]) -> None:
     with pytest.raises(error, match=f"process_index must be .*{bad!r}"):
-        CallbackList(process_index=bad)  # type: ignore[arg-type]  # bad values under test
+        CallbackList(process_index=bad)  # type: ignore[arg-type]  # bad values under test  # ty: ignore[invalid-argument-type]
 
 
 # ------------------------------------------------------- unordered iterables, load

@@ -75,7 +75,7 @@ _classes: dict[frozenset[HookName], type[Scripted]] = {}
 def scripted_class(hooks: frozenset[HookName]) -> type[Scripted]:
     """A ``Scripted`` subclass overriding exactly ``hooks`` (others stay no-ops)."""
     if hooks not in _classes:
-        _classes[hooks] = type("Scripted", (Scripted,), {h: _make_hook(h) for h in hooks})
+        _classes[hooks] = type("Scripted", (Scripted,), {h: _make_hook(h) for h in hooks})  # ty: ignore[invalid-argument-type]
     return _classes[hooks]
 
 
@@ -236,7 +236,7 @@ class CallbackListMachine(RuleBasedStateMachine):
         if not raised:
             assert error is None
             return
-        exceptions = [node.real.raised[-1] for _, node in raised]  # type: ignore[attr-defined]  # leaves are Scripted
+        exceptions = [node.real.raised[-1] for _, node in raised]  # type: ignore[attr-defined]  # leaves are Scripted  # ty: ignore[missing-attribute]
         for (path, _), boom in zip(raised, exceptions, strict=True):
             assert boom.__notes__[-1] == f"raised by callback #{path} (Scripted) in {hook}"
         if len(exceptions) == 1:

@@ -95,11 +95,11 @@ def test_config_rejects_bad_values(kwargs: dict[str, Any], culprit: str) -> None
 
 def test_config_rejects_bad_types() -> None:
     with pytest.raises(TypeError, match="patience"):
-        EarlyStoppingConfig(patience=2.5)  # type: ignore[arg-type]  # the point of the test
+        EarlyStoppingConfig(patience=2.5)  # type: ignore[arg-type]  # the point of the test  # ty: ignore[invalid-argument-type]
     with pytest.raises(TypeError, match="EarlyStoppingConfig"):
-        EarlyStopping({"patience": 3})  # type: ignore[call-overload]  # the point of the test
+        EarlyStopping({"patience": 3})  # type: ignore[call-overload]  # the point of the test  # ty: ignore[no-matching-overload]
     with pytest.raises(AttributeError):
-        EarlyStoppingConfig().patience = 3  # type: ignore[misc]  # frozen: the point
+        EarlyStoppingConfig().patience = 3  # type: ignore[misc]  # frozen: the point  # ty: ignore[invalid-assignment]
 
 
 def test_patience_counts_epochs_without_improvement() -> None:
@@ -139,9 +139,9 @@ def test_check_finite_stops_at_once() -> None:
 @pytest.mark.parametrize("mode", ["min", "max"])
 def test_thresholds_in_both_modes(mode: str) -> None:
     sign = 1.0 if mode == "min" else -1.0
-    good = EarlyStoppingConfig(mode=mode, stopping_threshold=sign * 1.0, patience=99)  # type: ignore[arg-type]  # parametrised literal
+    good = EarlyStoppingConfig(mode=mode, stopping_threshold=sign * 1.0, patience=99)  # type: ignore[arg-type]  # parametrised literal  # ty: ignore[invalid-argument-type]
     assert _feed(EarlyStopping(good), [sign * 3.0, sign * 2.0, sign * 0.5, sign * 0.1]) == 2
-    bad = EarlyStoppingConfig(mode=mode, divergence_threshold=sign * 10.0, patience=99)  # type: ignore[arg-type]  # parametrised literal
+    bad = EarlyStoppingConfig(mode=mode, divergence_threshold=sign * 10.0, patience=99)  # type: ignore[arg-type]  # parametrised literal  # ty: ignore[invalid-argument-type]
     assert _feed(EarlyStopping(bad), [sign * 3.0, sign * 11.0, sign * 0.1]) == 1
 
 

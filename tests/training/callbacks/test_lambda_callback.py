@@ -41,4 +41,4 @@ def test_unused_hooks_are_skipped_by_callback_list() -> None:
 
 def test_rejects_non_callables() -> None:
     with pytest.raises(TypeError, match="on_batch_end must be callable"):
-        LambdaCallback(on_batch_end=3)  # type: ignore[arg-type]  # the point of the test
+        LambdaCallback(on_batch_end=3)  # type: ignore[arg-type]  # the point of the test  # ty: ignore[invalid-argument-type]

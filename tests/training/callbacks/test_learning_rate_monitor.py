@@ -78,7 +78,7 @@ def test_a_trainer_without_the_protocol_is_refused() -> None:
 )
 def test_config_validation(kwargs: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error, match=next(iter(kwargs))):
-        LearningRateMonitorConfig(**kwargs)  # type: ignore[arg-type]  # bad values on purpose
+        LearningRateMonitorConfig(**kwargs)  # type: ignore[arg-type]  # bad values on purpose  # ty: ignore[invalid-argument-type]
 
 
 def test_a_log_reader_registered_first_warns() -> None:

@@ -60,4 +60,4 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="every_n_epochs"):
         MemoryProfilerConfig(every_n_epochs=0)
     with pytest.raises(TypeError, match="memory_stats"):
-        MemoryProfilerConfig(devices=[object()])  # type: ignore[list-item]  # the point of the test
+        MemoryProfilerConfig(devices=[object()])  # type: ignore[list-item]  # the point of the test  # ty: ignore[invalid-argument-type]

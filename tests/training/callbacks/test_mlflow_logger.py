@@ -120,9 +120,9 @@ def test_config_is_validated_and_frozen() -> None:
     with pytest.raises(ValueError, match="experiment"):
         MLflowConfig(experiment="")
     with pytest.raises(TypeError, match="params"):
-        MLflowConfig(params=[("lr", 0.1)])  # type: ignore[arg-type]  # checked at run time
+        MLflowConfig(params=[("lr", 0.1)])  # type: ignore[arg-type]  # checked at run time  # ty: ignore[invalid-argument-type]
     with pytest.raises(ValueError, match="tags values"):
-        MLflowConfig(tags={"a": 1})  # type: ignore[dict-item]  # checked at run time
+        MLflowConfig(tags={"a": 1})  # type: ignore[dict-item]  # checked at run time  # ty: ignore[invalid-argument-type]
     with pytest.raises(ValueError, match="log_every_n_steps"):
         MLflowConfig(log_every_n_steps=-1)
     assert MLflowConfig().tracking_uri == "sqlite:///mlflow.db"

@@ -84,7 +84,7 @@ def test_config_validation_and_formatting() -> None:
     with pytest.raises(ValueError, match="batch_metrics_every_n_steps"):
         ProgressBarConfig(batch_metrics_every_n_steps=-1)
     with pytest.raises(TypeError, match="console"):
-        ProgressBarConfig(console="stderr")  # type: ignore[arg-type]  # the point of the test
+        ProgressBarConfig(console="stderr")  # type: ignore[arg-type]  # the point of the test  # ty: ignore[invalid-argument-type]
     assert format_metrics({"loss": 0.123456, "name": "x", "n": 3}) == "loss=0.1235 n=3"
 
 

@@ -79,7 +79,7 @@ def test_model_type_is_invisible_at_run_time() -> None:
 
 def test_protocols_cannot_be_instantiated() -> None:
     with pytest.raises(TypeError):
-        TrainingCallback()  # type: ignore[misc]  # instantiating a Protocol is the error under test
+        TrainingCallback()  # type: ignore[misc]  # instantiating a Protocol is the error under test  # ty: ignore[abstract-class-instantiation]
 
 
 class _Checks(BaseCallback):

@@ -219,7 +219,7 @@ def test_the_trainer_refuses_a_schedule_and_bad_values() -> None:
     with pytest.raises(ValueError, match="must be finite"):
         plain.set_hyperparameter("learning_rate", math.inf)
     with pytest.raises(TypeError, match="must be a real number"):
-        plain.set_hyperparameter("learning_rate", "0.1")  # type: ignore[arg-type]  # on purpose
+        plain.set_hyperparameter("learning_rate", "0.1")  # type: ignore[arg-type]  # on purpose  # ty: ignore[invalid-argument-type]
 
 
 def test_the_learning_rate_callbacks_refuse_before_any_callback_begins(tmp_path: Path) -> None:

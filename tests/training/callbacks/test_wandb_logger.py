@@ -198,13 +198,13 @@ def test_disabled_mode_writes_nothing(offline_wandb: Path) -> None:
 
 def test_config_is_validated_and_frozen() -> None:
     with pytest.raises(ValueError, match="mode"):
-        WandbConfig(mode="cloud")  # type: ignore[arg-type]  # a bad value, checked at run time
+        WandbConfig(mode="cloud")  # type: ignore[arg-type]  # a bad value, checked at run time  # ty: ignore[invalid-argument-type]
     with pytest.raises(TypeError, match="tags"):
         WandbConfig(tags="a")
     with pytest.raises(ValueError, match="project"):
         WandbConfig(project="")
     with pytest.raises(ValueError, match="config keys"):
-        WandbConfig(config={1: 2})  # type: ignore[dict-item]  # a bad key, checked at run time
+        WandbConfig(config={1: 2})  # type: ignore[dict-item]  # a bad key, checked at run time  # ty: ignore[invalid-argument-type]
     with pytest.raises(ValueError, match="log_every_n_steps"):
         WandbConfig(log_every_n_steps=-1)
     hyper = {"lr": 0.1}

@@ -13,6 +13,7 @@ from artifex.generative_models.training._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from artifex.generative_models.training.data import ArrayBatcher, StatefulData
+    from artifex.generative_models.training.optimizer import GradientTransformationLike
     from artifex.generative_models.training.trainer import (
         DataAxis,
         DataSource,
@@ -26,6 +27,7 @@ __all__ = [
     "ArrayBatcher",
     "DataAxis",
     "DataSource",
+    "GradientTransformationLike",
     "LossFn",
     "LossOutput",
     "RemoteStop",
@@ -42,6 +44,7 @@ __getattr__, __dir__ = lazy_exports(
         "StatefulData": "data",
         "DataAxis": "trainer",
         "DataSource": "trainer",
+        "GradientTransformationLike": "optimizer",
         "LossFn": "trainer",
         "LossOutput": "trainer",
         "RemoteStop": "trainer",

@@ -127,7 +127,7 @@ def check_filter(field: str, value: object) -> None:
         TypeError: If NNX cannot read ``value`` as a filter.
     """
     try:
-        nnx.filterlib.to_predicate(value)  # type: ignore[arg-type]  # the run-time check itself
+        nnx.filterlib.to_predicate(value)  # type: ignore[arg-type]  # the run-time check itself  # ty: ignore[invalid-argument-type]
     except Exception as error:  # Flax's own message is a broken f-string: replace it
         raise TypeError(
             f"{field} must be an NNX filter (a Variable type such as nnx.Param, a string, "

@@ -19,6 +19,8 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
+from artifex.generative_models.training.optimizer import GradientTransformationLike
+
 # Untyped in jax 0.10; typed aliases keep mypy strict on both JAX versions.
 _spec: Callable[..., PartitionSpec] = PartitionSpec
 _from_process_local: Callable[[Sharding, np.ndarray], jax.Array] = (
@@ -89,14 +91,14 @@ class DataParallel:
 
     def opt_shardings(
         self,
-        optimizer: optax.GradientTransformation,
+        optimizer: GradientTransformationLike,
         opt_state: Any,
         params_def: Any,
         param_shardings: list[Sharding],
     ) -> list[Sharding]:
         """The optimizer state's shardings: like their parameters, else replicated."""
         tree = optax.tree_map_params(
-            optimizer,
+            optimizer.init,
             lambda _, sharding: sharding,
             opt_state,
             jax.tree.unflatten(params_def, param_shardings),

@@ -127,7 +127,7 @@ def to_float(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]  # any scalar-like; failures handled
+        return float(value)  # type: ignore[arg-type]  # any scalar-like; failures handled  # ty: ignore[invalid-argument-type]
     except (TypeError, ValueError):
         return None
 

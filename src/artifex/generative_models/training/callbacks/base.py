@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, MappingView
 from collections.abc import Set as AbstractSet
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Final, Literal, TypeAlias, get_args, overload
 
 import jax
 from flax import nnx
@@ -531,6 +531,12 @@ class CallbackList:
             _note(exc, table, cb, "on_epoch_begin")
             raise
 
+    # The overloads make passing both or neither of ``logs`` and ``metrics`` a static
+    # error; the first is the signature that matches ``TrainingCallback``'s hook.
+    @overload
+    def on_epoch_end(self, trainer: TrainerLike, /, epoch: int, logs: Logs) -> None: ...
+    @overload
+    def on_epoch_end(self, trainer: TrainerLike, /, epoch: int, *, metrics: Logs) -> None: ...
     def on_epoch_end(
         self,
         trainer: TrainerLike,
@@ -588,6 +594,10 @@ class CallbackList:
             _note(exc, table, cb, "on_validation_begin")
             raise
 
+    @overload
+    def on_validation_end(self, trainer: TrainerLike, /, logs: Logs) -> None: ...
+    @overload
+    def on_validation_end(self, trainer: TrainerLike, /, *, metrics: Logs) -> None: ...
     def on_validation_end(
         self,
         trainer: TrainerLike,

@@ -51,8 +51,17 @@ class StopRequester(Protocol):
 class TrainerState(TrainerLike, Protocol):
     """A trainer that exposes its counters, stop flag and run status."""
 
-    stop_training: bool
-    """Set to ``True`` (as in Keras) to stop after the current batch or epoch."""
+    # A settable property, not a plain ``stop_training: bool``: a data member is
+    # invariant, so pyright, basedpyright and pyrefly would reject a trainer whose flag is
+    # a settable property. A plain attribute, a dataclass field and a settable property
+    # all match this; a read-only property and a ``Final`` do not.
+    @property
+    def stop_training(self) -> bool:
+        """Set to ``True`` (as in Keras) to stop after the current batch or epoch."""
+        ...
+
+    @stop_training.setter
+    def stop_training(self, value: bool, /) -> None: ...
 
     @property
     def step(self) -> int:

@@ -22,11 +22,11 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 from jax.sharding import Sharding
 
 from artifex.generative_models.training._spmd import DataParallel
+from artifex.generative_models.training.optimizer import GradientTransformationLike
 
 __all__ = ["FlatState", "Layout", "Leaves", "same", "split"]
 
@@ -105,7 +105,7 @@ class FlatState(Generic[M]):
     def __init__(
         self,
         model: M,
-        optimizer: optax.GradientTransformation,
+        optimizer: GradientTransformationLike,
         wrt: nnx.filterlib.Filter,
         *,
         donate: bool,

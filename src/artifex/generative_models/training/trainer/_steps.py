@@ -20,6 +20,7 @@ from flax import nnx
 
 from artifex.generative_models.training._checks import check_filter, describe
 from artifex.generative_models.training._spmd import DataParallel
+from artifex.generative_models.training.optimizer import GradientTransformationLike
 from artifex.generative_models.training.trainer._leaves import Layout, Leaves, same, split
 from artifex.generative_models.training.trainer._means import (
     MetricSums,
@@ -199,7 +200,7 @@ class CompiledSteps(Generic[M]):
         layout: Layout,
         eval_graphdef: Any,
         *,
-        optimizer: optax.GradientTransformation,
+        optimizer: GradientTransformationLike,
         loss_fn: LossFn[M],
         eval_fn: LossFn[M] | None,
         wrt: nnx.filterlib.Filter,

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
 import jax
-import optax
 from flax import nnx
 from jax.sharding import Mesh
+from typing_extensions import TypeVar
 
 from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
@@ -30,6 +30,7 @@ from artifex.generative_models.training.callbacks.protocols import (
     HyperparameterTrainer,
     RunStatus,
 )
+from artifex.generative_models.training.optimizer import GradientTransformationLike
 from artifex.generative_models.training.trainer._chunks import DataSource
 from artifex.generative_models.training.trainer._fit import Outcome, evaluate, run_fit
 from artifex.generative_models.training.trainer._injected import InjectedHyperparams
@@ -45,9 +46,16 @@ from artifex.generative_models.training.trainer._steps import (
 __all__ = ["Trainer"]
 
 M = TypeVar("M", bound=nnx.Module)
+# The optimizer's own type, so that ``trainer.optimizer`` is what the user passed (an
+# ``optax.GradientTransformationExtraArgs`` stays one); defaulted, so ``Trainer[Model]``
+# still names a trainer, and covariant (``optimizer`` is read-only), so a trainer of any
+# optimizer is a ``Trainer[Model]``.
+Opt = TypeVar(
+    "Opt", bound=GradientTransformationLike, default=GradientTransformationLike, covariant=True
+)
 
 
-class Trainer(InjectedHyperparams[M]):
+class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
     """Train an ``nnx.Module`` with an optax optimizer, dispatching to callbacks.
 
     The step is a pure function of flat state lists, compiled with ``jax.jit`` once
@@ -71,7 +79,8 @@ class Trainer(InjectedHyperparams[M]):
 
     Args:
         model: The module to train; it is updated in place.
-        optimizer: An optax ``GradientTransformation`` over the ``wrt`` variables.
+        optimizer: An optax ``GradientTransformation`` over the ``wrt`` variables (any
+            [`GradientTransformationLike`][]).
         loss_fn: ``loss_fn(model, batch)`` returning a scalar loss or ``(loss,
             metrics)`` with scalar metrics (not named ``"loss"``).
         callbacks: Callbacks (any iterable, or a ``CallbackList``, used as is).
@@ -113,7 +122,7 @@ class Trainer(InjectedHyperparams[M]):
     def __init__(
         self,
         model: M,
-        optimizer: optax.GradientTransformation,
+        optimizer: Opt,
         loss_fn: LossFn[M],
         *,
         callbacks: Iterable[TrainingCallback] | CallbackList | None = None,
@@ -134,7 +143,7 @@ class Trainer(InjectedHyperparams[M]):
         self.preemption: bool = check_bool("preemption", preemption)
         self._eval_mode = eval_attributes(eval_mode)
         self._spmd = None if mesh is None else DataParallel(mesh, data_axis)
-        self.optimizer = optimizer
+        self._optimizer = optimizer
         self.loss_fn = loss_fn
         self.eval_fn = eval_fn
         self.wrt = wrt
@@ -149,6 +158,11 @@ class Trainer(InjectedHyperparams[M]):
         self._steps = self._compile()
 
     # ------------------------------------------------------------------ protocols
+
+    @property
+    def optimizer(self) -> Opt:
+        """The optimizer given to the constructor, as given (fixed for the trainer's life)."""
+        return self._optimizer
 
     @property
     def model(self) -> M:
@@ -355,7 +369,7 @@ class Trainer(InjectedHyperparams[M]):
         return CompiledSteps(
             self._state.layout,
             self._state.graphdef_with(attributes, strict=strict),
-            optimizer=self.optimizer,
+            optimizer=self._optimizer,
             loss_fn=self.loss_fn,
             eval_fn=self.eval_fn,
             wrt=self.wrt,
