@@ -207,7 +207,7 @@ def test_an_nnx_optimizer_is_refused_in_one_line() -> None:
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     assert "\n" in repr(optimizer)  # what the message must not print
     with pytest.raises(TypeError, match="pass the optax transformation you built it with") as info:
-        Trainer(model, optimizer, mse)  # type: ignore[arg-type]  # the bad input under test
+        Trainer(model, optimizer, mse)  # type: ignore[type-var]  # the bad input under test
     assert "\n" not in str(info.value)
     assert "nnx.Optimizer" in str(info.value)
 
