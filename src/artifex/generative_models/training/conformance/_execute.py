@@ -294,7 +294,7 @@ def execute(
                 )
             )
         if teardowns and isinstance(trainer, TrainerState):
-            state = _Teardown(
+            state = _TeardownExpectation(
                 seen=teardowns[0],
                 expected=None if in_teardown else expected,
                 clean=caught is None and not injected,
@@ -332,7 +332,7 @@ def _order_findings(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Teardown:
+class _TeardownExpectation:
     """What one ``fit`` call's teardown is checked against."""
 
     seen: Teardown
@@ -345,7 +345,7 @@ class _Teardown:
 def _check_teardown(
     scenario: str,
     events: Sequence[Event],
-    state: _Teardown,
+    state: _TeardownExpectation,
     trainer: TrainerLike,
     stopper: StopAt,
 ) -> list[Violation]:

@@ -14,7 +14,7 @@ requested, where an exception was injected), and returns every [`Violation`][]:
 * stop requests honoured after the ``on_batch_end`` or ``on_epoch_end`` that made them;
 * teardown: after an injected exception the next event is ``on_train_end``;
 * one validation pair per epoch, when validation data was given and no stop came first;
-* logs (the rules of ``_logrules``): a ``dict``; batch logs device scalars (a scalar
+* logs (the rules of ``_logs_rules``): a ``dict``; batch logs device scalars (a scalar
   ``loss``; host numbers are a warning), epoch and validation logs Python floats (or
   ints that are not bools); the epoch ``loss`` within the range of that epoch's batch
   losses; ``val_*`` keys equal to that epoch's validation logs, and none without one.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
 from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
-from artifex.generative_models.training.conformance._logrules import (
+from artifex.generative_models.training.conformance._logs_rules import (
     epoch_findings,
     event_findings,
 )

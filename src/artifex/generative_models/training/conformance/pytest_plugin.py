@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 
 if TYPE_CHECKING:
     from artifex.generative_models.training.conformance.scenarios import TrainerHarness

@@ -268,7 +268,7 @@ class _EveryHook(BaseCallback):
         self._hit("on_validation_end", trainer)
 
 
-class _Trigger(_EveryHook):
+class _Scheduled(_EveryHook):
     """Acts at one hook and occurrence, chosen per ``fit`` call.
 
     ``schedule[k]`` is ``(hook, occurrence)`` for the ``k``-th ``fit`` call, or
@@ -310,7 +310,7 @@ class _Trigger(_EveryHook):
         """Act on the trainer; subclasses override."""
 
 
-class StopAt(_Trigger):
+class StopAt(_Scheduled):
     """Request a stop at a chosen hook and occurrence of each ``fit`` call.
 
     With ``via="requester"`` it satisfies ``StopRequester``: ``should_stop`` turns
@@ -350,7 +350,7 @@ class StopAt(_Trigger):
             trainer.stop_training = True  # type: ignore[attr-defined]  # scenario checked it
 
 
-class RaiseAt(_Trigger):
+class RaiseAt(_Scheduled):
     """Raise a fresh exception at a chosen hook and occurrence of each ``fit`` call.
 
     Every exception raised is appended, with its ``fit`` call number and hook, to

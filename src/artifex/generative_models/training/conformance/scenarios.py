@@ -9,8 +9,8 @@ exceptions that reached the caller, and what the last callback saw during
 
 The pieces live in private modules: the harness protocols in ``_harness``, the report
 in ``_report``, running and checking ``fit`` calls in ``_execute``, the scenarios in
-``_fixed`` (with every runner, in ``RUNNERS``) and ``_property``; the scenario names
-in the JAX-free ``_names``.
+``_fixed_scenarios`` (with every runner, in ``RUNNERS``) and ``_property_scenario``; the scenario names
+in the JAX-free ``_scenario_table``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from artifex.generative_models.training.conformance._execute import (
     fault,
     is_real_interrupt,
 )
-from artifex.generative_models.training.conformance._fixed import RUNNERS
+from artifex.generative_models.training.conformance._fixed_scenarios import RUNNERS
 from artifex.generative_models.training.conformance._harness import (
     FailingHarness,
     T,
     TrainerHarness,
     ValidatingHarness,
 )
-from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 from artifex.generative_models.training.conformance._report import (
     ConformanceReport,
     Outcome,

@@ -27,7 +27,7 @@ from artifex.generative_models.training.conformance._execute import (
     validating,
 )
 from artifex.generative_models.training.conformance._harness import FailingHarness
-from artifex.generative_models.training.conformance._property import property_scenario
+from artifex.generative_models.training.conformance._property_scenario import property_scenario
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Trigger,

@@ -3,8 +3,8 @@
 This table is the one list of scenarios: ``check_trainer`` runs them in its order,
 the CLI and the pytest plugin (which loads it at every pytest start, so this module
 must not import JAX) offer its names, and the report prints its descriptions. A new
-scenario is a row here, a runner in ``_fixed.RUNNERS`` under the same name (written in
-``_fixed``, or in a module of its own like ``_property``), and a row in the scenario
+scenario is a row here, a runner in ``_fixed_scenarios.RUNNERS`` under the same name (written in
+``_fixed_scenarios``, or in a module of its own like ``_property_scenario``), and a row in the scenario
 table of ``docs/conformance.md``; ``tests/training/conformance/test_registry.py`` checks
 that all three agree.
 """
