@@ -51,6 +51,16 @@ Fault: TypeAlias = Literal[
     "reverses_callbacks",
     "int_batch_counter",
     "int_epoch_logs",
+    # Issue 25: the trainer's state at every hook, the model, failures and stops combined.
+    "step_lags_in_batch_end",
+    "epoch_advanced_in_epoch_end",
+    "status_not_running",
+    "examples_restart",
+    "examples_counted_at_begin",
+    "last_batch_always",
+    "keeps_stopped_by",
+    "restored_counters",
+    "status_kept_after_teardown_failure",
 ]
 
 
@@ -77,6 +87,27 @@ class SimpleTrainer:
         self._status: RunStatus = "completed"
         self._carry: Logs = {}
         self._total = 0.0
+        self._examples = 3 if fault == "restored_counters" else 0
+        self._last_batch = False
+
+    # ExampleCounter and StepCheckpointableTrainer: what the suite reads at every hook.
+    @property
+    def examples_seen(self) -> int:
+        return self._examples
+
+    @property
+    def last_batch_of_epoch(self) -> bool:
+        return self.fault == "last_batch_always" or self._last_batch
+
+    @property
+    def resumable_mid_epoch(self) -> bool:
+        return False
+
+    def state_dict(self) -> dict[str, object]:
+        return {"step": self.step, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, object], /) -> None:
+        raise NotImplementedError("the suite never restores")
 
     # TrainerState: how the run stands.
     @property
@@ -98,9 +129,14 @@ class SimpleTrainer:
         return self._model
 
     def _begin_run(self) -> None:
-        self._status, self._stopped_by = "running", None
+        if self.fault != "status_not_running":
+            self._status = "running"
+        if self.fault != "keeps_stopped_by":
+            self._stopped_by = None
         if self.fault != "keeps_error":
             self._error = None
+        if self.fault == "examples_restart":
+            self._examples = 0
 
     def _should_stop(self) -> bool:
         if self.fault == "ignores_stop":
@@ -199,15 +235,22 @@ class SimpleTrainer:
                         stopped = True
                         break
                     step = self.step
+                    if fault == "examples_counted_at_begin":
+                        self._examples += len(batch[0])
                     cbs.on_batch_begin(self, step)
                     loss = _loss(self._model, batch)
-                    self.step += 1
+                    self.step += fault != "step_lags_in_batch_end"
+                    if fault != "examples_counted_at_begin":
+                        self._examples += len(batch[0])
+                    self._last_batch = isinstance(data, list) and index == len(data) - 1
                     losses.append(loss)
                     logs = self._batch_logs(loss, batch, index)
                     if index == last:
                         deferred = (step, logs)
                         break
                     cbs.on_batch_end(self, step + (fault == "batch_end_off_by_one"), logs)
+                    self.step += fault == "step_lags_in_batch_end"
+                    self._last_batch = False
                     if fault == "deletes_batch_logs":
                         logs["loss"].delete()
                     if fault != "checks_stop_before_batch" and self._should_stop():
@@ -216,10 +259,11 @@ class SimpleTrainer:
                 epoch_logs = self._epoch_logs(losses)
                 if val_data is not None and not stopped:
                     self._validate(val_data, epoch_logs)
+                self.epoch += fault == "epoch_advanced_in_epoch_end"
                 cbs.on_epoch_end(self, epoch + (fault == "epochs_from_1"), epoch_logs)
                 if deferred is not None:
                     cbs.on_batch_end(self, *deferred)
-                self.epoch += 1
+                self.epoch += fault != "epoch_advanced_in_epoch_end"
                 if self._should_stop():
                     break
         except BaseException as error:
@@ -240,7 +284,12 @@ class SimpleTrainer:
                 raise type(error)(*error.args) from None
             raise
         self._status = "stopped" if self._stopped_by is not None else "completed"
-        self._teardown()
+        try:
+            self._teardown()
+        except BaseException as error:  # the run did not complete after all
+            if fault != "status_kept_after_teardown_failure":
+                self._status, self._error = "failed", error
+            raise
 
 
 def _batches(count: int, seed: int) -> list[Batch]:

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
         TrainerHarness,
         ValidatingHarness,
     )
-    from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
     from artifex.generative_models.training.conformance._report import (
         ConformanceReport,
         Outcome,
         ScenarioResult,
     )
+    from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
     from artifex.generative_models.training.conformance.grammar import (
         FitPlan,
         Severity,

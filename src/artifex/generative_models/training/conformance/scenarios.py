@@ -9,8 +9,9 @@ exceptions that reached the caller, and what the last callback saw during
 
 The pieces live in private modules: the harness protocols in ``_harness``, the report
 in ``_report``, running and checking ``fit`` calls in ``_execute``, the scenarios in
-``_fixed_scenarios`` (with every runner, in ``RUNNERS``) and ``_property_scenario``; the scenario names
-in the JAX-free ``_scenario_table``.
+``_fixed_scenarios`` (with every runner, in ``RUNNERS``) and ``_property_scenario``; the
+scenario names in the JAX-free ``_scenario_table``; the rules in ``grammar``, ``_logs_rules``
+and ``_state_rules``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from artifex.generative_models.training.conformance._harness import (
     TrainerHarness,
     ValidatingHarness,
 )
-from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 from artifex.generative_models.training.conformance._report import (
     ConformanceReport,
     Outcome,
     ScenarioResult,
 )
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 
 __all__ = [
     "SCENARIOS",
