@@ -120,9 +120,9 @@ def logs_problems(
                 (
                     index,
                     f"the logs dict of {events[index]} was changed after its dispatch: "
-                    f"{changed[0]!r} now holds {type(logs.get(changed[0])).__qualname__} "
-                    f"{logs.get(changed[0])!r:.60}; the contract leaves a dispatched logs dict "
-                    "to the callbacks (History keeps them): build a new one for each event",
+                    f"{changed[0]!r} now holds another value; the contract leaves a dispatched "
+                    "logs dict to the callbacks (History keeps them): build a new one for each "
+                    "event",
                 )
             )
             break
