@@ -57,6 +57,7 @@ __all__ = [
     "describe_exception",
     "execute",
     "fault",
+    "has_stop_flag",
     "is_real_interrupt",
     "validating",
 ]
@@ -82,6 +83,7 @@ class Context:
     batches: int = 0
     max_examples: int = 20
     example_database: str | None = None
+    stop_flag: bool | None = None  # whether the trainers have stop_training (once known)
 
 
 def fault(scenario: str, events: Sequence[Event], expected: str) -> Violation:
@@ -531,6 +533,19 @@ def _data_must_fire(ctx: Context, plan: FitPlan) -> bool:
         and not plan.raises
         and plan.data_failure < plan.epochs * ctx.batches
     )
+
+
+def has_stop_flag(ctx: Context) -> bool:
+    """Whether the harness's trainers have a ``stop_training`` attribute (built once)."""
+    if ctx.stop_flag is None:
+        try:
+            trainer: object = ctx.harness.build([])
+        except BaseException as error:
+            if is_real_interrupt(error):
+                raise
+            return False  # the protocol scenario reports a build that raises
+        ctx.stop_flag = hasattr(trainer, "stop_training")
+    return ctx.stop_flag
 
 
 def validating(ctx: Context) -> bool:

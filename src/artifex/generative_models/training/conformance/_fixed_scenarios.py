@@ -31,6 +31,7 @@ from artifex.generative_models.training.conformance._execute import (
     describe_exception,
     execute,
     fault,
+    has_stop_flag,
     is_real_interrupt,
     validating,
 )
@@ -200,7 +201,7 @@ def stop_at_last_batch(ctx: Context) -> Found:
 def stop_training_flag(ctx: Context) -> Found:
     """A callback sets ``trainer.stop_training = True``; a second ``fit`` must then train."""
     _needs_batches(ctx)
-    if not _has_flag(ctx):
+    if not has_stop_flag(ctx):
         raise NotApplicable("the trainer has no stop_training attribute")
     stop = Trigger(hook="on_batch_end", occurrence=0)
     plans = [FitPlan(epochs=2, stop=stop, stop_via="flag"), FitPlan(epochs=2)]
@@ -290,17 +291,6 @@ def data_raises(ctx: Context) -> Found:
     return findings, ""
 
 
-def _has_flag(ctx: Context) -> bool:
-    """Whether the harness's trainers have a ``stop_training`` attribute."""
-    try:
-        trainer: object = ctx.harness.build([])
-    except BaseException as error:
-        if is_real_interrupt(error):
-            raise
-        return False  # the protocol scenario reports a build that raises
-    return hasattr(trainer, "stop_training")
-
-
 def stop_at_any_hook(ctx: Context) -> Found:
     """A stop asked for at each hook where no fixed scenario asks, by either source.
 
@@ -310,7 +300,7 @@ def stop_at_any_hook(ctx: Context) -> Found:
     """
     _needs_batches(ctx)
     with_validation = validating(ctx)
-    flag = "flag" if _has_flag(ctx) else "requester"
+    flag = "flag" if has_stop_flag(ctx) else "requester"
     cases: list[tuple[HookName, Literal["requester", "flag"]]] = [
         ("on_train_begin", flag),
         ("on_epoch_begin", "requester"),
@@ -340,7 +330,7 @@ def stop_then_fit(ctx: Context) -> Found:
     plans = [FitPlan(epochs=2, stop=stop), FitPlan(epochs=2, validation=with_validation)]
     found = execute(ctx, "stop_then_fit[requester]", plans)
     findings = _hint(found, "a stop request ends its own fit only; the next fit trains")
-    if _has_flag(ctx):
+    if has_stop_flag(ctx):
         at_end = Trigger(hook="on_epoch_end", occurrence=0)
         plans = [
             FitPlan(epochs=2, validation=with_validation, stop=at_end, stop_via="flag"),

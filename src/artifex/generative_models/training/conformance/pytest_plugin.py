@@ -105,6 +105,7 @@ class TrainerConformanceSuite:
             scenarios=[scenario],
             max_examples=self.max_examples if option is None else option,
             example_database=self.example_database,
+            keep_hypothesis_storage=True,  # your Hypothesis settings rule in your session
         )
         result = report.result(scenario)
         if result.outcome == "not applicable":
