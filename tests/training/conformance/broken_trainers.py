@@ -151,7 +151,7 @@ class _FaultyDispatch:
 
 def _dispatch(callbacks: Sequence[TrainingCallback], fault: Fault) -> CallbackList:
     if fault == "stoppers_dispatched_last":
-        stoppers = [cb for cb in callbacks if isinstance(cb, StopRequester)]
+        stoppers: list[TrainingCallback] = [cb for cb in callbacks if isinstance(cb, StopRequester)]
         callbacks = [cb for cb in callbacks if cb not in stoppers] + stoppers
     elif fault == "dedupes_callback_classes":
         kinds = {type(cb): cb for cb in reversed(callbacks)}

@@ -388,13 +388,21 @@ def execute(
     via: Literal["requester", "flag"] = (
         "flag" if any(p.stop is not None and p.stop_via == "flag" for p in plans) else "requester"
     )
-    recorder, log = EventRecorder(), []
+    recorder = EventRecorder()
+    log: list[tuple[int, HookName, BaseException]] = []
     raisers = _raisers(plans, log, kind=kind)
     stopper = StopAt(
         [(p.stop.hook, p.stop.occurrence) if p.stop is not None else None for p in plans], via=via
     )
     witness = TeardownWitness(recorder)
-    callbacks = [recorder, OrderMark(), *raisers, stopper, OrderMark(), witness]
+    callbacks: list[EventRecorder | OrderMark | RaiseAt | StopAt | TeardownWitness] = [
+        recorder,
+        OrderMark(),
+        *raisers,
+        stopper,
+        OrderMark(),
+        witness,
+    ]
     order: OrderLog = []
     for slot, callback in enumerate(callbacks):
         callback.order = (order, slot)
@@ -415,13 +423,13 @@ def execute(
             between(run.trainer)
         findings += run.call(call, plan)
     if recorder.other is not None:
-        index, kind = recorder.other
+        index, other = recorder.other
         run.first.append(
             _at(
                 scenario,
                 events,
                 index,
-                f"{events[index]} got a {kind} as its trainer argument, not the trainer build() "
+                f"{events[index]} got a {other} as its trainer argument, not the trainer build() "
                 "returned; the contract passes the trainer itself to every hook (callbacks set "
                 "its stop_training and read its status, step and model)",
             )

@@ -238,7 +238,7 @@ def _raise_cases(ctx: Context) -> list[tuple[FitPlan, ErrorKind]]:
     if ctx.batches:
         first = Trigger(hook="on_batch_end", occurrence=0)
         teardown = Trigger(hook="on_train_end", occurrence=0)
-        cases += [
+        combined: list[tuple[FitPlan, ErrorKind]] = [
             (FitPlan(epochs=2, validation=with_validation, raises=(first, teardown)), "error"),
             (FitPlan(epochs=2, validation=with_validation, raises=(first,)), "interrupt"),
             (FitPlan(epochs=2, validation=with_validation, raises=(first,)), "exit"),
@@ -253,8 +253,13 @@ def _raise_cases(ctx: Context) -> list[tuple[FitPlan, ErrorKind]]:
                 "error",
             ),
         ]
+        cases += combined
     if with_validation:
-        for hook, kind in (("on_validation_begin", "interrupt"), ("on_validation_end", "exit")):
+        in_validation: list[tuple[HookName, ErrorKind]] = [
+            ("on_validation_begin", "interrupt"),
+            ("on_validation_end", "exit"),
+        ]
+        for hook, kind in in_validation:
             trigger = Trigger(hook=hook, occurrence=0)
             cases.append((FitPlan(epochs=2, validation=True, raises=(trigger,)), kind))
     return cases
@@ -300,7 +305,7 @@ def stop_at_any_hook(ctx: Context) -> Found:
     """
     _needs_batches(ctx)
     with_validation = validating(ctx)
-    flag = "flag" if has_stop_flag(ctx) else "requester"
+    flag: Literal["requester", "flag"] = "flag" if has_stop_flag(ctx) else "requester"
     cases: list[tuple[HookName, Literal["requester", "flag"]]] = [
         ("on_train_begin", flag),
         ("on_epoch_begin", "requester"),
@@ -308,7 +313,8 @@ def stop_at_any_hook(ctx: Context) -> Found:
         ("on_epoch_end", flag),
     ]
     if with_validation:
-        cases += [("on_validation_begin", flag), ("on_validation_end", "requester")]
+        cases.append(("on_validation_begin", flag))
+        cases.append(("on_validation_end", "requester"))
     findings: list[Violation] = []
     for hook, via in cases:
         occurrence = ctx.batches if hook == "on_batch_begin" else 0  # epoch 1's first batch
@@ -404,14 +410,20 @@ def preflight_refusal(ctx: Context) -> Found:
     events = recorder.events
     try:
         ctx.harness.fit(trainer, 1)
-        refuser.armed, start = True, len(events)
-        before = (trainer.status, trainer.error) if isinstance(trainer, TrainerState) else None
+    except BaseException as error:
+        if is_real_interrupt(error):
+            raise
+        return [fault(name, events, f"fit raised {describe_exception(error)}")], ""
+    refuser.armed, start = True, len(events)
+    before = (trainer.status, trainer.error) if isinstance(trainer, TrainerState) else None
+    try:
         ctx.harness.fit(trainer, 1)
     except BaseException as error:
         if is_real_interrupt(error):
             raise
         if error is not refuser.error:
-            return [fault(name, events, f"fit raised {describe_exception(error)}")], ""
+            message = f"fit raised {describe_exception(error)} instead of the refusal"
+            return [fault(name, events, message)], ""
     else:
         return [fault(name, events, "fit returned normally although a callback refused it")], ""
     calls_preflight = any(event.hook == "preflight" for event in events)

@@ -8,7 +8,7 @@ minimal one. Hypothesis is imported only when the scenario runs.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Literal, cast
@@ -59,7 +59,7 @@ def property_scenario(ctx: Context) -> Found:
     batches, with_validation = ctx.batches, validating(ctx)
     failing = isinstance(ctx.harness, FailingHarness)
     hooks: list[HookName] = [h for h in HOOK_NAMES if with_validation or "validation" not in h]
-    stop_hooks = [h for h in hooks if h != "on_train_end"]
+    stop_hooks: list[HookName] = [h for h in hooks if h != "on_train_end"]
     vias: list[Literal["requester", "flag"]] = (
         ["requester", "flag"] if has_stop_flag(ctx) else ["requester"]
     )
@@ -160,7 +160,7 @@ _KIND_TEXT: dict[ErrorKind, str] = {
 
 
 @contextmanager
-def private_storage() -> Iterator[None]:
+def private_storage() -> Generator[None]:
     """Point Hypothesis's storage directory at a temporary one, and back afterwards.
 
     Hypothesis caches the constants of the modules it draws from under its storage

@@ -239,9 +239,12 @@ class EventRecorder(BaseCallback):
 
     __slots__ = ("_attributes", "_pending", "events", "logs_seen", "order", "other", "target")
 
+    order: tuple[OrderLog, int] | None
+    """``(log, slot)`` to log every hook call into (see [`OrderMark`][]), if set."""
+
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self._pending: list[tuple[object, object]] = []
+        self._pending: list[tuple[object, tuple[str, object]]] = []
         self._attributes: tuple[str, ...] | None = None
         self.logs_seen: list[tuple[int, object, tuple[tuple[str, object], ...]]] = []
         """``(event index, logs object, its items at dispatch)`` for every logs argument."""
@@ -338,6 +341,9 @@ class _EveryHook(BaseCallback):
     """
 
     __slots__ = ("order",)
+
+    order: tuple[OrderLog, int] | None
+    """``(log, slot)`` to log every hook call into, if set."""
 
     def _entered(self, hook: HookName, trainer: TrainerLike) -> None:
         order: tuple[OrderLog, int] | None = getattr(self, "order", None)
