@@ -440,8 +440,10 @@ def execute(
         findings += [fault(scenario, events, problem)] if problem else []
     for index, problem in logs_problems(recorder.logs_seen, witness.logs_got, events):
         findings.append(_at(scenario, events, index, problem))
-    findings += state_findings(events, scenario)
-    return [*run.first, *check_events(events, plans, scenario=scenario), *findings], events
+    grammar = check_events(events, plans, scenario=scenario)
+    if not any(v.severity == "error" for v in grammar):  # else the state follows the same slip
+        findings += state_findings(events, scenario)
+    return [*run.first, *grammar, *findings], events
 
 
 def _at(scenario: str, events: Sequence[Event], index: int, expected: str) -> Violation:

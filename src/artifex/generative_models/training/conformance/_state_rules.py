@@ -75,7 +75,7 @@ class _Walk:
             hook = self.events[index].hook
             self.note(
                 index,
-                f"{name}@{hook}",
+                name,
                 f"during {hook}, trainer.{name} was {got!r}; the contract expects {value!r} "
                 f"({why})",
             )
