@@ -1,13 +1,14 @@
 """Running a scenario's ``fit`` calls through the harness, and checking what happened.
 
 ``execute`` builds a trainer with injected callbacks (an [`EventRecorder`][]
-first, then raisers, a stopper and a [`TeardownWitness`][] last), runs one ``fit``
-call per plan, and checks the record with [`check_events`][], the exceptions that
-reached the caller (any ``BaseException``: only a real Ctrl-C, one the suite did not
-inject, stops the check), the order in which events reached the first and the last
-callback, and what the last callback saw during ``on_train_end``. Every scenario is a
-``Runner`` over a shared ``Context``.
-"""
+first, an [`OrderMark`][], raisers, a stopper, a second ``OrderMark`` and a
+[`TeardownWitness`][] last), runs one ``fit`` call per plan, and checks the record
+with [`check_events`][], the exceptions that reached the caller (any
+``BaseException``: only a real Ctrl-C, one the suite did not inject, stops the check),
+the status and error after each call, the order in which events reached every
+injected callback and the logs dicts they got (``_dispatch_rules``), and the trainer's
+state at each hook (``_state_rules``). Every scenario is a ``Runner`` over a shared
+``Context``."""
 
 from __future__ import annotations
 
