@@ -8,7 +8,8 @@ with [`check_events`][], the exceptions that reached the caller (any
 the status and error after each call, the order in which events reached every
 injected callback and the logs dicts they got (``_dispatch_rules``), and the trainer's
 state at each hook (``_state_rules``). Every scenario is a ``Runner`` over a shared
-``Context``."""
+``Context``.
+"""
 
 from __future__ import annotations
 
