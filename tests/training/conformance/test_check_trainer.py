@@ -365,3 +365,15 @@ def test_a_ctrl_c_is_told_apart_by_the_injected_object() -> None:
     assert is_real_interrupt(_raised_from(ProbeError("other"), KeyboardInterrupt()), [injected])
     assert not is_real_interrupt(SystemExit(0))
     assert not is_real_interrupt(BaseExceptionGroup("both", [injected]), [injected])
+
+
+@pytest.mark.parametrize(
+    "fault", ["latches_stop", "keeps_stop_flag", "flag_reset_after_train_begin"]
+)
+def test_the_property_scenario_finds_a_latched_stop_within_its_default_budget(
+    fault: Fault,
+) -> None:
+    report = check_trainer(BrokenHarness(fault), scenarios=["property"])
+    result = report.result("property")
+    assert result.outcome == "failed", report.format()
+    assert result.detail.startswith("minimal failing draw: ")
