@@ -49,7 +49,6 @@ from artifex.generative_models.training.conformance.recorder import (
     Event,
     EventRecorder,
     ProbeError,
-    TeardownWitness,
 )
 
 __all__ = [
@@ -400,9 +399,8 @@ def _refusal_findings(events: Sequence[Event], start: int, begun: bool) -> list[
 def preflight_refusal(ctx: Context) -> Found:
     """A ``PreflightCallback`` refuses the second ``fit``: nothing begins, nothing is torn down."""
     name, refuser, recorder = "preflight_refusal", _Refuser(), EventRecorder()
-    witness = TeardownWitness()
     try:
-        trainer: Any = ctx.harness.build([recorder, refuser, witness])
+        trainer: Any = ctx.harness.build([recorder, refuser])
     except BaseException as error:
         if is_real_interrupt(error):
             raise
