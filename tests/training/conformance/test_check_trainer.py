@@ -59,7 +59,60 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     "keeps_error": ("fit_after_failure", "although that run did not fail"),
     "reraises_copy": ("callback_raises", "a different object of the same type and message"),
     "reverses_callbacks": ("plain_run", "the dispatch order looks reversed"),
+    # Issue 25: the trainer's state at every hook, the model, failures and stops combined.
+    "step_lags_in_batch_end": ("plain_run", "during on_batch_end, trainer.step was 0"),
+    "epoch_advanced_in_epoch_end": ("plain_run", "during on_epoch_end, trainer.epoch was 1"),
+    "status_not_running": (
+        "plain_run",
+        "trainer.status was 'completed'; the contract expects 'running'",
+    ),
+    "examples_restart": ("fit_twice", "nothing changes the counters between two fit calls"),
+    "examples_counted_at_begin": ("plain_run", "counts a step's examples by its on_batch_end"),
+    "last_batch_always": ("plain_run", "yet a batch pair of the same epoch followed"),
+    "keeps_stopped_by": ("stop_then_fit", "each fit starts with stopped_by None"),
+    "restored_counters": ("plain_run", "build() returns a fresh trainer"),
+    "status_kept_after_teardown_failure": ("callback_raises", "expects status 'failed' and error"),
+    "model_copy_per_read": ("model", "trainer.model was another object than at on_train_begin"),
+    "model_written_back_after_fit": ("model", "were gone after fit returned"),
+    "model_written_back_before_train_end": ("model", "other weights at on_train_end"),
+    "epoch_logs_copied_per_callback": ("plain_run", "hands one dict from callback to callback"),
+    "hooks_by_keyword": ("plain_run", "raised TypeError"),
+    "readonly_view": ("plain_run", "got a _View as its trainer argument"),
+    "stoppers_dispatched_last": ("plain_run", "in the order EventRecorder, OrderMark, the second"),
+    "dedupes_callback_classes": (
+        "plain_run",
+        "registered: EventRecorder, OrderMark, StopAt, the second OrderMark",
+    ),
+    "data_exit_stops_gracefully": (
+        "data_raises",
+        "although the data raises at batch 4",
+    ),
+    "validation_interrupt_skips": ("callback_raises", "raised in on_validation_begin()"),
+    "teardown_error_as_cause": ("callback_raises", "chained as its __cause__"),
+    "teardown_error_dropped": ("callback_raises", "that error was dropped"),
+    "preflight_interleaved": ("preflight_refusal", "before any on_train_begin"),
+    "teardown_after_refusal": ("preflight_refusal", "the contract tears nothing down"),
+    "latches_stop": ("stop_then_fit", "a stop request ends its own fit only"),
+    "flag_reset_after_train_begin": ("stop_at_any_hook", "on_train_begin"),
+    "stop_beats_failure": ("callback_raises", "trainer.status must be 'failed'; got 'stopped'"),
+    "last_batch_epoch_loss": ("plain_run", "so any mean, weighted or not, is their plain mean"),
+    "nan_dropped_from_mean": ("plain_run", "although a batch loss of that epoch was NaN"),
+    "bool_batch_logs": ("plain_run", "logs['finite'] is a Python bool"),
+    "frees_batch_metric": ("plain_run", "logs['scaled'] could no longer be read"),
+    "vector_batch_metric": ("plain_run", "logs['per_example'] is a jax.Array[shape (4,)]"),
+    "reuses_batch_logs_dict": ("plain_run", "was changed after its dispatch"),
+    "mutates_epoch_logs": ("plain_run", "on_epoch_end(0, {loss: float}) was changed after"),
+    "reuses_data_iterator": ("plain_run", "iterates one iterator for every epoch"),
 }
+
+# Correct but unusual trainers: the suite must accept each.
+UNUSUAL: list[Fault] = [
+    "ok_no_preflight",
+    "ok_own_dispatch",
+    "ok_extra_metrics",
+    "ok_never_last_batch",
+    "ok_counts_steps_as_examples",
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +123,24 @@ def reports() -> dict[Fault, ConformanceReport]:
         "float_batch_logs",
         "int_batch_counter",
         "int_epoch_logs",
+        *UNUSUAL,
     ]
     return {fault: check_trainer(BrokenHarness(fault), max_examples=8) for fault in faults}
+
+
+@pytest.mark.parametrize("fault", UNUSUAL)
+def test_correct_but_unusual_trainers_conform(
+    reports: dict[Fault, ConformanceReport], fault: Fault
+) -> None:
+    report = reports[fault]
+    assert report.ok, report.format()
+    assert report.errors == (), report.format()
+
+
+def test_a_nan_batch_loss_makes_a_nan_epoch_mean_and_conforms() -> None:
+    report = check_trainer(BrokenHarness("none", nan_batch=True), max_examples=4)
+    assert report.ok, report.format()
+    assert report.errors == ()
 
 
 def test_the_unbroken_test_trainer_conforms(reports: dict[Fault, ConformanceReport]) -> None:
@@ -296,3 +365,15 @@ def test_a_ctrl_c_is_told_apart_by_the_injected_object() -> None:
     assert is_real_interrupt(_raised_from(ProbeError("other"), KeyboardInterrupt()), [injected])
     assert not is_real_interrupt(SystemExit(0))
     assert not is_real_interrupt(BaseExceptionGroup("both", [injected]), [injected])
+
+
+@pytest.mark.parametrize(
+    "fault", ["latches_stop", "keeps_stop_flag", "flag_reset_after_train_begin"]
+)
+def test_the_property_scenario_finds_a_latched_stop_within_its_default_budget(
+    fault: Fault,
+) -> None:
+    report = check_trainer(BrokenHarness(fault), scenarios=["property"])
+    result = report.result("property")
+    assert result.outcome == "failed", report.format()
+    assert result.detail.startswith("minimal failing draw: ")

@@ -248,7 +248,8 @@ def test_logs_must_be_a_dict_and_the_batch_loss_a_scalar() -> None:
     events[3] = _with(events[3], logs=(("loss", "jax.Array[shape (4,)]"),))
     assert "as a device scalar (a jax.Array of shape ())" in _only_error(events, [plan]).expected
     events[3] = _with(events[3], logs=(("loss", "jax.Array"), ("grads", "jax.Array[shape (4,)]")))
-    assert check_events(events, [plan]) == [], "only the loss must be a scalar"
+    # Issue 25 (a deliberate change): every batch-log value is a scalar, not only the loss.
+    assert "logs['grads'] is a jax.Array[shape (4,)]" in _only_error(events, [plan]).expected
 
 
 def test_unreadable_batch_logs_are_a_finding() -> None:

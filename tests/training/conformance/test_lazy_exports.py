@@ -46,8 +46,8 @@ def test_a_loaded_name_is_cached_in_the_package() -> None:
 
 
 def test_lazy_exports_loads_from_the_named_submodule() -> None:
-    getattr_, dir_ = lazy_exports(conformance.__name__, {"SCENARIOS": "_names"})
-    from artifex.generative_models.training.conformance._names import SCENARIOS
+    getattr_, dir_ = lazy_exports(conformance.__name__, {"SCENARIOS": "_scenario_table"})
+    from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 
     assert getattr_("SCENARIOS") is SCENARIOS
     assert "SCENARIOS" in dir_()

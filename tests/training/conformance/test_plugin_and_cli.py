@@ -276,6 +276,34 @@ class Hidden:
 """
 
 
+UNANNOTATED_HIDDEN = """
+from hidden_trainer_xyz import Trainer
+
+
+class UnannotatedHidden:
+    def build(self, callbacks):
+        return Trainer()
+
+    def fit(self, trainer: Trainer, epochs: int) -> None:
+        pass
+"""
+
+
+def test_static_check_blames_an_unannotated_build_before_unresolved_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "unannotated_hidden_xyz.py").write_text(UNANNOTATED_HIDDEN)
+    hidden = tmp_path / "elsewhere"
+    hidden.mkdir()
+    (hidden / "hidden_trainer_xyz.py").write_text("class Trainer:\n    model = None\n")
+    monkeypatch.syspath_prepend(str(hidden))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = check_static("unannotated_hidden_xyz:UnannotatedHidden")
+    assert not found.ok, found.output
+    assert "build() returns Any to mypy (it has no return annotation)" in found.output
+    assert "the trainer type is unresolved" not in found.output
+
+
 def test_static_check_rejects_what_mypy_sees_as_any(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,7 +1,7 @@
 """One scenario registry: the runners and the docs' scenario table follow ``SCENARIOS``.
 
-``SCENARIOS`` (in the JAX-free ``_names``) names every scenario in order; the runners
-of ``_fixed.RUNNERS`` and the scenario table of the docs' "Check your own trainer" page
+``SCENARIOS`` (in the JAX-free ``_scenario_table``) names every scenario in order; the runners
+of ``_fixed_scenarios.RUNNERS`` and the scenario table of the docs' "Check your own trainer" page
 (``docs/conformance.md``) must list exactly those names, in that order, as
 ``tests/test_public_api.py`` checks the API pages against every ``__all__``.
 """
@@ -12,7 +12,7 @@ import inspect
 import re
 from pathlib import Path
 
-from artifex.generative_models.training.conformance import SCENARIOS, _fixed, scenarios
+from artifex.generative_models.training.conformance import SCENARIOS, _fixed_scenarios, scenarios
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "conformance.md"
 SECTION = "# Check your own trainer"
@@ -42,11 +42,11 @@ def test_scenarios_is_the_public_registry() -> None:
 
 
 def test_every_scenario_has_a_runner_in_order() -> None:
-    assert list(_fixed.RUNNERS) == list(SCENARIOS)
+    assert list(_fixed_scenarios.RUNNERS) == list(SCENARIOS)
 
 
 def test_every_runner_has_the_one_runner_shape() -> None:
-    for name, runner in _fixed.RUNNERS.items():
+    for name, runner in _fixed_scenarios.RUNNERS.items():
         parameters = list(inspect.signature(runner).parameters.values())
         assert len(parameters) == 1, name
         assert parameters[0].kind in {

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
         TrainerHarness,
         ValidatingHarness,
     )
-    from artifex.generative_models.training.conformance._names import SCENARIOS
     from artifex.generative_models.training.conformance._report import (
         ConformanceReport,
         Outcome,
         ScenarioResult,
     )
+    from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
     from artifex.generative_models.training.conformance.grammar import (
         FitPlan,
         Severity,
@@ -93,6 +93,6 @@ __getattr__, __dir__ = lazy_exports(
         **dict.fromkeys(["FailingHarness", "TrainerHarness", "ValidatingHarness"], "_harness"),
         "check_trainer": "scenarios",
         "check_static": "static",
-        "SCENARIOS": "_names",
+        "SCENARIOS": "_scenario_table",
     },
 )

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 
 __all__ = ["main"]
 

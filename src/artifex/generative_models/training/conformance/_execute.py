@@ -1,28 +1,36 @@
 """Running a scenario's ``fit`` calls through the harness, and checking what happened.
 
 ``execute`` builds a trainer with injected callbacks (an [`EventRecorder`][]
-first, then raisers, a stopper and a [`TeardownWitness`][] last), runs one ``fit``
-call per plan, and checks the record with [`check_events`][], the exceptions that
-reached the caller (any ``BaseException``: only a real Ctrl-C, one the suite did not
-inject, stops the check), the order in which events reached the first and the last
-callback, and what the last callback saw during ``on_train_end``. Every scenario is a
-``Runner`` over a shared ``Context``.
+first, an [`OrderMark`][], raisers, a stopper, a second ``OrderMark`` and a
+[`TeardownWitness`][] last), runs one ``fit`` call per plan, and checks the record
+with [`check_events`][], the exceptions that reached the caller (any
+``BaseException``: only a real Ctrl-C, one the suite did not inject, stops the check),
+the status and error after each call, the order in which events reached every
+injected callback and the logs dicts they got (``_dispatch_rules``), and the trainer's
+state at each hook (``_state_rules``). Every scenario is a ``Runner`` over a shared
+``Context``.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from artifex.generative_models.training.callbacks.base import HookName, TrainerLike
 from artifex.generative_models.training.callbacks.protocols import TrainerState
+from artifex.generative_models.training.conformance._dispatch_rules import (
+    logs_problems,
+    order_problem,
+    slot_names,
+)
 from artifex.generative_models.training.conformance._harness import (
     FailingHarness,
     TrainerHarness,
     ValidatingHarness,
 )
+from artifex.generative_models.training.conformance._state_rules import state_findings
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Violation,
@@ -32,7 +40,10 @@ from artifex.generative_models.training.conformance.grammar import (
 from artifex.generative_models.training.conformance.recorder import (
     Event,
     EventRecorder,
+    OrderLog,
+    OrderMark,
     ProbeError,
+    ProbeExit,
     ProbeInterrupt,
     RaiseAt,
     StopAt,
@@ -48,6 +59,7 @@ __all__ = [
     "describe_exception",
     "execute",
     "fault",
+    "has_stop_flag",
     "is_real_interrupt",
     "validating",
 ]
@@ -73,6 +85,7 @@ class Context:
     batches: int = 0
     max_examples: int = 20
     example_database: str | None = None
+    stop_flag: bool | None = None  # whether the trainers have stop_training (once known)
 
 
 def fault(scenario: str, events: Sequence[Event], expected: str) -> Violation:
@@ -166,6 +179,8 @@ def _outcome_findings(
     caught: BaseException | None,
     expected: BaseException | None,
     what: str,
+    *,
+    teardown_raised: bool = False,
 ) -> list[Violation]:
     """Compare what reached the caller of ``fit`` with what should have."""
     where = f"fit call #{call} ({plan})"
@@ -180,9 +195,9 @@ def _outcome_findings(
     elif expected is not None and caught is None:
         message = f"{where} returned normally, swallowing {what}; {same} after on_train_end"
     elif expected is not None and caught is not None and caught is not expected:
+        masked = " (a failing on_train_end never masks it)" if teardown_raised else ""
         message = (
-            f"{where} raised {_wrong_exception(caught, expected)} instead of {what}; {same} "
-            "(a failing on_train_end never masks it)"
+            f"{where} raised {_wrong_exception(caught, expected)} instead of {what}; {same}{masked}"
         )
     elif expected is None and caught is not None:
         message = (
@@ -194,8 +209,41 @@ def _outcome_findings(
     return [fault(scenario, events, message)]
 
 
+def _note_findings(
+    scenario: str, events: Sequence[Event], caught: BaseException, teardown: BaseException
+) -> list[Violation]:
+    """A failing ``on_train_end`` on top of a failure is attached to it as a note."""
+    notes = [str(note) for note in getattr(caught, "__notes__", ())]
+    if caught.__cause__ is teardown:
+        how = "chained as its __cause__ (raise ... from)"
+    elif any(str(teardown) in note for note in notes):
+        return []
+    else:
+        how = "dropped"
+    return [
+        fault(
+            scenario,
+            events,
+            f"on_train_end raised {teardown!r} during the teardown of a failed run, and that "
+            f"error was {how}; the contract attaches it to the original exception as a note "
+            "(error.add_note), which still propagates as the same object",
+        )
+    ]
+
+
+ErrorKind: TypeAlias = Literal["error", "interrupt", "exit"]
+"""What the injected raisers and the data raise: a ``ProbeError``, ``ProbeInterrupt``
+or ``ProbeExit``."""
+
+
+def _injected(kind: ErrorKind, message: str) -> BaseException:
+    if kind == "interrupt":
+        return ProbeInterrupt(message)
+    return ProbeExit(message) if kind == "exit" else ProbeError(message)
+
+
 def _raisers(
-    plans: Sequence[FitPlan], log: list[tuple[int, HookName, BaseException]], *, interrupt: bool
+    plans: Sequence[FitPlan], log: list[tuple[int, HookName, BaseException]], *, kind: ErrorKind
 ) -> list[RaiseAt]:
     """The injected raisers: raiser ``i`` raises the ``i``-th failure of each plan."""
     return [
@@ -205,9 +253,111 @@ def _raisers(
                 for p in plans
             ],
             log,
-            interrupt=interrupt,
+            interrupt=kind == "interrupt",
+            system_exit=kind == "exit",
         )
         for i in range(max((len(p.raises) for p in plans), default=0))
+    ]
+
+
+@dataclass(slots=True)
+class _Run:
+    """One trainer's ``fit`` calls in a scenario, and the callbacks injected into it."""
+
+    ctx: Context
+    scenario: str
+    kind: ErrorKind
+    recorder: EventRecorder
+    stopper: StopAt
+    witness: TeardownWitness
+    log: list[tuple[int, HookName, BaseException]]
+    trainer: Any = None
+    first: list[Violation] = field(default_factory=list)  # reported before the grammar's
+
+    def call(self, call: int, plan: FitPlan) -> list[Violation]:
+        """Run ``fit`` call ``call`` and check what reached its caller and its teardown."""
+        events, witness, scenario = self.recorder.events, self.witness, self.scenario
+        start, seen = len(events), len(witness.seen)
+        data_error: BaseException | None = None
+        if plan.data_failure is not None:
+            message = (
+                f"injected by the conformance suite: the data raises at batch {plan.data_failure}"
+            )
+            data_error = _injected(self.kind, message)
+        caught: BaseException | None = None
+        try:
+            _run_call(self.ctx, self.trainer, plan, data_error)
+        except BaseException as error:
+            ours = [e for c, _, e in self.log if c == call]
+            if is_real_interrupt(error, [*ours, *filter(None, [data_error])]):
+                raise
+            caught = error
+        injected = [(hook, error) for c, hook, error in self.log if c == call]
+        expected: BaseException | None = injected[0][1] if injected else None
+        # An exception raised in on_train_end cannot be the trainer's error during it.
+        in_teardown = bool(injected) and injected[0][0] == "on_train_end"
+        what = ""
+        if expected is not None:
+            what = f"the exception a callback raised ({expected!r})"
+        elif data_error is not None and (caught is data_error or _data_must_fire(self.ctx, plan)):
+            expected, what = data_error, f"the exception the data raised ({data_error!r})"
+        teardown_raised = any(hook == "on_train_end" for hook, _ in injected)
+        found = _outcome_findings(
+            scenario, events, call, plan, caught, expected, what, teardown_raised=teardown_raised
+        )
+        if expected is None and caught is not None:
+            self.first += found  # the cause of what the grammar then finds: report it first
+            found = []
+        if caught is not None and caught is expected and len(injected) > 1 and teardown_raised:
+            found += _note_findings(scenario, events, caught, injected[-1][1])
+        teardowns = witness.seen[seen:]
+        if any(event.hook == "on_train_end" for event in events[start:]) and not teardowns:
+            found.append(
+                fault(
+                    scenario,
+                    events,
+                    f"in fit call #{call}, on_train_end did not reach the last registered "
+                    "callback; teardown must be dispatched to every callback, even when one "
+                    "of them raises",
+                )
+            )
+        if teardowns and isinstance(self.trainer, TrainerState):
+            state = _TeardownExpectation(
+                seen=teardowns[0],
+                expected=None if in_teardown else expected,
+                clean=caught is None and not injected,
+                call=call,
+                via=self.stopper.via,
+            )
+            found += _check_teardown(scenario, events, state, self.trainer, self.stopper)
+            found += _after_fit(scenario, events, call, self.trainer, caught, teardowns[0])
+        return found
+
+
+def _after_fit(
+    scenario: str,
+    events: Sequence[Event],
+    call: int,
+    trainer: TrainerState,
+    caught: BaseException | None,
+    seen: Teardown,
+) -> list[Violation]:
+    """After ``fit``: ``failed`` with the exception it raised, else the outcome of its teardown."""
+    status, error = trainer.status, trainer.error
+    if caught is not None and (status != "failed" or error is not caught):
+        expected = f"status 'failed' and error {caught!r}, the exception fit raised"
+    elif caught is None and (status != seen.status or error is not None):
+        expected = f"status {seen.status!r} (as during on_train_end) and error None"
+    else:
+        return []
+    return [
+        fault(
+            scenario,
+            events,
+            f"after fit call #{call}, trainer.status was {status!r} and trainer.error "
+            f"{error!r}; the contract expects {expected} (a failing on_train_end after a run "
+            "that did not fail makes it 'failed' too)",
+        )
     ]
 
 
@@ -216,7 +366,8 @@ def execute(
     scenario: str,
     plans: Sequence[FitPlan],
     *,
-    interrupt: bool = False,
+    kind: ErrorKind = "error",
+    between: Callable[[Any], None] | None = None,
 ) -> tuple[list[Violation], list[Event]]:
     """Build a trainer, run one ``fit`` per plan, and check everything.
 
@@ -225,9 +376,10 @@ def execute(
         scenario: The scenario's name (or label), as the violations report it.
         plans: One plan per ``fit`` call, run in order on one trainer. A plan's
             ``stop_via`` says how the stopper asks to stop (one way for all plans).
-        interrupt: Whether the injected raisers and the data raise a
-            [`ProbeInterrupt`][] (a ``KeyboardInterrupt``) instead of a
-            [`ProbeError`][].
+        kind: What the injected raisers and the data raise: a [`ProbeError`][], a
+            [`ProbeInterrupt`][] (a ``KeyboardInterrupt``) or a [`ProbeExit`][] (a
+            ``SystemExit``).
+        between: Called with the trainer between two ``fit`` calls.
 
     Returns:
         The violations and the recorded events.
@@ -240,71 +392,65 @@ def execute(
     )
     recorder = EventRecorder()
     log: list[tuple[int, HookName, BaseException]] = []
-    raisers = _raisers(plans, log, interrupt=interrupt)
+    raisers = _raisers(plans, log, kind=kind)
     stopper = StopAt(
         [(p.stop.hook, p.stop.occurrence) if p.stop is not None else None for p in plans], via=via
     )
     witness = TeardownWitness(recorder)
+    callbacks: list[EventRecorder | OrderMark | RaiseAt | StopAt | TeardownWitness] = [
+        recorder,
+        OrderMark(),
+        *raisers,
+        stopper,
+        OrderMark(),
+        witness,
+    ]
+    order: OrderLog = []
+    for slot, callback in enumerate(callbacks):
+        callback.order = (order, slot)
+    run = _Run(ctx, scenario, kind, recorder, stopper, witness, log)
     events = recorder.events
     try:
-        trainer = ctx.harness.build([recorder, *raisers, stopper, witness])
+        run.trainer = ctx.harness.build(callbacks)
     except BaseException as error:
         if is_real_interrupt(error):
             raise
         return [
             fault(scenario, events, f"harness.build raised {describe_exception(error)}")
         ], events
+    recorder.target = run.trainer
     findings: list[Violation] = []
     for call, plan in enumerate(plans):
-        start, seen = len(events), len(witness.seen)
-        data_error: BaseException | None = None
-        if plan.data_failure is not None:
-            message = (
-                f"injected by the conformance suite: the data raises at batch {plan.data_failure}"
+        if call and between is not None:
+            between(run.trainer)
+        findings += run.call(call, plan)
+    if recorder.other is not None:
+        index, other = recorder.other
+        run.first.append(
+            _at(
+                scenario,
+                events,
+                index,
+                f"{events[index]} got a {other} as its trainer argument, not the trainer build() "
+                "returned; the contract passes the trainer itself to every hook (callbacks set "
+                "its stop_training and read its status, step and model)",
             )
-            data_error = ProbeInterrupt(message) if interrupt else ProbeError(message)
-        caught: BaseException | None = None
-        try:
-            _run_call(ctx, trainer, plan, data_error)
-        except BaseException as error:
-            ours = [e for c, _, e in log if c == call]
-            if is_real_interrupt(error, [*ours, *filter(None, [data_error])]):
-                raise
-            caught = error
-        injected = [(hook, error) for c, hook, error in log if c == call]
-        expected: BaseException | None = injected[0][1] if injected else None
-        # An exception raised in on_train_end cannot be the trainer's error during it.
-        in_teardown = bool(injected) and injected[0][0] == "on_train_end"
-        what = ""
-        if expected is not None:
-            what = f"the exception a callback raised ({expected!r})"
-        elif data_error is not None and (caught is data_error or _data_must_fire(ctx, plan)):
-            expected, what = data_error, f"the exception the data raised ({data_error!r})"
-        findings += _outcome_findings(scenario, events, call, plan, caught, expected, what)
-        teardowns = witness.seen[seen:]
-        recorded_ends = sum(event.hook == "on_train_end" for event in events[start:])
-        if recorded_ends and not teardowns:
-            findings.append(
-                fault(
-                    scenario,
-                    events,
-                    f"in fit call #{call}, on_train_end did not reach the last registered "
-                    "callback; teardown must be dispatched to every callback, even when one "
-                    "of them raises",
-                )
-            )
-        if teardowns and isinstance(trainer, TrainerState):
-            state = _Teardown(
-                seen=teardowns[0],
-                expected=None if in_teardown else expected,
-                clean=caught is None and not injected,
-                call=call,
-                via=via,
-            )
-            findings += _check_teardown(scenario, events, state, trainer, stopper)
+        )
     findings += _order_findings(scenario, events, witness)
-    findings[:0] = check_events(events, plans, scenario=scenario)
-    return findings, events
+    if not witness.out_of_order:
+        problem = order_problem(order, slot_names(callbacks), {2 + i for i in range(len(raisers))})
+        findings += [fault(scenario, events, problem)] if problem else []
+    for index, problem in logs_problems(recorder.logs_seen, witness.logs_got, events):
+        findings.append(_at(scenario, events, index, problem))
+    grammar = check_events(events, plans, scenario=scenario)
+    if not any(v.severity == "error" for v in grammar):  # else the state follows the same slip
+        findings += state_findings(events, scenario)
+    return [*run.first, *grammar, *findings], events
+
+
+def _at(scenario: str, events: Sequence[Event], index: int, expected: str) -> Violation:
+    context = event_context(events, index)
+    return Violation(scenario=scenario, index=index, context=context, expected=expected)
 
 
 def _order_findings(
@@ -332,7 +478,7 @@ def _order_findings(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Teardown:
+class _TeardownExpectation:
     """What one ``fit`` call's teardown is checked against."""
 
     seen: Teardown
@@ -345,7 +491,7 @@ class _Teardown:
 def _check_teardown(
     scenario: str,
     events: Sequence[Event],
-    state: _Teardown,
+    state: _TeardownExpectation,
     trainer: TrainerLike,
     stopper: StopAt,
 ) -> list[Violation]:
@@ -399,6 +545,19 @@ def _data_must_fire(ctx: Context, plan: FitPlan) -> bool:
         and not plan.raises
         and plan.data_failure < plan.epochs * ctx.batches
     )
+
+
+def has_stop_flag(ctx: Context) -> bool:
+    """Whether the harness's trainers have a ``stop_training`` attribute (built once)."""
+    if ctx.stop_flag is None:
+        try:
+            trainer: object = ctx.harness.build([])
+        except BaseException as error:
+            if is_real_interrupt(error):
+                raise
+            return False  # the protocol scenario reports a build that raises
+        ctx.stop_flag = hasattr(trainer, "stop_training")
+    return ctx.stop_flag
 
 
 def validating(ctx: Context) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 from artifex.generative_models.training.conformance.grammar import Violation
 
 __all__ = ["SLOW_SECONDS", "ConformanceReport", "Outcome", "ScenarioResult"]

@@ -14,7 +14,7 @@ requested, where an exception was injected), and returns every [`Violation`][]:
 * stop requests honoured after the ``on_batch_end`` or ``on_epoch_end`` that made them;
 * teardown: after an injected exception the next event is ``on_train_end``;
 * one validation pair per epoch, when validation data was given and no stop came first;
-* logs (the rules of ``_logrules``): a ``dict``; batch logs device scalars (a scalar
+* logs (the rules of ``_logs_rules``): a ``dict``; batch logs device scalars (a scalar
   ``loss``; host numbers are a warning), epoch and validation logs Python floats (or
   ints that are not bools); the epoch ``loss`` within the range of that epoch's batch
   losses; ``val_*`` keys equal to that epoch's validation logs, and none without one.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
 from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
-from artifex.generative_models.training.conformance._logrules import (
+from artifex.generative_models.training.conformance._logs_rules import (
     epoch_findings,
     event_findings,
 )
@@ -83,7 +83,9 @@ class FitPlan:
     Attributes:
         epochs: The ``epochs`` argument.
         validation: Whether validation data was given (one validation pass per epoch).
-        stop: Where a stop was requested (``on_batch_end`` or ``on_epoch_end``).
+        stop: Where a stop was requested: at any hook but ``on_train_end``. It is
+            honoured at the first ``on_batch_end`` or ``on_epoch_end`` from there on
+            (the one that requested it included).
         raises: Where injected callbacks raise, in dispatch order.
         data_failure: The batch (0-based within this call) at which the data or the
             step raises; the run may then end at any point, with ``on_train_end``.
@@ -99,8 +101,8 @@ class FitPlan:
             of them than a whole epoch); counting goes on from there.
 
     Raises:
-        ValueError: On a negative ``epochs`` or ``data_failure``, or a stop at a hook
-            other than ``on_batch_end`` / ``on_epoch_end``.
+        ValueError: On a negative ``epochs`` or ``data_failure``, or a stop requested
+            in ``on_train_end``.
     """
 
     epochs: int
@@ -124,10 +126,8 @@ class FitPlan:
             )
         if self.epochs < 0:
             raise ValueError(f"FitPlan.epochs must be >= 0, got {self.epochs!r}")
-        if self.stop is not None and self.stop.hook not in _STOP_HOOKS:
-            raise ValueError(
-                f"FitPlan.stop must be at on_batch_end or on_epoch_end, got {self.stop.hook!r}"
-            )
+        if self.stop is not None and self.stop.hook == "on_train_end":
+            raise ValueError("FitPlan.stop cannot be at on_train_end: the run has ended there")
         if self.data_failure is not None and self.data_failure < 0:
             raise ValueError(f"FitPlan.data_failure must be >= 0, got {self.data_failure!r}")
 
@@ -210,6 +210,7 @@ class _Run:
     epochs_done: int = 0
     stop: Literal["batch", "epoch"] | None = None
     stop_event: str = ""
+    stop_pending: str = ""  # a stop requested at a hook where it is not yet honoured
     failed_at: str | None = None
     batches_in_epoch: int = 0
     batch_ends: int = 0
@@ -290,19 +291,18 @@ class _Parser:
         if notice is not None and (notice.hook, notice.occurrence) == (event.hook, count):
             run.preempted = True
         stop = run.plan.stop
-        if (
-            stop is not None
-            and stop.hook == event.hook
-            and stop.occurrence == count
-            and run.stop is None
-        ):
-            run.stop = "batch" if event.hook == "on_batch_end" else "epoch"
+        if stop is not None and (stop.hook, stop.occurrence) == (event.hook, count):
             who = (
                 "by setting trainer.stop_training = True"
                 if run.plan.stop_via == "flag"
                 else "by a StopRequester callback (should_stop turned True)"
             )
-            run.stop_event = f"{event} {who}"
+            run.stop_pending = f"{event} {who}"
+        if run.stop_pending and run.stop is None and event.hook in _STOP_HOOKS:
+            run.stop = "batch" if event.hook == "on_batch_end" else "epoch"
+            run.stop_event = run.stop_pending
+            if not run.stop_pending.startswith(str(event)):
+                run.stop_event += f", honoured at {event}"
         self.pos += 1
         return event
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 
 if TYPE_CHECKING:
     from artifex.generative_models.training.conformance.scenarios import TrainerHarness
@@ -105,6 +105,7 @@ class TrainerConformanceSuite:
             scenarios=[scenario],
             max_examples=self.max_examples if option is None else option,
             example_database=self.example_database,
+            keep_hypothesis_storage=True,  # your Hypothesis settings rule in your session
         )
         result = report.result(scenario)
         if result.outcome == "not applicable":

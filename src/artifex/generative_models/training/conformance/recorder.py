@@ -19,14 +19,22 @@ from artifex.generative_models.training.callbacks.base import (
     HookName,
     TrainerLike,
 )
-from artifex.generative_models.training.callbacks.protocols import TrainerState
+from artifex.generative_models.training.callbacks.protocols import (
+    ExampleCounter,
+    StepCheckpointableTrainer,
+    TrainerState,
+)
 
 __all__ = [
     "Event",
     "EventRecorder",
     "FailingData",
     "LogEntries",
+    "OrderLog",
+    "OrderMark",
+    "StateEntries",
     "ProbeError",
+    "ProbeExit",
     "ProbeInterrupt",
     "RaiseAt",
     "StopAt",
@@ -38,7 +46,52 @@ __all__ = [
 LogEntries: TypeAlias = tuple[tuple[str, str], ...]
 """A logs dictionary as recorded: ``(key, type name)`` pairs, in the dictionary's order."""
 
+StateEntries: TypeAlias = tuple[tuple[str, object], ...]
+"""The trainer's optional attributes as a callback read them: ``(name, value)`` pairs."""
+
 _T = TypeVar("_T")
+
+# The attributes each optional protocol states, read at every hook for a trainer that
+# implements it (properties only: reading them never syncs the device).
+_STATE_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
+    (TrainerState, ("step", "epoch", "status", "stopped_by", "error", "stop_training")),
+    (ExampleCounter, ("examples_seen",)),
+    (StepCheckpointableTrainer, ("last_batch_of_epoch",)),
+)
+
+
+class _Unreadable:
+    """A trainer attribute whose reading raised: the ``repr`` of what it raised."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        """E.g. ``<reading it raised AttributeError('x')>``."""
+        return f"<reading it raised {self.why}>"
+
+
+def _state_attributes(trainer: object) -> tuple[str, ...]:
+    """The attributes of the optional protocols ``trainer`` implements."""
+    return tuple(
+        name
+        for protocol, names in _STATE_ATTRIBUTES
+        if isinstance(trainer, protocol)
+        for name in names
+    )
+
+
+def _read_state(trainer: object, names: tuple[str, ...]) -> StateEntries:
+    """Read ``names`` of ``trainer``; an attribute that raises is an ``_Unreadable``."""
+    entries: list[tuple[str, object]] = []
+    for name in names:
+        try:
+            entries.append((name, getattr(trainer, name)))
+        except Exception as error:  # a broken property is reported, not raised
+            entries.append((name, _Unreadable(repr(error))))
+    return tuple(entries)
 
 
 def describe_value(value: object) -> str:
@@ -85,6 +138,9 @@ class Event:
             or one was no scalar).
         unreadable: For ``on_epoch_end``: why a batch-log value of that epoch could no
             longer be read at ``on_epoch_end`` (deleted or donated), else ``None``.
+        state: What the callback read of the trainer's optional attributes
+            (``TrainerState``, ``ExampleCounter``, ``last_batch_of_epoch``) at that
+            hook, ``(name, value)``; empty for a trainer without them.
     """
 
     hook: HookName | Literal["preflight"]
@@ -96,6 +152,7 @@ class Event:
     values: tuple[tuple[str, float], ...] = ()
     batch_losses: tuple[float, ...] | None = None
     unreadable: str | None = None
+    state: StateEntries = ()
 
     def __str__(self) -> str:
         """The event as a short call, e.g. ``on_batch_end(3, {loss: jax.Array})``."""
@@ -129,14 +186,28 @@ def _logs_event(hook: HookName, number: object, logs: object) -> Event:
     )
 
 
-def _host_losses(pending: Sequence[tuple[object, object]]) -> tuple[tuple[float, ...] | None, str]:
-    """Copy batch-log losses to the host (at an epoch end); say why one cannot be read."""
+def _host_losses(
+    pending: Sequence[tuple[object, tuple[str, object]]],
+) -> tuple[tuple[float, ...] | None, str]:
+    """At an epoch end: check that every batch-log array is alive, copy the losses to the host.
+
+    Liveness is asked with ``jax.Array.is_deleted()``, which reads no value; only the
+    ``"loss"`` values are copied (one transfer per epoch). Returns the losses (``None``
+    if there were none or one was no scalar) and why a value could not be read.
+    """
+    for step, (key, value) in pending:
+        if isinstance(value, jax.Array) and value.is_deleted():
+            return None, (
+                f"on_batch_end({step!r}) logs[{key!r}] could no longer be read at "
+                "on_epoch_end (jax.Array.is_deleted() is True): the trainer deleted or "
+                "donated it"
+            )
     losses: list[float] = []
-    for step, value in pending:
+    for step, (key, value) in pending:
+        if key != "loss":
+            continue
         if isinstance(value, jax.Array):
             try:
-                if value.is_deleted():
-                    raise RuntimeError("the array has been deleted")
                 host = jax.device_get(value)
             except Exception as error:  # any failure to read it is the finding
                 return None, (
@@ -161,62 +232,89 @@ class EventRecorder(BaseCallback):
 
     Put it first among the injected callbacks, so that it sees an event before any
     other injected callback can stop or fail the run. It keeps a reference to each
-    batch log's ``"loss"`` and copies those to the host only at ``on_epoch_end``, so
-    it adds no per-batch sync.
+    batch log's values and copies the ``"loss"`` values to the host only at
+    ``on_epoch_end``, so it adds no per-batch sync. At every hook it also reads the
+    attributes of the optional protocols the trainer implements (``Event.state``).
     """
 
-    __slots__ = ("_pending", "events")
+    __slots__ = ("_attributes", "_pending", "events", "logs_seen", "order", "other", "target")
+
+    order: tuple[OrderLog, int] | None
+    """``(log, slot)`` to log every hook call into (see [`OrderMark`][]), if set."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self._pending: list[tuple[object, object]] = []
+        self._pending: list[tuple[object, tuple[str, object]]] = []
+        self._attributes: tuple[str, ...] | None = None
+        self.logs_seen: list[tuple[int, object, tuple[tuple[str, object], ...]]] = []
+        """``(event index, logs object, its items at dispatch)`` for every logs argument."""
+        self.target: object = None
+        """The trainer ``build()`` returned, once known: every hook must get that object."""
+        self.other: tuple[int, str] | None = None
+        """``(event index, type name)`` of the first hook that got another trainer."""
+
+    def _record(self, trainer: TrainerLike, event: Event, logs: object = None) -> None:
+        """Append ``event``, with the trainer's state (and keep ``logs`` as dispatched)."""
+        order: tuple[OrderLog, int] | None = getattr(self, "order", None)
+        if order is not None and event.hook != "preflight":
+            order[0].append((order[1], event.hook))
+        if self.target is not None and trainer is not self.target and self.other is None:
+            self.other = (len(self.events), type(trainer).__qualname__)
+        if self._attributes is None:
+            self._attributes = _state_attributes(trainer)
+        if self._attributes:
+            event = replace(event, state=_read_state(trainer, self._attributes))
+        if isinstance(logs, Mapping):
+            self.logs_seen.append((len(self.events), logs, tuple(logs.items())))
+        self.events.append(event)
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Record a trainer's preflight pass (a ``PreflightCallback``), if it makes one."""
-        self.events.append(Event(hook="preflight"))
+        self._record(trainer, Event(hook="preflight"))
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Record ``on_train_begin``."""
         self._pending = []
-        self.events.append(Event(hook="on_train_begin"))
+        self._record(trainer, Event(hook="on_train_begin"))
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Record ``on_train_end``, with the trainer's status if it exposes one."""
         status: str | None = None
         if isinstance(trainer, TrainerState):
             status = str(trainer.status)
-        self.events.append(Event(hook="on_train_end", status=status))
+        self._record(trainer, Event(hook="on_train_end", status=status))
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
         """Record ``on_epoch_begin``."""
         self._pending = []
-        self.events.append(Event(hook="on_epoch_begin", number=epoch))
+        self._record(trainer, Event(hook="on_epoch_begin", number=epoch))
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Record ``on_epoch_end``, its logs, and the epoch's batch losses (host copies)."""
         event = _logs_event("on_epoch_end", epoch, logs)
         losses, unreadable = _host_losses(self._pending)
         self._pending = []
-        self.events.append(replace(event, batch_losses=losses, unreadable=unreadable or None))
+        event = replace(event, batch_losses=losses, unreadable=unreadable or None)
+        self._record(trainer, event, logs)
 
     def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
         """Record ``on_batch_begin``."""
-        self.events.append(Event(hook="on_batch_begin", number=batch))
+        self._record(trainer, Event(hook="on_batch_begin", number=batch))
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Record ``on_batch_end`` and the types of its logs (nothing is synced)."""
         untrusted: object = logs  # typed dict, but any object may arrive
-        if isinstance(untrusted, Mapping) and "loss" in untrusted:
-            self._pending.append((batch, untrusted["loss"]))
-        self.events.append(_logs_event("on_batch_end", batch, logs))
+        if isinstance(untrusted, Mapping):
+            self._pending += [(batch, (str(k), v)) for k, v in untrusted.items()]
+        self._record(trainer, _logs_event("on_batch_end", batch, logs), logs)
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Record ``on_validation_begin``."""
-        self.events.append(Event(hook="on_validation_begin"))
+        self._record(trainer, Event(hook="on_validation_begin"))
 
     def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
         """Record ``on_validation_end`` and its logs."""
-        self.events.append(_logs_event("on_validation_end", None, logs))
+        self._record(trainer, _logs_event("on_validation_end", None, logs), logs)
 
 
 class ProbeError(RuntimeError):
@@ -227,48 +325,81 @@ class ProbeInterrupt(KeyboardInterrupt):
     """The ``KeyboardInterrupt`` the suite injects, distinct from a real Ctrl-C."""
 
 
-class _EveryHook(BaseCallback):
-    """Overrides every hook (so a ``CallbackList`` calls them all) to call ``_hit``."""
+class ProbeExit(SystemExit):
+    """The ``SystemExit`` the suite injects (a ``BaseException`` that is no interrupt)."""
 
-    __slots__ = ()
+
+OrderLog: TypeAlias = list[tuple[int, HookName]]
+"""``(slot, hook)`` for every hook call an injected callback received, in call order."""
+
+
+class _EveryHook(BaseCallback):
+    """Overrides every hook (so a ``CallbackList`` calls them all) to call ``_hit``.
+
+    With ``order`` set to ``(log, slot)``, every call is first appended to the shared
+    log as ``(slot, hook)``, so the suite can check the whole dispatch order.
+    """
+
+    __slots__ = ("order",)
+
+    order: tuple[OrderLog, int] | None
+    """``(log, slot)`` to log every hook call into, if set."""
+
+    def _entered(self, hook: HookName, trainer: TrainerLike) -> None:
+        order: tuple[OrderLog, int] | None = getattr(self, "order", None)
+        if order is not None:
+            order[0].append((order[1], hook))
+        self._hit(hook, trainer)
 
     def _hit(self, hook: HookName, trainer: TrainerLike) -> None:
         """Handle a call of ``hook``; subclasses override."""
 
+    def _got_logs(self, logs: object) -> None:
+        """Handle the logs argument of the hook just called; subclasses override."""
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Handle ``on_train_begin``."""
-        self._hit("on_train_begin", trainer)
+        self._entered("on_train_begin", trainer)
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Handle ``on_train_end``."""
-        self._hit("on_train_end", trainer)
+        self._entered("on_train_end", trainer)
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
         """Handle ``on_epoch_begin``."""
-        self._hit("on_epoch_begin", trainer)
+        self._entered("on_epoch_begin", trainer)
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Handle ``on_epoch_end``."""
-        self._hit("on_epoch_end", trainer)
+        self._entered("on_epoch_end", trainer)
+        self._got_logs(logs)
 
     def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
         """Handle ``on_batch_begin``."""
-        self._hit("on_batch_begin", trainer)
+        self._entered("on_batch_begin", trainer)
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Handle ``on_batch_end``."""
-        self._hit("on_batch_end", trainer)
+        self._entered("on_batch_end", trainer)
+        self._got_logs(logs)
 
     def on_validation_begin(self, trainer: TrainerLike, /) -> None:
         """Handle ``on_validation_begin``."""
-        self._hit("on_validation_begin", trainer)
+        self._entered("on_validation_begin", trainer)
 
     def on_validation_end(self, trainer: TrainerLike, logs: dict[str, Any], /) -> None:
         """Handle ``on_validation_end``."""
-        self._hit("on_validation_end", trainer)
+        self._entered("on_validation_end", trainer)
+        self._got_logs(logs)
 
 
-class _Trigger(_EveryHook):
+class OrderMark(_EveryHook):
+    """Does nothing but log its calls: the suite injects two, to see both get every event."""
+
+    __slots__ = ()
+
+
+class _Scheduled(_EveryHook):
     """Acts at one hook and occurrence, chosen per ``fit`` call.
 
     ``schedule[k]`` is ``(hook, occurrence)`` for the ``k``-th ``fit`` call, or
@@ -310,7 +441,7 @@ class _Trigger(_EveryHook):
         """Act on the trainer; subclasses override."""
 
 
-class StopAt(_Trigger):
+class StopAt(_Scheduled):
     """Request a stop at a chosen hook and occurrence of each ``fit`` call.
 
     With ``via="requester"`` it satisfies ``StopRequester``: ``should_stop`` turns
@@ -350,7 +481,7 @@ class StopAt(_Trigger):
             trainer.stop_training = True  # type: ignore[attr-defined]  # scenario checked it
 
 
-class RaiseAt(_Trigger):
+class RaiseAt(_Scheduled):
     """Raise a fresh exception at a chosen hook and occurrence of each ``fit`` call.
 
     Every exception raised is appended, with its ``fit`` call number and hook, to
@@ -362,9 +493,10 @@ class RaiseAt(_Trigger):
         log: Where to append ``(call, hook, exception)`` for every exception raised.
         interrupt: Raise a [`ProbeInterrupt`][] (a ``KeyboardInterrupt``) instead
             of a [`ProbeError`][].
+        system_exit: Raise a [`ProbeExit`][] (a ``SystemExit``) instead.
     """
 
-    __slots__ = ("interrupt", "log")
+    __slots__ = ("interrupt", "log", "system_exit")
 
     def __init__(
         self,
@@ -372,16 +504,22 @@ class RaiseAt(_Trigger):
         log: list[tuple[int, HookName, BaseException]],
         *,
         interrupt: bool = False,
+        system_exit: bool = False,
     ) -> None:
         super().__init__(schedule)
         self.log: list[tuple[int, HookName, BaseException]] = log
         self.interrupt: bool = interrupt
+        self.system_exit: bool = system_exit
 
     def _fire(self, trainer: TrainerLike) -> None:
         assert self._current is not None
         hook, occurrence = self._current
         message = f"injected by the conformance suite in {hook} #{occurrence}"
-        error: BaseException = ProbeInterrupt(message) if self.interrupt else ProbeError(message)
+        error: BaseException = ProbeError(message)
+        if self.interrupt:
+            error = ProbeInterrupt(message)
+        elif self.system_exit:
+            error = ProbeExit(message)
         self.log.append((self.call, hook, error))
         raise error
 
@@ -414,13 +552,20 @@ class TeardownWitness(_EveryHook):
         first: The recorder registered first, or ``None`` to skip the order check.
     """
 
-    __slots__ = ("_first", "_matched", "out_of_order", "seen")
+    __slots__ = ("_first", "_matched", "logs_got", "out_of_order", "seen")
 
     def __init__(self, first: EventRecorder | None = None) -> None:
         self.seen: list[Teardown] = []
         self.out_of_order: list[tuple[int, HookName]] = []
+        self.logs_got: list[tuple[int, object]] = []
+        """``(index of the recorder's event, logs object)`` for every logs argument."""
         self._first = first
         self._matched = 0
+
+    def _got_logs(self, logs: object) -> None:
+        """Keep the logs object, to compare it with the one the first callback got."""
+        if self._first is not None:
+            self.logs_got.append((len(self._first.events) - 1, logs))
 
     def _hit(self, hook: HookName, trainer: TrainerLike) -> None:
         """Check the registration order; record ``on_train_end``."""

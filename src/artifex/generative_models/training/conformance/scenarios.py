@@ -9,12 +9,14 @@ exceptions that reached the caller, and what the last callback saw during
 
 The pieces live in private modules: the harness protocols in ``_harness``, the report
 in ``_report``, running and checking ``fit`` calls in ``_execute``, the scenarios in
-``_fixed`` (with every runner, in ``RUNNERS``) and ``_property``; the scenario names
-in the JAX-free ``_names``.
+``_fixed_scenarios`` (with every runner, in ``RUNNERS``) and ``_property_scenario``; the
+scenario names in the JAX-free ``_scenario_table``; the rules in ``grammar``, ``_logs_rules``
+and ``_state_rules``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable
@@ -26,19 +28,20 @@ from artifex.generative_models.training.conformance._execute import (
     fault,
     is_real_interrupt,
 )
-from artifex.generative_models.training.conformance._fixed import RUNNERS
+from artifex.generative_models.training.conformance._fixed_scenarios import RUNNERS
 from artifex.generative_models.training.conformance._harness import (
     FailingHarness,
     T,
     TrainerHarness,
     ValidatingHarness,
 )
-from artifex.generative_models.training.conformance._names import SCENARIOS
+from artifex.generative_models.training.conformance._property_scenario import private_storage
 from artifex.generative_models.training.conformance._report import (
     ConformanceReport,
     Outcome,
     ScenarioResult,
 )
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 
 __all__ = [
     "SCENARIOS",
@@ -80,6 +83,7 @@ def check_trainer(
     scenarios: Iterable[str] | None = None,
     max_examples: int = 20,
     example_database: str | os.PathLike[str] | None = None,
+    keep_hypothesis_storage: bool = False,
 ) -> ConformanceReport:
     """Check that the trainer ``harness`` builds honours the callback contract.
 
@@ -99,6 +103,12 @@ def check_trainer(
         example_database: A directory for Hypothesis's example database, to replay
             failing draws of the ``property`` scenario in later checks; by default
             none is used and nothing is written.
+        keep_hypothesis_storage: Leave Hypothesis's storage directory as configured
+            (its constants cache is written there, ``.hypothesis/`` in the working
+            directory by default). By default the ``property`` scenario points it at a
+            temporary directory, removed afterwards, and restores it: nothing is written
+            outside a temporary directory. The pytest plugin keeps it, so that your own
+            Hypothesis settings rule in your test session.
 
     Returns:
         The report: ``.ok``, ``.violations``, and ``.format()`` for a readable text.
@@ -122,6 +132,18 @@ def check_trainer(
     began = time.perf_counter()
     database = None if example_database is None else os.fspath(example_database)
     ctx = Context(harness=harness, max_examples=max_examples, example_database=database)
+    private = "property" in chosen and not keep_hypothesis_storage
+    with private_storage() if private else contextlib.nullcontext():
+        results = _run_all(ctx, chosen)
+    return ConformanceReport(
+        harness=_describe_harness(harness),
+        results=tuple(results),
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _run_all(ctx: Context, chosen: list[str]) -> list[ScenarioResult]:
+    """Run the plain run, then each chosen scenario in order; each warning once."""
     plain = _run_one(ctx, "plain_run")
     results: list[ScenarioResult] = []
     warned: set[str] = set()
@@ -145,11 +167,7 @@ def check_trainer(
                 seconds=result.seconds,
             )
         )
-    return ConformanceReport(
-        harness=_describe_harness(harness),
-        results=tuple(results),
-        seconds=time.perf_counter() - began,
-    )
+    return results
 
 
 def _describe_harness(harness: object) -> str:

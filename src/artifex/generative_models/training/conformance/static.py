@@ -122,9 +122,12 @@ _MISSING: Final = re.compile(
 )
 
 
-def _explain(source: str, ours: list[str], module_name: str, output: str = "") -> list[str]:
+def _explain(
+    source: str, ours: list[str], module_name: str, output: str = "", *, unannotated: bool = False
+) -> list[str]:
     """Why the types fail to prove anything (implicit ``Any``), and confusing rejections."""
-    missing = list(dict.fromkeys(_MISSING.findall(output)))
+    # An unannotated build is Any to mypy whatever it can resolve: blame that first.
+    missing = [] if unannotated else list(dict.fromkeys(_MISSING.findall(output)))
     marks = {
         number: line.rsplit("# ", 1)[1]
         for number, line in enumerate(source.splitlines(), start=1)
@@ -150,8 +153,9 @@ def _explain(source: str, ours: list[str], module_name: str, output: str = "") -
                 "its directory on MYPYPATH, or install it with a py.typed marker)"
             )
         elif what == _BUILD_MARK:
+            why = " (it has no return annotation)" if unannotated else ""
             problems.append(
-                "error: build() returns Any to mypy, so TrainerLike is not checked: "
+                f"error: build() returns Any to mypy{why}, so TrainerLike is not checked: "
                 "annotate build(self, callbacks: Sequence[TrainingCallback]) -> YourTrainer "
                 "(an unannotated def is untyped to mypy), and make sure mypy can resolve "
                 "the module that defines the trainer class"
@@ -170,15 +174,28 @@ def _explain(source: str, ours: list[str], module_name: str, output: str = "") -
 _CHECK_PATH: Final = re.compile(r"\S*artifex_conformance_check\.py")
 
 
+def _harness_type(found: object, *, call: bool) -> type:
+    """The harness class: the target, what the factory is annotated to return, or its type."""
+    harness_type = found if isinstance(found, type) else None
+    if harness_type is None and call:
+        made = typing.get_type_hints(found).get("return")
+        harness_type = made if isinstance(made, type) else None
+    return type(found) if harness_type is None else harness_type
+
+
+def _build_unannotated(found: object, *, call: bool) -> bool:
+    """Whether the harness's ``build`` has no return annotation (mypy then sees ``Any``)."""
+    try:
+        build = getattr(_harness_type(found, call=call), "build", None)
+    except Exception:  # unresolvable annotations of the factory: no verdict here
+        return False
+    return build is not None and "return" not in getattr(build, "__annotations__", {"return": 0})
+
+
 def _trainer_module(found: object, *, call: bool) -> str | None:
     """The module of the class that the harness's ``build`` is annotated to return."""
     try:
-        harness_type = found if isinstance(found, type) else None
-        if harness_type is None and call:
-            made = typing.get_type_hints(found).get("return")
-            harness_type = made if isinstance(made, type) else None
-        if harness_type is None:
-            harness_type = type(found)
+        harness_type = _harness_type(found, call=call)
         returned = typing.get_type_hints(getattr(harness_type, "build", None)).get("return")
     except Exception:  # unresolvable or absent annotations: mypy will say Any
         return None
@@ -255,7 +272,10 @@ def check_static(target: str, *, timeout: float = 600.0) -> StaticCheck:
     output = _CHECK_PATH.sub("<generated check>", done.stdout + done.stderr)
     ours = [line for line in output.splitlines() if line.startswith("<generated check>:")]
     crashed = done.returncode not in (0, 1)
-    problems = [] if crashed else _explain(source, ours, module_name, output)
+    unannotated = _build_unannotated(found, call=call)
+    problems = (
+        [] if crashed else _explain(source, ours, module_name, output, unannotated=unannotated)
+    )
     errors = [line for line in ours if ": error:" in line]
     shown = [*errors, *problems] if errors or problems else ours
     return StaticCheck(

@@ -7,20 +7,26 @@ minimal one. Hypothesis is imported only when the scenario runs.
 
 from __future__ import annotations
 
-from typing import cast
+import tempfile
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Literal, cast
 
 from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
 from artifex.generative_models.training.conformance._execute import (
     Context,
+    ErrorKind,
     Found,
     NotApplicable,
     execute,
+    has_stop_flag,
     validating,
 )
 from artifex.generative_models.training.conformance._harness import FailingHarness
 from artifex.generative_models.training.conformance.grammar import FitPlan, Trigger, Violation
 
-__all__ = ["property_scenario"]
+__all__ = ["private_storage", "property_scenario"]
 
 
 class _Budget(Exception):
@@ -53,24 +59,31 @@ def property_scenario(ctx: Context) -> Found:
     batches, with_validation = ctx.batches, validating(ctx)
     failing = isinstance(ctx.harness, FailingHarness)
     hooks: list[HookName] = [h for h in HOOK_NAMES if with_validation or "validation" not in h]
+    stop_hooks: list[HookName] = [h for h in hooks if h != "on_train_end"]
+    vias: list[Literal["requester", "flag"]] = (
+        ["requester", "flag"] if has_stop_flag(ctx) else ["requester"]
+    )
 
     @st.composite
     def plan(draw: st.DrawFn) -> FitPlan:
         epochs = draw(st.integers(0, 3))
         validation = with_validation and draw(st.booleans())
-        stop_hook = draw(st.sampled_from([None, "on_epoch_end", "on_batch_end"]))
+        stop_hook = draw(st.sampled_from([None, "on_epoch_end", "on_batch_end", "elsewhere"]))
         stop = None
         if stop_hook == "on_epoch_end" and epochs:
             stop = Trigger(hook="on_epoch_end", occurrence=draw(st.integers(0, epochs - 1)))
         elif stop_hook == "on_batch_end" and epochs * batches:
             last = epochs * batches - 1
             stop = Trigger(hook="on_batch_end", occurrence=draw(st.integers(0, last)))
+        elif stop_hook == "elsewhere":
+            hook: HookName = draw(st.sampled_from(stop_hooks))
+            stop = Trigger(hook=hook, occurrence=draw(st.integers(0, 2)))
         raises: tuple[Trigger, ...] = ()
         failure = draw(
             st.sampled_from([None, "callback", "data"] if failing else [None, "callback"])
         )
         if failure == "callback":
-            hook: HookName = draw(st.sampled_from(hooks))
+            hook = draw(st.sampled_from(hooks))
             raises = (Trigger(hook=hook, occurrence=draw(st.integers(0, 2))),)
         data_failure = None
         if failure == "data" and epochs * batches and not validation:
@@ -81,19 +94,27 @@ def property_scenario(ctx: Context) -> Found:
             stop=stop,
             raises=raises,
             data_failure=data_failure,
+            stop_via=draw(st.sampled_from(vias)),
         )
 
-    budget = [ctx.max_examples * 5]
-    last_failing: list[tuple[FitPlan, ...]] = []
+    @st.composite
+    def run(draw: st.DrawFn) -> tuple[tuple[FitPlan, ...], ErrorKind]:
+        plans = draw(st.lists(plan(), min_size=1, max_size=2))
+        via = plans[0].stop_via  # one stop source per trainer
+        kind: ErrorKind = draw(st.sampled_from(["error", "interrupt", "exit"]))
+        return tuple(replace(p, stop_via=via) for p in plans), kind
 
-    def fails(plans: list[FitPlan]) -> bool:
+    budget = [ctx.max_examples * 5]
+    last_failing: list[tuple[tuple[FitPlan, ...], ErrorKind]] = []
+
+    def fails(drawn: tuple[tuple[FitPlan, ...], ErrorKind]) -> bool:
         if budget[0] <= 0:
             raise _Budget
         budget[0] -= 1
-        findings, _ = execute(ctx, "property", plans)
+        findings, _ = execute(ctx, "property", drawn[0], kind=drawn[1])
         failed = any(v.severity == "error" for v in findings)
         if failed:
-            last_failing.append(tuple(plans))
+            last_failing.append(drawn)
         return failed
 
     # No example database unless the user opts in: nothing is written to their cwd.
@@ -110,15 +131,14 @@ def property_scenario(ctx: Context) -> Found:
         phases=[Phase.generate, Phase.shrink],
     )
     try:
-        minimal: tuple[FitPlan, ...] = tuple(
-            find(st.lists(plan(), min_size=1, max_size=2), fails, settings=config)
-        )
+        minimal = find(run(), fails, settings=config)
     except NoSuchExample:
         return [], f"{ctx.max_examples} drawn runs conform"
     except _Budget:
         minimal = last_failing[-1]
-    draw_text = ", ".join(map(str, minimal))
-    findings, _ = execute(ctx, "property", minimal)
+    plans, kind = minimal
+    draw_text = ", ".join(map(str, plans)) + _KIND_TEXT[kind]
+    findings, _ = execute(ctx, "property", plans, kind=kind)
     shrunk = [
         Violation(
             scenario=v.scenario,
@@ -130,3 +150,33 @@ def property_scenario(ctx: Context) -> Found:
         for v in findings
     ]
     return shrunk, f"minimal failing draw: {draw_text}"
+
+
+_KIND_TEXT: dict[ErrorKind, str] = {
+    "error": "",
+    "interrupt": " (raising KeyboardInterrupt)",
+    "exit": " (raising SystemExit)",
+}
+
+
+@contextmanager
+def private_storage() -> Generator[None]:
+    """Point Hypothesis's storage directory at a temporary one, and back afterwards.
+
+    Hypothesis caches the constants of the modules it draws from under its storage
+    directory (``.hypothesis/`` in the working directory by default) whatever
+    ``database=None`` says. Its switch is process-wide, so it is set only around the
+    check and restored after; the temporary directory is removed.
+    """
+    try:
+        from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+    except ImportError:  # pragma: no cover - hypothesis is a test dependency
+        yield
+        return
+    previous = storage_directory(intent_to_write=False).home_directory
+    with tempfile.TemporaryDirectory(prefix="conformance-hypothesis-") as home:
+        set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(previous)

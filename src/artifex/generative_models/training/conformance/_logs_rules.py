@@ -29,13 +29,20 @@ def _batch_value(key: str, kind: str) -> Iterator[Finding]:
     if kind == "jax.Array":
         return
     if kind.startswith("jax.Array["):
-        if key == "loss":
-            yield (
-                (hook, "shape", key),
-                f"on_batch_end logs['loss'] is a {kind}; the contract passes the batch loss "
-                "as a device scalar (a jax.Array of shape ()), e.g. the mean over the batch",
-                "error",
-            )
+        yield (
+            (hook, "shape", key),
+            f"on_batch_end logs[{key!r}] is a {kind}; the contract passes every batch-log "
+            "value as a device scalar (a jax.Array of shape ()), e.g. the mean over the batch",
+            "error",
+        )
+        return
+    if kind == "bool":
+        yield (
+            (hook, "bool", key),
+            f"on_batch_end logs[{key!r}] is a Python bool; the contract accepts no bools in "
+            "logs (a mean of flags is a number: pass it as a device scalar)",
+            "error",
+        )
         return
     if kind == "float" or kind.startswith("numpy."):
         yield (
@@ -45,10 +52,10 @@ def _batch_value(key: str, kind: str) -> Iterator[Finding]:
             "(jax.Array) and leaves syncing to the callbacks that need it",
             "warning",
         )
-    elif kind in {"int", "bool"}:
+    elif kind == "int":
         yield (
             (hook, "host", key),
-            f"on_batch_end logs[{key!r}] is a Python {kind}, a host value: if it was read "
+            f"on_batch_end logs[{key!r}] is a Python int, a host value: if it was read "
             "from the device, the trainer synced every step; the contract passes device "
             "scalars (jax.Array) in batch logs (a host counter such as the step belongs in "
             "the trainer's attributes)",
@@ -155,20 +162,8 @@ def epoch_findings(
     values = dict(event.values)
     losses = event.batch_losses
     loss = values.get("loss")
-    if observed and losses and loss is not None and not any(map(math.isnan, [*losses, loss])):
-        low, high = min(losses), max(losses)
-        slack = 1e-5 * max(abs(low), abs(high), 1e-30) + 1e-7
-        if not low - slack <= loss <= high + slack:
-            yield (
-                (hook, "mean"),
-                (
-                    f"on_epoch_end logs['loss'] is {loss!r}, outside the range [{low!r}, {high!r}] "
-                    f"of the {len(losses)} batch-log losses of that epoch; the contract passes the "
-                    "epoch mean of the training metrics (any mean, weighted or not, lies in that "
-                    "range; a sum, a running total or a stale value need not)"
-                ),
-                "error",
-            )
+    if observed and losses and loss is not None:
+        yield from _mean_findings(loss, losses)
     if validation is None:
         for key in sorted(k for k in keys if k.startswith("val_")):
             yield (
@@ -182,6 +177,46 @@ def epoch_findings(
             )
         return
     yield from _val_copies(event, validation.logs or (), dict(validation.values), values, keys)
+
+
+def _mean_findings(loss: float, losses: tuple[float, ...]) -> Iterator[Finding]:
+    """The epoch ``loss`` is the plain mean of the epoch's batch losses (NaN if one is)."""
+    hook = "on_epoch_end"
+    if any(map(math.isnan, losses)):
+        if not math.isnan(loss):
+            yield (
+                (hook, "nan"),
+                f"on_epoch_end logs['loss'] is {loss!r}, although a batch loss of that epoch "
+                "was NaN; the contract's epoch mean is NaN then (a mean that leaves NaNs out "
+                "hides a diverged step from TerminateOnNaN and EarlyStopping)",
+                "error",
+            )
+        return
+    low, high = min(losses), max(losses)
+    size = max(abs(low), abs(high), 1e-30)
+    slack = 1e-5 * size + 1e-7
+    if math.isnan(loss) or not low - slack <= loss <= high + slack:
+        yield (
+            (hook, "mean"),
+            (
+                f"on_epoch_end logs['loss'] is {loss!r}, outside the range [{low!r}, {high!r}] "
+                f"of the {len(losses)} batch-log losses of that epoch; the contract passes the "
+                "epoch mean of the training metrics (any mean, weighted or not, lies in that "
+                "range; a sum, a running total or a stale value need not)"
+            ),
+            "error",
+        )
+        return
+    mean = math.fsum(losses) / len(losses)
+    if abs(loss - mean) > 1e-4 * size + 1e-6:
+        yield (
+            (hook, "mean"),
+            f"on_epoch_end logs['loss'] is {loss!r}, but the mean of the {len(losses)} "
+            f"batch-log losses of that epoch is {mean!r}; the harness's batches are of equal "
+            "size, so any mean, weighted or not, is their plain mean (the last batch's loss or "
+            "a running estimate is not)",
+            "error",
+        )
 
 
 def _val_copies(
