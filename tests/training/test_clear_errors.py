@@ -207,7 +207,7 @@ def test_an_nnx_optimizer_is_refused_in_one_line() -> None:
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     assert "\n" in repr(optimizer)  # what the message must not print
     with pytest.raises(TypeError, match="pass the optax transformation you built it with") as info:
-        Trainer(model, optimizer, mse)  # type: ignore[type-var]  # the bad input under test
+        Trainer(model, optimizer, mse)  # type: ignore[type-var]  # the bad input under test  # ty: ignore[invalid-argument-type]
     assert "\n" not in str(info.value)
     assert "nnx.Optimizer" in str(info.value)
 
@@ -234,4 +234,4 @@ def test_errors_name_a_big_value_by_its_type_never_its_repr(
 
 def test_a_short_value_is_still_shown() -> None:
     with pytest.raises(TypeError, match=r"loss_fn must be callable, got int 3$"):
-        Trainer(new_model(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # the bad input under test
+        Trainer(new_model(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]

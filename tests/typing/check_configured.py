@@ -113,10 +113,10 @@ def other_errors() -> None:
     # A value of the wrong type, a config and keywords together, a config of another
     # callback, a config by keyword (it is positional-only), a keyword of the TypedDict
     # missing from the config's fields.
-    EarlyStopping(patience="5")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
-    EarlyStopping(EarlyStoppingConfig(), patience=5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[no-matching-overload]
-    EarlyStopping(CheckpointConfig())  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
+    EarlyStopping(patience="5")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
+    EarlyStopping(EarlyStoppingConfig(), patience=5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[no-matching-overload]  # ty: ignore[no-matching-overload]
+    EarlyStopping(CheckpointConfig())  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
     EarlyStopping(config=EarlyStoppingConfig())  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]
-    ModelCheckpoint(mode="best")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]
-    options: EarlyStoppingKwargs = {"patiense": 3}  # type: ignore[typeddict-unknown-key]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-typed-dict-key]
+    ModelCheckpoint(mode="best")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # pyrefly: ignore[bad-argument-type]  # ty: ignore[invalid-argument-type]
+    options: EarlyStoppingKwargs = {"patiense": 3}  # type: ignore[typeddict-unknown-key]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-typed-dict-key]  # ty: ignore[unknown-typed-dict-constructor-key]
     EarlyStopping(**options)

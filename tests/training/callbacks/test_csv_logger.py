@@ -78,7 +78,7 @@ def test_config_validation(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="filename"):
         CSVLoggerConfig(filename="")
     with pytest.raises(TypeError, match="not both"):
-        CSVLogger(CSVLoggerConfig(), filename="x.csv")  # type: ignore[call-overload]  # the point
+        CSVLogger(CSVLoggerConfig(), filename="x.csv")  # type: ignore[call-overload]  # the point  # ty: ignore[no-matching-overload]
 
 
 def test_resume_moves_rows_after_the_checkpoint_aside(tmp_path: Path) -> None:

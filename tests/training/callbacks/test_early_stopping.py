@@ -97,7 +97,7 @@ def test_config_rejects_bad_types() -> None:
     with pytest.raises(TypeError, match="patience"):
         EarlyStoppingConfig(patience=2.5)  # type: ignore[arg-type]  # the point of the test  # ty: ignore[invalid-argument-type]
     with pytest.raises(TypeError, match="EarlyStoppingConfig"):
-        EarlyStopping({"patience": 3})  # type: ignore[call-overload]  # the point of the test  # ty: ignore[no-matching-overload]
+        EarlyStopping({"patience": 3})  # type: ignore[call-overload]  # the point of the test  # ty: ignore[invalid-argument-type]
     with pytest.raises(AttributeError):
         EarlyStoppingConfig().patience = 3  # type: ignore[misc]  # frozen: the point  # ty: ignore[invalid-assignment]
 

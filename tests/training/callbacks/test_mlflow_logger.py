@@ -132,7 +132,7 @@ def test_config_is_validated_and_frozen() -> None:
     params["lr"] = 1.0
     assert config.params == {"lr": 0.1}
     with pytest.raises(TypeError, match="either"):
-        MLflowLogger(config, experiment="x")  # type: ignore[call-overload]  # the point
+        MLflowLogger(config, experiment="x")  # type: ignore[call-overload]  # the point  # ty: ignore[no-matching-overload]
 
 
 def test_bad_state_is_refused() -> None:

@@ -214,7 +214,7 @@ def test_config_is_validated_and_frozen() -> None:
     assert config.tags == ("x",)
     assert hash(config) == hash(WandbConfig(tags=["x"]))
     with pytest.raises(TypeError, match="either"):
-        WandbLogger(config, project="p")  # type: ignore[call-overload]  # the point of the test
+        WandbLogger(config, project="p")  # type: ignore[call-overload]  # the point of the test  # ty: ignore[no-matching-overload]
 
 
 def test_bad_state_is_refused() -> None:

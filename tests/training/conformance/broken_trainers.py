@@ -531,7 +531,7 @@ class PlainHarness:
 class UntypedBuildHarness(PlainHarness):
     """Runs fine, but ``build`` is annotated to return ``object``: ``--static`` rejects it."""
 
-    def build(self, callbacks: Sequence[TrainingCallback]) -> object:  # type: ignore[override]  # the point
+    def build(self, callbacks: Sequence[TrainingCallback]) -> object:  # type: ignore[override]  # the point  # ty: ignore[incompatible-method-override]
         return self.inner.build(callbacks)
 
     def fit(self, trainer: object, epochs: int) -> None:

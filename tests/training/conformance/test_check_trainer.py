@@ -240,7 +240,7 @@ def test_a_crashing_harness_is_reported_not_raised() -> None:
 
 def test_bad_arguments_raise() -> None:
     with pytest.raises(TypeError, match="TrainerHarness"):
-        check_trainer(object())  # type: ignore[arg-type]  # deliberately not a harness
+        check_trainer(object())  # type: ignore[arg-type]  # deliberately not a harness  # ty: ignore[invalid-argument-type]
     with pytest.raises(ValueError, match="unknown scenarios"):
         check_trainer(MinimalHarness(), scenarios=["plain_run", "nope"])
     with pytest.raises(ValueError, match="max_examples"):

@@ -40,7 +40,7 @@ def test_every_structural_mutation_is_rejected(
 
 
 def _plain(epochs: int = 1, batches: int = 2, **plan: object) -> tuple[list[Event], FitPlan]:
-    fit = FitPlan(epochs=epochs, **plan)  # type: ignore[arg-type]  # test helper
+    fit = FitPlan(epochs=epochs, **plan)  # type: ignore[arg-type]  # test helper  # ty: ignore[invalid-argument-type]
     return ideal_record([fit], batches), fit
 
 
@@ -178,14 +178,14 @@ def test_non_int_numbers_and_non_dict_logs() -> None:
 )
 def test_plan_validation(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
-        FitPlan(**kwargs)  # type: ignore[arg-type]  # deliberately bad values
+        FitPlan(**kwargs)  # type: ignore[arg-type]  # deliberately bad values  # ty: ignore[invalid-argument-type]
 
 
 def test_trigger_validation() -> None:
     with pytest.raises(ValueError, match=r"Trigger\.occurrence"):
         Trigger(hook="on_batch_end", occurrence=-1)
     with pytest.raises(ValueError, match=r"Trigger\.hook"):
-        Trigger(hook="on_step", occurrence=0)  # type: ignore[arg-type]  # deliberately bad
+        Trigger(hook="on_step", occurrence=0)  # type: ignore[arg-type]  # deliberately bad  # ty: ignore[invalid-argument-type]
 
 
 def _with(event: Event, **changes: object) -> Event:

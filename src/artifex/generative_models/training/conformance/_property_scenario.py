@@ -127,7 +127,7 @@ def property_scenario(ctx: Context) -> Found:
         database=database,
         derandomize=database is None,
         # HealthCheck's metaclass has an unannotated __iter__: pyright infers the metaclass.
-        suppress_health_check=cast("list[HealthCheck]", list(HealthCheck)),
+        suppress_health_check=cast("list[HealthCheck]", list(HealthCheck)),  # ty: ignore[redundant-cast]
         phases=[Phase.generate, Phase.shrink],
     )
     try:

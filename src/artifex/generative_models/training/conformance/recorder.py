@@ -219,7 +219,7 @@ def _host_losses(
             losses.append(float(host))
         elif _is_number(value) or type(value).__module__ == "numpy":
             try:
-                losses.append(float(value))  # type: ignore[arg-type]  # numpy scalars convert
+                losses.append(float(value))  # type: ignore[arg-type]  # numpy scalars convert  # ty: ignore[invalid-argument-type]
             except (TypeError, ValueError):
                 return None, ""
         else:
@@ -478,7 +478,7 @@ class StopAt(_Scheduled):
         self._stop = True
         self.fired.append(self.call)
         if self.via == "flag":
-            trainer.stop_training = True  # type: ignore[attr-defined]  # scenario checked it
+            trainer.stop_training = True  # type: ignore[attr-defined]  # scenario checked it  # ty: ignore[missing-attribute]
 
 
 class RaiseAt(_Scheduled):
