@@ -34,6 +34,12 @@ def _trainer(directory: Path) -> Trainer[DropoutBatchNorm]:
     return Trainer(new_model(), optax.sgd(0.1), mse, callbacks=[checkpoint])
 
 
+# Orbax's reads abandoned after damaged array data report when collected (asyncio's
+# "Task exception was never retrieved", an unraisable "Event loop is closed"): noise that
+# the library documents and no longer hides with a process-wide hook (issue 24).
+ORBAX_NOISE = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 @pytest.fixture(name="saved", scope="module")
 def _saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("saved") / "checkpoints"
@@ -75,6 +81,7 @@ def test_resuming_into_a_model_of_another_shape_names_the_entry(directory: Path)
     gc.collect()  # nothing of Orbax's is left to report later (filterwarnings=error)
 
 
+@ORBAX_NOISE
 @pytest.mark.parametrize("target", ["none", "module", "trainer"])
 def test_truncated_array_data_names_the_step_the_item_and_the_entry(
     directory: Path, target: str
@@ -93,7 +100,7 @@ def test_truncated_array_data_names_the_step_the_item_and_the_entry(
     with pytest.raises(ValueError, match=message) as caught:
         restore()
     assert "tensorstore_spec" not in str(caught.value)
-    gc.collect()  # nothing of Orbax's is left to report later (filterwarnings=error)
+    gc.collect()  # what Orbax left reports now, in this test
 
 
 @pytest.mark.parametrize("item", ["state", "meta"])
@@ -119,6 +126,7 @@ def test_a_deleted_item_directory_names_the_step_and_the_item(
         restore_checkpoint(directory)
 
 
+@ORBAX_NOISE
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
@@ -136,4 +144,4 @@ def test_a_truncated_metadata_file_of_the_arrays_names_the_step_the_item_and_the
         ValueError, match=rf"^checkpoint step 2 in .* is damaged: item 'state'.* \({reason}"
     ):
         restore_checkpoint(directory)
-    gc.collect()  # nothing of Orbax's is left to report later (filterwarnings=error)
+    gc.collect()  # what Orbax left reports now, in this test

@@ -9,8 +9,8 @@ import jax
 import orbax.checkpoint as ocp
 
 from artifex.generative_models.training._checkpointing._retention import (
+    Ranking,
     RetentionSettings,
-    best_fn,
     preservation_policy,
 )
 from artifex.generative_models.training._checkpointing._step_dirs import (
@@ -18,7 +18,7 @@ from artifex.generative_models.training._checkpointing._step_dirs import (
     tidy_step_directories,
 )
 
-__all__ = ["ManagerSettings", "await_tmp_cleanup", "open_manager"]
+__all__ = ["ManagerSettings", "open_manager"]
 
 
 class ManagerSettings(RetentionSettings, Protocol):
@@ -30,34 +30,33 @@ class ManagerSettings(RetentionSettings, Protocol):
         ...
 
 
-def open_manager(directory: Path, settings: ManagerSettings) -> ocp.CheckpointManager | None:
-    """Open the writing manager of a prepared checkpoint directory.
+def open_manager(
+    directory: Path, settings: ManagerSettings
+) -> tuple[ocp.CheckpointManager, Ranking | None] | None:
+    """Open the writing manager of a prepared checkpoint directory (a collective).
 
-    Retention is Orbax's, from ``settings`` (see ``preservation_policy`` and
-    ``best_fn``); the temporary directories of saves interrupted by a crash are
-    removed (they are Orbax's own, inside the marked directory) before this returns.
-    A collective in a multi-process job, like every ``CheckpointManager`` creation.
-
-    An asynchronous save creates its step directory before it returns: created in
-    Orbax's background, a failure to create it (a read-only disk) left the save's
-    other writers waiting 300 s for its signal, and the interpreter's exit with them.
+    Retention is Orbax's, from ``settings`` (see ``preservation_policy``). The
+    temporary directories of saves that a crash or a failure interrupted are Orbax's
+    to remove: it starts that in the background here, and its first save waits for it.
 
     Args:
         directory: The resolved directory, as ``prepare_directory`` left it.
         settings: The checkpoint config.
 
     Returns:
-        The manager, or ``None`` if ``settings`` would keep no checkpoint at all.
+        The manager and, with a ``monitor``, the ``Ranking`` that retains its
+        checkpoints (holding the scores of those already there); ``None`` if
+        ``settings`` would keep no checkpoint at all.
     """
     policy = preservation_policy(settings)
     if policy is None:
         return None
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy,
-        best_fn=best_fn(settings),
-        best_mode="max",
         enable_async_checkpointing=settings.async_save,
-        async_options=ocp.AsyncOptions(create_directories_asynchronously=False),  # see above
+        # Created in Orbax's background, a step directory that cannot be created (a
+        # read-only disk) left the save's other writers waiting 300 s for its signal.
+        async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
         create=True,
         cleanup_tmp_directories=True,
         step_name_format=CompleteStepsOnly(),  # never a user's folder, nor a partial step
@@ -65,23 +64,7 @@ def open_manager(directory: Path, settings: ManagerSettings) -> ocp.CheckpointMa
     if jax.process_index() == 0:
         tidy_step_directories(directory)
     manager = ocp.CheckpointManager(directory, options=options)
-    await_tmp_cleanup(manager)
-    return manager
-
-
-def await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
-    """Wait for the removal of interrupted saves that Orbax starts in the background.
-
-    ``CheckpointManager`` starts it in its constructor, and only ``save`` waits for it,
-    not ``close``. A run that saves nothing would leave that thread running; at
-    interpreter exit it dies with "cannot schedule new futures after shutdown" and a
-    logged traceback. Waiting here also means the directory is clean when
-    ``on_train_begin`` returns. The method is private in Orbax 0.12, hence the
-    ``getattr``: an Orbax without it cleans up synchronously.
-
-    Args:
-        manager: A freshly created manager of the checkpoint directory.
-    """
-    wait = getattr(manager, "_maybe_await_cleanup_tmp_directory", None)
-    if callable(wait):
-        wait()
+    ranking = policy if isinstance(policy, Ranking) else None
+    if ranking is not None and settings.monitor is not None:
+        ranking.read(directory, manager.all_steps(), settings.monitor)
+    return manager, ranking

@@ -34,6 +34,7 @@ from artifex.generative_models.training._checkpointing._pytree import (
     with_shardings,
 )
 from artifex.generative_models.training._checkpointing._read_errors import (
+    check_json,
     check_shapes,
     read_or_explain,
 )
@@ -165,8 +166,9 @@ def restore_checkpoint(
     arrays = bool(meta.get("callback_arrays"))
     summed = meta.get("checksums") is True  # format 4 on
     layout = trainer.model if trainer is not None else model
-    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
     where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
+    check_json(where, step_dir)  # before Orbax reads anything
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
     try:
         metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
         saved = abstract_from_metadata(metadata[STATE_ITEM])

@@ -39,9 +39,8 @@ from artifex.generative_models.training._checkpointing._restore import (
     restore_checkpoint,
 )
 from artifex.generative_models.training._checkpointing._retention import (
+    Ranking,
     preservation_policy,
-    rank,
-    saved_scores,
 )
 from artifex.generative_models.training._checkpointing._runs import (
     RunClaim,
@@ -132,8 +131,8 @@ class ModelCheckpoint(BaseCallback):
         "_lookup",
         "_manager",
         "_mid_epoch_steps",
+        "_ranking",
         "_run",
-        "_scores",
         "_step_saved",
         "_steps_seen",
         "_watch",
@@ -150,7 +149,7 @@ class ModelCheckpoint(BaseCallback):
         )
         self._manager: ocp.CheckpointManager | None = None
         self._directory: Path | None = None
-        self._scores: dict[int, float] = {}
+        self._ranking: Ranking | None = None  # retention's scores, with a monitor
         self._steps_seen = 0
         self._step_saved = 0  # the step of the last save: step saves are due after it
         self._epoch_seen = 0
@@ -187,13 +186,9 @@ class ModelCheckpoint(BaseCallback):
         ``None`` without ``monitor`` or before a checkpoint with a score was saved.
         Checkpoints kept from earlier ``fit`` calls of this instance count too.
         """
-        kept = set(self.saved_checkpoint_steps)
-        ranked = [
-            (rank(score, self.config.mode), step)
-            for step, score in self._scores.items()
-            if step in kept
-        ]
-        return min(ranked)[1] if ranked else None
+        if self._ranking is None:
+            return None
+        return self._ranking.best(self.saved_checkpoint_steps)
 
     def wait_until_finished(self) -> None:
         """Block until every pending asynchronous save is on disk.
@@ -259,9 +254,9 @@ class ModelCheckpoint(BaseCallback):
             self._manager = None
         self._directory = directory
         if self._manager is None:
-            self._manager = open_manager(directory, self.config)
-            if self._manager is not None:
-                self._scores.update(saved_scores(self._manager, self.config.monitor))
+            opened = open_manager(directory, self.config)
+            if opened is not None:
+                self._manager, self._ranking = opened
 
     def _current_step(self, trainer: TrainerLike) -> int:
         if isinstance(trainer, TrainerState):
@@ -422,11 +417,10 @@ class ModelCheckpoint(BaseCallback):
             arrays=sorted(arrays),
             run=self._run,
         )
-        orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
+        if score is not None and self._ranking is not None:
+            self._ranking.scores[step] = score  # before the save: its retention reads it
         try:
-            saved = manager.save(
-                step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
-            )
+            saved = manager.save(step, args=save_args(state, meta, extra, arrays))
         except Exception as error:
             raise self._watch.failure(manager, directory, step, error) from error
         if not saved:
@@ -434,8 +428,6 @@ class ModelCheckpoint(BaseCallback):
         self._step_saved = step
         if position is not None:
             self._mid_epoch_steps.add(step)
-        if score is not None:
-            self._scores[step] = score
         self._watch.started(manager, directory, step, asynchronous=config.async_save)
         if self._lazy:
             self._watch.settle(block=True)
