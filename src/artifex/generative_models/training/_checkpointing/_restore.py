@@ -22,6 +22,7 @@ from artifex.generative_models.training._checkpointing._format import (
     MARKER_FILE,
     META_ITEM,
     READABLE_FORMATS,
+    RETIRED_FORMATS,
     STATE_ITEM,
     item_handlers,
 )
@@ -64,7 +65,7 @@ class RestoredCheckpoint:
             (``position`` not ``None``), the epoch in progress.
         position: For a mid-epoch checkpoint (``every_n_steps``, or a save on
             preemption), how many batches of ``epoch`` had run; ``None`` for an
-            epoch-end checkpoint (and every checkpoint of formats 1 and 2).
+            epoch-end checkpoint.
         metrics: The numeric epoch logs at that point (Python floats); empty for a
             mid-epoch checkpoint.
         state: The restored training-state pytree (``model``, ``opt_state``, ``step``,
@@ -73,7 +74,7 @@ class RestoredCheckpoint:
         extra: Further JSON items of the checkpoint, by name.
         callback_arrays: The array states of the ``ArrayStatefulCallback`` s, by
             ``state_key`` (pure pytrees, keyed as saved); empty for a checkpoint
-            without any (and for every format-1 checkpoint). Arrays laid out like
+            without any. Arrays laid out like
             the target model's arrays (same path, shape and dtype, as
             ``EarlyStopping``'s best weights are) get their shardings; the others
             are whole on this process's first local device.
@@ -125,11 +126,10 @@ def restore_checkpoint(
     fully addressable copy of every array (for inspection or evaluation, not for
     resuming a sharded run).
 
-    Checkpoints of every format in ``READABLE_FORMATS`` restore: format 1 (before
-    callback arrays) as a checkpoint without callback arrays, formats 1 and 2
-    (before mid-epoch checkpoints) as epoch-end checkpoints. From format 4 on, the
-    restored arrays are verified against the checksums saved with them (formats 1
-    to 3 have none and restore unverified).
+    Checkpoints of the current format and the one before (``READABLE_FORMATS``)
+    restore; older ones are refused, naming the version that reads them. The
+    restored arrays of a format-4 checkpoint are verified against the checksums
+    saved with them (format 3 has none and restores unverified).
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the
@@ -142,7 +142,7 @@ def restore_checkpoint(
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``); an
             incomplete step directory there is named, with what it lacks.
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
-            checkpoint has an unknown format, is damaged (a truncated file: the message
+            checkpoint has a retired or unknown format, is damaged (a truncated file: the message
             names the step, the item and, where it can, the entry; or a restored array
             fails its checksum: named the same way) or does not fit ``target`` (an array
             of another shape: named with both shapes), or ``step`` contradicts the step
@@ -308,6 +308,12 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
         manager.close()
     meta = meta[META_ITEM]
     found = meta.get("format") if isinstance(meta, dict) else None
+    if found in RETIRED_FORMATS:
+        raise ValueError(
+            f"checkpoint step {step} in {str(path)!r} has the format {found!r}, which this "
+            f"version no longer reads (it reads {sorted(READABLE_FORMATS)}); restore it with "
+            f"artifex-nnx-callbacks {RETIRED_FORMATS[found]}"
+        )
     if found not in READABLE_FORMATS:
         raise ValueError(
             f"checkpoint step {step} in {str(path)!r} has the format {found!r}; this version "
