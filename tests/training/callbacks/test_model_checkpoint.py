@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import importlib
 import json
 import math
 from pathlib import Path

@@ -72,9 +72,7 @@ def test_a_finished_failed_async_save_is_reported_at_the_next_poll(tmp_path: Pat
     assert "tensorstore_spec" not in str(raised.value)  # Orbax's detail, without the spec
     assert raised.value.__cause__ is orbax_error
     # The partial step is Orbax's to remove when the directory is next opened (issue 24).
-    assert "its partial directory is removed when the directory is next opened" in str(
-        raised.value
-    )
+    assert "its partial directory is removed when the directory is next opened" in str(raised.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "12.orbax-checkpoint-tmp",
         "120.orbax-checkpoint-tmp",

@@ -33,7 +33,7 @@ def _claiming(tmp_path: Path, found: str) -> Path:
 
 def test_the_line_is_the_current_format_and_the_one_before() -> None:
     assert CHECKPOINT_FORMAT.endswith("/4")
-    assert READABLE_FORMATS == {FORMAT_3, CHECKPOINT_FORMAT}
+    assert {FORMAT_3, CHECKPOINT_FORMAT} == READABLE_FORMATS
     assert FORMAT_3.endswith("/3")
     assert sorted(RETIRED_FORMATS) == [
         "artifex-nnx-callbacks/checkpoint/1",

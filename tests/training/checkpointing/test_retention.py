@@ -25,7 +25,7 @@ from artifex.generative_models.training.callbacks import CheckpointConfig, Model
 from artifex.generative_models.training.trainer import Trainer
 from tests.training._models import batches, mse, new_model
 
-NOW = datetime.datetime.now(tz=datetime.timezone.utc)
+NOW = datetime.datetime.now(tz=datetime.UTC)
 
 
 @dataclass

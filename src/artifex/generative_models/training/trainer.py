@@ -31,7 +31,6 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._epoch import (
     DataSource,
@@ -65,6 +64,7 @@ from artifex.generative_models.training._steps import (
     eval_attributes,
 )
 from artifex.generative_models.training._stopping import RemoteStop, StopArbiter
+from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
 from artifex.generative_models.training.callbacks._preflight import preflight
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import (

@@ -18,6 +18,7 @@ __all__ = [
     "abstract_from_metadata",
     "abstract_tree",
     "from_savable",
+    "load_model",
     "match_keys",
     "to_savable",
     "with_shardings",
@@ -185,3 +186,18 @@ def match_keys(template: object, restored: object, path: str) -> object:
             f"{getattr(restored, 'dtype', None)}; the model expects {shape} and {dtype}"
         )
     return restored
+
+
+def load_model(model: nnx.Module, state: Mapping[str, Any], where: str) -> None:
+    """Load the ``"model"`` entry of a restored ``state`` into ``model``.
+
+    Raises:
+        ValueError: If there is no such entry, or it does not fit ``model``.
+    """
+    model_state = nnx.state(model)
+    if "model" not in state:
+        raise ValueError(f"{where} has no 'model' entry")
+    pure = match_keys(nnx.to_pure_dict(model_state), state["model"], "model")
+    assert isinstance(pure, dict)  # match_keys returns a dict for a dict template
+    nnx.replace_by_pure_dict(model_state, pure)
+    nnx.update(model, model_state)

@@ -163,8 +163,7 @@ def read_or_explain(
             failure = ValueError(f"{where} is damaged: {_damage(error, step_dir)}")
         else:
             failure = ValueError(
-                f"{where} cannot be restored{into}: its saved state does not match "
-                f"(Orbax: {error})"
+                f"{where} cannot be restored{into}: its saved state does not match (Orbax: {error})"
             )
     # Raised outside the handler: Orbax's error, and the reads its traceback holds,
     # are not kept alive by the chain.

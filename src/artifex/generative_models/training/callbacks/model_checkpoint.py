@@ -34,10 +34,7 @@ from artifex.generative_models.training._checkpointing._format import (
 )
 from artifex.generative_models.training._checkpointing._lock import DirectoryLock
 from artifex.generative_models.training._checkpointing._manager import open_manager
-from artifex.generative_models.training._checkpointing._restore import (
-    RestoredCheckpoint,
-    restore_checkpoint,
-)
+from artifex.generative_models.training._checkpointing._restore import RestoredCheckpoint
 from artifex.generative_models.training._checkpointing._retention import (
     Ranking,
     preservation_policy,
@@ -58,6 +55,7 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     training_state,
     warn_if_stateful_after,
 )
+from artifex.generative_models.training.callbacks._checkpoint_restore import restore_checkpoint
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
 from artifex.generative_models.training.callbacks.base import (
     BaseCallback,
@@ -76,7 +74,7 @@ __all__ = [
     "RestoredCheckpoint",
     "restore_checkpoint",
 ]
-# CHECKPOINT_FORMAT, RestoredCheckpoint and restore_checkpoint live in _checkpointing.
+# CHECKPOINT_FORMAT and RestoredCheckpoint live in _checkpointing, restore_checkpoint beside.
 
 _log = logging.getLogger(__name__)
 
