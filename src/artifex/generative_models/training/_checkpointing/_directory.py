@@ -125,8 +125,9 @@ def _locked(path: Path, busy: LockHeld) -> str:
     return (
         f"checkpoint dirpath {str(path)!r} is being written by another run: "
         f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
-        "end or choose another dirpath; if that run is no longer running (on "
-        "another host, which cannot be checked from here), delete the lock file."
+        "end or choose another dirpath. If that run was killed on another host or in "
+        "a restarted container (which cannot be checked from here), resume it "
+        "(resume_from=dirpath takes over its own run's lock) or delete the lock file."
     )
 
 
@@ -169,6 +170,14 @@ def _run_verdict(
     return _DIRECTORY_OK, continued
 
 
+def _continued(path: Path, claim: RunClaim | None) -> str | None:
+    """The run of ``path`` this run continues, as far as reading tells (before the lock)."""
+    code, detail = _run_verdict(path, _read_marker(path, warn=False), claim, None)
+    if code == _DIRECTORY_OK and detail:
+        return detail
+    return None if claim is None else claim.run
+
+
 def _verdict(
     path: Path, claim: RunClaim | None, lock: bool, step: int | None
 ) -> tuple[int, str, None]:
@@ -178,25 +187,24 @@ def _verdict(
         return code, "", None
     if lock:
         try:
-            check_lock(path)
+            check_lock(path, _continued(path, claim))
         except LockHeld as busy:
             return _DIRECTORY_LOCKED, _locked(path, busy), None
     code, detail = _run_verdict(path, _read_marker(path, warn=False), claim, step)
     return code, detail, None
 
 
-def _own(path: Path, claim: RunClaim | None, step: int | None) -> tuple[int, str]:
-    """Make the marked (or new) ``path`` this run's; return ``(code, run id or refusal)``.
+def _own(path: Path, claim: RunClaim | None, step: int | None, run: str) -> tuple[int, str]:
+    """Make the marked (or new) ``path`` run ``run``'s; return ``(code, run id or refusal)``.
 
-    A new directory, one marked before run ids (formats 1 to 3: adopted, since its
-    checkpoints name no run), and one holding no checkpoint get this run's id.
-    Nothing is written on a refusal (see ``_run_verdict``).
+    A new directory, one marked before run ids (adopted, since its checkpoints name no
+    run), and one holding no checkpoint get ``run``. Nothing is written on a refusal
+    (see ``_run_verdict``).
     """
     marker = _read_marker(path, warn=True)
     code, detail = _run_verdict(path, marker, claim, step)
     if code != _DIRECTORY_OK or detail:
         return code, detail
-    run = claim.run if claim is not None and claim.run is not None else new_run_id()
     base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
     _write_marker(path, {**base, "run": run})
     return _DIRECTORY_OK, run
@@ -214,14 +222,15 @@ def _check_and_mark(
     if code != _DIRECTORY_OK:
         return code, "", None
     path.mkdir(parents=True, exist_ok=True)
+    run = _continued(path, claim) or new_run_id()
     held: DirectoryLock | None = None
     if lock:
         try:
-            held = acquire_lock(path)
+            held = acquire_lock(path, run)
         except LockHeld as busy:
             return _DIRECTORY_LOCKED, _locked(path, busy), None
     try:
-        code, detail = _own(path, claim, step)
+        code, detail = _own(path, claim, step, run)
     except BaseException:
         if held is not None:
             held.release()
