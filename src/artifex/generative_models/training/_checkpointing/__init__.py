@@ -6,7 +6,7 @@ on these modules, which import nothing of ``callbacks/`` at run time (they take 
 arguments), so dependencies between the two packages point one way.
 
 * ``_format``: the format line, item names, Orbax handlers and save arguments;
-* ``_checksums``: the checksums item, written in the save and verified on restore;
+* ``_integrity``: the checksums item, written in the save and verified on restore;
 * ``_pytree``: the conversions between ``nnx.State`` and what Orbax saves and restores;
 * ``_directory``, ``_runs``, ``_lock``: the marker, run ownership and the lock;
 * ``_step_dirs``: which step directories are checkpoints;

@@ -56,27 +56,14 @@ _PAYLOAD: Final = 4096
 
 @dataclass(frozen=True, slots=True)
 class PreparedDirectory:
-    """A checkpoint directory set up for a run.
-
-    Attributes:
-        run: The id of the run the directory holds, now this run's.
-        lock: The directory's lock, held by this process (process 0, when asked to
-            lock); ``None`` otherwise.
-    """
+    """A checkpoint directory set up for a run."""
 
     run: str
     lock: DirectoryLock | None = None
 
 
 def is_checkpoint_directory(path: Path) -> bool:
-    """Whether ``path`` holds the marker of a ``ModelCheckpoint`` directory.
-
-    Args:
-        path: The directory.
-
-    Returns:
-        ``True`` if ``path / MARKER_FILE`` is a file.
-    """
+    """Whether ``path`` holds the marker of a ``ModelCheckpoint`` directory."""
     return (path / MARKER_FILE).is_file()
 
 
@@ -134,13 +121,7 @@ def _locked(path: Path, busy: LockHeld) -> str:
 def _run_verdict(
     path: Path, marker: dict[str, Any] | None, claim: RunClaim | None, step: int | None
 ) -> tuple[int, str]:
-    """Judge the marked (or new) ``path``'s run and steps; read only.
-
-    Returns ``(_DIRECTORY_OK, run id)`` when ``claim`` continues the recorded run,
-    ``(_DIRECTORY_OK, "")`` when the directory is this run's to take (new, marked
-    before run ids, or holding no checkpoint), else a refusal and its message: another
-    run's checkpoints, or (``step`` given) checkpoints of later steps than ``step``.
-    """
+    """Judge the marked (or new) ``path``'s run and steps; read only."""
     recorded: object = None if marker is None else marker.get("run")
     steps = [] if marker is None else _checkpoint_steps(path)
     continued = ""
@@ -195,12 +176,7 @@ def _verdict(
 
 
 def _own(path: Path, claim: RunClaim | None, step: int | None, run: str) -> tuple[int, str]:
-    """Make the marked (or new) ``path`` run ``run``'s; return ``(code, run id or refusal)``.
-
-    A new directory, one marked before run ids (adopted, since its checkpoints name no
-    run), and one holding no checkpoint get ``run``. Nothing is written on a refusal
-    (see ``_run_verdict``).
-    """
+    """Make the marked (or new) ``path`` run ``run``'s; return ``(code, run id or refusal)``."""
     marker = _read_marker(path, warn=True)
     code, detail = _run_verdict(path, marker, claim, step)
     if code != _DIRECTORY_OK or detail:
@@ -213,11 +189,7 @@ def _own(path: Path, claim: RunClaim | None, step: int | None, run: str) -> tupl
 def _check_and_mark(
     path: Path, claim: RunClaim | None, lock: bool, step: int | None
 ) -> tuple[int, str, DirectoryLock | None]:
-    """Set ``path`` up for this run, unless it is refused; return ``(code, detail, lock)``.
-
-    ``detail`` is the run id when ``code`` is ``_DIRECTORY_OK``, else the refusal.
-    Nothing is written before a refusal but the directory's lock, removed again.
-    """
+    """Set ``path`` up for this run, unless it is refused; return ``(code, detail, lock)``."""
     code = _shape(path)
     if code != _DIRECTORY_OK:
         return code, "", None
@@ -244,22 +216,7 @@ def _check_and_mark(
 def check_directory(
     path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
 ) -> None:
-    """Raise what ``prepare_directory`` would raise for ``path``, writing nothing.
-
-    The same rules and the same collective (every process must call it), so a run
-    can be refused before any callback writes a file. A lock taken by another run
-    between this check and ``prepare_directory`` is still refused there.
-
-    Args:
-        path: The resolved checkpoint directory.
-        claim: As for ``prepare_directory``.
-        lock: Whether the run will take the directory's lock (a live holder refuses it).
-        step: As for ``prepare_directory``.
-
-    Raises:
-        FileExistsError: As ``prepare_directory``.
-        OSError: If process 0 could not read the directory.
-    """
+    """Raise what ``prepare_directory`` would raise for ``path``, writing nothing."""
     _agree(path, lambda: _verdict(path, claim, lock, step))
 
 
@@ -268,27 +225,8 @@ def prepare_directory(
 ) -> PreparedDirectory:
     """Set ``path`` up for a run: create it and its marker, check its run, take its lock.
 
-    In a multi-process job only process 0 checks, writes and locks; the other
-    processes wait for its verdict (a collective, so every process must call this),
-    so no process can see the directory half-made, and every process raises the
-    same error (and gets the same run id).
-
-    Args:
-        path: The resolved checkpoint directory.
-        claim: The run of ``path`` that this run continues (see ``claimed_run``), if any.
-        lock: Whether to take the directory's lock (held until it is released).
-        step: The run's step, if it will save: a directory holding later steps is
-            refused (Orbax would skip the run's saves), and left unchanged.
-
-    Returns:
-        The run id and, on process 0 with ``lock``, the held lock.
-
-    Raises:
-        FileExistsError: If ``path`` is a file, or a non-empty directory without
-            marker, or holds the checkpoints of a run this one does not continue, or
-            checkpoints of later steps than ``step``, or (with ``lock``) another run
-            holds its lock.
-        OSError: If process 0 could not create the directory, its marker or its lock.
+    A collective: process 0 alone checks, writes and locks, and every process raises
+    its verdict (or gets the same run id), so none sees the directory half-made.
     """
     return _agree(path, lambda: _check_and_mark(path, claim, lock, step))
 

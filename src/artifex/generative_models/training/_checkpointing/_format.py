@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import orbax.checkpoint as ocp
 
-from artifex.generative_models.training._checkpointing._checksums import (
+from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumHandler,
     ChecksumSave,
@@ -84,17 +84,7 @@ RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS
 def item_handlers(
     extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
 ) -> dict[str, ocp.CheckpointHandler]:
-    """The Orbax handlers of a checkpoint's items.
-
-    Args:
-        extra: The names of the further JSON items (``meta["items"]``).
-        arrays: Whether the checkpoint has the ``ARRAYS_ITEM``.
-        checksums: Whether it has the ``CHECKSUMS_ITEM`` (``meta["checksums"]``).
-
-    Returns:
-        A handler for ``state``, ``meta``, the callback arrays (if ``arrays``), the
-        checksums (if ``checksums``) and each of ``extra``, by item name.
-    """
+    """The Orbax handlers of a checkpoint's items."""
     handlers: dict[str, ocp.CheckpointHandler] = {
         STATE_ITEM: ocp.StandardCheckpointHandler(),
         META_ITEM: ocp.JsonCheckpointHandler(),
@@ -116,21 +106,7 @@ def save_args(
     *,
     checksums: bool = True,
 ) -> ocp.args.Composite:
-    """The Orbax save arguments of one checkpoint (all its items, saved atomically).
-
-    Args:
-        state: The training-state pytree, as saved (pure dicts, see ``to_savable``).
-        meta: The ``meta`` item; saved with the key ``"checksums"`` set to ``checksums``.
-        extra: The further JSON items, by name (none of ``RESERVED_ITEMS``).
-        arrays: The callbacks' array states by ``state_key`` (pure pytrees), saved
-            as the ``ARRAYS_ITEM``; nothing is saved for ``None`` or ``{}``.
-        checksums: Whether to save the ``CHECKSUMS_ITEM`` of ``state`` and ``arrays``
-            (off only to measure its cost, in ``benchmarks/bench_checksums.py``).
-
-    Returns:
-        The composite of the ``state``, ``meta``, callback-array, checksums and
-        further items.
-    """
+    """The Orbax save arguments of one checkpoint (all its items, saved atomically)."""
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
         META_ITEM: ocp.args.JsonSave({**meta, "checksums": checksums}),

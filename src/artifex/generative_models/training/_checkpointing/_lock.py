@@ -43,12 +43,7 @@ _HELD: Final[dict[Path, str]] = {}
 
 
 class LockHeld(Exception):
-    """The directory's lock is held by a live run (or one that cannot be judged).
-
-    Attributes:
-        path: The lock file.
-        holder: A description of the owner (its run, pid and host, as recorded).
-    """
+    """The directory's lock is held by a live run (or one that cannot be judged)."""
 
     def __init__(self, path: Path, holder: str) -> None:
         super().__init__(f"{path}: held by {holder}")
@@ -58,12 +53,7 @@ class LockHeld(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DirectoryLock:
-    """A held lock of a checkpoint directory.
-
-    Attributes:
-        path: The lock file.
-        token: This holder's token, recorded in the file.
-    """
+    """A held lock of a checkpoint directory."""
 
     path: Path
     token: str
@@ -85,20 +75,7 @@ def is_lock_litter(name: str) -> bool:
 
 
 def acquire_lock(directory: Path, run: str | None = None) -> DirectoryLock:
-    """Take the lock of the existing ``directory`` for this process.
-
-    Args:
-        directory: The checkpoint directory.
-        run: The id of the run this process writes (``None`` for a new run): a lock
-            of that run whose owner cannot be seen from here is taken over.
-
-    Returns:
-        The held lock; ``release`` it when the run ends.
-
-    Raises:
-        LockHeld: If another run holds it, or an owner not provably gone.
-        OSError: If the lock file cannot be created or read.
-    """
+    """Take the lock of the existing ``directory`` for this process."""
     path = directory / LOCK_FILE
     token = uuid.uuid4().hex
     for _ in range(_ATTEMPTS):
@@ -121,12 +98,7 @@ def acquire_lock(directory: Path, run: str | None = None) -> DirectoryLock:
 
 
 def check_lock(directory: Path, run: str | None = None) -> None:
-    """Raise what ``acquire_lock`` would raise for a held lock, reading only.
-
-    Raises:
-        LockHeld: If another run holds it, or an owner not provably gone.
-        OSError: If the lock file cannot be read.
-    """
+    """Raise what ``acquire_lock`` would raise for a held lock, reading only."""
     path = directory / LOCK_FILE
     seen = _read_bytes(path)
     if seen is not None and _stale(path, seen, run) is None:

@@ -33,21 +33,7 @@ class ManagerSettings(RetentionSettings, Protocol):
 def open_manager(
     directory: Path, settings: ManagerSettings
 ) -> tuple[ocp.CheckpointManager, Ranking | None] | None:
-    """Open the writing manager of a prepared checkpoint directory (a collective).
-
-    Retention is Orbax's, from ``settings`` (see ``preservation_policy``). The
-    temporary directories of saves that a crash or a failure interrupted are Orbax's
-    to remove: it starts that in the background here, and its first save waits for it.
-
-    Args:
-        directory: The resolved directory, as ``prepare_directory`` left it.
-        settings: The checkpoint config.
-
-    Returns:
-        The manager and, with a ``monitor``, the ``Ranking`` that retains its
-        checkpoints (holding the scores of those already there); ``None`` if
-        ``settings`` would keep no checkpoint at all.
-    """
+    """Open the writing manager of a prepared checkpoint directory (a collective)."""
     policy = preservation_policy(settings)
     if policy is None:
         return None

@@ -60,20 +60,7 @@ def _saved_shape(leaf: Any) -> tuple[int, ...]:
 
 
 def check_shapes(saved: object, expected: object, where: str, item: str) -> None:
-    """Refuse a target whose arrays differ in shape from the saved ones (before reading).
-
-    Only entries both trees have are compared (a missing or extra entry is Orbax's to
-    name); dtypes may differ (Orbax casts to the target's).
-
-    Args:
-        saved: Placeholders built from the item's saved metadata.
-        expected: The placeholders the restore asks for (the target's where it has them).
-        where: The checkpoint, for the message (``"checkpoint step 6 in '...'"``).
-        item: The item (``"state"``).
-
-    Raises:
-        ValueError: Naming the first entry whose shapes differ, with both shapes.
-    """
+    """Refuse a target whose arrays differ in shape from the saved ones (before reading)."""
     shapes = {name: tuple(leaf.shape) for name, leaf in _entries(saved)}
     for name, leaf in _entries(expected):
         want = _saved_shape(leaf)
@@ -104,11 +91,7 @@ def _damage(error: BaseException, step_dir: Path, item: str = STATE_ITEM) -> str
 
 
 def check_json(where: str, step_dir: Path) -> None:
-    """Refuse a step whose JSON metadata files do not parse, before Orbax reads them.
-
-    Raises:
-        ValueError: Naming the item and the file.
-    """
+    """Refuse a step whose JSON metadata files do not parse, before Orbax reads them."""
     for file in sorted(step_dir.rglob("*")):
         if file.is_file() and (file.name in _JSON_FILES or file.parent.name == "array_metadatas"):
             try:
@@ -129,32 +112,7 @@ def read_or_explain(
     into: str = "",
     **kwargs: Any,
 ) -> T:
-    """``read(*args, **kwargs)``, an Orbax read of ``item``; a damaged item named if it fails.
-
-    A TensorStore error or undecodable JSON (a truncated or garbled file) becomes a
-    ``ValueError`` naming the step, the item, the entry where TensorStore names one
-    (else the item alone) and a one-line reason. Orbax's other errors (a target of
-    another structure) become a ``ValueError`` saying the saved state does not match.
-    Orbax's own JSON files are checked first (``check_json``); the reads it abandons
-    when an array's data is damaged may still print asyncio's "Task exception was
-    never retrieved" when collected (see the docs' Checkpoints page).
-
-    Args:
-        where: The checkpoint, for the message (``"checkpoint step 6 in '...'"``).
-        step_dir: The step's directory (files are named relative to it; the item is
-            the one whose file TensorStore names, else ``state``).
-        read: The Orbax call (``manager.item_metadata`` or ``manager.restore``).
-        *args: Its positional arguments.
-        into: The target, for the message (``" into a Trainer"``).
-        **kwargs: Its keyword arguments.
-
-    Returns:
-        What ``read`` returns.
-
-    Raises:
-        ValueError: If ``read`` raised (a ``ValueError``, ``KeyError``, ``TypeError``
-            or ``OSError``, or Orbax's bare ``Exception``).
-    """
+    """``read(*args, **kwargs)``, an Orbax read; a ``ValueError`` naming what failed."""
     failure: ValueError
     try:
         return read(*args, **kwargs)

@@ -14,7 +14,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing._checksums import (
+from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumRestore,
     verify,
@@ -96,20 +96,7 @@ def read_checkpoint(
     layout: nnx.Module | None = None,
     into: str = "",
 ) -> tuple[RestoredCheckpoint, str | None]:
-    """Read a checkpoint, laid out for a target (see ``restore_checkpoint``).
-
-    Args:
-        directory: The resolved checkpoint directory, or one step's directory in it.
-        step: The step; the latest if ``None`` (or the step directory's).
-        template: A trainer's ``state_dict()``: the state is restored with its
-            structure, dtypes and shardings, and its ``nnx.State`` entries rebuilt.
-        layout: The target's model: the ``"model"`` entry (without ``template``) and
-            the callback arrays laid out like it take its shardings.
-        into: The target, for messages (``" into a Trainer"``).
-
-    Returns:
-        What was read, and the id of the run that wrote it (``None`` if it names none).
-    """
+    """Read a checkpoint, laid out for a target (see ``restore_checkpoint``)."""
     path, step = _locate(directory, step)
     step, meta = _read_meta(path, step)
     extra_names = tuple(str(name) for name in meta.get("items", ()))
@@ -173,13 +160,7 @@ def _open(
 
 
 def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
-    """Restore placeholders of the callback arrays: the model's shardings where they fit.
-
-    Each callback's tree takes the shardings of the ``model``'s arrays at the same
-    path, shape and dtype (best weights are laid out like the model, so in a
-    multi-process job they are restored as global arrays, each process reading its
-    shards); the other arrays stay whole on the first local device.
-    """
+    """Restore placeholders of the callback arrays: the model's shardings where they fit."""
     if model is None or not isinstance(abstract, dict):
         return abstract
     pure_model = nnx.to_pure_dict(nnx.state(model))
@@ -187,13 +168,7 @@ def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
 
 
 def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
-    """The checkpoint directory and step meant by ``path`` (a directory or a step in one).
-
-    Raises:
-        FileNotFoundError: If ``path`` is not a directory.
-        ValueError: If it is not a ModelCheckpoint directory (or a step of one), or
-            ``step`` contradicts the step directory.
-    """
+    """The checkpoint directory and step meant by ``path`` (a directory or a step in one)."""
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
     if (
@@ -212,13 +187,7 @@ def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
 
 
 def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
-    """The step to restore (the latest if ``step`` is ``None``) and its ``meta`` item.
-
-    Raises:
-        FileNotFoundError: If there is no checkpoint, or none for ``step``.
-        ValueError: If its ``meta`` item cannot be read, or its format is not one of
-            ``READABLE_FORMATS``.
-    """
+    """The step to restore (the latest if ``step`` is ``None``) and its ``meta`` item."""
     manager = _open(path)
     try:
         steps = tuple(sorted(manager.all_steps()))

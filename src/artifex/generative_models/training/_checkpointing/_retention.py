@@ -60,9 +60,7 @@ class Ranking(ocm.PreservationPolicy):
     """The best ``k`` checkpoints by score (all if ``k`` is ``None``), plus the last if asked.
 
     Checkpoints without a score are kept only as the last one; ties keep the earlier.
-
-    Attributes:
-        scores: The monitored score of every checkpoint that has one, by step.
+    ``scores`` holds the monitored score of every checkpoint that has one, by step.
     """
 
     def __init__(self, mode: Mode, k: int | None, *, keep_last: bool) -> None:
@@ -104,11 +102,7 @@ class Ranking(ocm.PreservationPolicy):
 
 
 def preservation_policy(settings: RetentionSettings) -> ocm.PreservationPolicy | None:
-    """The Orbax preservation policy of ``settings`` (a ``Ranking`` with ``monitor``).
-
-    Returns:
-        The policy, or ``None`` if nothing would ever be kept (so nothing is saved).
-    """
+    """The Orbax preservation policy of ``settings`` (a ``Ranking`` with ``monitor``)."""
     k = None if settings.save_top_k == -1 else settings.save_top_k
     if settings.monitor is None:
         if k == 0:

@@ -54,21 +54,8 @@ def _errno_of(error: BaseException) -> int:
 def save_failure(
     manager: ocp.CheckpointManager, directory: Path, step: int, error: BaseException
 ) -> OSError:
-    """The ``OSError`` to raise (``from error``) for the failed save of ``step``.
-
-    Has ``manager`` re-read the steps on disk first (Orbax has already dropped the
-    ones retention was to delete).
-
-    Args:
-        manager: The manager that failed to save.
-        directory: The checkpoint directory.
-        step: The step whose save failed.
-        error: Orbax's error.
-
-    Returns:
-        The error, with the ``errno`` of the cause.
-    """
-    try:
+    """The ``OSError`` to raise (``from error``) for the failed save of ``step``."""
+    try:  # Orbax has already dropped the steps retention was to delete: re-read them
         manager.reload()
     except Exception as reload_error:  # the directory may be unreadable too
         _log.warning("could not re-read the steps in %s: %s", directory, reload_error)
@@ -83,11 +70,7 @@ def save_failure(
 
 
 class SaveWatch:
-    """The asynchronous save in flight of a ``ModelCheckpoint``, and its failure.
-
-    Attributes:
-        step: The step of the asynchronous save not yet seen to finish, or ``None``.
-    """
+    """The asynchronous save in flight of a ``ModelCheckpoint``, and its failure."""
 
     __slots__ = ("_directory", "_failed", "_last", "_manager", "_solo", "step")
 
@@ -116,23 +99,14 @@ class SaveWatch:
         return save_failure(manager, directory, step, error)
 
     def poll(self) -> None:
-        """Report a finished failed save without waiting (in a single process only).
-
-        In a multi-process job the processes would see the end of the save at
-        different steps, so a failure is reported at the next save, where they agree.
-
-        Raises:
-            OSError: If the save failed.
-        """
+        """Report a finished failed save without waiting (in a single process only)."""
+        # Processes would see the save end at different steps: a multi-process job
+        # reports the failure at the next save, where they agree.
         if self.step is not None and self._solo:
             self.settle(block=False)
 
     def settle(self, *, block: bool) -> None:
-        """Wait for the save in flight (if ``block``, else only if it has finished).
-
-        Raises:
-            OSError: If the save failed, naming the directory and the step.
-        """
+        """Wait for the save in flight (if ``block``, else only if it has finished)."""
         manager, step = self._manager, self.step
         if manager is None or step is None or (not block and manager.is_saving_in_progress()):
             return
@@ -143,18 +117,12 @@ class SaveWatch:
             raise self.failure(manager, self._directory, step, error) from error
 
     def close(self, manager: ocp.CheckpointManager, directory: Path) -> None:
-        """Close ``manager`` (after ``settle``) and watch nothing again.
-
-        After a reported failure, Orbax's close raises its error again; it is logged.
-
-        Raises:
-            OSError: If closing fails after no failure, naming the last step saved.
-        """
+        """Close ``manager`` (after ``settle``) and watch nothing again."""
         failed, last = self._failed, self._last
         self.step, self._manager, self._failed, self._last = None, None, False, -1
         try:
             manager.close()
         except Exception as error:
-            if not failed:
+            if not failed:  # after a reported failure Orbax's close raises it again
                 raise save_failure(manager, directory, last, error) from error
             _log.debug("closing the manager of %s after its failed save: %s", directory, error)

@@ -362,16 +362,7 @@ class ModelCheckpoint(BaseCallback):
     def _save(
         self, trainer: TrainerLike, epoch: int, logs: dict[str, Any] | None, *, due: bool
     ) -> None:
-        """Save a checkpoint (an epoch end's if ``logs`` is given, else mid-epoch).
-
-        Raises:
-            KeyError: If ``strict`` and the monitored key is missing.
-            TypeError: If the monitored value is not a number.
-            OSError: If a save failed (an asynchronous one is reported at the next
-                batch end in a single process, else at the next save or epoch end).
-            RuntimeError: In a multi-process job, if the processes disagree on the
-                save, or it failed on another process.
-        """
+        """Save a checkpoint (an epoch end's if ``logs`` is given, else mid-epoch)."""
         config = self.config
         plan: SavePlan = None
         failure: Exception | None = None
@@ -431,15 +422,7 @@ class ModelCheckpoint(BaseCallback):
             self._watch.settle(block=True)
 
     def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
-        """``(step, score)`` of the checkpoint due now, or ``None``.
-
-        Sets the directory up first if ``on_train_begin`` did not. A mid-epoch save
-        (``logs`` ``None``) has no score.
-
-        Raises:
-            KeyError: If ``strict`` and the monitored key is missing.
-            TypeError: If the monitored value is not a number.
-        """
+        """``(step, score)`` of the checkpoint due now, or ``None``."""
         config = self.config
         if not due:
             return None
