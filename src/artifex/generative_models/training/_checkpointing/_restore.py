@@ -14,11 +14,6 @@ from typing import Any
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing._integrity import (
-    CHECKSUMS_ITEM,
-    ChecksumRestore,
-    verify,
-)
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
@@ -28,6 +23,11 @@ from artifex.generative_models.training._checkpointing._format import (
     RETIRED_FORMATS,
     STATE_ITEM,
     item_handlers,
+)
+from artifex.generative_models.training._checkpointing._integrity import (
+    CHECKSUMS_ITEM,
+    ChecksumRestore,
+    verify,
 )
 from artifex.generative_models.training._checkpointing._pytree import (
     abstract_from_metadata,
