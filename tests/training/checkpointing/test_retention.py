@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import optax
 import pytest
@@ -38,7 +39,8 @@ class Info:
 
 
 def _kept(policy: Ranking, steps: list[int]) -> list[int]:
-    infos: list[ocm.PolicyCheckpointInfo] = [Info(s) for s in steps]
+    # Info has the fields Orbax's protocol reads (its stub declares a class).
+    infos = cast("list[ocm.PolicyCheckpointInfo]", [Info(s) for s in steps])
     flags = policy.should_preserve(infos, context=None)
     return [step for step, keep in zip(steps, flags, strict=True) if keep]
 
