@@ -1,25 +1,11 @@
 """Content checksums of a checkpoint's arrays: written in the save, verified on restore.
 
-Format 4 adds the JSON item ``CHECKSUMS_ITEM``: ``{item: {entry: {"crc32", "dtype",
-"shape"}}}`` for the ``state`` and ``callback_arrays`` items, ``entry`` being the
-dotted path of the leaf (``"model.hidden.kernel"``). The CRC-32 (``zlib.crc32``) is
-taken over the C-ordered bytes of the leaf's value (a PRNG key's key data; a Python
-number as ``np.asarray`` makes it).
-
-The save takes the host copies in ``ModelCheckpoint``'s save call, before it returns
-(the next step may donate the buffers), and sums them in Orbax's background commit,
-so the step only waits for the copies; the item is part of the same atomic save.
-
-In a multi-process job process 0 writes the item's JSON file (as of every JSON
-item), summing the leaves it holds whole: the fully replicated arrays and those on
-its own devices only. An array sharded across processes is summed by shard: each
-process sums the shards it writes (those of replica 0 on its devices) into a file
-of its own in the item's directory, ``shards-<process index>.json``
-(``{item: {entry: [{"index": [[start, stop], ...], "crc32", "dtype", "shape"}]}}``),
-in the same atomic save and without a collective. Reading the item merges them as
-``{"shards": [...]}`` records of their entries. A restore verifies, on each process,
-every summed leaf it holds whole and every shard it holds whose index was saved
-(a restore onto another sharding checks the shards that coincide).
+The ``checksums`` item (format 4) holds the CRC-32, dtype and shape of every leaf of
+``state`` and ``callback_arrays``, by item and dotted entry; an array split across
+processes is summed by shard, each process writing ``shards-<process>.json`` in the
+item. The layout is told in the docs' Checkpoints page. The save copies the leaves to
+the host before it returns (the next step may donate the buffers) and sums them in
+Orbax's background commit, in the same atomic save.
 """
 
 from __future__ import annotations
