@@ -87,7 +87,7 @@ def test_a_failing_checkpoint_disk_fails_the_run_promptly_and_loses_nothing(
     assert not any("on_train_end also raised" in note for note in report["notes"])
 
     # The first checkpoint is kept and restores. A full disk leaves the failed step's
-    # partial directory, Orbax's to remove when the directory is next opened (issue 24;
+    # partial directory, removed when the directory is next opened (issue 24;
     # tests/training/callbacks/test_model_checkpoint.py). A read-only disk keeps the
     # run's lock file (it cannot be removed there): the next run replaces it as stale
     # (tests/training/checkpointing/test_lock.py).

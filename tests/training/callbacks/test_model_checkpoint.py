@@ -304,6 +304,21 @@ def test_interrupted_save_leftovers_are_cleaned_and_ignored(tmp_path: Path) -> N
     assert restore_checkpoint(tmp_path / "ck").step == 2
 
 
+def test_leftovers_are_gone_when_train_begin_returns(tmp_path: Path) -> None:
+    # Removed at once, not by Orbax's background cleanup: a run that saves nothing
+    # would otherwise exit with that thread still running.
+    config = CheckpointConfig(dirpath=tmp_path / "ck")
+    first = ModelCheckpoint(config)  # makes the directory ModelCheckpoint's own
+    first.on_train_begin(ModelOnlyTrainer())
+    first.on_train_end(ModelOnlyTrainer())
+    leftover = tmp_path / "ck" / "2.orbax-checkpoint-tmp-1700000000"
+    (leftover / "state").mkdir(parents=True)
+    callback = ModelCheckpoint(config)
+    callback.on_train_begin(ModelOnlyTrainer())
+    assert not leftover.exists()
+    callback.on_train_end(ModelOnlyTrainer())
+
+
 class HostingTrainer(ModelOnlyTrainer):
     """A ``CallbackHost``: it exposes its callbacks."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -44,11 +45,15 @@ def open_manager(
         # read-only disk) left the save's other writers waiting 300 s for its signal.
         async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
         create=True,
-        cleanup_tmp_directories=True,
+        # Orbax's own removal runs in a thread that only its save waits for: a run that
+        # saves nothing would exit with it running ("cannot schedule new futures").
+        cleanup_tmp_directories=False,
         step_name_format=CompleteStepsOnly(),  # never a user's folder, nor a partial step
     )
     if jax.process_index() == 0:
         tidy_step_directories(directory)
+        for partial in ocp.utils.tmp_checkpoints(directory):
+            shutil.rmtree(partial.get(), ignore_errors=True)
     manager = ocp.CheckpointManager(directory, options=options)
     ranking = policy if isinstance(policy, Ranking) else None
     if ranking is not None and settings.monitor is not None:

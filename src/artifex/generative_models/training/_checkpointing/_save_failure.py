@@ -5,8 +5,8 @@ TensorStore's ``ValueError`` (``RESOURCE_EXHAUSTED`` for a full disk,
 ``PERMISSION_DENIED`` for a read-only one). ``ModelCheckpoint`` raises instead an
 ``OSError`` with the ``errno`` of the cause (``EIO`` when none is known), naming the
 directory and the step, from the original error; the checkpoints saved before it are
-kept. The failed step's temporary directory is Orbax's: its manager removes it when it
-next opens the directory (``cleanup_tmp_directories``).
+kept. The failed step's temporary directory is removed when the directory is next
+opened for writing (see ``open_manager``).
 
 An asynchronous save fails in Orbax's background; ``SaveWatch`` holds the step in
 flight and reports its failure when asked, through Orbax's public
