@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import jax
 import orbax.checkpoint as ocp
 
 from artifex.generative_models.training._checkpointing._retention import (
     Ranking,
-    RetentionSettings,
     preservation_policy,
 )
 from artifex.generative_models.training._checkpointing._step_dirs import (
@@ -19,20 +18,14 @@ from artifex.generative_models.training._checkpointing._step_dirs import (
     tidy_step_directories,
 )
 
-__all__ = ["ManagerSettings", "open_manager"]
+if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at run time
+    from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 
-
-class ManagerSettings(RetentionSettings, Protocol):
-    """The fields of a checkpoint config that the manager needs (``CheckpointConfig`` has them)."""
-
-    @property
-    def async_save(self) -> bool:
-        """Whether checkpoints are written in the background."""
-        ...
+__all__ = ["open_manager"]
 
 
 def open_manager(
-    directory: Path, settings: ManagerSettings
+    directory: Path, settings: CheckpointConfig
 ) -> tuple[ocp.CheckpointManager, Ranking | None] | None:
     """Open the writing manager of a prepared checkpoint directory (a collective)."""
     policy = preservation_policy(settings)

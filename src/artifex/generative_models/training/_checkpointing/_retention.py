@@ -12,41 +12,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from artifex.generative_models.training._checkpointing._format import META_ITEM
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at run time
+    from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
     from artifex.generative_models.training.callbacks._monitor import Mode
 
-__all__ = ["Ranking", "RetentionSettings", "preservation_policy", "rank"]
-
-
-class RetentionSettings(Protocol):
-    """The fields of a checkpoint config that decide retention (``CheckpointConfig`` has them)."""
-
-    @property
-    def monitor(self) -> str | None:
-        """The log key that ranks checkpoints, or ``None`` to keep the most recent."""
-        ...
-
-    @property
-    def mode(self) -> Mode:
-        """``"min"`` if lower scores are better, ``"max"`` otherwise."""
-        ...
-
-    @property
-    def save_top_k(self) -> int:
-        """How many checkpoints to keep; ``-1`` keeps all, ``0`` none (but see ``save_last``)."""
-        ...
-
-    @property
-    def save_last(self) -> bool:
-        """Whether the most recent checkpoint is also kept, whatever its score."""
-        ...
+__all__ = ["Ranking", "preservation_policy", "rank"]
 
 
 def rank(score: float, mode: Mode) -> float:
@@ -101,7 +78,7 @@ class Ranking(ocm.PreservationPolicy):
         return [index in kept for index in range(len(checkpoints))]
 
 
-def preservation_policy(settings: RetentionSettings) -> ocm.PreservationPolicy | None:
+def preservation_policy(settings: CheckpointConfig) -> ocm.PreservationPolicy | None:
     """The Orbax preservation policy of ``settings`` (a ``Ranking`` with ``monitor``)."""
     k = None if settings.save_top_k == -1 else settings.save_top_k
     if settings.monitor is None:
