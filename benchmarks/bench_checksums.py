@@ -56,8 +56,9 @@ def measure(
     """``(blocking save, whole save, restore)`` seconds of one checkpoint of ``state``."""
     shutil.rmtree(directory, ignore_errors=True)
     prepare_directory(directory)
-    manager = open_manager(directory, CheckpointConfig(dirpath=directory, save_top_k=-1))
-    assert manager is not None
+    opened = open_manager(directory, CheckpointConfig(dirpath=directory, save_top_k=-1))
+    assert opened is not None
+    manager = opened[0]
     meta = {
         "format": CHECKPOINT_FORMAT,
         "step": STEP,

@@ -10,6 +10,10 @@ a failure, so no rule counts a module's lines.
   function; not those under ``TYPE_CHECKING``), with importing ``a.b.c`` running the
   packages ``a`` and ``a.b`` first, form no cycle. An import inside a function is then
   only ever a deferral of its cost, never the way out of a cycle.
+* No import cycle between the training package's subpackages either (``callbacks``,
+  ``_checkpointing``, ``conformance``, ...: each a node, its modules' imports its
+  edges; a module directly in ``training/`` is a node of its own): dependencies between
+  packages point one way.
 * Outside ``callbacks/``, nothing in the training package imports
   ``callbacks.model_checkpoint``: the trainer reaches checkpointing through its own
   modules, so the callback stays a thin layer over them.
@@ -198,7 +202,32 @@ def import_graph(src: Path) -> dict[str, set[str]]:
 
 def import_cycles(src: Path) -> list[str]:
     """The import cycles between the modules under ``src``, each as ``a -> b -> a``."""
-    graph = import_graph(src)
+    return _cycles(import_graph(src))
+
+
+def _package(module: str) -> str:
+    """The node of ``module`` in the package graph: its subpackage of the training package."""
+    prefix = TRAINING.replace("/", ".") + "."
+    parts = module.removeprefix(prefix).split(".")
+    return prefix + parts[0] if module.startswith(prefix) and len(parts) > 1 else module
+
+
+def package_graph(src: Path) -> dict[str, set[str]]:
+    """``import_graph`` with the modules of each subpackage of the training package as one node."""
+    graph: dict[str, set[str]] = {}
+    for module, targets in import_graph(src).items():
+        node = _package(module)
+        graph.setdefault(node, set()).update(_package(target) for target in targets)
+    return {node: targets - {node} for node, targets in graph.items()}
+
+
+def package_cycles(src: Path) -> list[str]:
+    """The import cycles between the training package's subpackages (and its other modules)."""
+    return _cycles(package_graph(src))
+
+
+def _cycles(graph: Mapping[str, set[str]]) -> list[str]:
+    """The cycles of ``graph``, each as ``a -> b -> a``."""
     found: list[str] = []
     done: set[str] = set()
 
@@ -254,6 +283,11 @@ def test_no_function_over_80_lines() -> None:
 def test_no_import_cycle() -> None:
     found = import_cycles(SRC)
     assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_no_package_cycle() -> None:
+    found = package_cycles(SRC)
+    assert not found, "import cycles between packages:\n" + "\n".join(found)
 
 
 def test_no_class_over_400_lines() -> None:
@@ -343,6 +377,25 @@ def test_import_cycles_on_a_tree(tmp_path: Path) -> None:
         },
     )
     assert import_cycles(cyclic) == ["p -> p.a -> q.c -> p"]
+
+
+def test_package_cycles_on_a_tree(tmp_path: Path) -> None:
+    files = {
+        f"{TRAINING}/__init__.py": "",
+        f"{TRAINING}/_checks.py": "",
+        f"{TRAINING}/a/__init__.py": "",
+        f"{TRAINING}/a/x.py": "from artifex.generative_models.training.b import y\n",
+        f"{TRAINING}/b/__init__.py": "",
+        f"{TRAINING}/b/y.py": "from artifex.generative_models.training import _checks\n",
+        f"{TRAINING}/b/z.py": "import artifex.generative_models.training.a.x\n",
+    }
+    acyclic = _write(tmp_path / "ok", {**files, f"{TRAINING}/b/z.py": ""})
+    assert import_cycles(acyclic) == package_cycles(acyclic) == []
+    # b.z imports a.x, which imports b.y: no cycle of modules, one of packages
+    cyclic = _write(tmp_path / "bad", files)
+    assert import_cycles(cyclic) == []
+    training = TRAINING.replace("/", ".")
+    assert package_cycles(cyclic) == [f"{training}.a -> {training}.b -> {training}.a"]
 
 
 def test_class_cap_on_a_tree(tmp_path: Path) -> None:

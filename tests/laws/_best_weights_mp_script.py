@@ -26,7 +26,6 @@ from typing import Any
 
 import jax
 
-from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training.callbacks import (
     CallbackList,
     CheckpointConfig,
@@ -34,6 +33,7 @@ from artifex.generative_models.training.callbacks import (
     EarlyStoppingConfig,
     ModelCheckpoint,
 )
+from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
 from tests.training.callbacks._checkpoint_mp_script import (
     MiniTrainer,
     Tiny,

@@ -12,7 +12,6 @@ fixture still restoring.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,26 +20,19 @@ import optax
 import pytest
 
 from artifex.generative_models.training.callbacks import (
-    History,
     LambdaCallback,
     restore_checkpoint,
 )
-from artifex.generative_models.training.callbacks.model_checkpoint import (
-    CheckpointConfig,
-    ModelCheckpoint,
-)
 from artifex.generative_models.training.trainer import Trainer
-from tests.laws._outcomes import assert_best_weights_restored, assert_same, outcome
+from tests.laws._outcomes import assert_same, outcome
 from tests.laws._resume_script import (
     build,
-    early_stopping,
     loss_fn,
     make_data,
     make_model,
 )
 
 EPOCHS = 6  # early stopping ends the run after epoch 3 (24 steps)
-FORMAT_2 = Path(__file__).resolve().parent / "format2_checkpoint"
 """A checkpoint of format 2 (before mid-epoch checkpoints), written by the code of that
 format: ``early_stopping(restore_best_weights=True)``, ``History`` and ``ModelCheckpoint``
 for two epochs (only the last checkpoint, step 12, kept)."""
@@ -176,32 +168,6 @@ def test_a_mid_epoch_resume_refuses_data_without_state(tmp_path: Path) -> None:
     ):
         trainer.fit(batches, epochs=2, resume_from=tmp_path / "checkpoints")
     assert not (tmp_path / "other" / "log.csv").exists()  # refused before on_train_begin
-
-
-def test_a_format_2_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
-    directory = tmp_path / "format2"
-    shutil.copytree(FORMAT_2, directory)
-    meta = json.loads((directory / "12" / "meta" / "metadata").read_text())
-    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/2"
-    raw = restore_checkpoint(directory)
-    assert (raw.step, raw.epoch, raw.position) == (12, 1, None)
-    assert list(raw.callback_arrays) == ["EarlyStopping[val_loss]"]
-
-    early = early_stopping(restore_best_weights=True)
-    history = History()
-    checkpoint = ModelCheckpoint(CheckpointConfig(dirpath=directory, save_top_k=-1))
-    trainer = Trainer(
-        make_model(99), optax.adam(1e-2), loss_fn, callbacks=[early, history, checkpoint]
-    )
-    assert trainer.resume(directory) == 12
-    assert (trainer.epoch, early.best_epoch, early.wait_count) == (2, 0, 1)
-    assert early.array_state() is not None  # format 2 holds the best weights
-    train, val = make_data()
-    trainer.fit(train, epochs=EPOCHS - 2, val_data=val)
-    assert early.stopped_epoch == 3
-    assert history.epochs == [0, 1, 2, 3]
-    # restore_best_weights: the final weights are epoch 0's, as saved in format 2.
-    assert_best_weights_restored(trainer, raw.callback_arrays["EarlyStopping[val_loss]"])
 
 
 class Unsized:

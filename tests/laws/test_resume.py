@@ -8,7 +8,6 @@ callback state keys and the ``resume_from`` forms.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,6 @@ from artifex.generative_models.training.callbacks import (
     restore_checkpoint,
 )
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
-from artifex.generative_models.training.callbacks.model_checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointConfig,
-    ModelCheckpoint,
-)
 from artifex.generative_models.training.callbacks.protocols import CallbackHost
 from artifex.generative_models.training.trainer import Trainer
 from tests._distributed import run_job
@@ -48,7 +42,6 @@ from tests.laws._resume_script import (
 
 EPOCHS = 6  # early stopping ends the run after epoch 3 (see early_stopping())
 STEPS_PER_EPOCH = 6
-FORMAT_1 = Path(__file__).resolve().parent / "format1_checkpoint"
 """A checkpoint of format 1 (before callback arrays), written by the code of that format:
 ``early_stopping(restore_best_weights=True)``, ``History`` and ``ModelCheckpoint`` for two
 epochs (only the last checkpoint, step 12, kept)."""
@@ -156,58 +149,6 @@ def test_resume_equivalence_with_restore_best_weights(
     best = flat_state(latest.callback_arrays["EarlyStopping[val_loss]"])
     epoch_0 = restore_checkpoint(tmp_path / "checkpoints", step=STEPS_PER_EPOCH)
     _assert_arrays_equal(best, flat_state(epoch_0.state["model"]))
-
-
-def _format_1_copy(tmp_path: Path) -> Path:
-    directory = tmp_path / "format1"
-    shutil.copytree(FORMAT_1, directory)
-    return directory
-
-
-def test_a_format_1_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
-    assert CHECKPOINT_FORMAT.endswith("/4")
-    directory = _format_1_copy(tmp_path)
-    meta = json.loads((directory / "12" / "meta" / "metadata").read_text())
-    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/1"
-    raw = restore_checkpoint(directory)
-    assert (raw.step, raw.epoch, raw.callback_arrays) == (12, 1, {})
-    assert raw.extra["callbacks"]["EarlyStopping[val_loss]"]["best_epoch"] == 0
-
-    early = early_stopping(restore_best_weights=True)
-    history = History()
-    checkpoint = ModelCheckpoint(CheckpointConfig(dirpath=directory, save_top_k=-1))
-    trainer = Trainer(
-        make_model(99), optax.adam(1e-2), loss_fn, callbacks=[early, history, checkpoint]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert trainer.resume(directory) == 12
-    assert (trainer.epoch, early.best_epoch, early.wait_count) == (2, 0, 1)
-    assert early.array_state() is None  # format 1 has no best weights
-    got = flat_state(nnx.to_pure_dict(trainer.state_dict()["model"]))
-    _assert_arrays_equal(got, flat_state(raw.state["model"]))
-
-    train, val = make_data()
-    logs = trainer.fit(train, epochs=EPOCHS - 2, val_data=val)
-    assert len(logs) == 2  # epochs 2 and 3: patience runs out at epoch 3, as in one run
-    assert early.stopped_epoch == 3
-    assert history.epochs == [0, 1, 2, 3]
-    assert trainer.step == 4 * STEPS_PER_EPOCH
-    # The run went on saving format-2 checkpoints into the format-1 directory.
-    latest = restore_checkpoint(directory)
-    assert latest.step == trainer.step
-    meta = json.loads((directory / str(latest.step) / "meta" / "metadata").read_text())
-    assert meta["format"] == CHECKPOINT_FORMAT
-    assert restore_checkpoint(directory, step=12).epoch == 1
-
-
-def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
-    directory = _format_1_copy(tmp_path)
-    path = directory / "12" / "meta" / "metadata"
-    meta = json.loads(path.read_text())
-    path.write_text(json.dumps({**meta, "format": "artifex-nnx-callbacks/checkpoint/99"}))
-    with pytest.raises(ValueError, match="checkpoint/99"):
-        restore_checkpoint(directory)
 
 
 def test_best_weights_resume_as_global_arrays_in_a_multi_process_job(tmp_path: Path) -> None:

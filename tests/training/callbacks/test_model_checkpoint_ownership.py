@@ -22,9 +22,8 @@ import optax
 import pytest
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing import _lock
 from artifex.generative_models.training._checkpointing._format import MARKER_FILE
-from artifex.generative_models.training._checkpointing._lock import LOCK_FILE, acquire_lock
+from artifex.generative_models.training._checkpointing._lock import LOCK_FILE
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
     LambdaCallback,
@@ -273,36 +272,6 @@ def test_the_lock_is_released_when_fit_fails(tmp_path: Path) -> None:
     assert not (ck / LOCK_FILE).exists()
     _fit_trainer(ck).fit(train, epochs=1, val_data=val, resume_from=ck)
     assert _steps(ck) == [6, 12]
-
-
-def _write_lock(ck: Path, **owner: Any) -> None:
-    ck.mkdir(parents=True, exist_ok=True)
-    (ck / LOCK_FILE).write_text(json.dumps(owner))
-
-
-def test_stale_and_live_locks(tmp_path: Path) -> None:
-    ck = tmp_path / "ck"
-    here = {"host": socket.gethostname(), "namespace": _lock._pid_namespace()}  # pyright: ignore[reportPrivateUsage]
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait(timeout=60)
-    _write_lock(ck, pid=dead.pid, token="dead", **here)
-    acquire_lock(ck).release()  # a dead process's lock is replaced
-    assert not (ck / LOCK_FILE).exists()
-    _write_lock(ck, pid=os.getpid(), token="earlier", **here)
-    acquire_lock(ck).release()  # this pid, not held here: a previous incarnation
-    _write_lock(ck, pid=os.getppid(), token="parent", **here)  # alive
-    with pytest.raises(_lock.LockHeld, match=f"pid {os.getppid()}"):
-        acquire_lock(ck)
-    _write_lock(ck, pid=dead.pid, token="remote", host="elsewhere.invalid")
-    with pytest.raises(_lock.LockHeld, match=r"elsewhere\.invalid"):
-        acquire_lock(ck)  # another host's process cannot be checked
-    (ck / LOCK_FILE).write_text("{")  # a writer died while filling it
-    with pytest.raises(_lock.LockHeld, match="unreadable"):
-        acquire_lock(ck)
-    old = time.time() - 120
-    os.utime(ck / LOCK_FILE, (old, old))
-    acquire_lock(ck).release()
-    assert sorted(p.name for p in ck.iterdir()) == []
 
 
 _HOLDER = """

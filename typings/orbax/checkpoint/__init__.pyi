@@ -7,6 +7,7 @@ from orbax.checkpoint import args as args
 from orbax.checkpoint import checkpoint_managers as checkpoint_managers
 from orbax.checkpoint import future as future
 from orbax.checkpoint import step as step
+from orbax.checkpoint import utils as utils
 from orbax.checkpoint.args import CheckpointArgs
 from orbax.checkpoint.checkpoint_managers import PreservationPolicy
 

@@ -1,21 +1,17 @@
-"""Checkpoints of ``ModelCheckpoint``: format, pytrees, directory, retention, restore.
+"""Checkpoints of ``ModelCheckpoint``: what Orbax's public API lacks, on top of it.
 
-Private: ``ModelCheckpoint`` (in ``callbacks/model_checkpoint.py``) is built on these
-modules, importing each name from the module that owns it, and re-exports the public
-names (``CHECKPOINT_FORMAT``, ``RestoredCheckpoint``, ``restore_checkpoint``); the
-reference trainer's ``resume`` calls ``_resume.restore_run``.
+Private: ``ModelCheckpoint`` (``callbacks/model_checkpoint.py``) and
+``restore_checkpoint`` / ``restore_run`` (``callbacks/_checkpoint_restore.py``) are built
+on these modules, which import nothing of ``callbacks/`` at run time (they take plain
+arguments), so dependencies between the two packages point one way.
 
-* ``_format``: the marker file, item names, Orbax handlers and save arguments;
+* ``_format``: the format line, item names, Orbax handlers and save arguments;
+* ``_integrity``: the checksums item, written in the save and verified on restore;
 * ``_pytree``: the conversions between ``nnx.State`` and what Orbax saves and restores;
-* ``_directory``: the marker and the directory's set-up across processes;
-* ``_runs``: run ids, and which trainer or model continues a directory's run;
-* ``_lock``: the directory's lock while a run writes it (pid and host, stale ones replaced);
-* ``_retention``: which checkpoints Orbax keeps (the best ``save_top_k``, plus the last);
-* ``_manager``: the Orbax manager that writes a directory, with that retention;
+* ``_directory``, ``_runs``, ``_lock``: the marker, run ownership and the lock;
+* ``_step_dirs``: which step directories are checkpoints;
+* ``_retention`` and ``_manager``: the Orbax manager and its preservation policy;
 * ``_agreement``: the processes' agreement on each save;
 * ``_save_failure``: a failed save as an ``OSError``, and the asynchronous save in flight;
-* ``_restore`` and ``_resume``: reading a checkpoint back, and resuming a run from it.
-
-The restore functions import the callback protocols and helpers of ``callbacks/``
-(whose ``__init__`` is lazy, so importing them imports no ``ModelCheckpoint``).
+* ``_restore`` and ``_read_errors``: reading a checkpoint back, and what a failed read says.
 """

@@ -22,22 +22,7 @@ _PLAN: Final = struct.Struct("<??q?d")
 
 
 def agree_on_save_plan(where: str, plan: SavePlan, failure: Exception | None) -> SavePlan:
-    """Check that every process of the job plans the same save (a collective).
-
-    In a single process this only re-raises ``failure``.
-
-    Args:
-        where: Where the save is planned, e.g. ``"on_epoch_end(3)"`` (for messages).
-        plan: This process's plan, or ``None`` if it saves nothing (or failed).
-        failure: The error this process met while planning, if any.
-
-    Returns:
-        ``plan``, once every process has agreed on it.
-
-    Raises:
-        Exception: ``failure``, if this process failed to plan.
-        RuntimeError: If another process failed to plan, or the plans differ.
-    """
+    """Check that every process of the job plans the same save (a collective)."""
     step, score = plan if plan is not None else (-1, None)
     payload = _PLAN.pack(
         failure is not None, plan is not None, step, score is not None, score or 0.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,42 +40,20 @@ __all__ = ["PreparedDirectory", "check_directory", "is_checkpoint_directory", "p
 
 _log = logging.getLogger(__name__)
 
-# The verdicts of process 0 on the directory, gathered as one signed byte.
-_DIRECTORY_OK: Final = 0
-_DIRECTORY_IS_FILE: Final = 1
-_DIRECTORY_FOREIGN: Final = 2
-_DIRECTORY_OS_ERROR: Final = 3
-_DIRECTORY_OTHER_RUN: Final = 4
-_DIRECTORY_LOCKED: Final = 5
-_DIRECTORY_LATER_STEPS: Final = 6
-
 _PAYLOAD: Final = 4096
-"""The bytes process 0 sends: its verdict, then the run id or the refusal, as JSON."""
+"""The bytes of process 0's verdict, as JSON: the run id, or the refusal."""
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedDirectory:
-    """A checkpoint directory set up for a run.
-
-    Attributes:
-        run: The id of the run the directory holds, now this run's.
-        lock: The directory's lock, held by this process (process 0, when asked to
-            lock); ``None`` otherwise.
-    """
+    """A checkpoint directory set up for a run: its run id, and the lock (process 0's)."""
 
     run: str
     lock: DirectoryLock | None = None
 
 
 def is_checkpoint_directory(path: Path) -> bool:
-    """Whether ``path`` holds the marker of a ``ModelCheckpoint`` directory.
-
-    Args:
-        path: The directory.
-
-    Returns:
-        ``True`` if ``path / MARKER_FILE`` is a file.
-    """
+    """Whether ``path`` holds the marker of a ``ModelCheckpoint`` directory."""
     return (path / MARKER_FILE).is_file()
 
 
@@ -109,36 +86,40 @@ def _checkpoint_steps(path: Path) -> list[int]:
     ]
 
 
-def _shape(path: Path) -> int:
-    """``_DIRECTORY_IS_FILE``, ``_DIRECTORY_FOREIGN`` (not ours, not empty) or ``_DIRECTORY_OK``."""
-    if path.exists():
-        if not path.is_dir():
-            return _DIRECTORY_IS_FILE
-        if not is_checkpoint_directory(path) and any(
-            not is_lock_litter(child.name) for child in path.iterdir()
-        ):
-            return _DIRECTORY_FOREIGN
-    return _DIRECTORY_OK
+def _check_shape(path: Path) -> None:
+    """Refuse a file, and a non-empty directory that is not ours."""
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
+    if (
+        path.is_dir()
+        and not is_checkpoint_directory(path)
+        and any(not is_lock_litter(child.name) for child in path.iterdir())
+    ):
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} is not empty and was not created by "
+            f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
+            "Choose a new or empty directory."
+        )
 
 
-def _locked(path: Path, busy: LockHeld) -> str:
-    return (
+def _locked(path: Path, busy: LockHeld) -> FileExistsError:
+    return FileExistsError(
         f"checkpoint dirpath {str(path)!r} is being written by another run: "
         f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
-        "end or choose another dirpath; if that run is no longer running (on "
-        "another host, which cannot be checked from here), delete the lock file."
+        "end or choose another dirpath. If that run was killed on another host or in "
+        "a restarted container (which cannot be checked from here), resume it "
+        "(resume_from=dirpath takes over its own run's lock) or delete the lock file."
     )
 
 
 def _run_verdict(
     path: Path, marker: dict[str, Any] | None, claim: RunClaim | None, step: int | None
-) -> tuple[int, str]:
-    """Judge the marked (or new) ``path``'s run and steps; read only.
+) -> str:
+    """The run of ``path`` that ``claim`` continues (``""`` if it is this run's to take).
 
-    Returns ``(_DIRECTORY_OK, run id)`` when ``claim`` continues the recorded run,
-    ``(_DIRECTORY_OK, "")`` when the directory is this run's to take (new, marked
-    before run ids, or holding no checkpoint), else a refusal and its message: another
-    run's checkpoints, or (``step`` given) checkpoints of later steps than ``step``.
+    Raises:
+        FileExistsError: If ``path`` holds another run's checkpoints, or (``step``
+            given) checkpoints of later steps than ``step``.
     """
     recorded: object = None if marker is None else marker.get("run")
     steps = [] if marker is None else _checkpoint_steps(path)
@@ -152,7 +133,7 @@ def _run_verdict(
                 if claim is None
                 else f"its state comes from run {claim.run!r}, which the directory no longer holds"
             )
-            return _DIRECTORY_OTHER_RUN, (
+            raise FileExistsError(
                 f"checkpoint dirpath {str(path)!r} holds the checkpoints of run {recorded!r}, "
                 f"and this run does not continue it ({came}); writing there would mix two "
                 "runs and retention would delete that run's checkpoints. Choose a new "
@@ -161,96 +142,66 @@ def _run_verdict(
             )
     latest = max(steps, default=None)
     if step is not None and latest is not None and latest > step:
-        return _DIRECTORY_LATER_STEPS, (
+        raise FileExistsError(
             f"checkpoint dirpath {str(path)!r} holds checkpoints up to step {latest}, "
             f"beyond this run's step {step}: new checkpoints would be silently skipped. "
             "Resume from it, or choose another dirpath."
         )
-    return _DIRECTORY_OK, continued
+    return continued
 
 
-def _verdict(
-    path: Path, claim: RunClaim | None, lock: bool, step: int | None
-) -> tuple[int, str, None]:
-    """What ``_check_and_mark`` would decide, reading only: ``(code, detail, None)``."""
-    code = _shape(path)
-    if code != _DIRECTORY_OK or not path.is_dir():
-        return code, "", None
+def _continued(path: Path, claim: RunClaim | None) -> str | None:
+    """The run of ``path`` this run continues, as far as reading tells (before the lock)."""
+    try:
+        continued = _run_verdict(path, _read_marker(path, warn=False), claim, None)
+    except FileExistsError:
+        continued = ""
+    return continued or (None if claim is None else claim.run)
+
+
+def _verdict(path: Path, claim: RunClaim | None, lock: bool, step: int | None) -> tuple[str, None]:
+    """What ``_check_and_mark`` would decide, reading only."""
+    _check_shape(path)
+    if not path.is_dir():
+        return "", None
     if lock:
         try:
-            check_lock(path)
+            check_lock(path, _continued(path, claim))
         except LockHeld as busy:
-            return _DIRECTORY_LOCKED, _locked(path, busy), None
-    code, detail = _run_verdict(path, _read_marker(path, warn=False), claim, step)
-    return code, detail, None
-
-
-def _own(path: Path, claim: RunClaim | None, step: int | None) -> tuple[int, str]:
-    """Make the marked (or new) ``path`` this run's; return ``(code, run id or refusal)``.
-
-    A new directory, one marked before run ids (formats 1 to 3: adopted, since its
-    checkpoints name no run), and one holding no checkpoint get this run's id.
-    Nothing is written on a refusal (see ``_run_verdict``).
-    """
-    marker = _read_marker(path, warn=True)
-    code, detail = _run_verdict(path, marker, claim, step)
-    if code != _DIRECTORY_OK or detail:
-        return code, detail
-    run = claim.run if claim is not None and claim.run is not None else new_run_id()
-    base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-    _write_marker(path, {**base, "run": run})
-    return _DIRECTORY_OK, run
+            raise _locked(path, busy) from None
+    return _run_verdict(path, _read_marker(path, warn=False), claim, step), None
 
 
 def _check_and_mark(
     path: Path, claim: RunClaim | None, lock: bool, step: int | None
-) -> tuple[int, str, DirectoryLock | None]:
-    """Set ``path`` up for this run, unless it is refused; return ``(code, detail, lock)``.
-
-    ``detail`` is the run id when ``code`` is ``_DIRECTORY_OK``, else the refusal.
-    Nothing is written before a refusal but the directory's lock, removed again.
-    """
-    code = _shape(path)
-    if code != _DIRECTORY_OK:
-        return code, "", None
+) -> tuple[str, DirectoryLock | None]:
+    """Set ``path`` up for this run; nothing is left written on a refusal but the directory."""
+    _check_shape(path)
     path.mkdir(parents=True, exist_ok=True)
+    run = _continued(path, claim) or new_run_id()
     held: DirectoryLock | None = None
     if lock:
         try:
-            held = acquire_lock(path)
+            held = acquire_lock(path, run)
         except LockHeld as busy:
-            return _DIRECTORY_LOCKED, _locked(path, busy), None
+            raise _locked(path, busy) from None
     try:
-        code, detail = _own(path, claim, step)
+        marker = _read_marker(path, warn=True)
+        continued = _run_verdict(path, marker, claim, step)
+        if not continued:  # new, marked before run ids, or holding no checkpoint: ours
+            base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
+            _write_marker(path, {**base, "run": run})
     except BaseException:
         if held is not None:
             held.release()
         raise
-    if code != _DIRECTORY_OK and held is not None:
-        held.release()
-        held = None
-    return code, detail, held
+    return continued or run, held
 
 
 def check_directory(
     path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
 ) -> None:
-    """Raise what ``prepare_directory`` would raise for ``path``, writing nothing.
-
-    The same rules and the same collective (every process must call it), so a run
-    can be refused before any callback writes a file. A lock taken by another run
-    between this check and ``prepare_directory`` is still refused there.
-
-    Args:
-        path: The resolved checkpoint directory.
-        claim: As for ``prepare_directory``.
-        lock: Whether the run will take the directory's lock (a live holder refuses it).
-        step: As for ``prepare_directory``.
-
-    Raises:
-        FileExistsError: As ``prepare_directory``.
-        OSError: If process 0 could not read the directory.
-    """
+    """Raise what ``prepare_directory`` would raise for ``path``, writing nothing."""
     _agree(path, lambda: _verdict(path, claim, lock, step))
 
 
@@ -259,67 +210,38 @@ def prepare_directory(
 ) -> PreparedDirectory:
     """Set ``path`` up for a run: create it and its marker, check its run, take its lock.
 
-    In a multi-process job only process 0 checks, writes and locks; the other
-    processes wait for its verdict (a collective, so every process must call this),
-    so no process can see the directory half-made, and every process raises the
-    same error (and gets the same run id).
-
-    Args:
-        path: The resolved checkpoint directory.
-        claim: The run of ``path`` that this run continues (see ``claimed_run``), if any.
-        lock: Whether to take the directory's lock (held until it is released).
-        step: The run's step, if it will save: a directory holding later steps is
-            refused (Orbax would skip the run's saves), and left unchanged.
-
-    Returns:
-        The run id and, on process 0 with ``lock``, the held lock.
-
-    Raises:
-        FileExistsError: If ``path`` is a file, or a non-empty directory without
-            marker, or holds the checkpoints of a run this one does not continue, or
-            checkpoints of later steps than ``step``, or (with ``lock``) another run
-            holds its lock.
-        OSError: If process 0 could not create the directory, its marker or its lock.
+    A collective: process 0 alone checks, writes and locks, and every process raises
+    its refusal (``FileExistsError``, or its ``OSError``) or gets the same run id, so
+    none sees the directory half-made.
     """
     return _agree(path, lambda: _check_and_mark(path, claim, lock, step))
 
 
-def _agree(
-    path: Path, judge: Callable[[], tuple[int, str, DirectoryLock | None]]
-) -> PreparedDirectory:
+def _agree(path: Path, judge: Callable[[], tuple[str, DirectoryLock | None]]) -> PreparedDirectory:
     """Run ``judge`` on process 0, share its verdict, and raise it on every process."""
-    primary = jax.process_index() == 0
-    code, detail, held, failure = _DIRECTORY_OK, "", None, None
-    if primary:
+    run, held, failure = "", None, None
+    if jax.process_index() == 0:
         try:
-            code, detail, held = judge()
-        except OSError as error:
-            code, failure = _DIRECTORY_OS_ERROR, error
-    raw = json.dumps(detail).encode()[: _PAYLOAD - 1] if primary else b""
-    gathered = allgather_bytes(struct.pack("<b", code) + raw.ljust(_PAYLOAD - 1, b"\0"))[0]
-    code = struct.unpack("<b", gathered[:1])[0]
-    detail = _decode(gathered[1:], detail)
-    if code == _DIRECTORY_IS_FILE:
-        raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
-    if code == _DIRECTORY_FOREIGN:
-        raise FileExistsError(
-            f"checkpoint dirpath {str(path)!r} is not empty and was not created by "
-            f"ModelCheckpoint (it has no {MARKER_FILE}); refusing to write into it. "
-            "Choose a new or empty directory."
-        )
-    if code in (_DIRECTORY_OTHER_RUN, _DIRECTORY_LOCKED, _DIRECTORY_LATER_STEPS):
-        raise FileExistsError(detail)
-    if code == _DIRECTORY_OS_ERROR:
-        if failure is not None:
-            raise failure
-        raise OSError(f"process 0 could not check or create the checkpoint dirpath {str(path)!r}")
-    return PreparedDirectory(detail, held)
-
-
-def _decode(raw: bytes, own: str) -> str:
-    """Process 0's detail from its padded JSON; ``own`` if it was cut short."""
+            run, held = judge()
+        except OSError as error:  # FileExistsError included
+            failure = error
+    refused = isinstance(failure, FileExistsError)
+    verdict = {"run": run} if failure is None else {"refused": refused, "why": str(failure)}
+    raw = json.dumps(verdict).encode()[:_PAYLOAD]
+    shared = allgather_bytes(raw.ljust(_PAYLOAD, b"\0"))[0]
+    if failure is not None:
+        raise failure
     try:
-        found: object = json.loads(raw.rstrip(b"\0"))
-    except ValueError:
-        return own or "process 0 refused the checkpoint directory (see its error)"
-    return found if isinstance(found, str) else own
+        found: dict[str, Any] = json.loads(shared.rstrip(b"\0"))
+    except ValueError:  # cut short: a refusal too long to share
+        found = {
+            "refused": True,
+            "why": "process 0 refused the checkpoint directory (see its error)",
+        }
+    if "why" not in found:
+        return PreparedDirectory(str(found["run"]), held)
+    if found["refused"]:
+        raise FileExistsError(found["why"])
+    raise OSError(
+        f"process 0 could not check or create the checkpoint dirpath {str(path)!r}: {found['why']}"
+    )

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import orbax.checkpoint as ocp
 
-from artifex.generative_models.training._checkpointing._checksums import (
+from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumHandler,
     ChecksumSave,
@@ -21,48 +21,42 @@ __all__ = [
     "CALLBACKS_ITEM",
     "CHECKPOINT_FORMAT",
     "CHECKSUMS_ITEM",
-    "FORMAT_1",
-    "FORMAT_2",
     "FORMAT_3",
     "MARKER_FILE",
     "META_ITEM",
     "READABLE_FORMATS",
     "RESERVED_ITEMS",
+    "RETIRED_FORMATS",
     "STATE_ITEM",
     "item_handlers",
     "save_args",
 ]
 
-FORMAT_1: Final = "artifex-nnx-callbacks/checkpoint/1"
-"""The first format: ``state``, ``meta`` and JSON items only (no callback arrays)."""
-
-FORMAT_2: Final = "artifex-nnx-callbacks/checkpoint/2"
-"""Format 2 adds the optional ``ARRAYS_ITEM`` (the callbacks' array states) and the
-``meta`` key ``"callback_arrays"`` listing the state keys it holds."""
-
 FORMAT_3: Final = "artifex-nnx-callbacks/checkpoint/3"
-"""Format 3 adds mid-epoch checkpoints: the ``meta`` key ``"position"`` (how many
-batches of ``meta["epoch"]``, the epoch in progress, had run; ``None`` for a
-checkpoint taken at an epoch end) and, in a mid-epoch checkpoint's ``state``, the
-entry ``"epoch_progress"`` (``{"batches", "sums"}``: the epoch's running metric
-sums). An epoch-end checkpoint is otherwise laid out as in format 2.
+"""The format before the current one, still restored (without checksums to verify).
+
+Format 3 has mid-epoch checkpoints: the ``meta`` key ``"position"`` (how many batches
+of ``meta["epoch"]``, the epoch in progress, had run; ``None`` at an epoch end) and, in
+a mid-epoch checkpoint's ``state``, the entry ``"epoch_progress"`` (``{"batches",
+"sums"}``). It holds the optional ``ARRAYS_ITEM`` listed in ``meta["callback_arrays"]``.
 """
 
 CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/4"
 """The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file.
 
-Format 4 adds checksums: the JSON item ``CHECKSUMS_ITEM`` holds the CRC-32 (with
-dtype and shape) of every leaf of the ``state`` and ``callback_arrays`` items, by
-item and dotted entry path (an array split across processes by shard, one file per
-process), written in the same atomic save, and the ``meta`` key ``"checksums"``
-(``true``) says it is there; ``restore_checkpoint`` verifies them (see ``_checksums``).
-Otherwise laid out as format 3.
+Format 4 adds checksums: the JSON item ``CHECKSUMS_ITEM`` (see ``_integrity``), written
+in the same atomic save, and the ``meta`` key ``"checksums"`` (``true``). Otherwise laid
+out as format 3.
 """
 
-READABLE_FORMATS: Final = frozenset({FORMAT_1, FORMAT_2, FORMAT_3, CHECKPOINT_FORMAT})
-"""The formats that ``restore_checkpoint`` reads: format 1 as having no callback arrays,
-formats 1 and 2 as epoch-end checkpoints (no ``position``), formats 1 to 3 without
-checksums (unverified)."""
+READABLE_FORMATS: Final = frozenset({FORMAT_3, CHECKPOINT_FORMAT})
+"""The formats that ``restore_checkpoint`` reads: the current one and the one before."""
+
+RETIRED_FORMATS: Final = {
+    "artifex-nnx-callbacks/checkpoint/1": "0.1.0 up to commit 31164a9",
+    "artifex-nnx-callbacks/checkpoint/2": "0.1.0 up to commit 31164a9",
+}
+"""Formats no longer read, with the artifex-nnx-callbacks version that reads them."""
 
 MARKER_FILE: Final = "artifex_checkpoints.json"
 """The file that marks a directory as written by ``ModelCheckpoint``."""
@@ -80,7 +74,7 @@ ARRAYS_ITEM: Final = "callback_arrays"
 """The checkpoint item holding the callbacks' array states (Orbax ``StandardSave``).
 
 A pytree ``{state_key: array_state()}`` of the ``ArrayStatefulCallback`` instances whose
-``array_state()`` was not ``None``; absent when there is none (and in format 1).
+``array_state()`` was not ``None``; absent when there is none.
 """
 
 RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS_ITEM})
@@ -90,17 +84,7 @@ RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS
 def item_handlers(
     extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
 ) -> dict[str, ocp.CheckpointHandler]:
-    """The Orbax handlers of a checkpoint's items.
-
-    Args:
-        extra: The names of the further JSON items (``meta["items"]``).
-        arrays: Whether the checkpoint has the ``ARRAYS_ITEM``.
-        checksums: Whether it has the ``CHECKSUMS_ITEM`` (``meta["checksums"]``).
-
-    Returns:
-        A handler for ``state``, ``meta``, the callback arrays (if ``arrays``), the
-        checksums (if ``checksums``) and each of ``extra``, by item name.
-    """
+    """The Orbax handlers of a checkpoint's items."""
     handlers: dict[str, ocp.CheckpointHandler] = {
         STATE_ITEM: ocp.StandardCheckpointHandler(),
         META_ITEM: ocp.JsonCheckpointHandler(),
@@ -122,21 +106,7 @@ def save_args(
     *,
     checksums: bool = True,
 ) -> ocp.args.Composite:
-    """The Orbax save arguments of one checkpoint (all its items, saved atomically).
-
-    Args:
-        state: The training-state pytree, as saved (pure dicts, see ``to_savable``).
-        meta: The ``meta`` item; saved with the key ``"checksums"`` set to ``checksums``.
-        extra: The further JSON items, by name (none of ``RESERVED_ITEMS``).
-        arrays: The callbacks' array states by ``state_key`` (pure pytrees), saved
-            as the ``ARRAYS_ITEM``; nothing is saved for ``None`` or ``{}``.
-        checksums: Whether to save the ``CHECKSUMS_ITEM`` of ``state`` and ``arrays``
-            (off only to measure its cost, in ``benchmarks/bench_checksums.py``).
-
-    Returns:
-        The composite of the ``state``, ``meta``, callback-array, checksums and
-        further items.
-    """
+    """The Orbax save arguments of one checkpoint (all its items, saved atomically)."""
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
         META_ITEM: ocp.args.JsonSave({**meta, "checksums": checksums}),

@@ -18,6 +18,7 @@ __all__ = [
     "abstract_from_metadata",
     "abstract_tree",
     "from_savable",
+    "load_model",
     "match_keys",
     "to_savable",
     "with_shardings",
@@ -35,29 +36,14 @@ def _is_array_meta(x: object) -> bool:
 
 
 def to_savable(tree: object) -> Any:
-    """Replace every ``nnx.State`` in ``tree`` by its pure dict (plain, Orbax-friendly).
-
-    Args:
-        tree: A pytree, such as a trainer's ``state_dict()``.
-
-    Returns:
-        ``tree`` with pure dicts in place of its ``nnx.State`` entries.
-    """
+    """Replace every ``nnx.State`` in ``tree`` by its pure dict (plain, Orbax-friendly)."""
     return jax.tree.map(
         lambda x: nnx.to_pure_dict(x) if isinstance(x, nnx.State) else x, tree, is_leaf=_is_state
     )
 
 
 def from_savable(template: object, restored: object) -> Any:
-    """Rebuild the ``nnx.State`` entries of ``template`` from the pure dicts in ``restored``.
-
-    Args:
-        template: The pytree that was saved (its ``nnx.State`` entries give the structure).
-        restored: What Orbax restored from ``to_savable(template)``.
-
-    Returns:
-        ``restored``, with an ``nnx.State`` wherever ``template`` has one.
-    """
+    """Rebuild the ``nnx.State`` entries of ``template`` from the pure dicts in ``restored``."""
 
     def rebuild(t: object, r: object) -> object:
         if isinstance(t, nnx.State) and isinstance(r, dict):
@@ -70,14 +56,7 @@ def from_savable(template: object, restored: object) -> Any:
 
 
 def abstract_tree(tree: object) -> Any:
-    """Shape/dtype/sharding placeholders for the arrays of ``tree`` (other leaves kept).
-
-    Args:
-        tree: A pytree of arrays and other leaves.
-
-    Returns:
-        ``tree`` with a ``jax.ShapeDtypeStruct`` in place of every ``jax.Array``.
-    """
+    """Shape/dtype/sharding placeholders for the arrays of ``tree`` (other leaves kept)."""
     return jax.tree.map(
         lambda x: (
             _shape_dtype_struct(x.shape, x.dtype, sharding=x.sharding)
@@ -89,19 +68,7 @@ def abstract_tree(tree: object) -> Any:
 
 
 def abstract_from_metadata(metadata: object) -> Any:
-    """Restore placeholders for saved tree metadata.
-
-    Arrays are restored whole on this process's first local device
-    (``jax.local_devices()[0]``, JAX's default device): in a multi-process job every
-    process gets its own fully addressable copy. Python scalars (saved from Python
-    ints and floats) are restored as Python scalars.
-
-    Args:
-        metadata: Orbax's item metadata of the saved state (or its ``tree``).
-
-    Returns:
-        A placeholder for every saved leaf, keyed as saved.
-    """
+    """Restore placeholders for saved tree metadata."""
     tree = getattr(metadata, "tree", metadata)
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
@@ -116,21 +83,7 @@ def abstract_from_metadata(metadata: object) -> Any:
 
 
 def with_shardings(abstract: object, template: object) -> Any:
-    """``abstract`` (placeholders keyed as saved) with the shardings of ``template``'s arrays.
-
-    ``template`` is a pure dict of the target (keys matched by their string form, as
-    Orbax stores them). Placeholders whose template array has the same shape and
-    dtype take its sharding, so the restored arrays are laid out like the target's
-    (global arrays in a multi-process job); the others are left as they are (a
-    mismatch is reported after the restore, by ``match_keys``).
-
-    Args:
-        abstract: Placeholders, as ``abstract_from_metadata`` returns them.
-        template: The target's pure dict.
-
-    Returns:
-        ``abstract`` with the target's shardings where they fit.
-    """
+    """``abstract`` (keyed as saved) with the shardings of ``template``'s arrays that fit."""
     if isinstance(abstract, Mapping):
         if not isinstance(template, Mapping):
             return abstract
@@ -150,19 +103,7 @@ def with_shardings(abstract: object, template: object) -> Any:
 
 
 def match_keys(template: object, restored: object, path: str) -> object:
-    """Re-key ``restored`` (string keys, as Orbax stores them) like the pure-dict ``template``.
-
-    Args:
-        template: The target's pure dict.
-        restored: The restored pure dict.
-        path: Where ``template`` sits in the checkpoint (for messages), e.g. ``"model"``.
-
-    Returns:
-        ``restored`` keyed like ``template`` (a dict wherever ``template`` is a mapping).
-
-    Raises:
-        ValueError: If a key is missing or an array's shape or dtype differs.
-    """
+    """Re-key ``restored`` (string keys, as Orbax stores them) like the pure dict ``template``."""
     if isinstance(template, Mapping):
         if not isinstance(restored, Mapping):
             raise ValueError(f"checkpoint has a leaf at {path or '<root>'}, the model a subtree")
@@ -185,3 +126,14 @@ def match_keys(template: object, restored: object, path: str) -> object:
             f"{getattr(restored, 'dtype', None)}; the model expects {shape} and {dtype}"
         )
     return restored
+
+
+def load_model(model: nnx.Module, state: Mapping[str, Any], where: str) -> None:
+    """Load the ``"model"`` entry of a restored ``state`` into ``model``."""
+    model_state = nnx.state(model)
+    if "model" not in state:
+        raise ValueError(f"{where} has no 'model' entry")
+    pure = match_keys(nnx.to_pure_dict(model_state), state["model"], "model")
+    assert isinstance(pure, dict)  # match_keys returns a dict for a dict template
+    nnx.replace_by_pure_dict(model_state, pure)
+    nnx.update(model, model_state)

@@ -1,26 +1,20 @@
 """What a restore says when a checkpoint's arrays do not fit the target or cannot be read.
 
-Two failures of Orbax reach the user as its own, or TensorStore's, text (a page of
-TensorStore spec) followed by the noise of Orbax's abandoned reads ("Task exception
-was never retrieved", "Exception ignored in coroutine"): an array whose shape differs
-from the target's, and a damaged (truncated) item. ``check_shapes`` compares the
-saved metadata with the target before Orbax reads anything; ``read_or_explain`` turns
-a failed read into a ``ValueError`` naming the step, the item and, where TensorStore
-names it, the entry, and collects Orbax's abandoned reads quietly.
+Orbax reports a damaged item or an array of another shape as its own, or TensorStore's,
+text (a page of TensorStore spec), and a failed read leaves reads behind that report
+again when collected. So the checks that need no array come first: ``check_json``
+parses Orbax's JSON metadata files, ``check_shapes`` compares the saved metadata with
+the target. ``read_or_explain`` turns a read that fails anyway (damaged array data)
+into a ``ValueError`` naming the step, the item and, where TensorStore names it, the
+entry.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import logging
 import re
-import sys
-import time
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from traceback import walk_tb
 from typing import Any, Final, TypeVar
 
 import jax
@@ -28,7 +22,7 @@ import jax.numpy as jnp
 
 from artifex.generative_models.training._checkpointing._format import STATE_ITEM
 
-__all__ = ["check_shapes", "read_or_explain"]
+__all__ = ["check_json", "check_shapes", "read_or_explain"]
 
 T = TypeVar("T")
 
@@ -43,10 +37,6 @@ _NOT_ENTRIES: Final = re.compile(r"^(?:d|array_metadatas|ocdbt\.process_\d+)$")
 _FILE: Final = re.compile(r'local file "([^"]+)"')
 _JSON_FILES: Final = frozenset({"_METADATA", "_sharding", "_CHECKPOINT_METADATA", "metadata"})
 """The JSON files of Orbax's array items (``array_metadatas/*`` too)."""
-_QUIET_S: Final = 0.3
-"""After a failed read, how long without a late report of Orbax's reads means they are done."""
-_SETTLE_S: Final = 5.0
-"""The longest a failed read waits for them."""
 
 
 def _entries(tree: object) -> Iterator[tuple[str, Any]]:
@@ -70,20 +60,7 @@ def _saved_shape(leaf: Any) -> tuple[int, ...]:
 
 
 def check_shapes(saved: object, expected: object, where: str, item: str) -> None:
-    """Refuse a target whose arrays differ in shape from the saved ones (before reading).
-
-    Only entries both trees have are compared (a missing or extra entry is Orbax's to
-    name); dtypes may differ (Orbax casts to the target's).
-
-    Args:
-        saved: Placeholders built from the item's saved metadata.
-        expected: The placeholders the restore asks for (the target's where it has them).
-        where: The checkpoint, for the message (``"checkpoint step 6 in '...'"``).
-        item: The item (``"state"``).
-
-    Raises:
-        ValueError: Naming the first entry whose shapes differ, with both shapes.
-    """
+    """Refuse a target whose arrays differ in shape from the saved ones (before reading)."""
     shapes = {name: tuple(leaf.shape) for name, leaf in _entries(saved)}
     for name, leaf in _entries(expected):
         want = _saved_shape(leaf)
@@ -113,93 +90,18 @@ def _damage(error: BaseException, step_dir: Path, item: str = STATE_ITEM) -> str
     return f"{named} cannot be read ({reason})"
 
 
-def _about_orbax(text: str) -> bool:
-    """Whether ``text`` is about Orbax's (or TensorStore's) reads."""
-    return "orbax" in text or "tensorstore" in text.lower()
-
-
-def _not_noise(record: logging.LogRecord) -> bool:
-    """Drop asyncio's "exception was never retrieved" about Orbax's reads."""
-    message = record.getMessage()
-    return not ("never retrieved" in message and _about_orbax(message))
-
-
-def _is_noise(report: Any) -> bool:
-    """Whether an unraisable ``report`` comes from Orbax's abandoned reads.
-
-    Those are its coroutines failing as they are finalized, and TensorStore's reads
-    finishing after Orbax closed their event loop ("Event loop is closed", raised in
-    TensorStore's thread, reported with no object).
-    """
-    error = report.exc_value
-    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-        return True
-    files = " ".join(frame.f_code.co_filename for frame, _ in walk_tb(report.exc_traceback))
-    return _about_orbax(f"{report.object!r} {error!r} {files}")
-
-
-def _bad_json(error: json.JSONDecodeError, step_dir: Path) -> str:
-    """Which JSON file of the step Orbax could not decode (the first that does not parse)."""
+def check_json(where: str, step_dir: Path) -> None:
+    """Refuse a step whose JSON metadata files do not parse, before Orbax reads them."""
     for file in sorted(step_dir.rglob("*")):
         if file.is_file() and (file.name in _JSON_FILES or file.parent.name == "array_metadatas"):
             try:
                 json.loads(file.read_bytes())
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
                 shown = file.relative_to(step_dir)
-                return f"item {shown.parts[0]!r} cannot be read ({shown}: invalid JSON: {error})"
-    return f"an item cannot be read (invalid JSON: {error})"
-
-
-@contextmanager
-def _quiet() -> Generator[list[float]]:
-    """Drop the noise of Orbax's abandoned reads, and only that, while a read runs.
-
-    A failed read leaves tasks whose exceptions nobody retrieves (asyncio logs each)
-    and coroutines and TensorStore callbacks that fail later (reported to
-    ``sys.unraisablehook``, which pytest turns into a warning, perhaps in a later
-    test); everything else passes to the original hook and handlers. Yields a list
-    that gets the time of each report dropped.
-    """
-    asyncio_log, hook = logging.getLogger("asyncio"), sys.unraisablehook
-    dropped: list[float] = []
-
-    def unraisable(report: Any) -> None:
-        if _is_noise(report):
-            dropped.append(time.monotonic())
-        else:
-            hook(report)
-
-    asyncio_log.addFilter(_not_noise)
-    sys.unraisablehook = unraisable
-    try:
-        yield dropped
-    finally:
-        asyncio_log.removeFilter(_not_noise)
-        sys.unraisablehook = hook
-
-
-def _settle(dropped: list[float]) -> None:
-    """Collect Orbax's abandoned reads and wait for TensorStore's stragglers to report.
-
-    Returns once no report came for ``_QUIET_S`` (at most ``_SETTLE_S`` after the start).
-    """
-    start = last = time.monotonic()
-    while True:
-        gc.collect()  # Orbax's abandoned reads, now unreferenced, go here and not later
-        now = time.monotonic()
-        last = max([last, *dropped])
-        if now - last >= _QUIET_S or now - start >= _SETTLE_S:
-            return
-        time.sleep(0.05)
-
-
-def _forget(error: BaseException | None) -> None:
-    """Drop the tracebacks of ``error`` and its chain (they hold Orbax's pending reads)."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        error.__traceback__ = None
-        error = error.__cause__ or error.__context__
+                raise ValueError(
+                    f"{where} is damaged: item {shown.parts[0]!r} cannot be read "
+                    f"({shown}: invalid JSON: {error})"
+                ) from None
 
 
 def read_or_explain(
@@ -210,44 +112,17 @@ def read_or_explain(
     into: str = "",
     **kwargs: Any,
 ) -> T:
-    """``read(*args, **kwargs)``, an Orbax read of ``item``; a damaged item named if it fails.
-
-    A TensorStore error or undecodable JSON (a truncated or garbled file) becomes a
-    ``ValueError`` naming the step, the item, the entry where TensorStore names one
-    (else the item alone) and a one-line reason. Orbax's other errors (a target of
-    another structure) become a ``ValueError`` saying the saved state does not match.
-    Either way the reads Orbax abandoned are collected before this raises, silently.
-
-    Args:
-        where: The checkpoint, for the message (``"checkpoint step 6 in '...'"``).
-        step_dir: The step's directory (files are named relative to it; the item is
-            the one whose file TensorStore names, else ``state``).
-        read: The Orbax call (``manager.item_metadata`` or ``manager.restore``).
-        *args: Its positional arguments.
-        into: The target, for the message (``" into a Trainer"``).
-        **kwargs: Its keyword arguments.
-
-    Returns:
-        What ``read`` returns.
-
-    Raises:
-        ValueError: If ``read`` raised (a ``ValueError``, ``KeyError``, ``TypeError``
-            or ``OSError``, or Orbax's bare ``Exception``).
-    """
+    """``read(*args, **kwargs)``, an Orbax read; a ``ValueError`` naming what failed."""
     failure: ValueError
-    with _quiet() as dropped:
-        try:
-            return read(*args, **kwargs)
-        except Exception as error:  # Orbax's and TensorStore's, made specific
-            if isinstance(error, json.JSONDecodeError):
-                failure = ValueError(f"{where} is damaged: {_bad_json(error, step_dir)}")
-            elif _TENSORSTORE.search(str(error)):
-                failure = ValueError(f"{where} is damaged: {_damage(error, step_dir)}")
-            else:
-                failure = ValueError(
-                    f"{where} cannot be restored{into}: its saved state does not match "
-                    f"(Orbax: {error})"
-                )
-            _forget(error)
-        _settle(dropped)
+    try:
+        return read(*args, **kwargs)
+    except Exception as error:  # Orbax's and TensorStore's, made specific
+        if _TENSORSTORE.search(str(error)):
+            failure = ValueError(f"{where} is damaged: {_damage(error, step_dir)}")
+        else:
+            failure = ValueError(
+                f"{where} cannot be restored{into}: its saved state does not match (Orbax: {error})"
+            )
+    # Raised outside the handler: Orbax's error, and the reads its traceback holds,
+    # are not kept alive by the chain.
     raise failure

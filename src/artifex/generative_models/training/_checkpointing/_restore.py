@@ -1,9 +1,12 @@
-"""Reading a checkpoint of a ``ModelCheckpoint`` directory back, optionally into a target."""
+"""Reading a checkpoint of a ``ModelCheckpoint`` directory back, with a target's layout.
+
+Takes plain arguments (a state template, a model); ``restore_checkpoint`` (in
+``callbacks/_checkpoint_restore.py``) is the public, target-aware wrapper.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,43 +14,40 @@ from typing import Any
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing._checksums import (
-    CHECKSUMS_ITEM,
-    ChecksumRestore,
-    verify,
-)
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
     MARKER_FILE,
     META_ITEM,
     READABLE_FORMATS,
+    RETIRED_FORMATS,
     STATE_ITEM,
     item_handlers,
+)
+from artifex.generative_models.training._checkpointing._integrity import (
+    CHECKSUMS_ITEM,
+    ChecksumRestore,
+    verify,
 )
 from artifex.generative_models.training._checkpointing._pytree import (
     abstract_from_metadata,
     abstract_tree,
     from_savable,
-    match_keys,
     to_savable,
     with_shardings,
 )
 from artifex.generative_models.training._checkpointing._read_errors import (
+    check_json,
     check_shapes,
     read_or_explain,
 )
-from artifex.generative_models.training._checkpointing._runs import remember_run
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
     incomplete_steps,
     lacking,
 )
-from artifex.generative_models.training._checks import check_checkpoint_location
-from artifex.generative_models.training.callbacks.base import TrainerLike
-from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
 
-__all__ = ["RestoredCheckpoint", "restore_checkpoint"]
+__all__ = ["RestoredCheckpoint", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RestoredCheckpoint:
             (``position`` not ``None``), the epoch in progress.
         position: For a mid-epoch checkpoint (``every_n_steps``, or a save on
             preemption), how many batches of ``epoch`` had run; ``None`` for an
-            epoch-end checkpoint (and every checkpoint of formats 1 and 2).
+            epoch-end checkpoint.
         metrics: The numeric epoch logs at that point (Python floats); empty for a
             mid-epoch checkpoint.
         state: The restored training-state pytree (``model``, ``opt_state``, ``step``,
@@ -72,7 +72,7 @@ class RestoredCheckpoint:
         extra: Further JSON items of the checkpoint, by name.
         callback_arrays: The array states of the ``ArrayStatefulCallback`` s, by
             ``state_key`` (pure pytrees, keyed as saved); empty for a checkpoint
-            without any (and for every format-1 checkpoint). Arrays laid out like
+            without any. Arrays laid out like
             the target model's arrays (same path, shape and dtype, as
             ``EarlyStopping``'s best weights are) get their shardings; the others
             are whole on this process's first local device.
@@ -88,89 +88,27 @@ class RestoredCheckpoint:
     callback_arrays: dict[str, Any] = field(default_factory=dict)
 
 
-def restore_checkpoint(
-    directory: str | os.PathLike[str],
+def read_checkpoint(
+    directory: Path,
+    step: int | None,
     *,
-    step: int | None = None,
-    target: nnx.Module | TrainerLike | None = None,
-) -> RestoredCheckpoint:
-    """Read a checkpoint written by ``ModelCheckpoint``, optionally into a target.
-
-    Example::
-
-        model = MyModel(rngs=nnx.Rngs(0))            # a fresh model
-        restored = restore_checkpoint("checkpoints", target=model)
-        print(restored.step, restored.epoch, restored.metrics)
-
-    Args:
-        directory: The ``dirpath`` the checkpoints were written to, or one step's
-            directory in it (``dirpath/<step>``, meaning that step).
-        step: The checkpoint's step; the latest if ``None`` (or the step directory's).
-        target: Where to load it. A [`CheckpointableTrainer`][] gets the whole state
-            through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
-            and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
-            the ``"model"`` entry through ``nnx.update``, with the shardings of the
-            module's own arrays. ``None`` loads nothing and only returns the state,
-            each array whole on this process's first local device
-            (``jax.local_devices()[0]``, JAX's default device). A target then
-            continues the directory's run: a ``ModelCheckpoint`` may write into that
-            directory for it (or, for a module, for a trainer of it).
-
-    In a multi-process job every process must call this (Orbax restores are
-    collective), with a target of the same structure. With a target whose arrays
-    are global (on a mesh over all processes' devices), each process reads the
-    shards its devices hold and the result is global arrays with the target's
-    shardings, replicated or sharded. With ``target=None`` each process gets its own
-    fully addressable copy of every array (for inspection or evaluation, not for
-    resuming a sharded run).
-
-    Checkpoints of every format in ``READABLE_FORMATS`` restore: format 1 (before
-    callback arrays) as a checkpoint without callback arrays, formats 1 and 2
-    (before mid-epoch checkpoints) as epoch-end checkpoints. From format 4 on, the
-    restored arrays are verified against the checksums saved with them (formats 1
-    to 3 have none and restore unverified).
-
-    Returns:
-        The step, epoch, metrics, state, extra items and callback arrays of the
-        checkpoint.
-
-    Raises:
-        TypeError: If ``directory`` is not a path, ``step`` not an integer or ``target``
-            neither a module nor a trainer.
-        NotADirectoryError: If ``directory`` is a file.
-        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``); an
-            incomplete step directory there is named, with what it lacks.
-        ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
-            checkpoint has an unknown format, is damaged (a truncated file: the message
-            names the step, the item and, where it can, the entry; or a restored array
-            fails its checksum: named the same way) or does not fit ``target`` (an array
-            of another shape: named with both shapes), or ``step`` contradicts the step
-            directory given.
-    """
-    check_checkpoint_location("directory", directory, step)
-    untrusted: object = target
-    if untrusted is not None and not isinstance(untrusted, nnx.Module | TrainerLike):
-        raise TypeError(
-            "target must be None, an nnx.Module or a trainer (with a model), got "
-            f"{type(target).__qualname__} {target!r}"
-        )
-    step = None if step is None else int(step)
-    path, step = _locate(Path(directory).resolve(), step)
+    template: dict[str, Any] | None = None,
+    layout: nnx.Module | None = None,
+    into: str = "",
+) -> tuple[RestoredCheckpoint, str | None]:
+    """Read a checkpoint, laid out for a target (see ``restore_checkpoint``)."""
+    path, step = _locate(directory, step)
     step, meta = _read_meta(path, step)
-    trainer = target if isinstance(target, CheckpointableTrainer) else None
-    model: nnx.Module | None = None
-    if trainer is None and target is not None:
-        model = target if isinstance(target, nnx.Module) else target.model
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
-    summed = meta.get("checksums") is True  # format 4 on
-    layout = trainer.model if trainer is not None else model
-    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
+    summed = meta.get("checksums") is True  # format 4
     where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
+    check_json(where, step_dir)  # before Orbax reads anything
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
     try:
         metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
         saved = abstract_from_metadata(metadata[STATE_ITEM])
-        abstract, template = _placeholders(saved, trainer, model)
+        abstract = _placeholders(saved, template, layout)
         check_shapes(saved, abstract, where, STATE_ITEM)  # before Orbax reads anything
         items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
         if arrays:
@@ -181,7 +119,6 @@ def restore_checkpoint(
             items[name] = ocp.args.JsonRestore()
         if summed:
             items[CHECKSUMS_ITEM] = ChecksumRestore()
-        into = "" if target is None else f" into a {type(target).__qualname__}"
         restored = read_or_explain(
             where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
         )
@@ -191,20 +128,12 @@ def restore_checkpoint(
         trees: dict[str, Any] = {k: restored[k] for k in (STATE_ITEM, ARRAYS_ITEM) if k in items}
         verify(restored[CHECKSUMS_ITEM], trees, where)
     state: dict[str, Any] = restored[STATE_ITEM]
-    if trainer is not None:
-        if isinstance(template, dict):
-            state = {
-                key: from_savable(template[key], value) if key in template else value
-                for key, value in state.items()
-            }
-        else:
-            state = from_savable(template, state)
-        trainer.load_state_dict(state)
-    elif model is not None:
-        _load_model(model, state, f"checkpoint step {step} in {str(path)!r}")
-    if target is not None:  # it now continues the directory's run (see _runs)
-        run: object = meta.get("run")
-        remember_run(target, path, run if isinstance(run, str) and run else None)
+    if template is not None:
+        state = {
+            key: from_savable(template[key], value) if key in template else value
+            for key, value in state.items()
+        }
+    run: object = meta.get("run")
     return RestoredCheckpoint(
         directory=path,
         step=int(step),
@@ -214,7 +143,7 @@ def restore_checkpoint(
         state=state,
         extra={name: restored[name] for name in extra_names},
         callback_arrays=dict(restored[ARRAYS_ITEM]) if arrays else {},
-    )
+    ), (run if isinstance(run, str) and run else None)
 
 
 def _open(
@@ -231,13 +160,7 @@ def _open(
 
 
 def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
-    """Restore placeholders of the callback arrays: the model's shardings where they fit.
-
-    Each callback's tree takes the shardings of the ``model``'s arrays at the same
-    path, shape and dtype (best weights are laid out like the model, so in a
-    multi-process job they are restored as global arrays, each process reading its
-    shards); the other arrays stay whole on the first local device.
-    """
+    """Restore placeholders of the callback arrays: the model's shardings where they fit."""
     if model is None or not isinstance(abstract, dict):
         return abstract
     pure_model = nnx.to_pure_dict(nnx.state(model))
@@ -245,13 +168,7 @@ def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
 
 
 def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
-    """The checkpoint directory and step meant by ``path`` (a directory or a step in one).
-
-    Raises:
-        FileNotFoundError: If ``path`` is not a directory.
-        ValueError: If it is not a ModelCheckpoint directory (or a step of one), or
-            ``step`` contradicts the step directory.
-    """
+    """The checkpoint directory and step meant by ``path`` (a directory or a step in one)."""
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
     if (
@@ -270,13 +187,7 @@ def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
 
 
 def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
-    """The step to restore (the latest if ``step`` is ``None``) and its ``meta`` item.
-
-    Raises:
-        FileNotFoundError: If there is no checkpoint, or none for ``step``.
-        ValueError: If its ``meta`` item cannot be read, or its format is not one of
-            ``READABLE_FORMATS``.
-    """
+    """The step to restore (the latest if ``step`` is ``None``) and its ``meta`` item."""
     manager = _open(path)
     try:
         steps = tuple(sorted(manager.all_steps()))
@@ -306,6 +217,12 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
         manager.close()
     meta = meta[META_ITEM]
     found = meta.get("format") if isinstance(meta, dict) else None
+    if found in RETIRED_FORMATS:
+        raise ValueError(
+            f"checkpoint step {step} in {str(path)!r} has the format {found!r}, which this "
+            f"version no longer reads (it reads {sorted(READABLE_FORMATS)}); restore it with "
+            f"artifex-nnx-callbacks {RETIRED_FORMATS[found]}"
+        )
     if found not in READABLE_FORMATS:
         raise ValueError(
             f"checkpoint step {step} in {str(path)!r} has the format {found!r}; this version "
@@ -314,23 +231,15 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
     return step, meta
 
 
-def _placeholders(
-    abstract: Any, trainer: CheckpointableTrainer | None, model: nnx.Module | None
-) -> tuple[Any, Any]:
-    """The restore placeholders fitted to the target, and the trainer's ``state_dict()``.
-
-    Returns:
-        ``(placeholders, template)``; ``template`` is ``None`` unless ``trainer`` is given.
-    """
-    template: Any = None
-    if trainer is not None:
+def _placeholders(abstract: Any, template: dict[str, Any] | None, model: nnx.Module | None) -> Any:
+    """The restore placeholders of the saved ``abstract`` state, fitted to the target."""
+    if template is not None:
         # The target's own state gives structure, dtypes and shardings for the
         # entries it has; entries only the checkpoint has (e.g. a data position
         # saved by a trainer that has not run yet) come from the saved metadata.
-        template = trainer.state_dict()
         savable = to_savable(template)
         if isinstance(abstract, dict) and isinstance(savable, dict):
-            abstract = {
+            return {
                 key: abstract_tree(savable[key]) if key in savable else value
                 for key, value in abstract.items()
             }
@@ -338,20 +247,5 @@ def _placeholders(
         # The target model's own arrays give the shardings (global ones in a
         # multi-process job); shapes and dtypes are checked after the restore.
         pure_model = nnx.to_pure_dict(nnx.state(model))
-        abstract = {**abstract, "model": with_shardings(abstract["model"], pure_model)}
-    return abstract, template
-
-
-def _load_model(model: nnx.Module, state: dict[str, Any], where: str) -> None:
-    """Load the ``"model"`` entry of a restored ``state`` into ``model``.
-
-    Raises:
-        ValueError: If there is no such entry, or it does not fit ``model``.
-    """
-    model_state = nnx.state(model)
-    if "model" not in state:
-        raise ValueError(f"{where} has no 'model' entry")
-    pure = match_keys(nnx.to_pure_dict(model_state), state["model"], "model")
-    assert isinstance(pure, dict)  # match_keys returns a dict for a dict template
-    nnx.replace_by_pure_dict(model_state, pure)
-    nnx.update(model, model_state)
+        return {**abstract, "model": with_shardings(abstract["model"], pure_model)}
+    return abstract

@@ -1,126 +1,85 @@
 """Which checkpoints Orbax keeps: the best ``save_top_k`` by the monitored score, plus the last.
 
-Retention is Orbax's own (a ``PreservationPolicy`` and a ``best_fn``); this module
-builds them from a config's ``monitor``, ``mode``, ``save_top_k`` and ``save_last``.
+Retention is Orbax's, through its public extension point: a ``PreservationPolicy``
+built from a config's ``monitor``, ``mode``, ``save_top_k`` and ``save_last``. Orbax
+is given no ``best_fn`` and stores no metrics: a checkpoint's score is the monitored
+value of its own ``meta`` item, which ``Ranking`` reads back for the checkpoints of
+earlier runs and is told of each new one, so that one table ranks them all.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-if TYPE_CHECKING:
+from artifex.generative_models.training._checkpointing._format import META_ITEM
+
+if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at run time
+    from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
     from artifex.generative_models.training.callbacks._monitor import Mode
 
-__all__ = [
-    "BestKAndLast",
-    "RetentionSettings",
-    "best_fn",
-    "preservation_policy",
-    "rank",
-    "saved_scores",
-]
-
-
-class RetentionSettings(Protocol):
-    """The fields of a checkpoint config that decide retention (``CheckpointConfig`` has them)."""
-
-    @property
-    def monitor(self) -> str | None:
-        """The log key that ranks checkpoints, or ``None`` to keep the most recent."""
-        ...
-
-    @property
-    def mode(self) -> Mode:
-        """``"min"`` if lower scores are better, ``"max"`` otherwise."""
-        ...
-
-    @property
-    def save_top_k(self) -> int:
-        """How many checkpoints to keep; ``-1`` keeps all, ``0`` none (but see ``save_last``)."""
-        ...
-
-    @property
-    def save_last(self) -> bool:
-        """Whether the most recent checkpoint is also kept, whatever its score."""
-        ...
+__all__ = ["Ranking", "preservation_policy", "rank"]
 
 
 def rank(score: float, mode: Mode) -> float:
-    """Lower is better: the score (``"min"``) or its negation (``"max"``); NaN ranks worst.
-
-    Args:
-        score: A monitored score.
-        mode: Whether lower (``"min"``) or higher (``"max"``) scores are better.
-
-    Returns:
-        A number that is lower for better scores (``inf`` for NaN).
-    """
+    """Lower is better: the score (``"min"``) or its negation (``"max"``); NaN ranks worst."""
     if math.isnan(score):
         return math.inf
     return score if mode == "min" else -score
 
 
-class BestKAndLast(ocm.PreservationPolicy):
-    """Orbax preservation policy: the best ``k`` by ``monitor`` (all if ``None``), plus the last.
+class Ranking(ocm.PreservationPolicy):
+    """The best ``k`` checkpoints by score (all if ``k`` is ``None``), plus the last if asked.
 
-    Checkpoints without the metric are kept only as the last one. Ties keep the earlier
-    checkpoint.
-
-    Args:
-        monitor: The metric that ranks checkpoints.
-        mode: Whether lower (``"min"``) or higher (``"max"``) values are better.
-        k: How many of the best to keep; ``None`` keeps all.
-        keep_last: Also keep the most recent checkpoint.
+    Checkpoints without a score are kept only as the last one; ties keep the earlier.
+    ``scores`` holds the monitored score of every checkpoint that has one, by step.
     """
 
-    def __init__(self, monitor: str, mode: Mode, k: int | None, *, keep_last: bool) -> None:
-        self.monitor = monitor
+    def __init__(self, mode: Mode, k: int | None, *, keep_last: bool) -> None:
         self.mode: Mode = mode
         self.k = k
         self.keep_last = keep_last
+        self.scores: dict[int, float] = {}
+
+    def read(self, directory: Path, steps: Iterable[int], monitor: str) -> None:
+        """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``."""
+        handler = ocp.JsonCheckpointHandler()
+        for step in steps:
+            try:
+                meta: object = handler.restore(directory / str(step) / META_ITEM)
+            except (OSError, ValueError):  # unreadable: unranked, as restore will say
+                continue
+            metrics = meta.get("metrics") if isinstance(meta, dict) else None
+            if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):
+                self.scores[step] = float(metrics[monitor])
+
+    def best(self, steps: Iterable[int]) -> int | None:
+        """The best of ``steps`` that has a score, or ``None``."""
+        ranked = [(rank(self.scores[s], self.mode), s) for s in steps if s in self.scores]
+        return min(ranked)[1] if ranked else None
 
     def should_preserve(
         self, checkpoints: Sequence[ocm.PolicyCheckpointInfo], *, context: object
     ) -> Sequence[bool]:
-        """Whether to keep each of ``checkpoints``.
-
-        Args:
-            checkpoints: The checkpoints of the directory, with their metrics.
-            context: Orbax's policy context (unused).
-
-        Returns:
-            One flag per checkpoint, in order.
-        """
-        keep = [False] * len(checkpoints)
-        ranked: list[tuple[float, int, int]] = []
-        for index, info in enumerate(checkpoints):
-            metrics = info.metrics
-            if isinstance(metrics, Mapping) and self.monitor in metrics:
-                score = float(metrics[self.monitor])
-                ranked.append((rank(score, self.mode), info.step, index))
-        ranked.sort()
-        for _, _, index in ranked if self.k is None else ranked[: self.k]:
-            keep[index] = True
+        """Whether to keep each of ``checkpoints`` (Orbax's policy interface)."""
+        ranked = sorted(
+            (rank(self.scores[info.step], self.mode), info.step, index)
+            for index, info in enumerate(checkpoints)
+            if info.step in self.scores
+        )
+        kept = {index for _, _, index in (ranked if self.k is None else ranked[: self.k])}
         if self.keep_last and checkpoints:
-            last = max(range(len(checkpoints)), key=lambda i: checkpoints[i].step)
-            keep[last] = True
-        return keep
+            kept.add(max(range(len(checkpoints)), key=lambda i: checkpoints[i].step))
+        return [index in kept for index in range(len(checkpoints))]
 
 
-def preservation_policy(settings: RetentionSettings) -> ocm.PreservationPolicy | None:
-    """The Orbax preservation policy of ``settings``.
-
-    Args:
-        settings: The retention fields of a checkpoint config.
-
-    Returns:
-        The policy, or ``None`` if nothing would ever be kept (so nothing is saved).
-    """
+def preservation_policy(settings: CheckpointConfig) -> ocm.PreservationPolicy | None:
+    """The Orbax preservation policy of ``settings`` (a ``Ranking`` with ``monitor``)."""
     k = None if settings.save_top_k == -1 else settings.save_top_k
     if settings.monitor is None:
         if k == 0:
@@ -128,47 +87,4 @@ def preservation_policy(settings: RetentionSettings) -> ocm.PreservationPolicy |
         return ocm.LatestN(n=k)
     if k == 0 and not settings.save_last:
         return None
-    return BestKAndLast(settings.monitor, settings.mode, k, keep_last=settings.save_last)
-
-
-def best_fn(settings: RetentionSettings) -> Callable[[Any], float] | None:
-    """Orbax's ``best_fn`` (higher is better, ``best_mode="max"``), or ``None`` without monitor.
-
-    Setting ``best_fn`` makes Orbax write each checkpoint's metrics to disk (and read
-    them back), so retention and the best checkpoint also rank the checkpoints of
-    earlier runs in the same directory.
-
-    Args:
-        settings: The retention fields of a checkpoint config.
-
-    Returns:
-        A function of a checkpoint's metrics, or ``None`` if ``monitor`` is ``None``.
-    """
-    monitor, mode = settings.monitor, settings.mode
-    if monitor is None:
-        return None
-
-    def score(metrics: Any) -> float:
-        return -rank(float(metrics[monitor]), mode)
-
-    return score
-
-
-def saved_scores(manager: ocp.CheckpointManager, monitor: str | None) -> dict[int, float]:
-    """The monitored scores Orbax recorded for the checkpoints in ``manager``'s directory.
-
-    Args:
-        manager: The directory's Orbax manager.
-        monitor: The monitored metric, or ``None``.
-
-    Returns:
-        The score of every checkpoint that has one, by step (empty without ``monitor``).
-    """
-    scores: dict[int, float] = {}
-    if monitor is None:
-        return scores
-    for step in manager.all_steps():
-        saved = manager.metrics(step)
-        if isinstance(saved, Mapping) and monitor in saved:
-            scores[step] = float(saved[monitor])
-    return scores
+    return Ranking(settings.mode, k, keep_last=settings.save_last)

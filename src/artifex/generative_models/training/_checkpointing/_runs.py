@@ -22,12 +22,7 @@ __all__ = ["RunClaim", "claimed_run", "new_run_id", "remember_run"]
 
 @dataclass(frozen=True, slots=True)
 class RunClaim:
-    """That an object continues a directory's run.
-
-    Attributes:
-        run: The run's id; ``None`` for a checkpoint saved before run ids (formats
-            1 to 3 without ``meta["run"]``).
-    """
+    """That an object continues a directory's run."""
 
     run: str | None
 
@@ -42,13 +37,7 @@ def new_run_id() -> str:
 
 
 def remember_run(owner: object, directory: Path, run: str | None) -> None:
-    """Remember that ``owner`` continues the run ``run`` of ``directory``.
-
-    Args:
-        owner: A trainer or model.
-        directory: The resolved checkpoint directory.
-        run: The run id (``None`` for a checkpoint without one).
-    """
+    """Remember that ``owner`` continues the run ``run`` of ``directory``."""
     key = id(owner)
     entry = _LINEAGE.get(key)
     if entry is None or entry[0]() is not owner:
@@ -67,15 +56,7 @@ def remember_run(owner: object, directory: Path, run: str | None) -> None:
 
 
 def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
-    """The run of ``directory`` that the first of ``owners`` known to continue one continues.
-
-    Args:
-        owners: The trainer (and its model).
-        directory: The resolved checkpoint directory.
-
-    Returns:
-        The claim, or ``None`` if none of ``owners`` continues a run of ``directory``.
-    """
+    """The run of ``directory`` that the first of ``owners`` known to continue one continues."""
     for owner in owners:
         entry = _LINEAGE.get(id(owner))
         if entry is not None and entry[0]() is owner:

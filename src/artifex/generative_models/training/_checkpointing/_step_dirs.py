@@ -43,27 +43,12 @@ _OURS: Final = _ORBAX_FILES | {STATE_ITEM, META_ITEM, CALLBACKS_ITEM, ARRAYS_ITE
 
 
 def is_complete_step(path: Path) -> bool:
-    """Whether the step directory ``path`` holds a complete checkpoint.
-
-    Args:
-        path: A step directory.
-
-    Returns:
-        ``True`` if it has Orbax's checkpoint metadata and the state and meta items.
-    """
+    """Whether the step directory ``path`` holds a complete checkpoint."""
     return not missing_parts(path)
 
 
 def missing_parts(path: Path) -> tuple[str, ...]:
-    """What the step directory ``path`` lacks of a complete checkpoint (nothing if complete).
-
-    Args:
-        path: A step directory.
-
-    Returns:
-        Those of ``_CHECKPOINT_METADATA`` (a file) and the ``state`` and ``meta`` items
-        (directories) that it does not hold.
-    """
+    """What the step directory ``path`` lacks of a complete checkpoint (nothing if complete)."""
     parts = (
         ("_CHECKPOINT_METADATA", Path.is_file),
         (STATE_ITEM, Path.is_dir),
@@ -73,14 +58,7 @@ def missing_parts(path: Path) -> tuple[str, ...]:
 
 
 def incomplete_steps(directory: Path) -> dict[int, tuple[str, ...]]:
-    """The step-named directories of ``directory`` that are not complete checkpoints.
-
-    Args:
-        directory: A checkpoint directory.
-
-    Returns:
-        Each one's step, and what it lacks (see ``missing_parts``).
-    """
+    """The step-named directories of ``directory`` that are not complete checkpoints."""
     found: dict[int, tuple[str, ...]] = {}
     for path in directory.iterdir():
         if path.is_dir() and path.name.isdigit():
@@ -118,11 +96,7 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
                 yield metadata
 
     def find_step(self, base_path: str | os.PathLike[str], step: int) -> ocp.step.Metadata:
-        """The metadata of ``step``.
-
-        Raises:
-            ValueError: If ``step`` is not a complete checkpoint (Orbax's own contract).
-        """
+        """The metadata of ``step``."""
         metadata = self._standard.find_step(base_path, step)
         if not is_complete_step(Path(metadata.path)):
             raise ValueError(f"step {step} in {str(base_path)!r} is not a complete checkpoint")
@@ -130,15 +104,7 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
 
 
 def tidy_step_directories(directory: Path) -> None:
-    """Remove the incomplete step directories of ours; warn about the foreign ones.
-
-    A step directory that is not a complete checkpoint is ours, and removed, when all
-    it holds are names a checkpoint holds (an emptied one, say). One holding anything
-    else (a user's ``1/user.txt``) is never touched; a warning names it.
-
-    Args:
-        directory: A marked checkpoint directory (on process 0 only).
-    """
+    """Remove the incomplete step directories of ours; warn about the foreign ones."""
     for path in sorted(directory.iterdir()):
         if not path.is_dir() or not path.name.isdigit() or is_complete_step(path):
             continue

@@ -44,16 +44,7 @@ __all__ = [
 
 
 def training_state(trainer: TrainerLike, step: int, epoch: int) -> Any:
-    """The ``state`` item: ``trainer.state_dict()``, or what a plain trainer exposes.
-
-    Args:
-        trainer: The trainer being checkpointed.
-        step: The global step (for a trainer without ``state_dict``).
-        epoch: The epoch to record (for a trainer without ``state_dict``).
-
-    Returns:
-        The savable training-state pytree (pure dicts).
-    """
+    """The ``state`` item: ``trainer.state_dict()``, or what a plain trainer exposes."""
     if isinstance(trainer, CheckpointableTrainer):
         return to_savable(trainer.state_dict())
     state: dict[str, Any] = {
@@ -97,24 +88,7 @@ def checkpoint_meta(
     arrays: list[str],
     run: str | None = None,
 ) -> dict[str, Any]:
-    """The ``meta`` item of a checkpoint.
-
-    Args:
-        trainer: The trainer being checkpointed.
-        step: The global step.
-        epoch: The epoch at whose end it is saved, or the epoch in progress.
-        position: For a mid-epoch checkpoint, how many of ``epoch``'s batches had run;
-            ``None`` at an epoch end.
-        logs: The epoch logs (their numbers become ``metrics``); ``None`` mid-epoch.
-        monitor: The config's ``monitor``.
-        mode: The config's ``mode``.
-        items: The names of the further JSON items.
-        arrays: The state keys of the callback arrays.
-        run: The id of the run the checkpoint directory holds.
-
-    Returns:
-        The JSON-compatible meta dict.
-    """
+    """The ``meta`` item of a checkpoint."""
     metrics = (
         {}
         if logs is None
@@ -138,13 +112,7 @@ def checkpoint_meta(
 def save_position(
     trainer: TrainerLike, state: Any, epoch: int, counted: int
 ) -> tuple[int, int | None]:
-    """The epoch and the position (batches of it run) a save outside ``on_epoch_end`` records.
-
-    A ``CheckpointableTrainer``'s state says it: mid-epoch it holds
-    ``"epoch_progress"`` and the epoch in progress; between epochs it holds none and
-    the next epoch (the checkpoint is then that of the previous epoch's end). For a
-    plain trainer: ``epoch`` and ``counted`` (the batches seen since ``on_epoch_begin``).
-    """
+    """The epoch, and the batches of it run, that a save outside ``on_epoch_end`` records."""
     if not isinstance(trainer, CheckpointableTrainer) or not isinstance(state, dict):
         return epoch, counted
     progress = state.get("epoch_progress")
@@ -156,11 +124,7 @@ def save_position(
 def warn_if_stateful_after(
     trainer: TrainerLike, callback: TrainingCallback, category: type[Warning]
 ) -> None:
-    """Warn (``category``) if a stateful callback is dispatched after ``callback``.
-
-    ``callback`` saves the other callbacks' state in its ``on_epoch_end``, so those
-    registered after it have not yet seen that epoch.
-    """
+    """Warn (``category``) if a stateful callback is dispatched after ``callback``."""
     found = around(trainer, callback)
     late = (
         []

@@ -34,14 +34,10 @@ from artifex.generative_models.training._checkpointing._format import (
 )
 from artifex.generative_models.training._checkpointing._lock import DirectoryLock
 from artifex.generative_models.training._checkpointing._manager import open_manager
-from artifex.generative_models.training._checkpointing._restore import (
-    RestoredCheckpoint,
-    restore_checkpoint,
-)
+from artifex.generative_models.training._checkpointing._restore import RestoredCheckpoint
 from artifex.generative_models.training._checkpointing._retention import (
+    Ranking,
     preservation_policy,
-    rank,
-    saved_scores,
 )
 from artifex.generative_models.training._checkpointing._runs import (
     RunClaim,
@@ -59,6 +55,7 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     warn_if_stateful_after,
 )
 from artifex.generative_models.training.callbacks._checkpoint_kwargs import CheckpointKwargs
+from artifex.generative_models.training.callbacks._checkpoint_restore import restore_checkpoint
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
 from artifex.generative_models.training.callbacks.base import TrainerLike
@@ -76,7 +73,7 @@ __all__ = [
     "RestoredCheckpoint",
     "restore_checkpoint",
 ]
-# CHECKPOINT_FORMAT, RestoredCheckpoint and restore_checkpoint live in _checkpointing.
+# CHECKPOINT_FORMAT and RestoredCheckpoint live in _checkpointing, restore_checkpoint beside.
 
 _log = logging.getLogger(__name__)
 
@@ -132,8 +129,8 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         "_lookup",
         "_manager",
         "_mid_epoch_steps",
+        "_ranking",
         "_run",
-        "_scores",
         "_step_saved",
         "_steps_seen",
         "_watch",
@@ -154,7 +151,7 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         )
         self._manager: ocp.CheckpointManager | None = None
         self._directory: Path | None = None
-        self._scores: dict[int, float] = {}
+        self._ranking: Ranking | None = None  # retention's scores, with a monitor
         self._steps_seen = 0
         self._step_saved = 0  # the step of the last save: step saves are due after it
         self._epoch_seen = 0
@@ -187,13 +184,9 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         ``None`` without ``monitor`` or before a checkpoint with a score was saved.
         Checkpoints kept from earlier ``fit`` calls of this instance count too.
         """
-        kept = set(self.saved_checkpoint_steps)
-        ranked = [
-            (rank(score, self.config.mode), step)
-            for step, score in self._scores.items()
-            if step in kept
-        ]
-        return min(ranked)[1] if ranked else None
+        if self._ranking is None:
+            return None
+        return self._ranking.best(self.saved_checkpoint_steps)
 
     def wait_until_finished(self) -> None:
         """Block until every pending asynchronous save is on disk.
@@ -259,9 +252,9 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             self._manager = None
         self._directory = directory
         if self._manager is None:
-            self._manager = open_manager(directory, self.config)
-            if self._manager is not None:
-                self._scores.update(saved_scores(self._manager, self.config.monitor))
+            opened = open_manager(directory, self.config)
+            if opened is not None:
+                self._manager, self._ranking = opened
 
     def _current_step(self, trainer: TrainerLike) -> int:
         if isinstance(trainer, TrainerState):
@@ -369,16 +362,7 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
     def _save(
         self, trainer: TrainerLike, epoch: int, logs: dict[str, Any] | None, *, due: bool
     ) -> None:
-        """Save a checkpoint (an epoch end's if ``logs`` is given, else mid-epoch).
-
-        Raises:
-            KeyError: If ``strict`` and the monitored key is missing.
-            TypeError: If the monitored value is not a number.
-            OSError: If a save failed (an asynchronous one is reported at the next
-                batch end in a single process, else at the next save or epoch end).
-            RuntimeError: In a multi-process job, if the processes disagree on the
-                save, or it failed on another process.
-        """
+        """Save a checkpoint (an epoch end's if ``logs`` is given, else mid-epoch)."""
         config = self.config
         plan: SavePlan = None
         failure: Exception | None = None
@@ -422,11 +406,10 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             arrays=sorted(arrays),
             run=self._run,
         )
-        orbax_metrics = None if config.monitor is None or score is None else {config.monitor: score}
+        if score is not None and self._ranking is not None:
+            self._ranking.scores[step] = score  # before the save: its retention reads it
         try:
-            saved = manager.save(
-                step, args=save_args(state, meta, extra, arrays), metrics=orbax_metrics
-            )
+            saved = manager.save(step, args=save_args(state, meta, extra, arrays))
         except Exception as error:
             raise self._watch.failure(manager, directory, step, error) from error
         if not saved:
@@ -434,22 +417,12 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         self._step_saved = step
         if position is not None:
             self._mid_epoch_steps.add(step)
-        if score is not None:
-            self._scores[step] = score
         self._watch.started(manager, directory, step, asynchronous=config.async_save)
         if self._lazy:
             self._watch.settle(block=True)
 
     def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
-        """``(step, score)`` of the checkpoint due now, or ``None``.
-
-        Sets the directory up first if ``on_train_begin`` did not. A mid-epoch save
-        (``logs`` ``None``) has no score.
-
-        Raises:
-            KeyError: If ``strict`` and the monitored key is missing.
-            TypeError: If the monitored value is not a number.
-        """
+        """``(step, score)`` of the checkpoint due now, or ``None``."""
         config = self.config
         if not due:
             return None

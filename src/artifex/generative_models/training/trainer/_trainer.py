@@ -14,9 +14,9 @@ from flax import nnx
 from jax.sharding import Mesh
 from typing_extensions import TypeVar
 
-from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
+from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import (
     CallbackList,

@@ -1,25 +1,11 @@
 """Content checksums of a checkpoint's arrays: written in the save, verified on restore.
 
-Format 4 adds the JSON item ``CHECKSUMS_ITEM``: ``{item: {entry: {"crc32", "dtype",
-"shape"}}}`` for the ``state`` and ``callback_arrays`` items, ``entry`` being the
-dotted path of the leaf (``"model.hidden.kernel"``). The CRC-32 (``zlib.crc32``) is
-taken over the C-ordered bytes of the leaf's value (a PRNG key's key data; a Python
-number as ``np.asarray`` makes it).
-
-The save takes the host copies in ``ModelCheckpoint``'s save call, before it returns
-(the next step may donate the buffers), and sums them in Orbax's background commit,
-so the step only waits for the copies; the item is part of the same atomic save.
-
-In a multi-process job process 0 writes the item's JSON file (as of every JSON
-item), summing the leaves it holds whole: the fully replicated arrays and those on
-its own devices only. An array sharded across processes is summed by shard: each
-process sums the shards it writes (those of replica 0 on its devices) into a file
-of its own in the item's directory, ``shards-<process index>.json``
-(``{item: {entry: [{"index": [[start, stop], ...], "crc32", "dtype", "shape"}]}}``),
-in the same atomic save and without a collective. Reading the item merges them as
-``{"shards": [...]}`` records of their entries. A restore verifies, on each process,
-every summed leaf it holds whole and every shard it holds whose index was saved
-(a restore onto another sharding checks the shards that coincide).
+The ``checksums`` item (format 4) holds the CRC-32, dtype and shape of every leaf of
+``state`` and ``callback_arrays``, by item and dotted entry; an array split across
+processes is summed by shard, each process writing ``shards-<process>.json`` in the
+item. The layout is told in the docs' Checkpoints page. The save copies the leaves to
+the host before it returns (the next step may donate the buffers) and sums them in
+Orbax's background commit, in the same atomic save.
 """
 
 from __future__ import annotations
@@ -49,7 +35,7 @@ _FILENAME: Final = "metadata"  # JsonCheckpointHandler's file name: read back as
 _SHARDS: Final = "shards-{}.json"  # a process's sums of its shards, by process index
 _RECORD: Final = ("crc32", "dtype", "shape")
 
-Sums = dict[str, dict[str, dict[str, Any]]]
+ChecksumTable = dict[str, dict[str, dict[str, Any]]]
 """``{item: {entry: {"crc32": int, "dtype": str, "shape": [int, ...]}}}``."""
 
 Index = list[list[int]]
@@ -80,11 +66,7 @@ def _data(leaf: jax.Array) -> jax.Array:
 
 
 def _whole(leaf: object) -> Any:
-    """The leaf's whole value as held by this process (host or device), or ``None``.
-
-    ``None`` for a leaf that is not a number or an array, and for an array of which
-    this process holds only a part.
-    """
+    """The leaf's whole value as held by this process (host or device), or ``None``."""
     if isinstance(leaf, jax.Array):
         leaf = _data(leaf)
         if leaf.is_fully_addressable:
@@ -106,10 +88,7 @@ def _leaves(tree: object) -> Iterator[tuple[str, Any]]:
 
 
 def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Array]]:
-    """``(entry, index, data)`` of this process's shards of the arrays split across processes.
-
-    With ``written``, only the shards this process writes (replica 0's).
-    """
+    """``(entry, index, data)`` of this process's shards of arrays split across processes."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if not isinstance(leaf, jax.Array) or _whole(leaf) is not None:
             continue
@@ -130,19 +109,7 @@ def _sum(value: np.ndarray) -> dict[str, Any]:
 def host_copies(
     trees: Mapping[str, object], *, whole: bool = True
 ) -> tuple[dict[str, dict[str, np.ndarray]], ShardCopies]:
-    """Host copies of what this process sums of ``trees`` (by item).
-
-    All device-to-host transfers are started before the first is awaited.
-
-    Args:
-        trees: The pytrees to sum, by item name.
-        whole: Whether to copy the leaves held whole (process 0 sums them).
-
-    Returns:
-        ``{item: {entry: host value}}`` of the leaves held whole (empty without
-        ``whole``), and the shards this process writes of the arrays split across
-        processes (none in a single-process job).
-    """
+    """Host copies of what this process sums of ``trees`` (by item)."""
     held = {item: dict(_leaves(tree)) if whole else {} for item, tree in trees.items()}
     split = {item: list(_shards(tree, written=True)) for item, tree in trees.items()}
     for item in trees:
@@ -157,15 +124,8 @@ def host_copies(
     return copies, shards
 
 
-def checksums(copies: Mapping[str, Mapping[str, np.ndarray]]) -> Sums:
-    """The checksum records of host copies (``host_copies``'s result).
-
-    Args:
-        copies: ``{item: {entry: host value}}``.
-
-    Returns:
-        ``{item: {entry: {"crc32", "dtype", "shape"}}}``.
-    """
+def checksums(copies: Mapping[str, Mapping[str, np.ndarray]]) -> ChecksumTable:
+    """The checksum records of host copies (``host_copies``'s result)."""
     return {item: {k: _sum(v) for k, v in values.items()} for item, values in copies.items()}
 
 
@@ -179,11 +139,7 @@ def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]
 
 @dataclasses.dataclass
 class ChecksumSave(ocp_args.CheckpointArgs):
-    """Save arguments of the checksums item: the pytrees to sum, by item name.
-
-    Attributes:
-        trees: ``{item: pytree}``, as given to the items' ``StandardSave``.
-    """
+    """Save arguments of the checksums item: the pytrees to sum, by item name."""
 
     trees: Mapping[str, object]
 
@@ -194,13 +150,7 @@ class ChecksumRestore(ocp_args.CheckpointArgs):
 
 
 class ChecksumHandler(ocp.JsonCheckpointHandler):
-    """Writes the checksums of ``ChecksumSave.trees`` as a JSON item (read back as one).
-
-    ``async_save`` copies the leaves to the host before it returns and sums them in
-    the commit future (in the background with asynchronous saves): process 0 the
-    leaves it holds whole, every process its shards of the arrays split across
-    processes (see the module's docs). ``restore`` merges the shard files in.
-    """
+    """Writes the checksums of ``ChecksumSave.trees`` as a JSON item (read back as one)."""
 
     async def async_save(
         self,
@@ -208,16 +158,7 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
         item: Mapping[str, Any] | None = None,
         args: ChecksumSave | None = None,
     ) -> list[ocp_future.Future] | None:
-        """Copy the summed leaves to the host; return the future that sums and writes them.
-
-        Args:
-            directory: The item's directory.
-            item: Unused (Orbax's legacy argument).
-            args: The pytrees to sum.
-
-        Returns:
-            The commit future.
-        """
+        """Copy the summed leaves to the host; return the future that sums and writes them."""
         del item
         primary = jax.process_index() == 0
         if args is None:
@@ -241,19 +182,7 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
         item: Mapping[str, Any] | None = None,
         args: ChecksumRestore | None = None,
     ) -> Mapping[str, Any]:
-        """Read the checksums: process 0's JSON file with every process's shard sums merged in.
-
-        Args:
-            directory: The item's directory.
-            item: Unused (Orbax's legacy argument).
-            args: Unused.
-
-        Returns:
-            ``{item: {entry: record}}``, a split array's record being ``{"shards": [...]}``.
-
-        Raises:
-            ValueError: If a shard file is not JSON of the expected shape.
-        """
+        """Read process 0's JSON file with every process's shard sums merged in."""
         sums: dict[str, Any] = dict(super().restore(directory, item, args))
         for found in sorted(Path(directory).glob(_SHARDS.format("*"))):
             try:
@@ -288,21 +217,7 @@ def _shard_records(want: object) -> Iterator[tuple[Index, dict[str, Any]]]:
 
 
 def verify(sums: object, trees: Mapping[str, object], where: str) -> None:
-    """Check the restored ``trees`` (by item) against the saved checksums ``sums``.
-
-    Every leaf this process holds whole is checked, against its record or, if it was
-    saved split across processes, against each saved shard (sliced out); of the other
-    leaves, each shard held whose index was saved. Entries without a record are skipped.
-
-    Args:
-        sums: The restored checksums item.
-        trees: The restored pytrees, by item name.
-        where: ``"checkpoint step <s> in <dir>"``, for the error.
-
-    Raises:
-        ValueError: If the checksums item is not a mapping, or a restored leaf's
-            bytes, dtype or shape differ from what was saved.
-    """
+    """Check the restored ``trees`` (by item) against the saved checksums ``sums``."""
     if not isinstance(sums, Mapping):
         raise ValueError(
             f"{where}: its {CHECKSUMS_ITEM!r} item is not a mapping: {type(sums).__qualname__}"

@@ -1,0 +1,161 @@
+"""Restoring a ``ModelCheckpoint`` checkpoint into a target, and resuming its callbacks.
+
+The callback-aware side of restoring: which kind of target gets what, and the stateful
+callbacks' states. The reading itself is ``_checkpointing._restore.read_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from flax import nnx
+
+from artifex.generative_models.training._checkpointing._format import CALLBACKS_ITEM
+from artifex.generative_models.training._checkpointing._pytree import load_model
+from artifex.generative_models.training._checkpointing._restore import (
+    RestoredCheckpoint,
+    read_checkpoint,
+)
+from artifex.generative_models.training._checkpointing._runs import remember_run
+from artifex.generative_models.training._checks import check_checkpoint_location
+from artifex.generative_models.training.callbacks._state import (
+    load_callback_array_states,
+    load_callback_states,
+    stateful_callbacks,
+)
+from artifex.generative_models.training.callbacks.base import TrainerLike, TrainingCallback
+from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
+
+__all__ = ["restore_checkpoint", "restore_run"]
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike[str],
+    *,
+    step: int | None = None,
+    target: nnx.Module | TrainerLike | None = None,
+) -> RestoredCheckpoint:
+    """Read a checkpoint written by ``ModelCheckpoint``, optionally into a target.
+
+    Example::
+
+        model = MyModel(rngs=nnx.Rngs(0))            # a fresh model
+        restored = restore_checkpoint("checkpoints", target=model)
+        print(restored.step, restored.epoch, restored.metrics)
+
+    Args:
+        directory: The ``dirpath`` the checkpoints were written to, or one step's
+            directory in it (``dirpath/<step>``, meaning that step).
+        step: The checkpoint's step; the latest if ``None`` (or the step directory's).
+        target: Where to load it. A [`CheckpointableTrainer`][] gets the whole state
+            through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
+            and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
+            the ``"model"`` entry through ``nnx.update``, with the shardings of the
+            module's own arrays. ``None`` loads nothing and only returns the state,
+            each array whole on this process's first local device
+            (``jax.local_devices()[0]``, JAX's default device). A target then
+            continues the directory's run: a ``ModelCheckpoint`` may write into that
+            directory for it (or, for a module, for a trainer of it).
+
+    In a multi-process job every process must call this (Orbax restores are
+    collective), with a target of the same structure. With a target whose arrays
+    are global (on a mesh over all processes' devices), each process reads the
+    shards its devices hold and the result is global arrays with the target's
+    shardings, replicated or sharded. With ``target=None`` each process gets its own
+    fully addressable copy of every array (for inspection or evaluation, not for
+    resuming a sharded run).
+
+    Checkpoints of the current format and the one before (``READABLE_FORMATS``)
+    restore; older ones are refused, naming the version that reads them. The
+    restored arrays of a format-4 checkpoint are verified against the checksums
+    saved with them (format 3 has none and restores unverified).
+
+    Returns:
+        The step, epoch, metrics, state, extra items and callback arrays of the
+        checkpoint.
+
+    Raises:
+        TypeError: If ``directory`` is not a path, ``step`` not an integer or ``target``
+            neither a module nor a trainer.
+        NotADirectoryError: If ``directory`` is a file.
+        FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``); an
+            incomplete step directory there is named, with what it lacks.
+        ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
+            checkpoint has a retired or unknown format, is damaged (a truncated file: the message
+            names the step, the item and, where it can, the entry; or a restored array
+            fails its checksum: named the same way) or does not fit ``target`` (an array
+            of another shape: named with both shapes), or ``step`` contradicts the step
+            directory given.
+    """
+    check_checkpoint_location("directory", directory, step)
+    untrusted: object = target
+    if untrusted is not None and not isinstance(untrusted, nnx.Module | TrainerLike):
+        raise TypeError(
+            "target must be None, an nnx.Module or a trainer (with a model), got "
+            f"{type(target).__qualname__} {target!r}"
+        )
+    trainer = target if isinstance(target, CheckpointableTrainer) else None
+    model: nnx.Module | None = None
+    if trainer is None and target is not None:
+        model = target if isinstance(target, nnx.Module) else target.model
+    restored, run = read_checkpoint(
+        Path(directory).resolve(),
+        None if step is None else int(step),
+        template=None if trainer is None else trainer.state_dict(),
+        layout=model if trainer is None else trainer.model,
+        into="" if target is None else f" into a {type(target).__qualname__}",
+    )
+    if trainer is not None:
+        trainer.load_state_dict(restored.state)
+    elif model is not None:
+        where = f"checkpoint step {restored.step} in {str(restored.directory)!r}"
+        load_model(model, restored.state, where)
+    if target is not None:  # it now continues the directory's run (see _runs)
+        remember_run(target, restored.directory, run)
+    return restored
+
+
+def restore_run(
+    checkpoint: str | os.PathLike[str],
+    trainer: CheckpointableTrainer,
+    callbacks: Iterable[TrainingCallback],
+    /,
+) -> int:
+    """Restore a ``ModelCheckpoint`` checkpoint into ``trainer`` and its ``callbacks``.
+
+    Loads the trainer's whole state (``load_state_dict``) and the state of every
+    stateful callback, by ``state_key`` (a callback without a saved state, or a saved
+    state without a callback, warns); then the array states of the
+    ``ArrayStatefulCallback`` s (``load_array_state``), restored with the shardings
+    of the trainer's model where they are laid out like it.
+
+    Args:
+        checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
+            step's directory in it.
+        trainer: The trainer to load the state into.
+        callbacks: The trainer's callbacks (or a ``CallbackList``).
+
+    Returns:
+        The restored global step.
+
+    Raises:
+        FileNotFoundError: If there is no such checkpoint.
+        ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
+            ``trainer``, or two callbacks share a ``state_key``.
+    """
+    check_checkpoint_location("resume_from", checkpoint)
+    targets = stateful_callbacks(callbacks)
+    restored = restore_checkpoint(checkpoint, target=trainer)
+    states: object = restored.extra.get(CALLBACKS_ITEM, {})
+    if not isinstance(states, Mapping):
+        raise ValueError(
+            f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
+            f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
+        )
+    if targets or states:
+        load_callback_states(callbacks, states)
+    if restored.callback_arrays:
+        load_callback_array_states(callbacks, restored.callback_arrays)
+    return restored.step
