@@ -34,6 +34,7 @@ from artifex.generative_models.training.trainer._chunks import DataSource
 from artifex.generative_models.training.trainer._fit import Outcome, evaluate, run_fit
 from artifex.generative_models.training.trainer._injected import InjectedHyperparams
 from artifex.generative_models.training.trainer._leaves import FlatState
+from artifex.generative_models.training.trainer._modes import warn_modes_restored
 from artifex.generative_models.training.trainer._position import RunPosition
 from artifex.generative_models.training.trainer._steps import (
     CompiledSteps,
@@ -345,7 +346,9 @@ class Trainer(InjectedHyperparams[M]):
         Raises:
             ValueError: If ``data`` yields no batches or batch structures differ.
         """
-        self._state.own()
+        restored = self._state.own()
+        if restored:
+            warn_modes_restored(restored, "before Trainer.evaluate")
         return evaluate(self._current_steps(), self._state, self._spmd, data, "data")
 
     # ------------------------------------------------------------------ compiled steps
