@@ -127,6 +127,7 @@ def run_fit(
     if resume_from is not None:
         trainer.resume(resume_from)
     position.check_resumable()
+    position.planned_epochs, position.steps_per_epoch = position.epoch + epochs, _length(train_data)
     preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
@@ -166,6 +167,14 @@ def run_fit(
     if isinstance(stopper, PreemptionNotice):
         raise Preempted(position.step, saver_directories(savers))
     return history
+
+
+def _length(data: DataSource) -> int | None:
+    """``len(data)``, or ``None`` for data without a length."""
+    try:
+        return len(data)  # type: ignore[arg-type]  # a re-iterable may have no length
+    except TypeError:
+        return None
 
 
 def _tear_down_failed(

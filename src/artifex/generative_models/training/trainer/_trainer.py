@@ -29,6 +29,7 @@ from artifex.generative_models.training.callbacks.protocols import (
     ExampleCounter,
     HyperparameterTrainer,
     RunStatus,
+    TrainingPlan,
 )
 from artifex.generative_models.training.trainer._chunks import DataSource
 from artifex.generative_models.training.trainer._fit import Outcome, evaluate, run_fit
@@ -165,6 +166,16 @@ class Trainer(InjectedHyperparams[M]):
     def step(self) -> int:
         """The global step: how many training steps have run, across ``fit`` calls."""
         return self._position.step
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epoch this ``fit`` ends at if nothing stops it (``TrainingPlan``)."""
+        return self._position.planned_epochs
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """``len(train_data)`` of this ``fit``, or ``None`` (``TrainingPlan``)."""
+        return self._position.steps_per_epoch
 
     @property
     def epoch(self) -> int:
@@ -386,4 +397,5 @@ if TYPE_CHECKING:
         host: CallbackHost = trainer
         tunable: HyperparameterTrainer = trainer
         counter: ExampleCounter = trainer
-        del checkpointable, host, tunable, counter
+        plan: TrainingPlan = trainer
+        del checkpointable, host, tunable, counter, plan
