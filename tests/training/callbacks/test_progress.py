@@ -4,12 +4,20 @@ import io
 import time
 
 import jax
+import jax.numpy as jnp
+import optax
 import pytest
+from flax import nnx
 from rich.console import Console
 
-from artifex.generative_models.training.callbacks import ProgressBar, ProgressBarConfig
+from artifex.generative_models.training.callbacks import (
+    LambdaCallback,
+    ProgressBar,
+    ProgressBarConfig,
+)
 from artifex.generative_models.training.callbacks.progress import format_metrics
 from artifex.generative_models.training.callbacks.protocols import TrainingPlan
+from artifex.generative_models.training.trainer import Trainer
 from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
 
 
@@ -219,3 +227,26 @@ def test_live_loss_interval_is_checked() -> None:
         ProgressBarConfig(live_loss_interval=-1)
     with pytest.raises(TypeError, match="live_loss_interval must be a number"):
         ProgressBarConfig(live_loss_interval="1")  # type: ignore[arg-type]  # the point of the test
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_the_reference_trainer_plans_the_bar_and_its_losses_can_say_ready(chunk: int) -> None:
+    console, out = _console(terminal=False)
+    bar = ProgressBar(console=console, enabled=True, live_loss=True, live_loss_interval=0.0)
+    ready: list[object] = []  # what the live loss asks each batch loss
+    spy = LambdaCallback(on_batch_end=lambda t, s, logs: ready.append(logs["loss"].is_ready()))
+    model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+    trainer = Trainer(model, optax.sgd(0.1), _mse, callbacks=[bar, spy], steps_per_execution=chunk)
+    x = jnp.ones((4, 2))
+    trainer.fit([(x, x[:, :1])] * 5, epochs=2)
+    text = out.getvalue()
+    assert "Epoch 1/2" in text
+    assert "Epoch 2/2" in text
+    assert "5/5" in text
+    assert len(ready) == 10
+    assert all(isinstance(answer, bool) for answer in ready)
+
+
+def _mse(model: nnx.Linear, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+    x, y = batch
+    return jnp.mean((model(x) - y) ** 2)
