@@ -106,10 +106,10 @@ def test_all_callbacks_with_the_reference_trainer(
         history.history["val_loss"]
     )
     # the progress bar was quiet (not a terminal): one line per epoch
-    assert [line.split(":")[0] for line in out.getvalue().splitlines()] == [
-        "Epoch 0",
-        "Epoch 1",
-        "Epoch 2",
+    assert [line.split(" steps")[0] for line in out.getvalue().splitlines()] == [
+        "Epoch 1/10: 3/3",  # the plan: 10 epochs of len(train) batches
+        "Epoch 2/10: 3/3",
+        "Epoch 3/10: 3/3",
     ]
     # the profiler traced steps 2..3, MemoryProfiler said CPU has no stats
     assert list((tmp_path / "prof").glob("plugins/profile/*/*.xplane.pb"))

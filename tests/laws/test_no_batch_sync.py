@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,7 +42,23 @@ class Unreadable:
     block_until_ready = item = _fail
 
 
-def _run(callbacks: list[Any], trainer: FullTrainer, epochs: int = 2, batches: int = 3) -> None:
+class Pending(Unreadable):
+    """A batch metric still being computed: asking is fine, reading is a sync."""
+
+    def is_ready(self) -> bool:
+        return False
+
+    def copy_to_host_async(self) -> None:
+        """Starting a copy does not wait."""
+
+
+def _run(
+    callbacks: list[Any],
+    trainer: FullTrainer,
+    epochs: int = 2,
+    batches: int = 3,
+    metric: Callable[[], object] = Unreadable,
+) -> None:
     cbs = CallbackList(callbacks)
     cbs.on_train_begin(trainer)
     for epoch in range(epochs):
@@ -51,7 +68,7 @@ def _run(callbacks: list[Any], trainer: FullTrainer, epochs: int = 2, batches: i
             step = trainer.step
             cbs.on_batch_begin(trainer, step)
             trainer.step += 1
-            cbs.on_batch_end(trainer, step, {"loss": Unreadable(), "kl": Unreadable()})
+            cbs.on_batch_end(trainer, step, {"loss": metric(), "kl": metric()})
         cbs.on_epoch_end(trainer, epoch, {"loss": 0.5, "val_loss": 0.25})
     cbs.on_train_end(trainer)
 
@@ -70,6 +87,13 @@ def test_defaults_read_no_batch_metric(tmp_path: Path) -> None:
     ]
     _run(callbacks, FullTrainer())
     assert (tmp_path / "log.csv").read_text().count("\n") == 3
+
+
+def test_the_opt_in_live_loss_reads_no_loss_that_is_not_ready() -> None:
+    console = Console(file=None, force_terminal=True, quiet=True)
+    bar = ProgressBar(ProgressBarConfig(console=console, live_loss=True, live_loss_interval=0.0))
+    _run([bar], FullTrainer(), metric=Pending)
+    _run([bar], FullTrainer())  # a metric that cannot say whether it is ready: never read
 
 
 def test_terminate_on_nan_is_the_documented_exception() -> None:

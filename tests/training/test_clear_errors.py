@@ -235,3 +235,48 @@ def test_errors_name_a_big_value_by_its_type_never_its_repr(
 def test_a_short_value_is_still_shown() -> None:
     with pytest.raises(TypeError, match=r"loss_fn must be callable, got int 3$"):
         Trainer(new_model(), optax.sgd(0.1), 3)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
+
+
+def test_a_wrong_input_shape_keeps_its_error_and_names_loss_fn_and_the_batch() -> None:
+    raised: list[BaseException] = []
+
+    def loss_fn(model: DropoutBatchNorm, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        try:
+            return mse(model, batch)
+        except Exception as error:  # the very object fit must propagate
+            raised.append(error)
+            raise
+
+    wrong = [(jnp.ones((4, 5)), jnp.ones((4, 1)))]  # the model takes 3 features
+    trainer = Trainer(new_model(), optax.sgd(0.1), loss_fn)
+    with pytest.raises(Exception, match=r"broadcast|shape|dot_general") as info:  # Flax's type
+        trainer.fit(wrong, epochs=1)
+    assert len(raised) == 1
+    assert info.value is raised[0]
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "raised in loss_fn, which the trainer calls as loss_fn(model, batch)" in notes
+    assert "batch = (float32[4,5], float32[4,1])" in notes
+
+
+def test_a_wrong_loss_fn_signature_names_how_the_trainer_calls_it() -> None:
+    def loss_fn(model: DropoutBatchNorm, x: jax.Array, y: jax.Array) -> jax.Array:
+        return jnp.mean((model(x) - y) ** 2)
+
+    trainer = Trainer(new_model(), optax.sgd(0.1), loss_fn)  # type: ignore[arg-type]  # the bad input under test
+    with pytest.raises(TypeError, match="missing 1 required positional argument") as info:
+        trainer.fit(batches(1), epochs=1)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "loss_fn(model, batch)" in notes
+    assert "batch = (float32[4,3], float32[4,1])" in notes
+
+
+def test_an_eval_fn_failure_is_noted_with_its_name_and_a_dict_batch() -> None:
+    def eval_fn(model: DropoutBatchNorm, batch: dict[str, jax.Array]) -> jax.Array:
+        raise ValueError("bad eval")
+
+    trainer = Trainer(new_model(), optax.sgd(0.1), mse, eval_fn=eval_fn)
+    with pytest.raises(ValueError, match="bad eval") as info:
+        trainer.evaluate([{"x": jnp.ones((2, 3), jnp.int32)}])
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "eval_fn(model, batch)" in notes
+    assert "batch = {'x': int32[2,3]}" in notes

@@ -21,7 +21,12 @@ from flax import nnx
 from hypothesis import given, settings
 
 from artifex.generative_models.training import Trainer
-from artifex.generative_models.training.callbacks import BaseCallback, CallbackList, TrainerLike
+from artifex.generative_models.training.callbacks import (
+    BaseCallback,
+    CallbackList,
+    TrainerLike,
+    TrainingPlan,
+)
 from tests.strategies import TrainerFit, TrainerScenario, trainer_scenarios
 
 Batch = tuple[jax.Array, jax.Array]
@@ -417,3 +422,31 @@ def test_a_teardown_failure_after_a_normal_finish_makes_the_run_failed() -> None
         trainer.fit(batches(2), epochs=1)
     assert ending.seen == "completed"  # what the callbacks saw during on_train_end
     assert (trainer.status, trainer.error) == ("failed", caught.value)
+
+
+def test_the_plan_is_set_before_train_begin_and_holds_in_every_hook() -> None:
+    seen: list[tuple[str, int | None, int | None]] = []
+
+    class Plan(BaseCallback):
+        def _see(self, hook: str, trainer: TrainerLike) -> None:
+            assert isinstance(trainer, TrainingPlan)
+            seen.append((hook, trainer.planned_epochs, trainer.steps_per_epoch))
+
+        def on_train_begin(self, trainer: TrainerLike, /) -> None:
+            self._see("train_begin", trainer)
+
+        def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
+            self._see("batch_end", trainer)
+
+        def on_train_end(self, trainer: TrainerLike, /) -> None:
+            self._see("train_end", trainer)
+
+    data = batches(3)
+    trainer = Trainer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1), mse, callbacks=[Plan()])
+    assert (trainer.planned_epochs, trainer.steps_per_epoch) == (None, None)
+    trainer.fit(data, epochs=2)
+    assert set(seen) == {(hook, 2, 3) for hook in ("train_begin", "batch_end", "train_end")}
+    assert (trainer.planned_epochs, trainer.steps_per_epoch) == (2, 3)
+    seen.clear()
+    trainer.fit(lambda: iter(data[:2]), epochs=1)  # a second fit from epoch 2; no length
+    assert set(seen) == {(hook, 3, None) for hook in ("train_begin", "batch_end", "train_end")}

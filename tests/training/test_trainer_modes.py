@@ -192,3 +192,65 @@ def test_losses_seen_by_a_callback_are_device_scalars() -> None:
     callback = LambdaCallback(on_batch_end=lambda trainer, batch, logs: seen.append(logs["loss"]))
     Trainer(new_model(), adam(), mse, callbacks=[callback]).fit(TRAIN, epochs=1)
     assert all(isinstance(loss, jax.Array) and loss.shape == () for loss in seen)
+
+
+def call_eval(model: nnx.Module) -> None:
+    """``model.eval()``, as the user writes it."""
+    model.eval()  # type: ignore[no-untyped-call]  # Flax leaves eval() unannotated
+
+
+class ForgetsTrainMode(BaseCallback):
+    """The eval-mode trap: evaluates with model.eval() and never calls model.train()."""
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+        model = trainer.model
+        assert isinstance(model, nnx.Module)
+        call_eval(model)
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_a_callback_forgetting_train_mode_is_restored_and_named_once(chunk: int) -> None:
+    model = new_model()
+    trainer = Trainer(model, adam(), mse, callbacks=[ForgetsTrainMode()], steps_per_execution=chunk)
+    with pytest.warns(RuntimeWarning) as caught:
+        trainer.fit(TRAIN, epochs=3)
+    assert len(caught) == 1  # once, though every epoch end changes the flags
+    message = str(caught[0].message)
+    assert "dropout.deterministic (False -> True)" in message
+    assert "norm.use_running_average (False -> True)" in message
+    assert "on_epoch_end" in message
+    assert "ForgetsTrainMode (on_epoch_end)" in message
+    assert "model.train()" in message
+    assert "(loss, {'accuracy': ...})" in message
+    # every step trained in training mode: the same parameters as a run without it
+    reference = new_model()
+    Trainer(reference, adam(), mse, steps_per_execution=chunk).fit(TRAIN, epochs=3)
+    assert trainer.step == 3 * len(TRAIN)
+    jax.tree.map(np.testing.assert_allclose, params(model), params(reference))
+    assert model.dropout.deterministic is True  # the last epoch end's eval() stands
+
+
+def test_a_changed_structure_and_mode_names_both_and_the_hooks() -> None:
+    class AddsAVariable(BaseCallback):
+        def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+            model = trainer.model
+            assert isinstance(model, DropoutBatchNorm)
+            call_eval(model)
+            setattr(model, "extra", nnx.Param(jnp.zeros(())))  # noqa: B010  # not a declared field
+
+    trainer = Trainer(new_model(), adam(), mse, callbacks=[AddsAVariable()])
+    with pytest.raises(RuntimeError, match="structure changed during training") as info:
+        trainer.fit(TRAIN, epochs=2)
+    assert "its mode flags changed too: dropout.deterministic (False -> True)" in str(info.value)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "AddsAVariable (on_epoch_end)" in notes
+
+
+def test_evaluate_after_model_eval_restores_train_mode_with_a_warning() -> None:
+    model = new_model()
+    trainer = Trainer(model, adam(), mse)
+    trainer.fit(TRAIN[:2], epochs=1)
+    call_eval(trainer.model)
+    with pytest.warns(RuntimeWarning, match=r"before Trainer.evaluate"):
+        trainer.evaluate(VAL)
+    assert model.dropout.deterministic is False

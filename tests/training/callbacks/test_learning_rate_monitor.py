@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ import pytest
 from flax import nnx
 
 from artifex.generative_models.training.callbacks import (
+    BaseCallback,
     CSVLogger,
     CSVLoggerConfig,
     History,
@@ -17,6 +20,7 @@ from artifex.generative_models.training.callbacks import (
     LearningRateMonitor,
     LearningRateMonitorConfig,
     LogOrderWarning,
+    TrainerLike,
     TrainingCallback,
 )
 from artifex.generative_models.training.trainer import Trainer
@@ -131,3 +135,51 @@ def test_it_feeds_the_csv_logger_end_to_end(tmp_path: Path) -> None:
     header, row = path.read_text().splitlines()
     assert "lr" in header.split(",")
     assert float(row.split(",")[header.split(",").index("lr")]) == 0.25
+
+
+class AddsValAcc(BaseCallback):
+    """A callback that only adds a key (and declares it): it never reads 'lr'."""
+
+    adds_epoch_logs = ("val_acc",)
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        logs["val_acc"] = 0.5
+
+
+class ReadsValLoss(BaseCallback):
+    """A reader that declares the keys it reads."""
+
+    reads_epoch_logs = ("val_loss",)
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
+        self.seen.append(logs.get("val_loss", float("nan")))
+
+
+def test_a_key_adding_callback_before_the_monitor_is_not_warned() -> None:
+    adder, reader, monitor = AddsValAcc(), ReadsValLoss(), LearningRateMonitor()
+    trainer = TunableTrainer(callbacks=[adder, reader, monitor])
+    drive(trainer, [adder, reader, monitor], [[1.0]], val_losses=[0.25])  # warnings are errors
+    assert reader.seen == [0.25]
+
+
+class ReadsLr(ReadsValLoss):
+    reads_epoch_logs = ("lr",)
+
+
+def test_a_reader_of_the_added_key_is_warned_and_told_how_to_declare() -> None:
+    reader, monitor = ReadsLr(), LearningRateMonitor()
+    trainer = TunableTrainer(callbacks=[reader, monitor])
+    with pytest.warns(LogOrderWarning, match=r"\['ReadsLr'\] run before .*'lr'.*reads_epoch_logs"):
+        drive(trainer, [reader, monitor], [[1.0]])
+
+
+def test_the_warning_points_at_the_users_fit_call() -> None:
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    trainer = _trainer(optimizer, [History(), LearningRateMonitor()])
+    line = inspect.currentframe().f_lineno + 2  # type: ignore[union-attr]  # CPython has frames
+    with pytest.warns(LogOrderWarning) as caught:
+        trainer.fit(_batches(), epochs=1)
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)

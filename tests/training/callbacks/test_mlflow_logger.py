@@ -9,13 +9,18 @@ import pytest
 
 pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
 
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
 from mlflow.tracking import MlflowClient
 
 from artifex.generative_models.training.callbacks import (
     MLflowConfig,
     MLflowLogger,
 )
-from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
+from artifex.generative_models.training.trainer import Trainer
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive
 from tests.training.callbacks._tracker_fit import tracker_fit
 
 pytestmark = [
@@ -145,3 +150,51 @@ def test_missing_mlflow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     with pytest.raises(ImportError, match=r"artifex-nnx-callbacks\[mlflow\]"):
         MLflowLogger().on_train_begin(ModelOnlyTrainer())
+
+
+def _loss(model: TinyModel, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+    x, y = batch
+    return jnp.mean((model(x) - y) ** 2)
+
+
+def _preflight_fit(tmp_path: Path, tracker: MLflowLogger) -> Trainer[TinyModel]:
+    """A reference fit with a W&B logger (offline) first, then ``tracker``; it must refuse."""
+    pytest.importorskip("wandb", reason="the [wandb] extra is not installed")
+    from artifex.generative_models.training.callbacks import WandbLogger
+
+    wandb_logger = WandbLogger(mode="offline", dir=tmp_path / "wandb")
+    trainer = Trainer(
+        TinyModel(nnx.Rngs(0)), optax.sgd(0.1), _loss, callbacks=[wandb_logger, tracker]
+    )
+    x = jnp.ones((4, 2))
+    trainer.fit([(x, x[:, :1])], epochs=1)
+    return trainer
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("bogus://store", r"cannot use tracking_uri 'bogus://store'"),
+        ("http://127.0.0.1:9", r"cannot reach the tracking server .* within 3 s"),
+        ("sqlite:///{tmp}/missing/mlflow.db", r"the folder '.*missing' of its SQLite database"),
+    ],
+)
+def test_a_bad_store_refuses_the_run_before_any_tracker_creates_anything(
+    tmp_path: Path, uri: str, message: str
+) -> None:
+    tracker = MLflowLogger(tracking_uri=uri.format(tmp=tmp_path), experiment="refused")
+    with pytest.raises(ValueError, match=message) as info:
+        _preflight_fit(tmp_path, tracker)
+    assert str(info.value).startswith("MLflowLogger ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no W&B run, no store, no file
+    assert tracker.run_id is None
+
+
+def test_a_checkpointed_run_missing_from_the_store_is_refused_in_preflight(
+    tmp_path: Path, tracking_uri: str
+) -> None:
+    tracker = MLflowLogger(tracking_uri=tracking_uri, experiment="missing")
+    tracker.load_state_dict({"run_id": "0123456789abcdef"})
+    with pytest.raises(ValueError, match="cannot resume the run '0123456789abcdef'"):
+        _preflight_fit(tmp_path, tracker)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -226,3 +226,17 @@ def test_missing_wandb_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     with pytest.raises(ImportError, match=r"artifex-nnx-callbacks\[wandb\]"):
         WandbLogger().on_train_begin(ModelOnlyTrainer())
+
+
+def test_a_dir_below_a_file_is_refused_in_preflight_creating_nothing(
+    tmp_path: Path, offline_wandb: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cb = WandbLogger(dir=blocker / "runs")
+    with pytest.raises(NotADirectoryError, match=r"WandbLogger dir .* is a file, not a folder"):
+        cb.preflight(FullTrainer())
+    with pytest.raises(NotADirectoryError):  # a trainer that does not call preflight
+        cb.on_train_begin(FullTrainer())
+    assert cb.run_id is None
+    assert not offline_wandb.exists()

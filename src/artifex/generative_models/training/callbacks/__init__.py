@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         StatefulCallback,
         StopRequester,
         TrainerState,
+        TrainingPlan,
     )
     from artifex.generative_models.training.callbacks.reduce_lr_on_plateau import (
         ReduceLROnPlateau,
@@ -143,6 +144,7 @@ __all__ = [
     "ThroughputMonitorConfig",
     "TrainerLike",
     "TrainerState",
+    "TrainingPlan",
     "TrainingCallback",
     "WandbConfig",
     "WandbLogger",
@@ -195,6 +197,7 @@ __getattr__, __dir__ = lazy_exports(
         "StatefulCallback": "protocols",
         "StopRequester": "protocols",
         "TrainerState": "protocols",
+        "TrainingPlan": "protocols",
         "ReduceLROnPlateau": "reduce_lr_on_plateau",
         "ReduceLROnPlateauConfig": "reduce_lr_on_plateau",
         "TensorBoardConfig": "tensorboard",

@@ -17,7 +17,14 @@ from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import ProcessScope, TrainerLike
 from artifex.generative_models.training.callbacks.protocols import TrainerState
 
-__all__ = ["TrackerCallback", "missing_extra", "read_only_mapping", "run_failed", "scalars"]
+__all__ = [
+    "TrackerCallback",
+    "epoch_step",
+    "missing_extra",
+    "read_only_mapping",
+    "run_failed",
+    "scalars",
+]
 
 
 def missing_extra(owner: str, package: str, extra: str) -> ImportError:
@@ -61,6 +68,16 @@ def scalars(logs: Mapping[str, Any]) -> dict[str, float]:
         if value is not None:
             found[key] = value
     return found
+
+
+def epoch_step(trainer: TrainerLike, counted: int) -> int:
+    """The global step an epoch's values are logged at, the one axis of every logger.
+
+    The training steps done: ``trainer.step`` for a ``TrainerState`` trainer, else
+    ``counted`` (the last batch's ``s + 1``). Batch ``s`` is logged at ``s + 1``, so
+    an epoch and its last batch share a step.
+    """
+    return trainer.step if isinstance(trainer, TrainerState) else counted
 
 
 def run_failed(trainer: TrainerLike) -> bool:
@@ -110,8 +127,7 @@ class TrackerCallback(ConfiguredCallback[C]):
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Log the epoch scalars and ``epoch``, at the global step."""
-        step = trainer.step if isinstance(trainer, TrainerState) else self._steps
-        self._log({**scalars(logs), "epoch": float(epoch)}, step)
+        self._log({**scalars(logs), "epoch": float(epoch)}, epoch_step(trainer, self._steps))
 
     # ------------------------------------------------------------- callback state
 

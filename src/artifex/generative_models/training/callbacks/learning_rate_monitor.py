@@ -116,8 +116,12 @@ class LearningRateMonitor(ConfiguredCallback[LearningRateMonitorConfig]):
             ValueError: If the optimizer lacks ``optax.inject_hyperparams`` (the message
                 names the fix) or its learning rate.
         """
-        injected(trainer, "LearningRateMonitor", self.config.hyperparameter)
-        warn_if_read_before(trainer, self, repr(self.config.key))
+        config = self.config
+        _, values = injected(trainer, "LearningRateMonitor", config.hyperparameter)
+        keys = [config.key]
+        if config.log_others:
+            keys += [f"hp_{name}" for name in values if name != config.hyperparameter]
+        warn_if_read_before(trainer, self, keys)
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Add the learning rate (and the other hyperparameters, if asked) to ``logs``.

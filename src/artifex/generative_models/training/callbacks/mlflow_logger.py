@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict, Unpack, overload
 
 from artifex.generative_models.training._checks import check_int, check_name
+from artifex.generative_models.training.callbacks._tracker_checks import (
+    cannot_resume,
+    check_mlflow_store,
+)
 from artifex.generative_models.training.callbacks._tracking import (
     TrackerCallback,
     missing_extra,
@@ -88,6 +92,11 @@ class MLflowLogger(TrackerCallback[MLflowConfig]):
     ``FAILED`` when the fit failed. It talks to the store through its own
     ``MlflowClient``: the fluent API's active run (``mlflow.start_run``) is left alone.
 
+    Its ``preflight`` checks the store before any callback creates anything: a URI
+    MLflow refuses, a SQLite database in a missing folder, a tracking server that
+    does not answer within a few seconds (one try, not MLflow's retries), or a
+    checkpointed run the store does not hold.
+
     It is a ``StatefulCallback`` (``state_key`` ``"MLflowLogger"``): a checkpoint holds
     the run's id, and a fit resumed from it (or a second ``fit`` of this instance)
     reopens that run (``RUNNING`` again) and goes on logging to it; params are not
@@ -98,7 +107,7 @@ class MLflowLogger(TrackerCallback[MLflowConfig]):
         **kwargs: Instead of ``config``, its fields ([`MLflowKwargs`][]).
     """
 
-    __slots__ = ("_client",)
+    __slots__ = ("_checked", "_client")
 
     @overload
     def __init__(self, config: MLflowConfig | None, /) -> None: ...
@@ -109,14 +118,31 @@ class MLflowLogger(TrackerCallback[MLflowConfig]):
     ) -> None:
         super().__init__(self._configure(MLflowConfig, config, kwargs).log_every_n_steps)
         self._client: MlflowClient | None = None
+        self._checked = False  # preflight checked the store for the next on_train_begin
+
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if the tracking store cannot be used; create nothing.
+
+        Raises:
+            ImportError: If ``mlflow`` is not installed.
+            ValueError: If the store is refused or unreachable, or the run to resume
+                is not in it.
+        """
+        check_mlflow_store(self.config.tracking_uri, self._run_id)
+        self._checked = True
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Create the run and log the params, or reopen the run of the checkpoint.
 
+        Runs the checks of [`preflight`][] first, for trainers that do not call it.
+
         Raises:
             ImportError: If ``mlflow`` is not installed.
-            ValueError: If the run to resume is not in the tracking store.
+            ValueError: As [`preflight`][].
         """
+        if not self._checked:
+            check_mlflow_store(self.config.tracking_uri, self._run_id)
+        self._checked = False
         try:
             from mlflow.entities import Param
             from mlflow.exceptions import MlflowException
@@ -129,11 +155,7 @@ class MLflowLogger(TrackerCallback[MLflowConfig]):
             try:
                 client.update_run(self._run_id, status="RUNNING")
             except MlflowException as exc:
-                raise ValueError(
-                    f"MLflowLogger cannot resume the run {self._run_id!r} of its checkpointed "
-                    f"state at tracking_uri {cfg.tracking_uri!r}: {exc}. Pass the tracking_uri "
-                    "of the first run."
-                ) from exc
+                raise cannot_resume(self._run_id, cfg.tracking_uri, exc) from exc
         else:
             experiment = client.get_experiment_by_name(cfg.experiment)
             experiment_id = (

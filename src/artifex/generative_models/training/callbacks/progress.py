@@ -1,4 +1,11 @@
-"""A progress bar on ``rich``: per-epoch bar with ETA and metrics."""
+"""A progress bar on ``rich``: ``Epoch i/N``, a per-epoch bar with ETA and metrics.
+
+The plan (epochs, steps per epoch) comes from a trainer that implements
+[`TrainingPlan`][]. The live batch loss, when asked for, is shown only once its
+array is on the host or ready: the bar asks for an older step's copy
+(``copy_to_host_async``) and reads it at a later batch end once ``is_ready()``, so
+the bar never waits for the device.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +24,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from artifex.generative_models.training._checks import check_bool, set_int
+from artifex.generative_models.training._checks import check_bool, check_real, set_int
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import (
     ProcessScope,
     TrainerLike,
 )
+from artifex.generative_models.training.callbacks.protocols import TrainingPlan
 
 __all__ = ["ProgressBar", "ProgressBarConfig", "ProgressBarKwargs", "format_metrics"]
 
@@ -33,11 +41,18 @@ class ProgressBarConfig:
     """Configuration of [`ProgressBar`][].
 
     Attributes:
-        steps_per_epoch: The bar's length; if ``None``, the first epoch shows a count
-            and the number of steps it ran becomes the length (and ETA) from then on.
+        steps_per_epoch: The bar's length; if ``None``, the trainer's plan
+            (``TrainingPlan.steps_per_epoch``: ``len(train_data)``) where it has one,
+            else the first epoch shows a count and the number of steps it ran becomes
+            the length (and ETA) from then on.
         batch_metrics_every_n_steps: Show the batch logs every n steps. Reading them
             waits for the device (a sync), so the default ``0`` never reads them: batch
             ends only advance a counter, and metrics are shown at epoch ends.
+        live_loss: Show the batch loss on the live bar, refreshed at most every
+            ``live_loss_interval`` seconds, without a sync: a step's loss is copied to
+            the host asynchronously and shown at a later batch end once it is ready
+            (``is_ready()``), so it lags by a few steps. Off by default.
+        live_loss_interval: The least seconds between two live-loss refreshes.
         enabled: Draw the live bar: ``None`` (default) only when the console is a
             terminal, so logs and CI output stay quiet.
         epoch_lines: When the live bar is not drawn, print one summary line per epoch
@@ -47,6 +62,8 @@ class ProgressBarConfig:
 
     steps_per_epoch: int | None = None
     batch_metrics_every_n_steps: int = 0
+    live_loss: bool = False
+    live_loss_interval: float = 0.25
     enabled: bool | None = None
     epoch_lines: bool = True
     console: Console | None = None
@@ -64,6 +81,9 @@ class ProgressBarConfig:
         if self.enabled is not None:
             check_bool("enabled", self.enabled)
         check_bool("epoch_lines", self.epoch_lines)
+        check_bool("live_loss", self.live_loss)
+        interval = check_real("live_loss_interval", self.live_loss_interval, minimum=0.0)
+        object.__setattr__(self, "live_loss_interval", interval)
         console: object = self.console  # a run-time check of what the types promise
         if console is not None and not isinstance(console, Console):
             raise TypeError(f"console must be a rich Console, got {self.console!r}")
@@ -91,6 +111,8 @@ class ProgressBarKwargs(TypedDict, total=False):
 
     steps_per_epoch: int | None
     batch_metrics_every_n_steps: int
+    live_loss: bool
+    live_loss_interval: float
     enabled: bool | None
     epoch_lines: bool
     console: Console | None
@@ -99,10 +121,14 @@ class ProgressBarKwargs(TypedDict, total=False):
 class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
     """Show training progress: one bar per epoch with step count, elapsed time, ETA and metrics.
 
-    Drawn with ``rich`` on a terminal; elsewhere (logs, CI) it draws nothing and prints
-    one line per epoch, never wrapped at the console width (or nothing, with
-    ``epoch_lines=False``). Batch ends only advance
-    a counter; they read no array unless ``batch_metrics_every_n_steps`` asks for it.
+    Each epoch is ``Epoch i/N`` (counted from 1; ``N`` from a trainer that implements
+    [`TrainingPlan`][]), its bar as long as ``len(train_data)`` where the data has a
+    length, the first (compiling) epoch included. Drawn with ``rich`` on a terminal;
+    elsewhere (logs, CI) it draws nothing and prints one line per epoch with the
+    run's ETA (the last epoch's time for each epoch left), never wrapped at the
+    console width (or nothing, with ``epoch_lines=False``). Batch ends only advance a
+    counter; they read no array unless ``batch_metrics_every_n_steps`` asks for it, or
+    ``live_loss`` for one that is already ready.
 
     Args:
         config: The configuration (positional-only); the defaults if omitted.
@@ -113,6 +139,9 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         "_console",
         "_count",
         "_epoch_start",
+        "_epochs",
+        "_loss_at",
+        "_pending",
         "_progress",
         "_task",
         "_total",
@@ -133,6 +162,9 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         self._total = config.steps_per_epoch
         self._count = 0
         self._epoch_start = 0.0
+        self._epochs: int | None = None
+        self._pending: Any = None  # a batch loss being copied to the host
+        self._loss_at = 0.0  # when the live loss was last asked for
 
     @property
     def live(self) -> bool:
@@ -143,6 +175,11 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         """Pick the console and start the live display if it is a terminal (or enabled)."""
         console = self.config.console or Console(stderr=True)
         self._console = console
+        self._epochs, self._total = None, self.config.steps_per_epoch
+        if isinstance(trainer, TrainingPlan):
+            self._epochs = trainer.planned_epochs
+            if self._total is None:
+                self._total = trainer.steps_per_epoch
         enabled = self.config.enabled
         if enabled if enabled is not None else console.is_terminal:
             self._progress = Progress(
@@ -160,8 +197,13 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         """Add this epoch's bar."""
         self._count = 0
         self._epoch_start = time.perf_counter()
+        self._pending = None
         if self._progress is not None:
-            self._task = self._progress.add_task(f"Epoch {epoch}", total=self._total, metrics="")
+            self._task = self._progress.add_task(self._title(epoch), total=self._total, metrics="")
+
+    def _title(self, epoch: int) -> str:
+        """``Epoch i/N`` (``i`` counted from 1), or ``Epoch i`` with no plan."""
+        return f"Epoch {epoch + 1}" + ("" if self._epochs is None else f"/{self._epochs}")
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Advance the counter; read the batch logs only every n steps if configured."""
@@ -172,13 +214,41 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         every = self.config.batch_metrics_every_n_steps
         if every and self._count % every == 0:
             progress.update(task, advance=1, metrics=format_metrics(logs))
+        elif self.config.live_loss:
+            shown = self._live_loss(logs.get("loss"))
+            if shown is None:
+                progress.advance(task)
+            else:
+                progress.update(task, advance=1, metrics=shown)
         else:
             progress.advance(task)
 
+    def _live_loss(self, loss: object) -> str | None:
+        """The pending loss, formatted, once it is ready; start copying ``loss`` if due.
+
+        Never waits: an array is read only after ``is_ready()`` said so, and one that
+        cannot say (no ``is_ready``) is never read.
+        """
+        shown: str | None = None
+        pending = self._pending
+        if pending is not None and pending.is_ready():
+            value = to_float(pending)
+            shown = None if value is None else f"loss={value:.4g}"
+            self._pending = pending = None
+        now = time.monotonic()
+        if (
+            pending is None
+            and now - self._loss_at >= self.config.live_loss_interval
+            and callable(getattr(loss, "is_ready", None))
+        ):
+            copy = getattr(loss, "copy_to_host_async", None)
+            if callable(copy):
+                copy()
+            self._pending, self._loss_at = loss, now
+        return shown
+
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Complete the bar with the epoch metrics, or print the epoch line."""
-        if self._total is None and self._count:
-            self._total = self._count
         metrics = format_metrics(logs)
         progress, task = self._progress, self._task
         if progress is not None and task is not None:
@@ -186,12 +256,18 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         elif progress is None and self.config.epoch_lines:
             console = self._console or self.config.console or Console(stderr=True)
             elapsed = time.perf_counter() - self._epoch_start
+            steps = f"{self._count}" + ("" if self._total is None else f"/{self._total}")
+            eta = ""
+            if self._epochs is not None:  # the last epoch's time for each one left
+                eta = f", ETA {_duration(elapsed * max(self._epochs - epoch - 1, 0))}"
             console.print(
-                f"Epoch {epoch}: {self._count} steps in {elapsed:.2f}s {metrics}".rstrip(),
+                f"{self._title(epoch)}: {steps} steps in {elapsed:.2f}s{eta} {metrics}".rstrip(),
                 markup=False,
                 highlight=False,
                 soft_wrap=True,  # one unwrapped line per epoch, also in CI logs
             )
+        if self._total is None and self._count:
+            self._total = self._count
         self._task = None
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
@@ -201,3 +277,9 @@ class ProgressBar(ConfiguredCallback[ProgressBarConfig]):
         self._task = None
         if progress is not None:
             progress.stop()
+
+
+def _duration(seconds: float) -> str:
+    """``h:mm:ss``, as rich's remaining-time column shows it."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"

@@ -27,6 +27,7 @@ __all__ = [
     "StepCheckpointableTrainer",
     "StopRequester",
     "TrainerState",
+    "TrainingPlan",
 ]
 
 RunStatus: TypeAlias = Literal["running", "completed", "stopped", "failed", "preempted"]
@@ -295,4 +296,30 @@ class ExampleCounter(TrainerLike, Protocol):
     @property
     def examples_seen(self) -> int:
         """Examples trained on across ``fit`` calls, over all processes (read without a sync)."""
+        ...
+
+
+@runtime_checkable
+class TrainingPlan(TrainerLike, Protocol):
+    """A trainer that tells what its ``fit`` plans to run (Keras's ``params``).
+
+    Both values are set before ``on_train_begin`` and hold in every hook of that
+    ``fit``, and after it until the next ``fit``; ``None`` before the first ``fit``.
+    ``ProgressBar`` reads them for ``Epoch i/N`` and its bar's length.
+    """
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epoch this ``fit`` ends at if nothing stops it.
+
+        The epoch it starts at (a resumed run's included) plus ``fit``'s ``epochs``.
+        """
+        ...
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """The batches an epoch of this ``fit`` runs: ``len(train_data)``.
+
+        ``None`` when the data has no length.
+        """
         ...

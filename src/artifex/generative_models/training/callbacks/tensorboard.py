@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack, overload
 from artifex.generative_models.training._checks import check_path, set_int
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
+from artifex.generative_models.training.callbacks._tracking import epoch_step
 from artifex.generative_models.training.callbacks.base import (
     ProcessScope,
     TrainerLike,
@@ -58,7 +59,11 @@ class TensorBoardKwargs(TypedDict, total=False):
 
 
 class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
-    """Log epoch metrics (``epoch/<key>``, x-axis: epoch) to TensorBoard event files.
+    """Log epoch metrics (``epoch/<key>``) at the global step to TensorBoard event files.
+
+    The x-axis is the global step, as for the experiment trackers: an epoch's values
+    (with ``epoch/epoch``, the epoch itself) at the training steps done, batch ``s``'s
+    at ``s + 1``.
 
     Needs ``tensorboardX`` (``pip install 'artifex-nnx-callbacks[tensorboard]'``); it is
     imported at ``on_train_begin``. ``on_epoch_end`` logs already include the
@@ -71,7 +76,7 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
         **kwargs: Instead of ``config``, its fields ([`TensorBoardKwargs`][]).
     """
 
-    __slots__ = ("_writer",)
+    __slots__ = ("_steps", "_writer")
     process_scope: ProcessScope = "main"  # one event log, on process 0 only
 
     @overload
@@ -83,6 +88,7 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
     ) -> None:
         self._configure(TensorBoardConfig, config, kwargs)
         self._writer: SummaryWriter | None = None
+        self._steps = 0  # the last batch's s + 1 (the step of a trainer without one)
 
     def _open(self) -> SummaryWriter:
         try:
@@ -115,13 +121,14 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Every ``log_every_n_steps`` steps (if set), log the batch logs (a sync)."""
+        self._steps = batch + 1
         every = self.config.log_every_n_steps
-        if every and (batch + 1) % every == 0:
-            self._write("batch", logs, batch)
+        if every and self._steps % every == 0:
+            self._write("batch", logs, self._steps)
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
-        """Log the epoch metrics."""
-        self._write("epoch", logs, epoch)
+        """Log the epoch metrics and the epoch, at the global step."""
+        self._write("epoch", {**logs, "epoch": epoch}, epoch_step(trainer, self._steps))
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Flush and close the event file."""

@@ -151,7 +151,7 @@ class ThroughputMonitor(ConfiguredCallback[ThroughputMonitorConfig]):
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Warn if a callback that reads the epoch logs is registered first."""
-        warn_if_read_before(trainer, self, "'steps_per_second' and 'examples_per_second'")
+        warn_if_read_before(trainer, self, ("steps_per_second", "examples_per_second"))
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, /) -> None:
         """Start timing the epoch."""

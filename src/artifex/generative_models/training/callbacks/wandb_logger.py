@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from artifex.generative_models.training._checks import (
     check_name,
     check_path,
 )
+from artifex.generative_models.training.callbacks._tracker_checks import check_wandb_dir
 from artifex.generative_models.training.callbacks._tracking import (
     TrackerCallback,
     missing_extra,
@@ -141,16 +143,34 @@ class WandbLogger(TrackerCallback[WandbConfig]):
         super().__init__(self._configure(WandbConfig, wandb_config, kwargs).log_every_n_steps)
         self._run: Run | None = None
 
-    def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Start the run, or resume the one whose id the checkpoint holds.
+    def preflight(self, trainer: TrainerLike, /) -> None:
+        """Refuse the run now if ``on_train_begin`` could not start one; create nothing.
 
         Raises:
             ImportError: If ``wandb`` is not installed.
+            NotADirectoryError: If ``dir`` or a folder above it is a file.
         """
+        self._refusals()
+
+    def _refusals(self) -> None:
         try:
-            import wandb
+            importlib.import_module("wandb")  # only whether it is installed
         except ImportError as exc:
             raise missing_extra("WandbLogger", "wandb", "wandb") from exc
+        check_wandb_dir(self.config.dir)
+
+    def on_train_begin(self, trainer: TrainerLike, /) -> None:
+        """Start the run, or resume the one whose id the checkpoint holds.
+
+        Runs the checks of [`preflight`][] first, for trainers that do not call it.
+
+        Raises:
+            ImportError: If ``wandb`` is not installed.
+            NotADirectoryError: As [`preflight`][].
+        """
+        self._refusals()
+        import wandb
+
         cfg = self.config
         directory = None
         if cfg.dir is not None:

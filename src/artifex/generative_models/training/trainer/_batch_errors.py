@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["explain_batch_failure"]
+__all__ = ["describe_batch", "explain_batch_failure", "note_traced_failure"]
 
 _EXPECTED = (
     "a batch must be a pytree (tuples, lists, dicts) whose leaves are arrays (jax.Array, "
@@ -48,6 +48,50 @@ def _first_node(batch: object) -> tuple[str, str] | None:
         return None
 
     return visit(batch, "")
+
+
+class _Leaf:
+    """A leaf shown as ``dtype[shape]`` (``float32[32,8]``) in a batch's structure."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, leaf: object) -> None:
+        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+        if shape is None or dtype is None:
+            self.text = type(leaf).__qualname__
+        else:
+            self.text = f"{dtype}[{','.join(map(str, shape))}]"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def describe_batch(batch: object, *, limit: int = 300) -> str:
+    """A batch's structure with each leaf's dtype and shape: ``(float32[32,8], int32[32])``.
+
+    Args:
+        batch: A pytree of arrays (or of tracers, inside a traced function).
+        limit: The most characters shown; a longer description is cut with ``...``.
+    """
+    shown = repr(jax.tree.map(_Leaf, batch))
+    return shown if len(shown) <= limit else f"{shown[: limit - 3]}..."
+
+
+def note_traced_failure(error: BaseException, where: str, batch: object) -> None:
+    """Add a note to ``error``, raised by the user's ``where`` while the trainer traced it.
+
+    The error keeps its type and identity; the note names the function, how the
+    trainer calls it, and the batch's structure.
+
+    Args:
+        error: What ``loss_fn`` (or ``eval_fn``) raised.
+        where: ``"loss_fn"`` or ``"eval_fn"``.
+        batch: The batch it was called with (tracers: their shapes and dtypes).
+    """
+    error.add_note(
+        f"raised in {where}, which the trainer calls as {where}(model, batch) under jax.jit, "
+        f"with batch = {describe_batch(batch)}"
+    )
 
 
 def explain_batch_failure(

@@ -48,6 +48,7 @@ from artifex.generative_models.training.trainer._chunks import (
 )
 from artifex.generative_models.training.trainer._leaves import FlatState, Leaves
 from artifex.generative_models.training.trainer._means import MetricSums, means
+from artifex.generative_models.training.trainer._modes import suspects, warn_modes_restored
 from artifex.generative_models.training.trainer._position import MidEpoch, RunPosition
 from artifex.generative_models.training.trainer._preemption import (
     Preempted,
@@ -126,6 +127,7 @@ def run_fit(
     if resume_from is not None:
         trainer.resume(resume_from)
     position.check_resumable()
+    position.planned_epochs, position.steps_per_epoch = position.epoch + epochs, _length(train_data)
     preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
@@ -165,6 +167,14 @@ def run_fit(
     if isinstance(stopper, PreemptionNotice):
         raise Preempted(position.step, saver_directories(savers))
     return history
+
+
+def _length(data: DataSource) -> int | None:
+    """``len(data)``, or ``None`` for data without a length."""
+    try:
+        return len(data)  # type: ignore[arg-type]  # a re-iterable may have no length
+    except TypeError:
+        return None
 
 
 def _tear_down_failed(
@@ -220,6 +230,10 @@ def evaluate(
     return means(sums, count)
 
 
+_EPOCH_TURN = ("on_validation_begin", "on_validation_end", "on_epoch_end", "on_epoch_begin")
+"""The hooks run between the last step of an epoch and the first of the next."""
+
+
 def _rows(batch: Any) -> int:
     """A batch's examples: the leading dimension of its first leaf (1 for a scalar)."""
     leaves = jax.tree.leaves(batch)
@@ -244,6 +258,8 @@ class EpochLoop(Generic[M]):
     """
 
     __slots__ = (
+        "_since_step",
+        "_warned_modes",
         "callbacks",
         "chunks",
         "position",
@@ -276,6 +292,8 @@ class EpochLoop(Generic[M]):
         self.preemption = preemption
         self.chunks = chunks
         self.spmd = spmd
+        self._since_step: tuple[str, ...] = ("on_train_begin", "on_epoch_begin")
+        self._warned_modes = False
 
     def run(
         self,
@@ -364,10 +382,29 @@ class EpochLoop(Generic[M]):
             explain_batch_failure(error, (batch,), "train_data", position.batches, position.epoch)
             raise
 
+    def _own(self) -> None:
+        """``state.own()`` before a step; a changed mode is set back (warned once per fit).
+
+        A changed structure fails with a note naming the hooks since the last step and
+        the callbacks that override them; so does the warning.
+        """
+        hooks = self._since_step
+        if self.position.batches == 0 and hooks[0] != "on_train_begin":  # a new epoch
+            hooks = (*hooks, *_EPOCH_TURN)
+        self._since_step = ("on_batch_begin", "on_batch_end")
+        try:
+            restored = self.state.own()
+        except RuntimeError as error:
+            error.add_note(suspects(self.callbacks, hooks))
+            raise
+        if restored and not self._warned_modes:
+            self._warned_modes = True
+            warn_modes_restored(restored, suspects(self.callbacks, hooks))
+
     def run_single(self, batch: Any, sums: MetricSums) -> tuple[MetricSums, Stopper | None]:
         """One batch pair around one compiled step; return the sums and any stopper."""
         state, position = self.state, self.position
-        state.own()
+        self._own()
         step = position.step
         self.callbacks.on_batch_begin(self.trainer, step)
         try:
@@ -398,7 +435,7 @@ class EpochLoop(Generic[M]):
             self.callbacks,
             self.trainer,
         )
-        state.own()
+        self._own()
         before = (state.params, state.rest, state.opt_state, sums)
         try:
             params, rest, opt_state, new_sums, per_step = self.steps.chunk(

@@ -27,6 +27,12 @@ from jax.sharding import Sharding
 
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.optimizer import GradientTransformationLike
+from artifex.generative_models.training.trainer._modes import (
+    ModeFlags,
+    changed_modes,
+    mode_flags,
+    restore_modes,
+)
 
 __all__ = ["FlatState", "Layout", "Leaves", "same", "split"]
 
@@ -89,6 +95,7 @@ class FlatState(Generic[M]):
 
     __slots__ = (
         "_model_exposed",
+        "_modes",
         "_opt_state_exposed",
         "_stale",
         "donate",
@@ -165,10 +172,19 @@ class FlatState(Generic[M]):
         if self._model_exposed:
             self.sync()
 
-    def own(self) -> None:
-        """Before a donating step: take back handed-out arrays, copying them."""
+    def own(self) -> list[str]:
+        """Before a donating step: take back handed-out arrays, copying them.
+
+        Returns:
+            The mode flags (``model.eval()``'s) that were found changed and set back to
+            their training values, as ``path.flag (old -> new)``; usually none.
+
+        Raises:
+            RuntimeError: If the module's structure changed otherwise.
+        """
+        restored: list[str] = []
         if self._model_exposed:
-            self._pull()
+            restored = self._pull()
             if self.donate:
                 self.params, self.rest = _copy(self.params), _copy(self.rest)
             self._model_exposed = False
@@ -176,6 +192,7 @@ class FlatState(Generic[M]):
             if self.donate:
                 self.opt_state = _copy(self.opt_state)
             self._opt_state_exposed = False
+        return restored
 
     def load(self, model_state: Any, opt_state: Any) -> None:
         """Load a saved model state (through ``nnx.update``) and optimizer state.
@@ -295,18 +312,30 @@ class FlatState(Generic[M]):
             rest_shardings,
             opt_state_shardings,
         )
+        self._modes: ModeFlags = mode_flags(self.model)  # the flags the layout was built with
         self._place_model_leaves()
 
-    def _pull(self) -> None:
-        """Re-read the leaves from the module (which a callback may have changed)."""
+    def _pull(self) -> list[str]:
+        """Re-read the leaves from the module (which a callback may have changed).
+
+        Mode flags changed since (``model.eval()``) are set back first; returns them.
+        """
         graphdef, params, rest = split(self.model, self.wrt)
+        restored: list[str] = []
         if not self._matches(graphdef, params, rest):
-            raise RuntimeError(
-                "the model's structure changed during training (variables were added, "
-                "removed or retyped); the trainer cannot continue with it"
-            )
+            restored = changed_modes(self.model, self._modes)
+            if restored:
+                restore_modes(self.model, self._modes)
+                graphdef, params, rest = split(self.model, self.wrt)
+            if not self._matches(graphdef, params, rest):
+                flags = f" (its mode flags changed too: {', '.join(restored)})" if restored else ""
+                raise RuntimeError(
+                    "the model's structure changed during training (variables were added, "
+                    f"removed or retyped){flags}; the trainer cannot continue with it"
+                )
         self.params, self.rest = jax.tree.leaves(params), jax.tree.leaves(rest)
         self._place_model_leaves()  # a callback may have put arrays elsewhere
+        return restored
 
     def _place_model_leaves(self) -> None:
         """On a mesh: put the model's leaves on their shardings (a no-op where they are)."""

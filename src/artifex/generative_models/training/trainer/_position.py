@@ -52,6 +52,10 @@ class RunPosition:
     """A loaded data position waiting for the next fit's data (the current has no state)."""
     resume_at: MidEpoch | None = None
     """Where the next fit continues inside its first epoch, after a mid-epoch load."""
+    planned_epochs: int | None = None
+    """The epoch the current (or last) fit ends at if nothing stops it."""
+    steps_per_epoch: int | None = None
+    """The current (or last) fit's ``len(train_data)``, or ``None`` (no length)."""
 
     def leave_batches(self) -> None:
         """The epoch's batches are over (or were never begun): no resumable position."""

@@ -21,6 +21,7 @@ from flax import nnx
 from artifex.generative_models.training._checks import check_filter, describe
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.optimizer import GradientTransformationLike
+from artifex.generative_models.training.trainer._batch_errors import note_traced_failure
 from artifex.generative_models.training.trainer._leaves import Layout, Leaves, same, split
 from artifex.generative_models.training.trainer._means import (
     MetricSums,
@@ -225,7 +226,12 @@ class CompiledSteps(Generic[M]):
                 jax.tree.unflatten(params_def, params),
                 jax.tree.unflatten(rest_def, rest),
             )
-            loss, metrics = normalize(fn(model, batch), where)
+            try:
+                output = fn(model, batch)
+            except Exception as error:  # the user's code: point at it, keep the object
+                note_traced_failure(error, where, batch)
+                raise
+            loss, metrics = normalize(output, where)
             _, _, new_rest = split(model, wrt)
             rest_out, rest_out_def = jax.tree.flatten(new_rest)
             if not same(rest_out_def, rest_def):

@@ -29,12 +29,14 @@ from artifex.generative_models.training.callbacks.protocols import (
     ExampleCounter,
     HyperparameterTrainer,
     RunStatus,
+    TrainingPlan,
 )
 from artifex.generative_models.training.optimizer import GradientTransformationLike
 from artifex.generative_models.training.trainer._chunks import DataSource
 from artifex.generative_models.training.trainer._fit import Outcome, evaluate, run_fit
 from artifex.generative_models.training.trainer._injected import InjectedHyperparams
 from artifex.generative_models.training.trainer._leaves import FlatState
+from artifex.generative_models.training.trainer._modes import warn_modes_restored
 from artifex.generative_models.training.trainer._position import RunPosition
 from artifex.generative_models.training.trainer._steps import (
     CompiledSteps,
@@ -178,6 +180,16 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
     def step(self) -> int:
         """The global step: how many training steps have run, across ``fit`` calls."""
         return self._position.step
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epoch this ``fit`` ends at if nothing stops it (``TrainingPlan``)."""
+        return self._position.planned_epochs
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """``len(train_data)`` of this ``fit``, or ``None`` (``TrainingPlan``)."""
+        return self._position.steps_per_epoch
 
     @property
     def epoch(self) -> int:
@@ -359,7 +371,9 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         Raises:
             ValueError: If ``data`` yields no batches or batch structures differ.
         """
-        self._state.own()
+        restored = self._state.own()
+        if restored:
+            warn_modes_restored(restored, "before Trainer.evaluate")
         return evaluate(self._current_steps(), self._state, self._spmd, data, "data")
 
     # ------------------------------------------------------------------ compiled steps
@@ -397,4 +411,5 @@ if TYPE_CHECKING:
         host: CallbackHost = trainer
         tunable: HyperparameterTrainer = trainer
         counter: ExampleCounter = trainer
-        del checkpointable, host, tunable, counter
+        plan: TrainingPlan = trainer
+        del checkpointable, host, tunable, counter, plan
