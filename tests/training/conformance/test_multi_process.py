@@ -1,0 +1,96 @@
+"""The multi-process mode: the scenarios in two local ``jax.distributed`` CPU processes.
+
+Each check starts two fresh processes (a JAX job on a loopback port), so these tests
+run a few scenarios with a small property budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from artifex.generative_models.training.callbacks import TrainingCallback
+from artifex.generative_models.training.conformance import check_trainer
+from artifex.generative_models.training.conformance.__main__ import main
+from tests.training.conformance.test_reference_trainer import ReferenceHarness
+
+REFERENCE = "tests.training.conformance.test_reference_trainer:ReferenceHarness"
+SCENARIOS = ["plain_run", "stop_at_batch_end", "callback_raises", "property"]
+
+
+class SingleProcessHarness(ReferenceHarness):
+    """The reference harness without the ``multi_process`` declaration."""
+
+    multi_process = False
+
+
+class UndeclaredHarness:
+    """A harness with no ``multi_process`` attribute at all; it is never run."""
+
+    def build(self, callbacks: Sequence[TrainingCallback]) -> object:
+        raise AssertionError("an undeclared harness must not be built")
+
+    def fit(self, trainer: object, epochs: int) -> None:
+        raise AssertionError("an undeclared harness must not be run")
+
+
+def test_the_reference_trainer_passes_in_two_processes() -> None:
+    report = check_trainer(REFERENCE, processes=2, scenarios=SCENARIOS, max_examples=3)
+    assert report.ok, report.format()
+    assert report.violations == (), report.format()
+    assert [r.name for r in report.results] == [*SCENARIOS, "processes_agree"]
+    assert all(r.outcome == "passed" for r in report.results), report.format()
+
+
+def test_a_harness_without_the_declaration_is_not_applicable() -> None:
+    report = check_trainer(UndeclaredHarness(), processes=2, scenarios=["plain_run"])  # type: ignore[arg-type]  # never built  # ty: ignore[invalid-argument-type]
+    assert [(r.name, r.outcome) for r in report.results] == [
+        ("plain_run", "not applicable"),
+        ("processes_agree", "not applicable"),
+    ]
+    assert "multi_process" in report.result("plain_run").detail
+    assert report.ok
+
+
+def test_an_import_name_without_the_declaration_is_not_applicable_on_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = "tests.training.conformance.test_multi_process:SingleProcessHarness"
+    status = main([target, "--processes", "2", "--scenario", "plain_run"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "n/a     plain_run" in out
+    assert "does not declare multi_process = True" in out
+
+
+def test_a_local_harness_class_needs_an_import_name() -> None:
+    class Local(ReferenceHarness):
+        pass
+
+    with pytest.raises(TypeError, match="import name"):
+        check_trainer(Local(), processes=2)
+
+
+def test_processes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        check_trainer(ReferenceHarness(), processes=0)
+
+
+class UnagreedHarness(ReferenceHarness):
+    """The reference Trainer without a mesh: its processes never agree on a stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mesh = None
+
+
+def test_a_stop_on_one_process_only_is_found() -> None:
+    target = "tests.training.conformance.test_multi_process:UnagreedHarness"
+    report = check_trainer(target, processes=2, scenarios=["plain_run"], max_examples=1)
+    assert report.result("plain_run").outcome == "passed", report.format()
+    agree = report.result("processes_agree")
+    assert agree.outcome == "failed", report.format()
+    [finding] = agree.violations
+    assert "in the stop on process 0 run, process 1 saw" in finding.expected
+    assert "must stop every process" in finding.expected
