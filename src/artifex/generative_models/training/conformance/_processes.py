@@ -53,11 +53,11 @@ def _start(target: str, out: Path, processes: int, options: Sequence[str]) -> li
     """Start the children, with this process's import path and a fresh coordinator port."""
     path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
-    coordinator = f"127.0.0.1:{_free_port()}"
+    command = [sys.executable, "-m", _CHILD, target, str(out), *options]
+    command += ["--coordinator", f"127.0.0.1:{_free_port()}", "--processes", str(processes)]
     return [
         subprocess.Popen(
-            [sys.executable, "-m", _CHILD, target, str(out), "--coordinator", coordinator]
-            + ["--process-id", str(pid), "--processes", str(processes), *options],
+            [*command, "--process-id", str(pid)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -268,6 +268,5 @@ def check_processes(
         return results
     why = "the harness does not declare multi_process = True"
     return [
-        ScenarioResult(name=name, outcome="not applicable", detail=why)
-        for name in [*chosen, AGREE]
+        ScenarioResult(name=name, outcome="not applicable", detail=why) for name in [*chosen, AGREE]
     ]

@@ -96,8 +96,8 @@ def check_trainer(
 
     Args:
         harness: Builds and runs your trainer, or the import name of its factory
-            (``'pkg.module:HarnessFactory'``, as on the command line). Implementing [`ValidatingHarness`][]
-            and [`FailingHarness`][] too enables the ``validation`` and
+            (``'pkg.module:HarnessFactory'``, as on the command line). Implementing
+            [`ValidatingHarness`][] and [`FailingHarness`][] too enables the ``validation`` and
             ``data_raises`` scenarios; otherwise they are reported "not applicable".
         scenarios: The scenario names to run (keys of [`SCENARIOS`][]); all by
             default. The plain run always runs first, to learn how many batches an
