@@ -7,10 +7,11 @@ run a few scenarios with a small property budget.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NoReturn
 
 import pytest
 
-from artifex.generative_models.training.callbacks import TrainingCallback
+from artifex.generative_models.training.callbacks import TrainerLike, TrainingCallback
 from artifex.generative_models.training.conformance import check_trainer
 from artifex.generative_models.training.conformance.__main__ import main
 from tests.training.conformance.test_reference_trainer import ReferenceHarness
@@ -28,10 +29,10 @@ class SingleProcessHarness(ReferenceHarness):
 class UndeclaredHarness:
     """A harness with no ``multi_process`` attribute at all; it is never run."""
 
-    def build(self, callbacks: Sequence[TrainingCallback]) -> object:
+    def build(self, callbacks: Sequence[TrainingCallback]) -> NoReturn:
         raise AssertionError("an undeclared harness must not be built")
 
-    def fit(self, trainer: object, epochs: int) -> None:
+    def fit(self, trainer: TrainerLike, epochs: int) -> NoReturn:
         raise AssertionError("an undeclared harness must not be run")
 
 
@@ -44,7 +45,7 @@ def test_the_reference_trainer_passes_in_two_processes() -> None:
 
 
 def test_a_harness_without_the_declaration_is_not_applicable() -> None:
-    report = check_trainer(UndeclaredHarness(), processes=2, scenarios=["plain_run"])  # type: ignore[arg-type]  # never built  # ty: ignore[invalid-argument-type]
+    report = check_trainer(UndeclaredHarness(), processes=2, scenarios=["plain_run"])
     assert [(r.name, r.outcome) for r in report.results] == [
         ("plain_run", "not applicable"),
         ("processes_agree", "not applicable"),

@@ -19,7 +19,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from artifex.generative_models.training.callbacks.base import HookName
 
 __all__ = ["main", "recorded_runs"]
 
@@ -53,10 +56,8 @@ def recorded_runs(harness: Any, process_id: int) -> dict[str, list[list[Any]]]:
     from artifex.generative_models.training.conformance.recorder import EventRecorder, StopAt
 
     runs: dict[str, list[list[Any]]] = {}
-    for name, schedule in (
-        ("plain", [None]),
-        ("stop_on_process_0", [("on_batch_end", 0) if process_id == 0 else None]),
-    ):
+    stop: tuple[HookName, int] | None = ("on_batch_end", 0) if process_id == 0 else None
+    for name, schedule in (("plain", [None]), ("stop_on_process_0", [stop])):
         recorder = EventRecorder()
         stopper = StopAt(schedule)
         trainer = harness.build([recorder, stopper])
@@ -121,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["events"] = recorded_runs(harness, args.process_id)
     path = Path(args.out) / f"process-{args.process_id}.json"
     path.write_text(json.dumps(result), encoding="utf-8")
-    jax.distributed.shutdown()
     return 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from artifex.generative_models.training.conformance._harness import multi_process_capable
-from artifex.generative_models.training.conformance._report import ScenarioResult
+from artifex.generative_models.training.conformance._report import Outcome, ScenarioResult
 from artifex.generative_models.training.conformance.grammar import Violation
 
 __all__ = ["AGREE", "TIMEOUT_SECONDS", "check_processes", "import_name", "run_processes"]
@@ -133,7 +133,7 @@ def run_processes(
 
 
 def _failed(found: list[Violation], seconds: float) -> ScenarioResult:
-    outcome = "failed" if any(v.severity == "error" for v in found) else "passed"
+    outcome: Outcome = "failed" if any(v.severity == "error" for v in found) else "passed"
     return ScenarioResult(
         name=AGREE,
         outcome=outcome,
