@@ -6,7 +6,11 @@ run a few scenarios with a small property budget.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -16,6 +20,7 @@ from artifex.generative_models.training.conformance import check_trainer
 from artifex.generative_models.training.conformance.__main__ import main
 from tests.training.conformance.test_reference_trainer import ReferenceHarness
 
+ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = "tests.training.conformance.test_reference_trainer:ReferenceHarness"
 SCENARIOS = ["plain_run", "stop_at_batch_end", "callback_raises", "property"]
 
@@ -95,3 +100,49 @@ def test_a_stop_on_one_process_only_is_found() -> None:
     [finding] = agree.violations
     assert "in the stop on process 0 run, process 1 saw" in finding.expected
     assert "must stop every process" in finding.expected
+
+
+PLUGIN_SUITES = """
+import pytest
+
+from artifex.generative_models.training.conformance.pytest_plugin import (
+    TrainerConformanceSuite,
+)
+from tests.training.conformance.test_multi_process import SingleProcessHarness
+from tests.training.conformance.test_reference_trainer import ReferenceHarness
+
+
+class TestReference(TrainerConformanceSuite):
+    scenarios = ["stop_at_batch_end"]
+    @pytest.fixture
+    def harness(self):
+        return ReferenceHarness()
+
+
+class TestSingleProcess(TrainerConformanceSuite):
+    scenarios = ["plain_run"]
+    @pytest.fixture
+    def harness(self):
+        return SingleProcessHarness()
+"""
+
+
+def test_the_plugin_runs_each_scenario_in_two_processes(tmp_path: Path) -> None:
+    (tmp_path / "test_suites.py").write_text(PLUGIN_SUITES)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    command = [sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*command, "--conformance-processes", "2", "test_suites.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert "TestReference::test_conformance[stop_at_batch_end] PASSED" in out, out
+    assert "TestSingleProcess::test_conformance[plain_run] SKIPPED" in out, out
+    assert "does not declare multi_process = True" in out, out
+    assert done.returncode == 0, out
