@@ -1,7 +1,8 @@
 """The multi-process mode: the scenarios in two local ``jax.distributed`` CPU processes.
 
 Each check starts two fresh processes (a JAX job on a loopback port), so these tests
-run a few scenarios with a small property budget.
+run a few scenarios with a small property budget, and only on the first Python of the
+matrix (``one_python``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from artifex.generative_models.training.callbacks import TrainerLike, TrainingCa
 from artifex.generative_models.training.conformance import check_trainer
 from artifex.generative_models.training.conformance.__main__ import main
 from tests.training.conformance.test_reference_trainer import ReferenceHarness
+
+pytestmark = pytest.mark.one_python
 
 ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = "tests.training.conformance.test_reference_trainer:ReferenceHarness"
