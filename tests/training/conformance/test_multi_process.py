@@ -149,3 +149,20 @@ def test_the_plugin_runs_each_scenario_in_two_processes(tmp_path: Path) -> None:
     assert "TestSingleProcess::test_conformance[plain_run] SKIPPED" in out, out
     assert "does not declare multi_process = True" in out, out
     assert done.returncode == 0, out
+
+
+def test_a_crashing_process_fails_every_scenario_with_its_output() -> None:
+    target = "tests.training.conformance._exits_on_import:harness"
+    report = check_trainer(target, processes=2, scenarios=["plain_run", "zero_epochs"])
+    assert [(r.name, r.outcome) for r in report.results] == [
+        ("plain_run", "failed"),
+        ("zero_epochs", "failed"),
+        ("processes_agree", "failed"),
+    ], report.format()
+    assert "ended without a report" in report.format()
+    assert "--- process 1 ---" in report.format()
+
+
+def test_a_malformed_import_name_is_refused_before_any_process_starts() -> None:
+    with pytest.raises(ValueError, match="pkg.module:HarnessFactory"):
+        check_trainer("no_colon_here", processes=2)

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from artifex.generative_models.training.conformance._harness import multi_process_capable
 from artifex.generative_models.training.conformance._report import Outcome, ScenarioResult
+from artifex.generative_models.training.conformance._scenario_table import SCENARIOS
 from artifex.generative_models.training.conformance.grammar import Violation
 
 __all__ = ["AGREE", "TIMEOUT_SECONDS", "check_processes", "import_name", "run_processes"]
@@ -122,10 +123,14 @@ def run_processes(
             written.append(json.loads(file.read_text("utf-8")) if file.exists() else None)
         seconds = time.perf_counter() - began
     failed = [pid for pid, data in enumerate(written) if data is None]
-    if failed:
+    if failed:  # every scenario fails with the same finding, which the report shows once
         tails = [f"--- process {pid} ---\n{outputs[pid][-3000:]}" for pid in range(processes)]
         text = f"process(es) {failed} ended without a report:\n" + "\n".join(tails)
-        return [_failed([_finding(text)], seconds)], True
+        crashed = [
+            ScenarioResult(name=name, outcome="failed", violations=(_finding(text, scenario=name),))
+            for name in scenarios or SCENARIOS
+        ]
+        return [*crashed, _failed([_finding(text)], seconds)], True
     reports = [data for data in written if data is not None]
     if not all(data["applicable"] for data in reports):
         return [], False
@@ -258,6 +263,8 @@ def check_processes(
         TypeError: If ``harness`` is an object whose class has no import name.
     """
     results: list[ScenarioResult] = []
+    if isinstance(harness, str) and not all(harness.partition(":")[::2]):
+        raise ValueError(f"expected 'pkg.module:HarnessFactory', got {harness!r}")
     capable = isinstance(harness, str) or multi_process_capable(harness)
     if capable:
         target = harness if isinstance(harness, str) else import_name(harness)
