@@ -130,14 +130,14 @@ def run_processes(
             ScenarioResult(name=name, outcome="failed", violations=(_finding(text, scenario=name),))
             for name in scenarios or SCENARIOS
         ]
-        return [*crashed, _failed([_finding(text)], seconds)], True
+        return [*crashed, _agree_result([_finding(text)], seconds)], True
     reports = [data for data in written if data is not None]
     if not all(data["applicable"] for data in reports):
         return [], False
     return _merge(reports, seconds), True
 
 
-def _failed(found: list[Violation], seconds: float) -> ScenarioResult:
+def _agree_result(found: list[Violation], seconds: float) -> ScenarioResult:
     outcome: Outcome = "failed" if any(v.severity == "error" for v in found) else "passed"
     return ScenarioResult(
         name=AGREE,
@@ -193,7 +193,7 @@ def _merge(reports: list[dict[str, Any]], seconds: float) -> list[ScenarioResult
                 seconds=result.seconds,
             )
         )
-    return [*merged, _failed(_event_findings(reports), seconds)]
+    return [*merged, _agree_result(_event_findings(reports), seconds)]
 
 
 def _event_findings(reports: list[dict[str, Any]]) -> list[Violation]:
