@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for r in report.results
         ]
+        began = time.perf_counter()
         result["events"] = recorded_runs(harness, args.process_id)
+        result["events_seconds"] = time.perf_counter() - began
     path = Path(args.out) / f"process-{args.process_id}.json"
     path.write_text(json.dumps(result), encoding="utf-8")
     return 0
