@@ -26,7 +26,9 @@ class TrainerHarness(Protocol[T]):
     """How the conformance suite builds and runs your trainer.
 
     Implement these two methods (any parameter names will do: the suite passes the
-    arguments positionally).
+    arguments positionally). A harness that can run in a multi-process JAX job says so
+    with a ``multi_process = True`` attribute (see ``check_trainer(..., processes=2)``);
+    the suite reads it with ``getattr``, so it is no part of the protocol.
     """
 
     def build(self, callbacks: Sequence[TrainingCallback], /) -> T:
