@@ -164,5 +164,5 @@ def test_a_crashing_process_fails_every_scenario_with_its_output() -> None:
 
 
 def test_a_malformed_import_name_is_refused_before_any_process_starts() -> None:
-    with pytest.raises(ValueError, match="pkg.module:HarnessFactory"):
+    with pytest.raises(ValueError, match=r"'pkg\.module:HarnessFactory'"):
         check_trainer("no_colon_here", processes=2)
