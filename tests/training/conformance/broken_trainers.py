@@ -74,6 +74,8 @@ Fault: TypeAlias = Literal[
     "validation_interrupt_skips",
     "teardown_error_as_cause",
     "teardown_error_dropped",
+    "teardown_interrupt_hides_failure",
+    "teardown_interrupt_dropped",
     "preflight_interleaved",
     "teardown_after_refusal",
     "latches_stop",
@@ -426,6 +428,11 @@ class SimpleTrainer:
             return error
         try:
             self._teardown()
+        except KeyboardInterrupt as interrupt:  # a Ctrl-C during teardown takes over ...
+            if fault == "teardown_interrupt_hides_failure":
+                raise interrupt from None  # ... but hides the failure it interrupted
+            if fault != "teardown_interrupt_dropped":
+                raise
         except Exception as teardown_error:
             if fault == "teardown_error_as_cause":
                 error.__cause__ = teardown_error

@@ -90,6 +90,11 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     "validation_interrupt_skips": ("callback_raises", "raised in on_validation_begin()"),
     "teardown_error_as_cause": ("callback_raises", "chained as its __cause__"),
     "teardown_error_dropped": ("callback_raises", "that error was dropped"),
+    "teardown_interrupt_hides_failure": ("callback_raises", "hidden by raise ... from None"),
+    "teardown_interrupt_dropped": (
+        "callback_raises",
+        "on_train_end #0') during the teardown of a failed run, and that error was dropped",
+    ),
     "preflight_interleaved": ("preflight_refusal", "before any on_train_begin"),
     "teardown_after_refusal": ("preflight_refusal", "the contract tears nothing down"),
     "latches_stop": ("stop_then_fit", "a stop request ends its own fit only"),

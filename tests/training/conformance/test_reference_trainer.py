@@ -34,9 +34,13 @@ _SGD = optax.sgd(0.1)  # one transformation for every trainer: the steps compile
 class ReferenceHarness:
     """Builds the reference Trainer on a linear model; three batches per epoch."""
 
+    multi_process = True  # the Trainer supports multi-process jobs (test_multi_process.py)
+
     def __init__(self, steps_per_execution: int = 1, *, mesh: bool = False) -> None:
         self.steps_per_execution = steps_per_execution
         self.mesh = Mesh(np.array(jax.devices()[:1]), ("data",)) if mesh else None
+        if jax.process_count() > 1:  # the multi-process mode: one mesh over every process
+            self.mesh = Mesh(np.array(jax.devices()), ("data",))
         self.train = make_batches(3)
         self.val = make_batches(2, seed=1)
 

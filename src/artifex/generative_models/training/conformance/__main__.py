@@ -57,39 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         help="keep Hypothesis's example database of the property scenario in DIR "
         "(default: none, nothing is written)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the scenarios in N local jax.distributed CPU processes (default: 1, this "
+        "one); the harness must declare multi_process = True, else they are n/a",
+    )
     return parser
-
-
-def _harness(target: str) -> object:
-    """Resolve ``target`` and, unless it already is a harness, call it for one.
-
-    Anything the target's own code raises while it is imported or called, a
-    ``SystemExit`` or ``KeyboardInterrupt`` included, is a failure to get a harness.
-
-    Raises:
-        TypeError: If resolving or calling the target raised, naming the target and the
-            exception, or the target is neither a harness nor callable.
-        ImportError: If the module cannot be found.
-        AttributeError: If the module has no such attribute.
-        ValueError: If ``target`` is not ``'pkg.module:HarnessFactory'``.
-    """
-    from artifex.generative_models.training.conformance.scenarios import TrainerHarness
-    from artifex.generative_models.training.conformance.static import resolve_target
-
-    try:
-        _, _, found = resolve_target(target)
-    except (ImportError, AttributeError, ValueError):
-        raise  # their messages name the module, the attribute or the expected form
-    except BaseException as error:  # the target module's own code ran
-        raise TypeError(f"importing {target} raised {error!r}") from error
-    if not isinstance(found, type) and isinstance(found, TrainerHarness):
-        return found
-    if not callable(found):
-        raise TypeError(f"{target} is neither a harness nor a factory of one")
-    try:
-        return found()
-    except BaseException as error:  # a factory's SystemExit(0) is no harness either
-        raise TypeError(f"calling {target}() to get the harness raised {error!r}") from error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
 
+    from artifex.generative_models.training.conformance._harness import load_harness
     from artifex.generative_models.training.conformance.scenarios import (
         TrainerHarness,
         check_trainer,
@@ -112,8 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from artifex.generative_models.training.conformance.static import check_static
 
     try:
-        harness = _harness(args.target)
-        if not isinstance(harness, TrainerHarness):
+        # With processes > 1 each process loads the harness itself, after joining the job.
+        harness = args.target if args.processes > 1 else load_harness(args.target)
+        if not isinstance(harness, str | TrainerHarness):
             raise TypeError(
                 f"{args.target} gave a {type(harness).__qualname__}, not a TrainerHarness "
                 "(it needs build(callbacks) and fit(trainer, epochs) methods)"
@@ -123,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenarios=args.scenario,
             max_examples=args.max_examples,
             example_database=args.example_database,
+            processes=args.processes,
         )
     except (ImportError, AttributeError, TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

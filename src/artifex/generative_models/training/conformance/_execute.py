@@ -231,9 +231,10 @@ def _note_findings(
     ]
 
 
-ErrorKind: TypeAlias = Literal["error", "interrupt", "exit"]
+ErrorKind: TypeAlias = Literal["error", "interrupt", "exit", "teardown_interrupt"]
 """What the injected raisers and the data raise: a ``ProbeError``, ``ProbeInterrupt``
-or ``ProbeExit``."""
+or ``ProbeExit``; ``"teardown_interrupt"``: a ``ProbeError``, but a ``ProbeInterrupt``
+from a raiser that raises in ``on_train_end`` only (a Ctrl-C during teardown)."""
 
 
 def _injected(kind: ErrorKind, message: str) -> BaseException:
@@ -253,10 +254,35 @@ def _raisers(
                 for p in plans
             ],
             log,
-            interrupt=kind == "interrupt",
+            interrupt=kind == "interrupt"
+            or (kind == "teardown_interrupt" and _teardown_only(plans, i)),
             system_exit=kind == "exit",
         )
         for i in range(max((len(p.raises) for p in plans), default=0))
+    ]
+
+
+def _teardown_only(plans: Sequence[FitPlan], i: int) -> bool:
+    """Whether raiser ``i`` raises in ``on_train_end`` only."""
+    hooks = {p.raises[i].hook for p in plans if i < len(p.raises)}
+    return hooks == {"on_train_end"}
+
+
+def _takeover_findings(
+    scenario: str, events: Sequence[Event], caught: BaseException, original: BaseException
+) -> list[Violation]:
+    """A ``KeyboardInterrupt`` from ``on_train_end`` took over: the original is its context."""
+    if caught.__context__ is original and not caught.__suppress_context__:
+        return []
+    return [
+        fault(
+            scenario,
+            events,
+            f"on_train_end raised {caught!r} during the teardown of a failed run and it "
+            f"reached the caller without {original!r} as its __context__ (dropped, or hidden "
+            "by raise ... from None); the contract lets a Ctrl-C during teardown take over "
+            "only with the original as its __context__, or attaches it to the original as a note",
+        )
     ]
 
 
@@ -302,16 +328,35 @@ class _Run:
         elif data_error is not None and (caught is data_error or _data_must_fire(self.ctx, plan)):
             expected, what = data_error, f"the exception the data raised ({data_error!r})"
         teardown_raised = any(hook == "on_train_end" for hook, _ in injected)
-        found = _outcome_findings(
-            scenario, events, call, plan, caught, expected, what, teardown_raised=teardown_raised
-        )
+        # A Ctrl-C from on_train_end on top of a failure may take over (docs/lifecycle.md).
+        took_over = self.kind == "teardown_interrupt" and len(injected) > 1
+        took_over = took_over and caught is not None and caught is injected[-1][1]
+        if took_over and caught is not None and expected is not None:
+            found = _takeover_findings(scenario, events, caught, expected)
+        else:
+            found = _outcome_findings(
+                scenario,
+                events,
+                call,
+                plan,
+                caught,
+                expected,
+                what,
+                teardown_raised=teardown_raised,
+            )
         if expected is None and caught is not None:
             self.first += found  # the cause of what the grammar then finds: report it first
             found = []
         if caught is not None and caught is expected and len(injected) > 1 and teardown_raised:
             found += _note_findings(scenario, events, caught, injected[-1][1])
         teardowns = witness.seen[seen:]
-        if any(event.hook == "on_train_end" for event in events[start:]) and not teardowns:
+        # A Ctrl-C from an on_train_end may end the teardown at once (docs/lifecycle.md).
+        cut_short = self.kind == "teardown_interrupt"
+        if (
+            any(e.hook == "on_train_end" for e in events[start:])
+            and not teardowns
+            and not cut_short
+        ):
             found.append(
                 fault(
                     scenario,

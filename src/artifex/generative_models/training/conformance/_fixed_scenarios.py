@@ -239,6 +239,11 @@ def _raise_cases(ctx: Context) -> list[tuple[FitPlan, ErrorKind]]:
         teardown = Trigger(hook="on_train_end", occurrence=0)
         combined: list[tuple[FitPlan, ErrorKind]] = [
             (FitPlan(epochs=2, validation=with_validation, raises=(first, teardown)), "error"),
+            # ... and a KeyboardInterrupt from on_train_end on top of it: a note or a takeover.
+            (
+                FitPlan(epochs=2, validation=with_validation, raises=(first, teardown)),
+                "teardown_interrupt",
+            ),
             (FitPlan(epochs=2, validation=with_validation, raises=(first,)), "interrupt"),
             (FitPlan(epochs=2, validation=with_validation, raises=(first,)), "exit"),
             # A stop, then a failure in the same fit: the failure decides the outcome.
@@ -268,6 +273,7 @@ _KIND_LABELS: Final[dict[ErrorKind, str]] = {
     "error": "",
     "interrupt": ", KeyboardInterrupt",
     "exit": ", SystemExit",
+    "teardown_interrupt": ", KeyboardInterrupt in on_train_end",
 }
 
 

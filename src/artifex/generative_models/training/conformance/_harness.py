@@ -9,7 +9,14 @@ from typing_extensions import Protocol, runtime_checkable
 
 from artifex.generative_models.training.callbacks.base import TrainerLike, TrainingCallback
 
-__all__ = ["FailingHarness", "T", "TrainerHarness", "ValidatingHarness"]
+__all__ = [
+    "FailingHarness",
+    "T",
+    "TrainerHarness",
+    "ValidatingHarness",
+    "load_harness",
+    "multi_process_capable",
+]
 
 T = TypeVar("T", bound=TrainerLike)
 
@@ -19,7 +26,9 @@ class TrainerHarness(Protocol[T]):
     """How the conformance suite builds and runs your trainer.
 
     Implement these two methods (any parameter names will do: the suite passes the
-    arguments positionally).
+    arguments positionally). A harness that can run in a multi-process JAX job says so
+    with a ``multi_process = True`` attribute (see ``check_trainer(..., processes=2)``);
+    the suite reads it with ``getattr``, so it is no part of the protocol.
     """
 
     def build(self, callbacks: Sequence[TrainingCallback], /) -> T:
@@ -79,3 +88,57 @@ class FailingHarness(TrainerHarness[T], Protocol[T]):
             at_batch: Which batch raises.
         """
         ...
+
+
+def load_harness(target: str) -> object:
+    """Resolve ``target`` and, unless it already is a harness, call it for one.
+
+    Anything the target's own code raises while it is imported or called, a
+    ``SystemExit`` or ``KeyboardInterrupt`` included, is a failure to get a harness.
+
+    Args:
+        target: ``'pkg.module:HarnessFactory'``: a class or zero-argument callable
+            returning a harness, or a harness object.
+
+    Returns:
+        What the target gave (the caller checks that it is a harness).
+
+    Raises:
+        TypeError: If resolving or calling the target raised, naming the target and the
+            exception, or the target is neither a harness nor callable.
+        ImportError: If the module cannot be found.
+        AttributeError: If the module has no such attribute.
+        ValueError: If ``target`` is not ``'pkg.module:HarnessFactory'``.
+    """
+    from artifex.generative_models.training.conformance.static import resolve_target
+
+    try:
+        _, _, found = resolve_target(target)
+    except (ImportError, AttributeError, ValueError):
+        raise  # their messages name the module, the attribute or the expected form
+    except BaseException as error:  # the target module's own code ran
+        raise TypeError(f"importing {target} raised {error!r}") from error
+    if not isinstance(found, type) and isinstance(found, TrainerHarness):
+        return found
+    if not callable(found):
+        raise TypeError(f"{target} is neither a harness nor a factory of one")
+    try:
+        return found()
+    except BaseException as error:  # a factory's SystemExit(0) is no harness either
+        raise TypeError(f"calling {target}() to get the harness raised {error!r}") from error
+
+
+def multi_process_capable(harness: object) -> bool:
+    """Whether ``harness`` declares that it can run in a multi-process JAX job.
+
+    The declaration is a ``multi_process`` attribute that is ``True`` (a class
+    attribute will do); a harness without it cannot, and the multi-process mode reports
+    it "not applicable" rather than starting it.
+
+    Args:
+        harness: The harness.
+
+    Returns:
+        ``True`` only if ``harness.multi_process is True``.
+    """
+    return getattr(harness, "multi_process", False) is True

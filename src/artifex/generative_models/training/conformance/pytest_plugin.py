@@ -19,8 +19,14 @@ run is skipped. A warning-level finding passes, as the command line's exit statu
 does: it is emitted as a [`ConformanceWarning`][] (shown in pytest's warnings
 summary) under its own ``"always"`` filter, so that even ``filterwarnings = error``
 does not turn it into a failure. Set ``strict = True`` to make warnings fail the test
-(the command line's ``--strict``). The plugin (a ``pytest11`` entry point) adds
-``--conformance-max-examples``. It imports JAX only when a scenario runs.
+(the command line's ``--strict``). Set ``processes = 2`` (or pass
+``--conformance-processes 2``) to run each scenario in two local ``jax.distributed`` CPU
+processes (the command line's ``--processes``): the harness must declare
+``multi_process = True`` and its class must be importable and callable without
+arguments, since each process builds its own; an undeclared harness's tests are
+skipped, and a disagreement between the processes fails the test. The plugin (a
+``pytest11`` entry point) adds ``--conformance-max-examples`` and
+``--conformance-processes``. It imports JAX only when a scenario runs.
 """
 
 from __future__ import annotations
@@ -44,13 +50,20 @@ class ConformanceWarning(UserWarning):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--conformance-max-examples``."""
+    """Add ``--conformance-max-examples`` and ``--conformance-processes``."""
     group = parser.getgroup("artifex-conformance", "trainer conformance suite")
     group.addoption(
         "--conformance-max-examples",
         type=int,
         default=None,
         help="how many runs the property scenario draws (default: the suite class's max_examples)",
+    )
+    group.addoption(
+        "--conformance-processes",
+        type=int,
+        default=None,
+        help="run each scenario in this many jax.distributed CPU processes (default: the "
+        "suite class's processes)",
     )
 
 
@@ -64,12 +77,15 @@ class TrainerConformanceSuite:
             with a [`ConformanceWarning`][], whatever the warning filters).
         example_database: A directory for Hypothesis's example database (the
             ``property`` scenario); ``None`` (the default) for none.
+        processes: How many local ``jax.distributed`` CPU processes run each scenario
+            (default 1: this one); see the module docs.
     """
 
     max_examples: ClassVar[int] = 20
     scenarios: ClassVar[Sequence[str] | None] = None
     strict: ClassVar[bool] = False
     example_database: ClassVar[str | None] = None
+    processes: ClassVar[int] = 1
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """Parametrize ``test_conformance`` with the selected scenario names."""
@@ -100,12 +116,14 @@ class TrainerConformanceSuite:
         from artifex.generative_models.training.conformance.scenarios import check_trainer
 
         option: int | None = request.config.getoption("conformance_max_examples", None)
+        processes: int | None = request.config.getoption("conformance_processes", None)
         report = check_trainer(
             harness,
             scenarios=[scenario],
             max_examples=self.max_examples if option is None else option,
             example_database=self.example_database,
             keep_hypothesis_storage=True,  # your Hypothesis settings rule in your session
+            processes=self.processes if processes is None else processes,
         )
         result = report.result(scenario)
         if result.outcome == "not applicable":

@@ -34,7 +34,9 @@ from artifex.generative_models.training.conformance._harness import (
     T,
     TrainerHarness,
     ValidatingHarness,
+    load_harness,
 )
+from artifex.generative_models.training.conformance._processes import check_processes
 from artifex.generative_models.training.conformance._property_scenario import private_storage
 from artifex.generative_models.training.conformance._report import (
     ConformanceReport,
@@ -78,12 +80,13 @@ def _run_one(ctx: Context, name: str) -> ScenarioResult:
 
 
 def check_trainer(
-    harness: TrainerHarness[T],
+    harness: TrainerHarness[T] | str,
     *,
     scenarios: Iterable[str] | None = None,
     max_examples: int = 20,
     example_database: str | os.PathLike[str] | None = None,
     keep_hypothesis_storage: bool = False,
+    processes: int = 1,
 ) -> ConformanceReport:
     """Check that the trainer ``harness`` builds honours the callback contract.
 
@@ -92,8 +95,9 @@ def check_trainer(
     real Ctrl-C (a ``KeyboardInterrupt`` the suite did not inject) gets through.
 
     Args:
-        harness: Builds and runs your trainer. Implementing [`ValidatingHarness`][]
-            and [`FailingHarness`][] too enables the ``validation`` and
+        harness: Builds and runs your trainer, or the import name of its factory
+            (``'pkg.module:HarnessFactory'``, as on the command line). Implementing
+            [`ValidatingHarness`][] and [`FailingHarness`][] too enables the ``validation`` and
             ``data_raises`` scenarios; otherwise they are reported "not applicable".
         scenarios: The scenario names to run (keys of [`SCENARIOS`][]); all by
             default. The plain run always runs first, to learn how many batches an
@@ -109,16 +113,31 @@ def check_trainer(
             temporary directory, removed afterwards, and restores it: nothing is written
             outside a temporary directory. The pytest plugin keeps it, so that your own
             Hypothesis settings rule in your test session.
+        processes: With 2 or more, run the scenarios in that many local
+            ``jax.distributed`` CPU processes instead of this one, each loading the
+            harness by its import name (a harness object's class, called without
+            arguments), and check that every process sees the same events and that a
+            stop asked for on process 0 only stops them all (the extra
+            ``processes_agree`` result). A harness must declare ``multi_process =
+            True`` for this; otherwise every scenario is "not applicable".
 
     Returns:
         The report: ``.ok``, ``.violations``, and ``.format()`` for a readable text.
 
     Raises:
-        TypeError: If ``harness`` has no ``build`` and ``fit`` methods.
-        ValueError: If a scenario name is unknown or ``max_examples`` is below 1.
+        TypeError: If ``harness`` has no ``build`` and ``fit`` methods, or with
+            ``processes > 1`` its class has no import name.
+        ValueError: If a scenario name is unknown, ``max_examples`` or ``processes``
+            is below 1, or an import name is not ``'pkg.module:HarnessFactory'``.
+        ImportError: If the module of an import name cannot be found (in this process).
+        AttributeError: If that module has no such attribute.
     """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes!r}")
     untrusted: object = harness
-    if not isinstance(untrusted, TrainerHarness):
+    if isinstance(untrusted, str) and processes == 1:
+        untrusted = load_harness(untrusted)
+    if not isinstance(untrusted, str | TrainerHarness):
         raise TypeError(
             f"harness must be a TrainerHarness (with build(callbacks) and fit(trainer, "
             f"epochs) methods); got {type(harness).__qualname__} {harness!r}"
@@ -130,13 +149,18 @@ def check_trainer(
     if max_examples < 1:
         raise ValueError(f"max_examples must be >= 1, got {max_examples!r}")
     began = time.perf_counter()
-    database = None if example_database is None else os.fspath(example_database)
-    ctx = Context(harness=harness, max_examples=max_examples, example_database=database)
-    private = "property" in chosen and not keep_hypothesis_storage
-    with private_storage() if private else contextlib.nullcontext():
-        results = _run_all(ctx, chosen)
+    if isinstance(untrusted, str) or processes > 1:  # a str is loaded above if processes == 1
+        results = check_processes(
+            untrusted, processes=processes, chosen=chosen, max_examples=max_examples
+        )
+    else:
+        database = None if example_database is None else os.fspath(example_database)
+        ctx = Context(harness=untrusted, max_examples=max_examples, example_database=database)
+        private = "property" in chosen and not keep_hypothesis_storage
+        with private_storage() if private else contextlib.nullcontext():
+            results = _run_all(ctx, chosen)
     return ConformanceReport(
-        harness=_describe_harness(harness),
+        harness=untrusted if isinstance(untrusted, str) else _describe_harness(untrusted),
         results=tuple(results),
         seconds=time.perf_counter() - began,
     )
