@@ -14,7 +14,6 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from artifex.generative_models.training._checkpointing._resume import restore_run
 from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
@@ -272,6 +271,10 @@ class Trainer(InjectedHyperparams[M]):
             ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
                 this trainer, or two callbacks share a ``state_key``.
         """
+        # Deferred: the resume path imports Orbax (about 1 s, 25 MB), which a run that
+        # never restores does not pay for.
+        from artifex.generative_models.training._checkpointing._resume import restore_run
+
         return restore_run(checkpoint, self, self.callbacks)
 
     # ------------------------------------------------------------------ fit
