@@ -41,7 +41,7 @@ def test_on_a_cpu_a_small_dense_step_scans_and_a_large_one_does_not() -> None:
     small = jax.jit(matmul).lower(jnp.ones((64, 64)))
     side = 1024  # 2 * 1024**3 flops: over the threshold
     assert 2 * side**3 > CPU_SCAN_MAX_FLOPS
-    large = jax.jit(matmul).lower(jax.ShapeDtypeStruct((side, side), jnp.float32))
+    large = jax.jit(matmul).lower(jnp.ones((side, side)))
     assert chunk_scans("cpu", small)
     assert not chunk_scans("cpu", large)
 

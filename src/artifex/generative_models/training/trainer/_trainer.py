@@ -66,7 +66,9 @@ class Trainer(InjectedHyperparams[M]):
     With ``steps_per_execution=k > 1``, ``k`` consecutive batches of equal shapes run
     in one compiled ``lax.scan``, their batch pairs dispatched after it (see
     ``_fit``); a stop or a raise inside a chunk discards its later steps, so step,
-    model, logs and data position reflect exactly the dispatched batches.
+    model, logs and data position reflect exactly the dispatched batches. On a CPU a
+    chunk of a step with a convolution, or a large one, runs step by step instead,
+    exactly as unchunked, where the scan would be slower (``_chunk_rule``).
 
     Args:
         model: The module to train; it is updated in place.
