@@ -12,7 +12,7 @@ scan is kept. On XLA's CPU backend the rule is measured (docs/benchmarks.md):
   medium MLP (2.5e9 flops a step), donated or not, and a full unroll at 0.79x to 0.86x.
 
 So on a CPU a chunk is a scan only for a small, convolution-free step (the case the
-option is for: the tiny MLP's step, 6e7 flops, gains up to 2x); any other chunk is
+option is for: the tiny MLP's step, 6e7 flops, runs 1.2x to 2.3x faster); any other chunk is
 dispatched step by step, which is the unchunked run itself (same compiled step, same
 donation, every position resumable). The step is judged once, from its lowered
 program (XLA's cost estimate and the ops it contains), with nothing compiled.
