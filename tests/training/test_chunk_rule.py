@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from flax import nnx
 
 from artifex.generative_models.training import Trainer
@@ -75,8 +74,8 @@ def _batches(count: int) -> list[Batch]:
     return [(x[i : i + 2], y[i : i + 2]) for i in range(0, count * 2, 2)]
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU rule")
 def test_a_conv_model_chunked_on_a_cpu_trains_exactly_as_unchunked() -> None:
+    assert jax.default_backend() == "cpu"  # the suite runs on the CPU (tests/conftest.py)
     data = _batches(6)
     runs = []
     for chunk in (1, 3):

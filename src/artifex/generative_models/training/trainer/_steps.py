@@ -5,8 +5,8 @@ the functions passed in (nothing of the trainer is captured) and compiled with
 ``jax.jit``: the train step donates its state and metric-sum buffers; the chunk does
 not (a stop inside a chunk rolls back to the state before it); the eval step donates
 only its sums. Whether a chunk runs as the scan or step by step is ``_chunk_rule``'s
-call, made once per state layout. On a mesh the state keeps its shardings from step to step and sums
-and logs are replicated, so every process can read them.
+call, made once per state layout. On a mesh the state keeps its shardings from step
+to step and sums and logs are replicated, so every process can read them.
 """
 
 from __future__ import annotations
