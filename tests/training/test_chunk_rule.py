@@ -7,6 +7,8 @@ runs in the scan. The speed itself is measured by ``benchmarks/bench_trainer.py`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ import optax
 from flax import nnx
 
 from artifex.generative_models.training import Trainer
+from artifex.generative_models.training.callbacks import CheckpointConfig, ModelCheckpoint
 from artifex.generative_models.training.trainer._chunk_rule import CPU_SCAN_MAX_FLOPS, chunk_scans
 
 Batch = tuple[jax.Array, jax.Array]
@@ -95,3 +98,23 @@ def test_a_conv_model_chunked_on_a_cpu_trains_exactly_as_unchunked() -> None:
     # gradient is rounding noise), so this fails where the chunk scans.
     jax.tree.map(np.testing.assert_array_equal, state_3, state_1)
     assert traces_3 == traces_1  # the rule lowers the very trace the step then compiles
+
+
+def test_a_conv_chunk_on_a_cpu_saves_mid_chunk_as_unchunked(tmp_path: Path) -> None:
+    # A scanned chunk of 4 would move the saves due at 3 and 9 to chunk ends 4 and 10.
+    saved = {}
+    for chunk in (1, 4):
+        directory = tmp_path / f"chunk-{chunk}"
+        checkpoint = ModelCheckpoint(
+            CheckpointConfig(dirpath=directory, save_top_k=-1, every_n_epochs=None, every_n_steps=3)
+        )
+        trainer = Trainer(
+            ConvNet(rngs=nnx.Rngs(0)),
+            optax.adam(1e-2),
+            CountingLoss(),
+            callbacks=[checkpoint],
+            steps_per_execution=chunk,
+        )
+        trainer.fit(_batches(6), epochs=2)
+        saved[chunk] = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    assert saved[4] == saved[1] == [3, 6, 9, 12]
