@@ -5,10 +5,10 @@ steps in one compiled ``lax.scan``. On an accelerator that is what it is for, an
 scan is kept. On XLA's CPU backend the rule is measured (docs/benchmarks.md):
 
 * a step with a convolution runs on a slow path inside a while loop (a CNN's 10 steps:
-  about 1 s in a scan against 40 ms as 10 calls). A full unroll avoids it, but compiles
-  ``k`` times the step (5 to 9 s against 1.8 s) and ran no faster than 10 calls;
+  25 to 34 times slower in a scan than as 10 calls). A full unroll avoids it, but
+  compiles about 5 times as long (9 s against 1.9 s) and ran slower than 10 calls;
 * a step of more than [`CPU_SCAN_MAX_FLOPS`][] runs for milliseconds, beside which the
-  dispatch a scan saves is noise; the scan ran at 0.92x to 0.97x of 10 calls on the
+  dispatch a scan saves is noise; the scan ran at 0.92x to 1.09x of 10 calls on the
   medium MLP (2.5e9 flops a step), donated or not, and a full unroll at 0.79x to 0.86x.
 
 So on a CPU a chunk is a scan only for a small, convolution-free step (the case the
