@@ -17,7 +17,8 @@ been donated); read ``trainer.model`` in the hook instead.
 Where each part lives (private modules of this package): ``_fit`` (one ``fit`` from its
 start to how it ended: the epoch loop, the batch pairs, chunk rollback, teardown),
 ``_chunks`` (the data side: batches checked, placed and cut into chunks), ``_trainer``
-(the ``Trainer`` class), ``_steps`` (compiled steps), ``_leaves`` (flat state, sync
+(the ``Trainer`` class), ``_steps`` (compiled steps), ``_chunk_rule`` (whether a
+chunk runs as one scan or step by step), ``_leaves`` (flat state, sync
 flags), ``_means`` (log averages), ``_position`` (counters, mid-epoch positions),
 ``_stops`` (stop requests, the ``Stopper`` union), ``_preemption``, ``_coordination``
 (stop agreement across processes), ``_injected`` (optimizer hyperparameters) and

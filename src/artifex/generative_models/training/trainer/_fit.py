@@ -7,7 +7,9 @@ teardown (``on_train_end`` on every exit). The epoch loop, [`EpochLoop`][], is o
 over the chunks that the data side cuts (``_chunks``): each chunk's batch pairs are
 dispatched around one compiled step (``run_single``, the one step path) or one
 compiled ``lax.scan`` of ``steps_per_execution`` steps (``run_chunk``), whose batch
-pairs are dispatched after it. A stop requested inside a chunk discards the chunk's
+pairs are dispatched after it; where ``_chunk_rule`` finds a scan slower than separate
+calls (on a CPU: a step with a convolution, or a large one), a chunk runs step by step
+(``run_steps``), exactly as unchunked. A stop requested inside a chunk discards the chunk's
 later steps: they are recomputed from the state before the chunk (which the chunk
 does not donate), and the untrained batches are given back to a stateful batcher, so
 step, model, epoch logs and data position all reflect exactly the dispatched batches.
@@ -360,8 +362,10 @@ class EpochLoop(Generic[M]):
                 sums = self._zero_sums(chunk[0])
             if len(chunk) == 1:
                 sums, stopper = self.run_single(chunk[0], sums)
-            else:
+            elif self._chunk_scans(chunk, sums):
                 sums, stopper = self.run_chunk(chunk, sums)
+            else:
+                sums, stopper = self.run_steps(chunk, sums)
             if stopper is not None:
                 chunks.give_back(chunks.fetched - position.batches)  # fetched, not trained
                 break
@@ -400,6 +404,25 @@ class EpochLoop(Generic[M]):
         if restored and not self._warned_modes:
             self._warned_modes = True
             warn_modes_restored(restored, suspects(self.callbacks, hooks))
+
+    def _chunk_scans(self, chunk: tuple[Any, ...], sums: MetricSums) -> bool:
+        state, position = self.state, self.position
+        try:
+            return self.steps.chunk_scans(state.params, state.rest, state.opt_state, sums, chunk[0])
+        except Exception as error:  # a trace of the train step: any error of loss_fn
+            explain_batch_failure(error, chunk, "train_data", position.batches, position.epoch)
+            raise
+
+    def run_steps(
+        self, batches: tuple[Any, ...], sums: MetricSums
+    ) -> tuple[MetricSums, Stopper | None]:
+        """A chunk dispatched step by step (where a scan would be slower): as unchunked."""
+        stopper: Stopper | None = None
+        for batch in batches:
+            sums, stopper = self.run_single(batch, sums)
+            if stopper is not None:
+                break
+        return sums, stopper
 
     def run_single(self, batch: Any, sums: MetricSums) -> tuple[MetricSums, Stopper | None]:
         """One batch pair around one compiled step; return the sums and any stopper."""

@@ -4,8 +4,9 @@ Every step is a pure function of flat leaf lists (see ``_leaves``), built from
 the functions passed in (nothing of the trainer is captured) and compiled with
 ``jax.jit``: the train step donates its state and metric-sum buffers; the chunk does
 not (a stop inside a chunk rolls back to the state before it); the eval step donates
-only its sums. On a mesh the state keeps its shardings from step to step and sums
-and logs are replicated, so every process can read them.
+only its sums. Whether a chunk runs as the scan or step by step is ``_chunk_rule``'s
+call, made once per state layout. On a mesh the state keeps its shardings from step
+to step and sums and logs are replicated, so every process can read them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from artifex.generative_models.training._checks import check_filter, describe
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.optimizer import GradientTransformationLike
 from artifex.generative_models.training.trainer._batch_errors import note_traced_failure
+from artifex.generative_models.training.trainer._chunk_rule import chunk_scans
 from artifex.generative_models.training.trainer._leaves import Layout, Leaves, same, split
 from artifex.generative_models.training.trainer._means import (
     MetricSums,
@@ -183,6 +185,7 @@ class CompiledSteps(Generic[M]):
     """
 
     __slots__ = (
+        "_chunk_scans",
         "_eval_names",
         "_train_names",
         "chunk",
@@ -192,6 +195,7 @@ class CompiledSteps(Generic[M]):
         "layout",
         "loss_fn",
         "probe",
+        "scanned_step",
         "train",
         "zeros",
     )
@@ -214,6 +218,7 @@ class CompiledSteps(Generic[M]):
         self.eval_fn = eval_fn
         self._train_names: tuple[str, ...] | None = None
         self._eval_names: tuple[str, ...] | None = None
+        self._chunk_scans: bool | None = None
         graphdef, params_def, rest_def = layout.graphdef, layout.params_def, layout.rest_def
         opt_state_def = layout.opt_state_def
         validate, validate_name = (loss_fn, "loss_fn") if eval_fn is None else (eval_fn, "eval_fn")
@@ -288,7 +293,7 @@ class CompiledSteps(Generic[M]):
             def body(
                 carry: tuple[Leaves, Leaves, Leaves, MetricSums], batch: Any
             ) -> tuple[tuple[Leaves, Leaves, Leaves, MetricSums], MetricSums]:
-                params, rest, opt_state, sums, logs = train_step(*carry, batch)
+                params, rest, opt_state, sums, logs = scanned_step(*carry, batch)
                 return (params, rest, opt_state, sums), logs
 
             (params, rest, opt_state, sums), logs = jax.lax.scan(
@@ -301,6 +306,10 @@ class CompiledSteps(Generic[M]):
             loss, metrics, _ = forward(validate, validate_name, params, rest, batch, train=False)
             return accumulate(sums, {"loss": loss, **metrics})
 
+        # The scan's body, jitted on its own so that the trace ``chunk_scans`` lowers
+        # is the one the chunk reuses (``loss_fn`` is traced once); XLA inlines it.
+        scanned_step = jax.jit(train_step)
+        self.scanned_step = scanned_step
         self.probe = probe
         donated = (0, 1, 2, 3) if donate else ()
         if spmd is None:
@@ -337,6 +346,29 @@ class CompiledSteps(Generic[M]):
             else:
                 self._eval_names = names
         return names
+
+    def chunk_scans(
+        self, params: Leaves, rest: Leaves, opt_state: Leaves, sums: MetricSums, batch: Any
+    ) -> bool:
+        """Whether a chunk runs as the compiled scan (else step by step), judged once.
+
+        The rule is ``_chunk_rule``'s: on a CPU it reads the train step lowered for
+        these arguments (a trace, nothing compiled, no buffer donated).
+        """
+        if self._chunk_scans is None:
+            leaf = next(iter(params), None)
+            platform = (
+                next(iter(leaf.devices())).platform
+                if isinstance(leaf, jax.Array)
+                else jax.default_backend()
+            )
+            lowered = (
+                self.scanned_step.lower(params, rest, opt_state, sums, batch)
+                if platform == "cpu"
+                else None
+            )
+            self._chunk_scans = chunk_scans(platform, lowered)
+        return self._chunk_scans
 
     def zero_sums(self, params: Leaves, rest: Leaves, batch: Any, *, train: bool) -> MetricSums:
         """Fresh zero sums for the metrics of the train (or eval) function."""

@@ -16,7 +16,6 @@ from typing_extensions import TypeVar
 
 from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._spmd import DataAxis, DataParallel
-from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import (
     CallbackList,
@@ -77,7 +76,9 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
     With ``steps_per_execution=k > 1``, ``k`` consecutive batches of equal shapes run
     in one compiled ``lax.scan``, their batch pairs dispatched after it (see
     ``_fit``); a stop or a raise inside a chunk discards its later steps, so step,
-    model, logs and data position reflect exactly the dispatched batches.
+    model, logs and data position reflect exactly the dispatched batches. On a CPU a
+    chunk of a step with a convolution, or a large one, runs step by step instead,
+    exactly as unchunked, where the scan would be slower (``_chunk_rule``).
 
     Args:
         model: The module to train; it is updated in place.
@@ -298,6 +299,10 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
                 this trainer, or two callbacks share a ``state_key``.
         """
+        # Deferred: the resume path imports Orbax (about 0.4 s of CPU and 25 MB), which
+        # a run that never resumes does not pay for.
+        from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
+
         return restore_run(checkpoint, self, self.callbacks)
 
     # ------------------------------------------------------------------ fit

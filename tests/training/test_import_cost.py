@@ -1,0 +1,62 @@
+"""Pay only for what you use at import: the trainer and the plain callbacks load no Orbax.
+
+Each check runs in a fresh interpreter (nothing imported by other tests interferes)
+and reads its ``sys.modules``. Orbax, the progress bar's ``rich.progress`` and the
+trackers (W&B, MLflow, TensorBoard) are imported when the callback or function that
+needs them is built or called. Flax itself imports part of rich (``flax.nnx`` loads
+``rich.console`` and ``rich.table`` for its summaries), so the rich check is relative:
+our import adds no rich module to those that ``flax.nnx`` alone loads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+_HEAVY = ("orbax", "rich", "wandb", "mlflow", "tensorboard", "tensorboardX")
+
+
+def _loaded_after(statement: str) -> dict[str, list[str]]:
+    """The heavy modules in ``sys.modules`` of a fresh interpreter after ``statement``."""
+    code = (
+        "import json, sys\n"
+        f"{statement}\n"
+        f"heavy = {_HEAVY!r}\n"
+        "print(json.dumps({root: sorted(m for m in sys.modules "
+        "if m == root or m.startswith(root + '.')) for root in heavy}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: dict[str, list[str]] = json.loads(done.stdout)
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from artifex.generative_models.training import Trainer",
+        "from artifex.generative_models.training.callbacks import EarlyStopping",
+    ],
+)
+def test_the_trainer_and_plain_callbacks_import_no_orbax_rich_or_trackers(statement: str) -> None:
+    flax_alone = _loaded_after("import flax.nnx")
+    loaded = _loaded_after(statement)
+    assert loaded["orbax"] == []
+    assert loaded["rich"] == flax_alone["rich"]  # only what flax.nnx itself loads
+    assert "rich.progress" not in loaded["rich"]
+    for tracker in ("wandb", "mlflow", "tensorboard", "tensorboardX"):
+        assert loaded[tracker] == [], tracker
+
+
+def test_what_needs_orbax_and_rich_still_loads_them() -> None:
+    # The control: the check above can fail, since these imports do load them.
+    loaded = _loaded_after(
+        "from artifex.generative_models.training.callbacks import ModelCheckpoint, ProgressBar"
+    )
+    assert "orbax.checkpoint" in loaded["orbax"]
+    assert "rich.progress" in loaded["rich"]
