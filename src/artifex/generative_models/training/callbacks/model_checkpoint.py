@@ -19,10 +19,6 @@ from typing import Any, Unpack, overload
 
 import orbax.checkpoint as ocp
 
-from artifex.generative_models.training._checkpointing._agreement import (
-    SavePlan,
-    agree_on_save_plan,
-)
 from artifex.generative_models.training._checkpointing._directory import (
     check_directory,
     prepare_directory,
@@ -33,7 +29,12 @@ from artifex.generative_models.training._checkpointing._format import (
     save_args,
 )
 from artifex.generative_models.training._checkpointing._lock import DirectoryLock
-from artifex.generative_models.training._checkpointing._manager import open_manager
+from artifex.generative_models.training._checkpointing._manager import (
+    SavePlan,
+    SaveWatch,
+    agree_on_save_plan,
+    open_manager,
+)
 from artifex.generative_models.training._checkpointing._restore import RestoredCheckpoint
 from artifex.generative_models.training._checkpointing._retention import (
     Ranking,
@@ -44,8 +45,10 @@ from artifex.generative_models.training._checkpointing._runs import (
     claimed_run,
     remember_run,
 )
-from artifex.generative_models.training._checkpointing._save_failure import SaveWatch
-from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
+from artifex.generative_models.training.callbacks._checkpoint_config import (
+    CheckpointConfig,
+    CheckpointKwargs,
+)
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
     callback_arrays,
     callback_items,
@@ -54,7 +57,6 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     training_state,
     warn_if_stateful_after,
 )
-from artifex.generative_models.training.callbacks._checkpoint_kwargs import CheckpointKwargs
 from artifex.generative_models.training.callbacks._checkpoint_restore import restore_checkpoint
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
