@@ -276,10 +276,7 @@ def _entries(tree: object) -> Iterator[tuple[str, Any]]:
     )[0]
     for path, leaf in leaves:
         if hasattr(leaf, "shape"):
-            names = (
-                getattr(key, "key", getattr(key, "idx", getattr(key, "name", key))) for key in path
-            )
-            yield ".".join(str(name) for name in names), leaf
+            yield jax.tree_util.keystr(path, simple=True, separator="."), leaf
 
 
 def _saved_shape(leaf: Any) -> tuple[int, ...]:

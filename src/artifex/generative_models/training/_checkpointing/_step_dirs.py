@@ -1,12 +1,7 @@
-"""Which step directories of a checkpoint directory are checkpoints.
+"""Which step directories are checkpoints: those holding Orbax's metadata, ``state`` and ``meta``.
 
-A step directory (named by its step) is a complete checkpoint when it holds Orbax's
-``_CHECKPOINT_METADATA`` and the ``state`` and ``meta`` items. Orbax is given a step
-name format that lists only those, so restoring, the step listing and retention never
-see anything else: a kill during retention's deletion can leave an emptied step
-directory, and a user may keep a folder named ``1/`` there. Before a run writes,
-``tidy_step_directories`` removes the step directories that hold nothing but our
-own, partial, files and leaves every other one alone, with a warning naming it.
+Orbax is given a step name format that lists only those (a kill during retention can leave
+an emptied step directory; a user may keep a folder named ``1/``).
 """
 
 from __future__ import annotations
