@@ -41,7 +41,6 @@ def _entry_name(path: tuple[Any, ...]) -> str:
 
 
 def _data(leaf: jax.Array) -> jax.Array:
-    """An array's values: a PRNG key's key data, else the array itself."""
     return jax.random.key_data(leaf) if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf
 
 
@@ -81,7 +80,6 @@ def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Ar
 
 
 def _sum(value: np.ndarray) -> dict[str, Any]:
-    """The checksum record of one host value."""
     data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)  # 1-d, even for a scalar
     return {"crc32": zlib.crc32(data.data), "dtype": str(value.dtype), "shape": list(value.shape)}
 
@@ -110,7 +108,6 @@ def checksums(copies: Mapping[str, Mapping[str, np.ndarray]]) -> ChecksumTable:
 
 
 def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """The records of ``shards`` for a process's file: ``{item: {entry: [record]}}``."""
     return {
         item: {e: [{"index": i, **_sum(v)} for i, v in found] for e, found in entries.items()}
         for item, entries in shards.items()

@@ -165,8 +165,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         self._lock: DirectoryLock | None = None  # held from on_train_begin to on_train_end
         self._watch = SaveWatch()
 
-    # ---------------------------------------------------------------- properties
-
     @property
     def directory(self) -> Path | None:
         """The resolved checkpoint directory, once set up (at ``on_train_begin``)."""
@@ -199,8 +197,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         """
         self._watch.settle(block=True)
 
-    # ---------------------------------------------------------------- extension
-
     def json_items(self, trainer: TrainerLike, /) -> dict[str, Any]:
         """Further JSON items to save with each checkpoint, by item name.
 
@@ -217,8 +213,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             ``"callback_arrays"``) to a JSON-compatible value.
         """
         return {}
-
-    # ------------------------------------------------------------------- set-up
 
     def _terms(self, trainer: TrainerLike) -> tuple[Path, RunClaim | None, int | None]:
         """The directory, the run it continues, and the step (``None`` if nothing is saved)."""
@@ -262,8 +256,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         if isinstance(trainer, TrainerState):
             return int(trainer.step)
         return self._steps_seen
-
-    # -------------------------------------------------------------------- hooks
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would, writing nothing.
