@@ -141,44 +141,6 @@ def test_model_only_trainer_counts_steps_itself(tmp_path: Path) -> None:
     assert _same(model, trainer.model)
 
 
-def test_recent_k_without_monitor_and_every_n_epochs(tmp_path: Path) -> None:
-    cb = ModelCheckpoint(
-        CheckpointConfig(dirpath=tmp_path / "ck", save_top_k=2, every_n_epochs=2, async_save=False)
-    )
-    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 7)
-    # epochs 1, 3, 5 are due (steps 2, 4, 6); the two most recent stay
-    assert cb.saved_checkpoint_steps == (4, 6)
-
-
-def test_save_top_k_zero_keeps_only_last_or_nothing(tmp_path: Path) -> None:
-    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "a", monitor="val_loss", save_top_k=0))
-    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 3, val_losses=[1.0, 0.5, 2.0])
-    assert cb.saved_checkpoint_steps == (3,)
-    cb = ModelCheckpoint(
-        CheckpointConfig(dirpath=tmp_path / "b", monitor="val_loss", save_top_k=0, save_last=False)
-    )
-    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 2, val_losses=[1.0, 0.5])
-    assert cb.saved_checkpoint_steps == ()
-    assert _step_dirs(tmp_path / "b") == []
-
-
-def test_nan_ranks_worst_and_max_mode(tmp_path: Path) -> None:
-    cb = ModelCheckpoint(
-        CheckpointConfig(
-            dirpath=tmp_path / "ck", monitor="acc", mode="max", save_top_k=1, save_last=False
-        )
-    )
-    trainer = ModelOnlyTrainer()
-    cbs = CallbackList([cb])
-    cbs.on_train_begin(trainer)
-    for epoch, acc in enumerate([0.5, math.nan, 0.9, 0.7]):
-        cbs.on_batch_end(trainer, epoch, {"loss": 0.0})
-        cbs.on_epoch_end(trainer, epoch, {"acc": acc})
-    cbs.on_train_end(trainer)
-    assert cb.saved_checkpoint_steps == (3,)
-    assert cb.best_checkpoint_step == 3
-
-
 def test_missing_monitor_warns_and_saves_only_as_last(tmp_path: Path) -> None:
     cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", monitor="val_loss"))
     with pytest.warns(MissingMetricWarning, match="'loss'"):
@@ -190,22 +152,6 @@ def test_missing_monitor_warns_and_saves_only_as_last(tmp_path: Path) -> None:
     )
     with pytest.raises(KeyError, match="'x'"):
         drive(ModelOnlyTrainer(), [strict], [[1.0]])
-
-
-def test_refuses_a_foreign_non_empty_directory(tmp_path: Path) -> None:
-    target = tmp_path / "mine"
-    target.mkdir()
-    (target / "thesis.tex").write_text("precious")
-    cb = ModelCheckpoint(CheckpointConfig(dirpath=target))
-    with pytest.raises(FileExistsError, match="not created by ModelCheckpoint"):
-        cb.on_train_begin(ModelOnlyTrainer())
-    assert (target / "thesis.tex").read_text() == "precious"
-    assert sorted(p.name for p in target.iterdir()) == ["thesis.tex"]
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(FileExistsError, match="is a file"):
-        ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "file")).on_train_begin(
-            ModelOnlyTrainer()
-        )
 
 
 def test_reuses_its_own_directory_and_continues(tmp_path: Path) -> None:
@@ -275,20 +221,6 @@ def test_async_saves_are_complete_after_train_end(tmp_path: Path) -> None:
     assert not any("tmp" in p.name for p in (tmp_path / "ck").iterdir())
     leaves = jax.tree.leaves(restore_checkpoint(tmp_path / "ck").state["model"])
     assert len(leaves) == 4
-
-
-def test_ranking_spans_runs_in_the_same_directory(tmp_path: Path) -> None:
-    trainer = FullTrainer()
-    config = CheckpointConfig(dirpath=tmp_path / "ck", monitor="val_loss", save_top_k=2)
-    first = ModelCheckpoint(config)
-    drive(trainer, [first], [[1.0]] * 3, val_losses=[1.0, 0.2, 0.5])
-    assert first.saved_checkpoint_steps == (2, 3)
-    # a new instance (say, a resumed process) continues in the same directory; the
-    # scores of the earlier checkpoints were written by Orbax and still count
-    second = ModelCheckpoint(config)
-    drive(trainer, [second], [[1.0]] * 2, val_losses=[0.9, 0.8], start_step=3, start_epoch=3)
-    assert second.saved_checkpoint_steps == (2, 3, 5)
-    assert second.best_checkpoint_step == 2
 
 
 def test_interrupted_save_leftovers_are_cleaned_and_ignored(tmp_path: Path) -> None:

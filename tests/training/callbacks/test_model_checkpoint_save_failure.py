@@ -1,6 +1,6 @@
 """A failed Orbax save becomes an ``OSError`` naming the directory and the step (issue 18).
 
-Unit tests of ``_checkpointing._save_failure`` with a stand-in manager; the real disk
+Unit tests of ``_checkpointing._manager`` with a stand-in manager; the real disk
 faults (a full tmpfs, a read-only remount) are in ``tests/laws/test_disk_faults.py``.
 """
 
@@ -13,7 +13,7 @@ from typing import cast
 import orbax.checkpoint as ocp
 import pytest
 
-from artifex.generative_models.training._checkpointing._save_failure import (
+from artifex.generative_models.training._checkpointing._manager import (
     SaveWatch,
     save_failure,
 )

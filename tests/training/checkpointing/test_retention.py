@@ -22,9 +22,14 @@ from artifex.generative_models.training._checkpointing._retention import (
     preservation_policy,
     rank,
 )
-from artifex.generative_models.training.callbacks import CheckpointConfig, ModelCheckpoint
+from artifex.generative_models.training.callbacks import (
+    CallbackList,
+    CheckpointConfig,
+    ModelCheckpoint,
+)
 from artifex.generative_models.training.trainer import Trainer
 from tests.training._models import batches, mse, new_model
+from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
 
 NOW = datetime.datetime.now(tz=datetime.UTC)
 
@@ -95,3 +100,58 @@ def test_best_k_with_step_saves_prints_no_absl_warning(
     assert "absl" not in capfd.readouterr().err
     # Mid-epoch saves have no score: the best is an epoch end's (here also the last).
     assert (checkpoint.saved_checkpoint_steps, checkpoint.best_checkpoint_step) == ((6,), 6)
+
+
+# ---------------------------------------- through ModelCheckpoint
+
+
+def test_recent_k_without_monitor_and_every_n_epochs(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(
+        CheckpointConfig(dirpath=tmp_path / "ck", save_top_k=2, every_n_epochs=2, async_save=False)
+    )
+    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 7)
+    # epochs 1, 3, 5 are due (steps 2, 4, 6); the two most recent stay
+    assert cb.saved_checkpoint_steps == (4, 6)
+
+
+def test_save_top_k_zero_keeps_only_last_or_nothing(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "a", monitor="val_loss", save_top_k=0))
+    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 3, val_losses=[1.0, 0.5, 2.0])
+    assert cb.saved_checkpoint_steps == (3,)
+    cb = ModelCheckpoint(
+        CheckpointConfig(dirpath=tmp_path / "b", monitor="val_loss", save_top_k=0, save_last=False)
+    )
+    drive(ModelOnlyTrainer(), [cb], [[1.0]] * 2, val_losses=[1.0, 0.5])
+    assert cb.saved_checkpoint_steps == ()
+    assert not any(p.name.isdigit() for p in (tmp_path / "b").iterdir())
+
+
+def test_nan_ranks_worst_and_max_mode(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(
+        CheckpointConfig(
+            dirpath=tmp_path / "ck", monitor="acc", mode="max", save_top_k=1, save_last=False
+        )
+    )
+    trainer = ModelOnlyTrainer()
+    cbs = CallbackList([cb])
+    cbs.on_train_begin(trainer)
+    for epoch, acc in enumerate([0.5, math.nan, 0.9, 0.7]):
+        cbs.on_batch_end(trainer, epoch, {"loss": 0.0})
+        cbs.on_epoch_end(trainer, epoch, {"acc": acc})
+    cbs.on_train_end(trainer)
+    assert cb.saved_checkpoint_steps == (3,)
+    assert cb.best_checkpoint_step == 3
+
+
+def test_ranking_spans_runs_in_the_same_directory(tmp_path: Path) -> None:
+    trainer = FullTrainer()
+    config = CheckpointConfig(dirpath=tmp_path / "ck", monitor="val_loss", save_top_k=2)
+    first = ModelCheckpoint(config)
+    drive(trainer, [first], [[1.0]] * 3, val_losses=[1.0, 0.2, 0.5])
+    assert first.saved_checkpoint_steps == (2, 3)
+    # a new instance (say, a resumed process) continues in the same directory; the
+    # scores of the earlier checkpoints were written by Orbax and still count
+    second = ModelCheckpoint(config)
+    drive(trainer, [second], [[1.0]] * 2, val_losses=[0.9, 0.8], start_step=3, start_epoch=3)
+    assert second.saved_checkpoint_steps == (2, 3, 5)
+    assert second.best_checkpoint_step == 2

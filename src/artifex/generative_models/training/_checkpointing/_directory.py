@@ -1,12 +1,7 @@
-"""The checkpoint directory: its marker, its run, its lock, and its set-up across processes.
+"""The checkpoint directory: its marker, its run and its lock, set up across processes.
 
-A directory belongs to ``ModelCheckpoint`` when it holds ``MARKER_FILE``; one
-that does not, and is not empty, is never written into. The marker names the run
-the directory holds (``"run"``, a run id); a run that does not continue it is
-refused (see ``_runs``), and so is one holding later steps than the run's (Orbax
-would skip its saves). While a run writes the directory it holds its lock (see
-``_lock``). ``check_directory`` finds every refusal that ``prepare_directory`` raises,
-reading only, so that a run is refused before anything is written (a preflight).
+The rules are in docs/checkpoints.md. ``check_directory`` finds every refusal of
+``prepare_directory`` reading only, so that a run is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -40,8 +35,7 @@ __all__ = ["PreparedDirectory", "check_directory", "is_checkpoint_directory", "p
 
 _log = logging.getLogger(__name__)
 
-_PAYLOAD: Final = 4096
-"""The bytes of process 0's verdict, as JSON: the run id, or the refusal."""
+_PAYLOAD: Final = 4096  # bytes of process 0's verdict, as JSON: the run id, or the refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +51,6 @@ def is_checkpoint_directory(path: Path) -> bool:
     return (path / MARKER_FILE).is_file()
 
 
-def _write_marker(path: Path, marker: dict[str, Any]) -> None:
-    """Write the marker through a temporary file renamed into place (never seen partial)."""
-    partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
-    partial.write_text(json.dumps(marker) + "\n")
-    partial.replace(path / MARKER_FILE)
-
-
 def _read_marker(path: Path, *, warn: bool) -> dict[str, Any] | None:
     """The marker's content: ``None`` without a marker, ``{}`` for an unreadable one."""
     marker = path / MARKER_FILE
@@ -76,14 +63,6 @@ def _read_marker(path: Path, *, warn: bool) -> dict[str, Any] | None:
             _log.warning("the checkpoint marker %s is unreadable; it is rewritten", marker)
         return {}
     return found if isinstance(found, dict) else {}
-
-
-def _checkpoint_steps(path: Path) -> list[int]:
-    return [
-        int(child.name)
-        for child in path.iterdir()
-        if child.name.isdigit() and is_complete_step(child)
-    ]
 
 
 def _check_shape(path: Path) -> None:
@@ -115,14 +94,13 @@ def _locked(path: Path, busy: LockHeld) -> FileExistsError:
 def _run_verdict(
     path: Path, marker: dict[str, Any] | None, claim: RunClaim | None, step: int | None
 ) -> str:
-    """The run of ``path`` that ``claim`` continues (``""`` if it is this run's to take).
-
-    Raises:
-        FileExistsError: If ``path`` holds another run's checkpoints, or (``step``
-            given) checkpoints of later steps than ``step``.
-    """
+    """The run of ``path`` that ``claim`` continues (``""``: this run's to take), or a refusal."""
     recorded: object = None if marker is None else marker.get("run")
-    steps = [] if marker is None else _checkpoint_steps(path)
+    steps = (
+        []
+        if marker is None
+        else [int(c.name) for c in path.iterdir() if c.name.isdigit() and is_complete_step(c)]
+    )
     continued = ""
     if isinstance(recorded, str) and recorded:
         if claim is not None and claim.run in (None, recorded):
@@ -160,7 +138,6 @@ def _continued(path: Path, claim: RunClaim | None) -> str | None:
 
 
 def _verdict(path: Path, claim: RunClaim | None, lock: bool, step: int | None) -> tuple[str, None]:
-    """What ``_check_and_mark`` would decide, reading only."""
     _check_shape(path)
     if not path.is_dir():
         return "", None
@@ -190,7 +167,9 @@ def _check_and_mark(
         continued = _run_verdict(path, marker, claim, step)
         if not continued:  # new, marked before run ids, or holding no checkpoint: ours
             base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-            _write_marker(path, {**base, "run": run})
+            partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"  # renamed: never seen partial
+            partial.write_text(json.dumps({**base, "run": run}) + "\n")
+            partial.replace(path / MARKER_FILE)
     except BaseException:
         if held is not None:
             held.release()

@@ -1,11 +1,8 @@
-"""Content checksums of a checkpoint's arrays: written in the save, verified on restore.
+"""Checksums of a checkpoint's arrays, written in the save and verified on restore.
 
-The ``checksums`` item (format 4) holds the CRC-32, dtype and shape of every leaf of
-``state`` and ``callback_arrays``, by item and dotted entry; an array split across
-processes is summed by shard, each process writing ``shards-<process>.json`` in the
-item. The layout is told in the docs' Checkpoints page. The save copies the leaves to
-the host before it returns (the next step may donate the buffers) and sums them in
-Orbax's background commit, in the same atomic save.
+The layout of the ``checksums`` item is in docs/checkpoints.md. The save copies the
+leaves to the host before it returns (the next step may donate them) and sums them in
+Orbax's background commit.
 """
 
 from __future__ import annotations
@@ -29,39 +26,21 @@ from orbax.checkpoint import future as ocp_future
 __all__ = ["CHECKSUMS_ITEM", "ChecksumHandler", "ChecksumRestore", "ChecksumSave", "verify"]
 
 CHECKSUMS_ITEM: Final = "checksums"
-"""The JSON checkpoint item holding the checksums (format 4 on)."""
 
 _FILENAME: Final = "metadata"  # JsonCheckpointHandler's file name: read back as a JSON item
 _SHARDS: Final = "shards-{}.json"  # a process's sums of its shards, by process index
 _RECORD: Final = ("crc32", "dtype", "shape")
 
-ChecksumTable = dict[str, dict[str, dict[str, Any]]]
-"""``{item: {entry: {"crc32": int, "dtype": str, "shape": [int, ...]}}}``."""
-
-Index = list[list[int]]
-"""A shard's place in its array: ``[start, stop]`` per dimension."""
-
-ShardCopies = dict[str, dict[str, list[tuple[Index, np.ndarray]]]]
-"""``{item: {entry: [(index, host value)]}}``: a process's shards of split arrays."""
+ChecksumTable = dict[str, dict[str, dict[str, Any]]]  # {item: {entry: record}}
+Index = list[list[int]]  # a shard's place in its array: [start, stop] per dimension
+ShardCopies = dict[str, dict[str, list[tuple[Index, np.ndarray]]]]  # {item: {entry: [...]}}
 
 
 def _entry_name(path: tuple[Any, ...]) -> str:
-    """The dotted name of a pytree path (``model.hidden.kernel``)."""
-    parts: list[str] = []
-    for key in path:
-        if isinstance(key, jax.tree_util.DictKey | jax.tree_util.FlattenedIndexKey):
-            parts.append(str(key.key))
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            parts.append(str(key.idx))
-        elif isinstance(key, jax.tree_util.GetAttrKey):
-            parts.append(key.name)
-        else:  # pragma: no cover - no other key types in the saved pytrees
-            parts.append(str(key))
-    return ".".join(parts)
+    return jax.tree_util.keystr(path, simple=True, separator=".")  # model.hidden.kernel
 
 
 def _data(leaf: jax.Array) -> jax.Array:
-    """An array's values: a PRNG key's key data, else the array itself."""
     return jax.random.key_data(leaf) if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf
 
 
@@ -101,7 +80,6 @@ def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Ar
 
 
 def _sum(value: np.ndarray) -> dict[str, Any]:
-    """The checksum record of one host value."""
     data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)  # 1-d, even for a scalar
     return {"crc32": zlib.crc32(data.data), "dtype": str(value.dtype), "shape": list(value.shape)}
 
@@ -130,7 +108,6 @@ def checksums(copies: Mapping[str, Mapping[str, np.ndarray]]) -> ChecksumTable:
 
 
 def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """The records of ``shards`` for a process's file: ``{item: {entry: [record]}}``."""
     return {
         item: {e: [{"index": i, **_sum(v)} for i, v in found] for e, found in entries.items()}
         for item, entries in shards.items()

@@ -1,16 +1,4 @@
-"""The lock of a checkpoint directory: one run writes it at a time.
-
-The lock is the file ``LOCK_FILE``, created atomically (``O_CREAT | O_EXCL``) and
-holding its owner: the run id, the process id and the host (and, on Linux, the
-process's start time and pid namespace), removed when the run ends. A lock is stale,
-and replaced with a logged warning naming it, when its owner is provably gone: a
-process of this host and pid namespace that no longer runs (or whose pid now names a
-later process, or this very process without holding it), or a lock left unreadable for
-``_UNREADABLE_GRACE`` seconds. A lock whose owner cannot be seen from here (another host,
-or a container restarted into a new pid namespace) is taken over only by a run
-continuing the lock's own run (a rerun after a kill: one run cannot run twice); any
-other run is refused.
-"""
+"""The lock of a checkpoint directory: one run writes it at a time (rules: docs/checkpoints.md)."""
 
 from __future__ import annotations
 
@@ -30,16 +18,9 @@ __all__ = ["LOCK_FILE", "DirectoryLock", "LockHeld", "acquire_lock", "check_lock
 _log = logging.getLogger(__name__)
 
 LOCK_FILE: Final = "artifex_checkpoints.lock"
-"""The lock file of a checkpoint directory while a run writes it."""
-
-_UNREADABLE_GRACE: Final = 30.0
-"""Seconds after which an unreadable lock file is stale (a writer fills it at once)."""
-
-_ATTEMPTS: Final = 5
-"""How often a lock is tried when stale locks are being replaced concurrently."""
-
-_HELD: Final[dict[Path, str]] = {}
-"""The locks this process holds: lock path to token."""
+_UNREADABLE_GRACE: Final = 30.0  # seconds: a writer fills the file at once
+_ATTEMPTS: Final = 5  # while stale locks are being replaced concurrently
+_HELD: Final[dict[Path, str]] = {}  # the locks this process holds: path to token
 
 
 class LockHeld(Exception):
@@ -83,9 +64,8 @@ def acquire_lock(directory: Path, run: str | None = None) -> DirectoryLock:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             seen = _read_bytes(path)
-            if seen is None:  # released meanwhile: try again
-                continue
-            _replace_if_stale(path, seen, run)
+            if seen is not None:  # else released meanwhile: try again
+                _replace_if_stale(path, seen, run)
             continue
         try:
             os.write(fd, (json.dumps(_owner(token, run)) + "\n").encode())
@@ -192,11 +172,9 @@ def _describe(raw: bytes | None) -> str:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True  # another user's process
-    except OSError:  # pragma: no cover - an invalid pid
+    except OSError:  # ProcessLookupError (or an invalid pid)
         return False
     fields = _proc_stat(pid)
     return not fields or fields[0] != "Z"  # a zombie is dead, only not reaped

@@ -1,9 +1,4 @@
-"""Pytree conversions between the training state, Orbax's saved form and restore targets.
-
-``nnx.State`` is saved as its pure dict (Orbax stores plain nested dicts with string
-keys); restoring builds placeholders (shape, dtype, sharding) for Orbax and rebuilds
-the ``nnx.State`` entries of a target afterwards.
-"""
+"""Conversions between ``nnx.State``, the pure dicts Orbax saves, and restore placeholders."""
 
 from __future__ import annotations
 

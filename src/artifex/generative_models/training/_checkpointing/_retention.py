@@ -1,10 +1,7 @@
-"""Which checkpoints Orbax keeps: the best ``save_top_k`` by the monitored score, plus the last.
+"""Which checkpoints Orbax keeps: a ``PreservationPolicy`` ranking by the monitored score.
 
-Retention is Orbax's, through its public extension point: a ``PreservationPolicy``
-built from a config's ``monitor``, ``mode``, ``save_top_k`` and ``save_last``. Orbax
-is given no ``best_fn`` and stores no metrics: a checkpoint's score is the monitored
-value of its own ``meta`` item, which ``Ranking`` reads back for the checkpoints of
-earlier runs and is told of each new one, so that one table ranks them all.
+Orbax gets no ``best_fn`` and stores no metrics: a checkpoint's score is the monitored
+value in its own ``meta``, which ``Ranking`` reads back for earlier runs' checkpoints.
 """
 
 from __future__ import annotations

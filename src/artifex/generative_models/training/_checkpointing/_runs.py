@@ -1,12 +1,7 @@
-"""Run identities: which run a checkpoint directory holds, and who continues it.
+"""Run ids, and which objects continue which directory's run (by weak reference).
 
-A checkpoint directory holds one run, named by a run id (a uuid4 hex) in its marker
-and in each checkpoint's ``meta["run"]``. An object (a trainer or a model) continues
-the run of a directory when its state was loaded from there (``restore_checkpoint``
-with it as ``target``, which ``Trainer.resume`` and ``fit(resume_from=...)`` call),
-or when a ``ModelCheckpoint`` wrote that directory for it in this process. That is
-remembered here, per object (by weak reference: an object that does not support
-them is not remembered) and per directory.
+An object continues a directory's run when its state was restored from there, or a
+``ModelCheckpoint`` wrote there for it in this process (docs/checkpoints.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Which step directories of a checkpoint directory are checkpoints.
+"""Which step directories are checkpoints: those holding Orbax's metadata, ``state`` and ``meta``.
 
-A step directory (named by its step) is a complete checkpoint when it holds Orbax's
-``_CHECKPOINT_METADATA`` and the ``state`` and ``meta`` items. Orbax is given a step
-name format that lists only those, so restoring, the step listing and retention never
-see anything else: a kill during retention's deletion can leave an emptied step
-directory, and a user may keep a folder named ``1/`` there. Before a run writes,
-``tidy_step_directories`` removes the step directories that hold nothing but our
-own, partial, files and leaves every other one alone, with a warning naming it.
+Orbax is given a step name format that lists only those (a kill during retention can leave
+an emptied step directory; a user may keep a folder named ``1/``).
 """
 
 from __future__ import annotations
@@ -38,8 +33,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ORBAX_FILES: Final = frozenset({"_CHECKPOINT_METADATA", "commit_success.txt"})
+# Every name a step directory of ours holds (extra items aside).
 _OURS: Final = _ORBAX_FILES | {STATE_ITEM, META_ITEM, CALLBACKS_ITEM, ARRAYS_ITEM}
-"""Every name a step directory of ours holds (extra items aside)."""
 
 
 def is_complete_step(path: Path) -> bool:
@@ -82,21 +77,17 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
     """Orbax's standard step names, listing only the complete checkpoints."""
 
     def __init__(self) -> None:
-        """Wrap Orbax's standard name format (the step number as the name)."""
         self._standard = ocp.step.standard_name_format()
 
     def build_name(self, step: int) -> str:
-        """The directory name of ``step``."""
         return self._standard.build_name(step)
 
     def find_all(self, base_path: str | os.PathLike[str]) -> Iterator[ocp.step.Metadata]:
-        """The metadata of every complete checkpoint under ``base_path``."""
         for metadata in self._standard.find_all(base_path):
             if is_complete_step(Path(metadata.path)):
                 yield metadata
 
     def find_step(self, base_path: str | os.PathLike[str], step: int) -> ocp.step.Metadata:
-        """The metadata of ``step``."""
         metadata = self._standard.find_step(base_path, step)
         if not is_complete_step(Path(metadata.path)):
             raise ValueError(f"step {step} in {str(base_path)!r} is not a complete checkpoint")

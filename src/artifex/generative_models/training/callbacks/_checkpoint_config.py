@@ -1,9 +1,10 @@
-"""The configuration of ``ModelCheckpoint`` (re-exported by ``callbacks.model_checkpoint``)."""
+"""The config of ``ModelCheckpoint`` and its keyword form (re-exported by ``model_checkpoint``)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypedDict
 
 from artifex.generative_models.training._checks import (
     check_bool,
@@ -13,7 +14,7 @@ from artifex.generative_models.training._checks import (
 )
 from artifex.generative_models.training.callbacks._monitor import Mode, set_mode
 
-__all__ = ["CheckpointConfig"]
+__all__ = ["CheckpointConfig", "CheckpointKwargs"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,3 +85,17 @@ class CheckpointConfig:
             )
         for name in ("save_last", "async_save", "strict"):
             check_bool(name, getattr(self, name))
+
+
+class CheckpointKwargs(TypedDict, total=False):
+    """The fields of [`CheckpointConfig`][], as keyword arguments (each optional)."""
+
+    dirpath: str | os.PathLike[str]
+    monitor: str | None
+    mode: Mode
+    save_top_k: int
+    every_n_epochs: int | None
+    every_n_steps: int | None
+    save_last: bool
+    async_save: bool
+    strict: bool

@@ -1,8 +1,4 @@
-"""What one ``ModelCheckpoint`` save holds: the training state, callback states, meta.
-
-Private to ``ModelCheckpoint``: the items of the layout described in
-[`artifex.generative_models.training.callbacks.model_checkpoint`][].
-"""
+"""What one ``ModelCheckpoint`` save holds: the training state, callback states, meta."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Restoring a ``ModelCheckpoint`` checkpoint into a target, and resuming its callbacks.
-
-The callback-aware side of restoring: which kind of target gets what, and the stateful
-callbacks' states. The reading itself is ``_checkpointing._restore.read_checkpoint``.
-"""
+"""Restoring a checkpoint into a target and its callbacks (the reading: ``_checkpointing``)."""
 
 from __future__ import annotations
 

@@ -128,7 +128,7 @@ def load_callback_array_states(
     """Load saved array states (by ``state_key``) into the array-stateful ``callbacks``.
 
     Call it after ``load_callback_states``. A callback without a saved array state
-    keeps its own (a checkpoint of format 1 has none); a saved array state whose
+    keeps its own (a checkpoint saved while it had none holds none); a saved array state whose
     callback is missing or has no array part is ignored, with a ``UserWarning``.
 
     Args:

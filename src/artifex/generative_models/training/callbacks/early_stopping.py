@@ -135,7 +135,8 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
     [`ArrayStatefulCallback`][]
     protocol): ``ModelCheckpoint`` saves them with Orbax next to the model, and a resume
     loads them back ([`load_array_state`][]), laid out like the model. Restored from a
-    checkpoint of format 1, which has none, they cover the epochs since the resume.
+    checkpoint that holds none (saved without ``restore_best_weights``), they cover the
+    epochs since the resume.
 
     Args:
         config: The configuration (positional-only); the defaults if omitted.
@@ -363,7 +364,7 @@ class EarlyStopping(ConfiguredCallback[EarlyStoppingConfig]):
         self.stopped_epoch = None if stopped_epoch is None else int(stopped_epoch)
         reason = state["stop_reason"]
         self.stop_reason = None if reason is None else str(reason)
-        self._loaded_best = None  # until load_array_state (a format-1 checkpoint has none)
+        self._loaded_best = None  # until load_array_state (a checkpoint may hold none)
         self._resumed = True
 
     def array_state(self) -> Any | None:

@@ -4,9 +4,9 @@ A checkpoint directory holds a marker (``artifex_checkpoints.json``, naming the 
 holds), a lock while a run writes it, and one Orbax checkpoint per save, named by the
 global step, with the items ``state`` (``trainer.state_dict()`` of a
 [`CheckpointableTrainer`][]; model, optimizer state, step and epoch of a plain
-[`TrainerLike`][]), ``meta``, ``metrics``, ``callbacks`` (the stateful callbacks'
-states), ``callback_arrays``, ``checksums`` and those of ``json_items``. The layout, its
-formats (``CHECKPOINT_FORMAT``; every earlier one still restores) and the directory's
+[`TrainerLike`][]), ``meta``, ``callbacks`` (the stateful callbacks' states),
+``callback_arrays``, ``checksums`` and those of ``json_items``. The layout, its
+formats (``CHECKPOINT_FORMAT``; the one before it still restores) and the directory's
 rules are told once, in the docs' [Checkpoints](../checkpoints.md) page. Restore with
 [`restore_checkpoint`][].
 """
@@ -19,10 +19,6 @@ from typing import Any, Unpack, overload
 
 import orbax.checkpoint as ocp
 
-from artifex.generative_models.training._checkpointing._agreement import (
-    SavePlan,
-    agree_on_save_plan,
-)
 from artifex.generative_models.training._checkpointing._directory import (
     check_directory,
     prepare_directory,
@@ -33,7 +29,12 @@ from artifex.generative_models.training._checkpointing._format import (
     save_args,
 )
 from artifex.generative_models.training._checkpointing._lock import DirectoryLock
-from artifex.generative_models.training._checkpointing._manager import open_manager
+from artifex.generative_models.training._checkpointing._manager import (
+    SavePlan,
+    SaveWatch,
+    agree_on_save_plan,
+    open_manager,
+)
 from artifex.generative_models.training._checkpointing._restore import RestoredCheckpoint
 from artifex.generative_models.training._checkpointing._retention import (
     Ranking,
@@ -44,8 +45,10 @@ from artifex.generative_models.training._checkpointing._runs import (
     claimed_run,
     remember_run,
 )
-from artifex.generative_models.training._checkpointing._save_failure import SaveWatch
-from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
+from artifex.generative_models.training.callbacks._checkpoint_config import (
+    CheckpointConfig,
+    CheckpointKwargs,
+)
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
     callback_arrays,
     callback_items,
@@ -54,7 +57,6 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     training_state,
     warn_if_stateful_after,
 )
-from artifex.generative_models.training.callbacks._checkpoint_kwargs import CheckpointKwargs
 from artifex.generative_models.training.callbacks._checkpoint_restore import restore_checkpoint
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
@@ -163,8 +165,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         self._lock: DirectoryLock | None = None  # held from on_train_begin to on_train_end
         self._watch = SaveWatch()
 
-    # ---------------------------------------------------------------- properties
-
     @property
     def directory(self) -> Path | None:
         """The resolved checkpoint directory, once set up (at ``on_train_begin``)."""
@@ -197,8 +197,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         """
         self._watch.settle(block=True)
 
-    # ---------------------------------------------------------------- extension
-
     def json_items(self, trainer: TrainerLike, /) -> dict[str, Any]:
         """Further JSON items to save with each checkpoint, by item name.
 
@@ -215,8 +213,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             ``"callback_arrays"``) to a JSON-compatible value.
         """
         return {}
-
-    # ------------------------------------------------------------------- set-up
 
     def _terms(self, trainer: TrainerLike) -> tuple[Path, RunClaim | None, int | None]:
         """The directory, the run it continues, and the step (``None`` if nothing is saved)."""
@@ -260,8 +256,6 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         if isinstance(trainer, TrainerState):
             return int(trainer.step)
         return self._steps_seen
-
-    # -------------------------------------------------------------------- hooks
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` would, writing nothing.
