@@ -61,8 +61,10 @@ def _median_ratio(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke run")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 15; 5 quick)")
     args = parser.parse_args()
     number, rounds = (20_000, 5) if args.quick else (200_000, 15)
+    rounds = rounds if args.rounds is None else args.rounds
 
     trainer = _Trainer()
     logs: dict[str, Any] = {"loss": 0.5}

@@ -68,8 +68,9 @@ def epoch_time(every: int | None, root: Path, data: ArrayBatcher[Any]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7; 2 quick)")
     args = parser.parse_args()
-    rounds = 2 if args.quick else 7
+    rounds = (2 if args.quick else 7) if args.rounds is None else args.rounds
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200 * 128, 64)).astype(np.float32)
     y = rng.integers(0, 10, size=200 * 128).astype(np.int32)
