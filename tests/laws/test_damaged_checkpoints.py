@@ -13,7 +13,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,7 +38,7 @@ def _trainer(directory: Path) -> Trainer[DropoutBatchNorm]:
 
 
 @contextmanager
-def orbax_noise() -> Iterator[list[object]]:
+def orbax_noise() -> Generator[list[object]]:
     """Collect, in this test, what Orbax's reads abandoned after damaged data report.
 
     A failed read leaves reads that fail again when collected: asyncio's "Task

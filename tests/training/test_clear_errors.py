@@ -262,7 +262,7 @@ def test_a_wrong_loss_fn_signature_names_how_the_trainer_calls_it() -> None:
     def loss_fn(model: DropoutBatchNorm, x: jax.Array, y: jax.Array) -> jax.Array:
         return jnp.mean((model(x) - y) ** 2)
 
-    trainer = Trainer(new_model(), optax.sgd(0.1), loss_fn)  # type: ignore[arg-type]  # the bad input under test
+    trainer = Trainer(new_model(), optax.sgd(0.1), loss_fn)  # type: ignore[arg-type]  # the bad input under test  # ty: ignore[invalid-argument-type]
     with pytest.raises(TypeError, match="missing 1 required positional argument") as info:
         trainer.fit(batches(1), epochs=1)
     notes = "\n".join(getattr(info.value, "__notes__", []))

@@ -179,7 +179,7 @@ def test_a_reader_of_the_added_key_is_warned_and_told_how_to_declare() -> None:
 def test_the_warning_points_at_the_users_fit_call() -> None:
     optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
     trainer = _trainer(optimizer, [History(), LearningRateMonitor()])
-    line = inspect.currentframe().f_lineno + 2  # type: ignore[union-attr]  # CPython has frames
+    line = inspect.currentframe().f_lineno + 2  # type: ignore[union-attr]  # CPython has frames  # ty: ignore[missing-union-attribute]
     with pytest.warns(LogOrderWarning) as caught:
         trainer.fit(_batches(), epochs=1)
     assert (caught[0].filename, caught[0].lineno) == (__file__, line)

@@ -226,7 +226,7 @@ def test_live_loss_interval_is_checked() -> None:
     with pytest.raises(ValueError, match=r"live_loss_interval must be >= 0.0, got -1"):
         ProgressBarConfig(live_loss_interval=-1)
     with pytest.raises(TypeError, match="live_loss_interval must be a number"):
-        ProgressBarConfig(live_loss_interval="1")  # type: ignore[arg-type]  # the point of the test
+        ProgressBarConfig(live_loss_interval="1")  # type: ignore[arg-type]  # the point of the test  # ty: ignore[invalid-argument-type]
 
 
 @pytest.mark.parametrize("chunk", [1, 2])

@@ -82,7 +82,7 @@ def test_nan_ranks_worst_and_ties_keep_the_earlier() -> None:
     ],
 )
 def test_the_policy_of_a_config(kwargs: dict[str, object], expected: type | None) -> None:
-    policy = preservation_policy(CheckpointConfig(**kwargs))  # type: ignore[arg-type]  # the fields
+    policy = preservation_policy(CheckpointConfig(**kwargs))  # type: ignore[arg-type]  # the fields  # ty: ignore[invalid-argument-type]
     assert (None if policy is None else type(policy)) is expected
 
 

@@ -61,7 +61,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestoredCheckpoint:
-    """What [`restore_checkpoint`][] read.
+    """What `restore_checkpoint` read (``callbacks.model_checkpoint.restore_checkpoint``).
 
     Attributes:
         directory: The checkpoint directory.

@@ -174,7 +174,7 @@ def run_fit(
 def _length(data: DataSource) -> int | None:
     """``len(data)``, or ``None`` for data without a length."""
     try:
-        return len(data)  # type: ignore[arg-type]  # a re-iterable may have no length
+        return len(data)  # type: ignore[arg-type]  # a re-iterable may have no length  # ty: ignore[invalid-argument-type]
     except TypeError:
         return None
 
