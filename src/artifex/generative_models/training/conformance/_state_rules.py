@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from artifex.generative_models.training.callbacks.protocols import TrainingPlan
-
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Violation,
@@ -271,7 +270,7 @@ def _plan_fit(walk: _Walk, indices: list[int], plan: FitPlan) -> None:
                     f"{events[since[0]]} of the same fit; the contract sets the plan before "
                     "preflight and on_train_begin and keeps it through the fit, a stop included",
                 )
-        planned = state.get("planned_epochs", None)
+        planned = state.get("planned_epochs")
         if start is not None and "planned_epochs" in state:
             want = start + plan.epochs
             if not (_is_int(planned) and planned == want):
@@ -282,7 +281,7 @@ def _plan_fit(walk: _Walk, indices: list[int], plan: FitPlan) -> None:
                     f"expects {want}: the epoch this fit starts at ({start}) plus its "
                     f"epochs={plan.epochs}",
                 )
-        steps = state.get("steps_per_epoch", None)
+        steps = state.get("steps_per_epoch")
         if batches is not None and steps is not None and not (_is_int(steps) and steps == batches):
             walk.note(
                 index,
@@ -332,7 +331,7 @@ def _read_plan(trainer: object) -> dict[str, object]:
         for name in _PLAN:
             try:
                 read[name] = getattr(trainer, name)
-            except Exception:  # noqa: BLE001, S112  # the hooks' reading reports it
+            except Exception:  # the hooks' reading reports it
                 continue
     return read
 
