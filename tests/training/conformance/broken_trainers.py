@@ -95,6 +95,7 @@ Fault: TypeAlias = Literal[
     "plan_set_after_train_begin",
     "steps_per_epoch_counts_examples",
     "plan_dropped_after_fit",
+    "plan_before_first_fit",
     # Correct but unusual: the suite must accept each.
     "ok_no_preflight",
     "ok_own_dispatch",
@@ -202,7 +203,7 @@ class SimpleTrainer:
         self._total = 0.0
         self._examples = 3 if fault == "restored_counters" else 0
         self._last_batch = False
-        self._planned_epochs: int | None = None
+        self._planned_epochs: int | None = 0 if fault == "plan_before_first_fit" else None
         self._steps_per_epoch: int | None = None
 
     # TrainingPlan: what a fit plans to run.

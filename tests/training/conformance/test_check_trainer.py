@@ -119,6 +119,7 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     ),
     "steps_per_epoch_counts_examples": ("plain_run", "len(train_data), the 3 batch pairs"),
     "plan_dropped_after_fit": ("plain_run", "the contract keeps the plan after a fit"),
+    "plan_before_first_fit": ("plain_run", "before the first fit, trainer.planned_epochs was 0"),
 }
 
 # Correct but unusual trainers: the suite must accept each.

@@ -221,7 +221,7 @@ def _fits(events: Sequence[Event]) -> list[list[int]]:
 
 
 def _full_epoch_batches(events: Sequence[Event], indices: list[int], plan: FitPlan) -> int | None:
-    """The batch pairs of the first epoch this fit ran to its end, if all its epochs are full."""
+    """The batch pairs of this fit's first epoch to end, if nothing may cut one short."""
     if plan.stop is not None or plan.preempt is not None or plan.data_failure is not None:
         return None
     if plan.resumed_at is not None:  # its first epoch is shorter
