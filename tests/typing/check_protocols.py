@@ -29,6 +29,7 @@ from artifex.generative_models.training.callbacks import (
     StatefulCallback,
     TrainerLike,
     TrainingCallback,
+    TrainingPlan,
 )
 from artifex.generative_models.training.callbacks.protocols import PreflightCallback
 from tests.typing.cases import (
@@ -135,6 +136,14 @@ def preflights(trainer: TrainerLike) -> None:
     checks[0].preflight(trainer=trainer)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]  # pyrefly: ignore[unexpected-keyword]  # ty: ignore[positional-only-parameter-as-kwarg]
     plain: PreflightCallback = BaseCallback()  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no preflight  # ty: ignore[invalid-assignment]
     del plain
+
+
+def plans(trainer: TrainerLike, plain: AttributeTrainer) -> None:
+    if isinstance(trainer, TrainingPlan):
+        assert_type(trainer.planned_epochs, int | None)  # None before the first fit
+        assert_type(trainer.steps_per_epoch, int | None)  # None for data without a length
+    planless: TrainingPlan = plain  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # pyrefly: ignore[bad-assignment]  # no plan  # ty: ignore[invalid-assignment]
+    del planless
 
 
 # ------------------------------------------------- what pyright users hit and mypy users do not

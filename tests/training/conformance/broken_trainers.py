@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from types import MappingProxyType
 from typing import Literal, TypeAlias, cast
 
@@ -89,6 +89,13 @@ Fault: TypeAlias = Literal[
     "reuses_batch_logs_dict",
     "mutates_epoch_logs",
     "reuses_data_iterator",
+    # Issue 28's plan (TrainingPlan): planned_epochs and steps_per_epoch at every hook.
+    "planned_epochs_off_by_one",
+    "plan_kept_from_first_fit",
+    "plan_set_after_train_begin",
+    "steps_per_epoch_counts_examples",
+    "plan_dropped_after_fit",
+    "plan_before_first_fit",
     # Correct but unusual: the suite must accept each.
     "ok_no_preflight",
     "ok_own_dispatch",
@@ -196,6 +203,27 @@ class SimpleTrainer:
         self._total = 0.0
         self._examples = 3 if fault == "restored_counters" else 0
         self._last_batch = False
+        self._planned_epochs: int | None = 0 if fault == "plan_before_first_fit" else None
+        self._steps_per_epoch: int | None = None
+
+    # TrainingPlan: what a fit plans to run.
+    @property
+    def planned_epochs(self) -> int | None:
+        return self._planned_epochs
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        return self._steps_per_epoch
+
+    def _plan(self, data: Iterable[Batch], epochs: int) -> None:
+        if self.fault == "plan_kept_from_first_fit" and self._planned_epochs is not None:
+            return
+        late = 1 if self.fault == "planned_epochs_off_by_one" else 0
+        self._planned_epochs = self.epoch + epochs + late
+        length = len(data) if isinstance(data, Sized) else None
+        if length is not None and self.fault == "steps_per_epoch_counts_examples":
+            length *= 4  # the harness's batch size
+        self._steps_per_epoch = length
 
     # ExampleCounter and StepCheckpointableTrainer: what the suite reads at every hook.
     @property
@@ -458,6 +486,8 @@ class SimpleTrainer:
             self._shadow = nnx.clone(self._model)
         if fault == "reuses_data_iterator":
             data = iter(data)
+        if fault != "plan_set_after_train_begin":
+            self._plan(data, epochs)
         if fault != "teardown_after_refusal":
             self._preflight()
         self._begin_run()
@@ -466,6 +496,8 @@ class SimpleTrainer:
                 self._preflight()
             if fault != "preflight_interleaved":
                 self.callbacks.on_train_begin(self)
+            if fault == "plan_set_after_train_begin":
+                self._plan(data, epochs)
             if fault == "flag_reset_after_train_begin":
                 self.stop_training = False
             for _ in range(epochs):
@@ -489,6 +521,8 @@ class SimpleTrainer:
             raise
         if fault == "model_written_back_after_fit":
             self._write_back()
+        if fault == "plan_dropped_after_fit":
+            self._planned_epochs = self._steps_per_epoch = None
 
 
 def _batches(count: int, seed: int) -> list[Batch]:

@@ -108,6 +108,18 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     "reuses_batch_logs_dict": ("plain_run", "was changed after its dispatch"),
     "mutates_epoch_logs": ("plain_run", "on_epoch_end(0, {loss: float}) was changed after"),
     "reuses_data_iterator": ("plain_run", "iterates one iterator for every epoch"),
+    "planned_epochs_off_by_one": (
+        "plain_run",
+        "trainer.planned_epochs was 3; the contract expects 2",
+    ),
+    "plan_kept_from_first_fit": ("fit_twice", "the epoch this fit starts at (1) plus its"),
+    "plan_set_after_train_begin": (
+        "plain_run",
+        "trainer.planned_epochs was None; the contract expects 2",
+    ),
+    "steps_per_epoch_counts_examples": ("plain_run", "len(train_data), the 3 batch pairs"),
+    "plan_dropped_after_fit": ("plain_run", "the contract keeps the plan after a fit"),
+    "plan_before_first_fit": ("plain_run", "before the first fit, trainer.planned_epochs was 0"),
 }
 
 # Correct but unusual trainers: the suite must accept each.

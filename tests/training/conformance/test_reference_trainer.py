@@ -107,3 +107,19 @@ def test_the_recorder_sees_the_reference_trainers_preflight_once_before_each_beg
     ] * 2
     assert hooks[0] == "preflight"
     assert check_events(recorder.events, [FitPlan(epochs=1), FitPlan(epochs=0)]) == []
+
+
+def test_the_recorder_reads_the_reference_trainers_plan_at_every_hook() -> None:
+    """The plan checks see values (3 batches an epoch), so they are not vacuous here."""
+    harness, recorder = ReferenceHarness(), EventRecorder()
+    trainer = harness.build([recorder])
+    assert (trainer.planned_epochs, trainer.steps_per_epoch) == (None, None)
+    harness.fit(trainer, 2)
+    harness.fit(trainer, 1)
+    plans = [
+        (dict(e.state)["planned_epochs"], dict(e.state)["steps_per_epoch"]) for e in recorder.events
+    ]
+    second = [e.hook for e in recorder.events].index("preflight", 1)
+    assert set(plans[:second]) == {(2, 3)}
+    assert set(plans[second:]) == {(3, 3)}
+    assert (trainer.planned_epochs, trainer.steps_per_epoch) == (3, 3)

@@ -30,7 +30,10 @@ from artifex.generative_models.training.conformance._harness import (
     TrainerHarness,
     ValidatingHarness,
 )
-from artifex.generative_models.training.conformance._state_rules import state_findings
+from artifex.generative_models.training.conformance._state_rules import (
+    plan_outside_fit,
+    state_findings,
+)
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Violation,
@@ -465,10 +468,13 @@ def execute(
         ], events
     recorder.target = run.trainer
     findings: list[Violation] = []
+    outside = plan_outside_fit(run.trainer, events, fits=0)
     for call, plan in enumerate(plans):
         if call and between is not None:
             between(run.trainer)
         findings += run.call(call, plan)
+        outside = outside or plan_outside_fit(run.trainer, events, fits=call + 1)
+    findings += [fault(scenario, events, outside)] if outside else []
     if recorder.other is not None:
         index, other = recorder.other
         run.first.append(
@@ -489,7 +495,7 @@ def execute(
         findings.append(_at(scenario, events, index, problem))
     grammar = check_events(events, plans, scenario=scenario)
     if not any(v.severity == "error" for v in grammar):  # else the state follows the same slip
-        findings += state_findings(events, scenario)
+        findings += state_findings(events, scenario, plans)
     return [*run.first, *grammar, *findings], events
 
 

@@ -1,11 +1,13 @@
 """The contract's rules for the trainer's optional attributes, hook by hook.
 
-A trainer that implements ``TrainerState``, ``ExampleCounter`` or
-``StepCheckpointableTrainer`` states ``step``, ``epoch``, ``status``, ``stopped_by``,
-``error``, ``stop_training``, ``examples_seen`` and ``last_batch_of_epoch``. The
+A trainer that implements ``TrainerState``, ``ExampleCounter``,
+``StepCheckpointableTrainer`` or ``TrainingPlan`` states ``step``, ``epoch``, ``status``,
+``stopped_by``, ``error``, ``stop_training``, ``examples_seen``, ``last_batch_of_epoch``,
+``planned_epochs`` and ``steps_per_epoch``. The
 [`EventRecorder`][] reads them at every hook (``Event.state``); ``state_findings``
 checks them against the rules of ``docs/lifecycle.md`` ("The trainer's state at each
-hook"), a pure function of the record like the grammar. Each rule is reported once per
+hook" and "The plan"), a pure function of the record and the fit plans, like the
+grammar. Each rule is reported once per
 record, at the first event that breaks it.
 """
 
@@ -13,11 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from artifex.generative_models.training.conformance.grammar import Violation, event_context
+from artifex.generative_models.training.callbacks.protocols import TrainingPlan
+from artifex.generative_models.training.conformance.grammar import (
+    FitPlan,
+    Violation,
+    event_context,
+)
 from artifex.generative_models.training.conformance.recorder import Event
 
-__all__ = ["state_findings"]
+__all__ = ["plan_outside_fit", "state_findings"]
+
+_PLAN = ("planned_epochs", "steps_per_epoch")
 
 _IN_RUN = frozenset(
     {
@@ -195,13 +205,147 @@ def _last_batch(walk: _Walk, index: int, event: Event, state: dict[str, object])
         )
 
 
-def state_findings(events: Sequence[Event], scenario: str) -> list[Violation]:
+def _fits(events: Sequence[Event]) -> list[list[int]]:
+    """The indices of each ``fit`` call's events, its ``preflight`` included."""
+    fits: list[list[int]] = []
+    pending: list[int] = []  # a preflight belongs to the on_train_begin after it
+    for index, event in enumerate(events):
+        if event.hook == "on_train_begin":
+            fits.append([*pending, index])
+            pending = []
+        elif event.hook == "preflight":
+            pending.append(index)
+        elif fits:
+            fits[-1].append(index)
+    return fits
+
+
+def _full_epoch_batches(events: Sequence[Event], indices: list[int], plan: FitPlan) -> int | None:
+    """The batch pairs of this fit's first epoch to end, if nothing may cut one short."""
+    if plan.stop is not None or plan.preempt is not None or plan.data_failure is not None:
+        return None
+    if plan.resumed_at is not None:  # its first epoch is shorter
+        return None
+    count: int | None = None
+    for index in indices:
+        hook = events[index].hook
+        if hook == "on_epoch_begin":
+            count = 0
+        elif hook == "on_batch_begin" and count is not None:
+            count += 1
+        elif hook == "on_epoch_end" and count is not None:
+            return count
+    return None
+
+
+def _start_epoch(events: Sequence[Event], indices: list[int]) -> int | None:
+    """The epoch a fit starts at: its first ``on_epoch_begin``, else ``trainer.epoch``."""
+    for index in indices:
+        event = events[index]
+        if event.hook == "on_epoch_begin" and _is_int(event.number):
+            return cast("int", event.number)
+    for index in indices:
+        epoch = dict(events[index].state).get("epoch")
+        if events[index].hook == "on_train_begin" and _is_int(epoch):
+            return cast("int", epoch)
+    return None
+
+
+def _plan_fit(walk: _Walk, indices: list[int], plan: FitPlan) -> None:
+    """``planned_epochs`` and ``steps_per_epoch`` hold one value through a fit: the plan's."""
+    events = walk.events
+    start = _start_epoch(events, indices)
+    batches = _full_epoch_batches(events, indices, plan)
+    first: dict[str, tuple[int, object]] = {}
+    for index in indices:
+        state, hook = dict(events[index].state), events[index].hook
+        for name in (n for n in _PLAN if n in state):
+            got = state[name]
+            since = first.setdefault(name, (index, got))
+            if got != since[1] or type(got) is not type(since[1]):
+                walk.note(
+                    index,
+                    f"plan:{name} holds",
+                    f"during {hook}, trainer.{name} was {got!r}, but {since[1]!r} at "
+                    f"{events[since[0]]} of the same fit; the contract sets the plan before "
+                    "preflight and on_train_begin and keeps it through the fit, a stop included",
+                )
+        planned = state.get("planned_epochs")
+        if start is not None and "planned_epochs" in state:
+            want = start + plan.epochs
+            if not (_is_int(planned) and planned == want):
+                walk.note(
+                    index,
+                    "plan:planned_epochs",
+                    f"during {hook}, trainer.planned_epochs was {planned!r}; the contract "
+                    f"expects {want}: the epoch this fit starts at ({start}) plus its "
+                    f"epochs={plan.epochs}",
+                )
+        steps = state.get("steps_per_epoch")
+        if batches is not None and steps is not None and not (_is_int(steps) and steps == batches):
+            walk.note(
+                index,
+                "plan:steps_per_epoch",
+                f"during {hook}, trainer.steps_per_epoch was {steps!r}; the contract expects "
+                f"len(train_data), the {batches} batch pairs each full epoch of this fit ran "
+                "(or None for data without a length)",
+            )
+
+
+def plan_outside_fit(trainer: object, events: Sequence[Event], *, fits: int) -> str | None:
+    """Check a ``TrainingPlan`` trainer's plan between ``fit`` calls.
+
+    Before the first ``fit`` both values are ``None``; after one they keep the values
+    its last hook saw, until the next ``fit``.
+
+    Args:
+        trainer: The trainer, between two ``fit`` calls (or before the first).
+        events: The record so far.
+        fits: How many ``fit`` calls ran.
+
+    Returns:
+        What the contract expects, if the trainer breaks it, else ``None``.
+    """
+    read = _read_plan(trainer)
+    if not read:
+        return None
+    last = next((dict(e.state) for e in reversed(events) if e.state), None)
+    for name, got in read.items():
+        if fits == 0 and got is not None:
+            return (
+                f"before the first fit, trainer.{name} was {got!r}; the contract expects None "
+                "(there is no plan yet)"
+            )
+        if fits and last is not None and name in last and got != last[name]:
+            return (
+                f"after fit call #{fits - 1}, trainer.{name} was {got!r}, but {last[name]!r} "
+                "at its last hook; the contract keeps the plan after a fit, until the next"
+            )
+    return None
+
+
+def _read_plan(trainer: object) -> dict[str, object]:
+    """``TrainingPlan``'s attributes of ``trainer``; one whose reading raises is left out."""
+    read: dict[str, object] = {}
+    if isinstance(trainer, TrainingPlan):
+        for name in _PLAN:
+            try:
+                read[name] = getattr(trainer, name)
+            except Exception:  # the hooks' reading reports it
+                continue
+    return read
+
+
+def state_findings(
+    events: Sequence[Event], scenario: str, plans: Sequence[FitPlan]
+) -> list[Violation]:
     """Check the trainer attributes the recorder read at each hook.
 
     Args:
         events: The record (of one trainer, every ``fit`` call); events without
             ``state`` (a trainer that implements none of the protocols) are skipped.
         scenario: The scenario name the violations carry.
+        plans: One plan per ``fit`` call the record holds, in order.
 
     Returns:
         One violation per broken rule, at its first event.
@@ -220,4 +364,6 @@ def state_findings(events: Sequence[Event], scenario: str) -> list[Violation]:
         _examples(walk, index, event, state)
         _last_batch(walk, index, event, state)
         walk.previous = state
+    for indices, plan in zip(_fits(events), plans, strict=False):
+        _plan_fit(walk, indices, plan)
     return walk.findings

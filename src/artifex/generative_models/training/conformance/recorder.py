@@ -23,6 +23,7 @@ from artifex.generative_models.training.callbacks.protocols import (
     ExampleCounter,
     StepCheckpointableTrainer,
     TrainerState,
+    TrainingPlan,
 )
 
 __all__ = [
@@ -57,6 +58,7 @@ _STATE_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (TrainerState, ("step", "epoch", "status", "stopped_by", "error", "stop_training")),
     (ExampleCounter, ("examples_seen",)),
     (StepCheckpointableTrainer, ("last_batch_of_epoch",)),
+    (TrainingPlan, ("planned_epochs", "steps_per_epoch")),
 )
 
 
@@ -139,8 +141,9 @@ class Event:
         unreadable: For ``on_epoch_end``: why a batch-log value of that epoch could no
             longer be read at ``on_epoch_end`` (deleted or donated), else ``None``.
         state: What the callback read of the trainer's optional attributes
-            (``TrainerState``, ``ExampleCounter``, ``last_batch_of_epoch``) at that
-            hook, ``(name, value)``; empty for a trainer without them.
+            (``TrainerState``, ``ExampleCounter``, ``last_batch_of_epoch``,
+            ``TrainingPlan``) at that hook, ``(name, value)``; empty for a trainer
+            without them.
     """
 
     hook: HookName | Literal["preflight"]
