@@ -11,16 +11,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from artifex.generative_models.training._checkpointing._format import META_ITEM
+from artifex.generative_models.training._checkpointing._format import read_meta
 
 if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at run time
     from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
     from artifex.generative_models.training.callbacks._monitor import Mode
 
-__all__ = ["Ranking", "preservation_policy", "rank"]
+__all__ = ["Ranking", "preservation_policy", "rank", "score"]
 
 
 def rank(score: float, mode: Mode) -> float:
@@ -28,6 +27,14 @@ def rank(score: float, mode: Mode) -> float:
     if math.isnan(score):
         return math.inf
     return score if mode == "min" else -score
+
+
+def score(meta: object, monitor: str) -> float | None:
+    """The ``monitor`` score recorded in a checkpoint's ``meta``, or ``None`` if it has none."""
+    metrics = meta.get("metrics") if isinstance(meta, dict) else None
+    if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):
+        return float(metrics[monitor])
+    return None
 
 
 class Ranking(ocm.PreservationPolicy):
@@ -45,15 +52,13 @@ class Ranking(ocm.PreservationPolicy):
 
     def read(self, directory: Path, steps: Iterable[int], monitor: str) -> None:
         """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``."""
-        handler = ocp.JsonCheckpointHandler()
         for step in steps:
             try:
-                meta: object = handler.restore(directory / str(step) / META_ITEM)
-            except (OSError, ValueError):  # unreadable: unranked, as restore will say
+                found = score(read_meta(directory / str(step)), monitor)
+            except ValueError:  # unreadable: unranked, as restore will say
                 continue
-            metrics = meta.get("metrics") if isinstance(meta, dict) else None
-            if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):
-                self.scores[step] = float(metrics[monitor])
+            if found is not None:
+                self.scores[step] = found
 
     def best(self, steps: Iterable[int]) -> int | None:
         """The best of ``steps`` that has a score, or ``None``."""
