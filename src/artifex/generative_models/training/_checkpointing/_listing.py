@@ -24,6 +24,7 @@ __all__ = ["CheckpointInfo", "CheckpointKind", "best_step", "list_steps"]
 logger = logging.getLogger(__name__)
 
 CheckpointKind: TypeAlias = Literal["epoch_end", "mid_epoch", "best", "unreadable"]
+_Direction: TypeAlias = Literal["min", "max"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +56,7 @@ class CheckpointInfo:
     position: int | None = None
     metrics: dict[str, float]
     monitor: str | None = None
-    mode: Literal["min", "max"] | None = None
+    mode: _Direction | None = None
     problem: str | None = None
 
 
@@ -92,7 +93,7 @@ def _best(directory: Path, infos: list[CheckpointInfo]) -> int | str:
     """The best step of ``infos``, or why there is none."""
     where = f"step='best' in {str(directory)!r}"
     readable = [info for info in infos if info.problem is None]
-    recorded = {(info.monitor, info.mode) for info in readable}
+    recorded: set[tuple[str | None, _Direction | None]] = {(i.monitor, i.mode) for i in readable}
     if not readable:
         return f"{where}: no readable checkpoint there"
     if len(recorded) > 1:
