@@ -1,4 +1,4 @@
-"""``list_checkpoints`` and ``restore_checkpoint(step="best")``: a directory read from a new process.
+"""``list_checkpoints`` and ``restore_checkpoint(step="best")``, read from a new process.
 
 The listing reads each step's ``meta`` alone; "best" is retention's first by the recorded
 monitor and mode (ties to the earlier step); a damaged step is listed as unreadable and
@@ -170,11 +170,14 @@ def test_damaged_meta_is_listed_by_name_and_hides_no_other(
     assert [(i.step, i.kind) for i in listed] == [(2, "best"), (4, "unreadable"), (6, "epoch_end")]
     damaged = listed[1]
     assert damaged.problem is not None
-    assert "step 4" in damaged.problem and str(tmp_path / "4" / "meta") in damaged.problem
-    assert damaged.problem.startswith("checkpoint step 4") and "damaged" in damaged.problem
+    assert "step 4" in damaged.problem
+    assert str(tmp_path / "4" / "meta") in damaged.problem
+    assert damaged.problem.startswith("checkpoint step 4")
+    assert "damaged" in damaged.problem
     with caplog.at_level(logging.WARNING):
         assert restore_checkpoint(tmp_path, step="best").step == 2
-    assert "not ranked for step='best'" in caplog.text and "step 4" in caplog.text
+    assert "not ranked for step='best'" in caplog.text
+    assert "step 4" in caplog.text
     with pytest.raises(ValueError, match=r"step 4 .* is damaged: its 'meta' item") as caught:
         restore_checkpoint(tmp_path, step=4)
     assert not isinstance(caught.value, json.JSONDecodeError)
@@ -212,7 +215,9 @@ def test_no_monitor_or_no_score_is_refused(tmp_path: Path) -> None:
     )
     for step in (2, 4):
         _edit_meta(tmp_path / "scored", step, metrics={})
-    with pytest.raises(ValueError, match="no checkpoint .* has a score for the monitor 'val_loss'"):
+    with pytest.raises(
+        ValueError, match=r"no checkpoint .* has a score for the monitor 'val_loss'"
+    ):
         restore_checkpoint(tmp_path / "scored", step="best")
 
 
