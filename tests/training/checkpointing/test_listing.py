@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,6 +182,31 @@ def test_damaged_meta_is_listed_by_name_and_hides_no_other(
     with pytest.raises(ValueError, match=r"step 4 .* is damaged: its 'meta' item") as caught:
         restore_checkpoint(tmp_path, step=4)
     assert not isinstance(caught.value, json.JSONDecodeError)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"format": "artifex-nnx-callbacks/checkpoint/9"}, r"has the format '.*/9'; this version"),
+        ({"format": "artifex-nnx-callbacks/checkpoint/2"}, r"no longer reads .* 0\.1\.0"),
+        ({"epoch": None}, r"is damaged: its 'meta' item has an invalid field \(TypeError"),
+        ({"mode": "sideways"}, r"invalid field \(ValueError: monitor 'val_loss' with mode"),
+    ],
+)
+def test_a_meta_this_version_cannot_read_is_listed_with_its_problem(
+    tmp_path: Path, changes: dict[str, object], problem: str
+) -> None:
+    drive(
+        FullTrainer(),
+        [_checkpoints(tmp_path, monitor="val_loss", save_top_k=2)],
+        [[1.0, 1.0]] * 2,
+        val_losses=[1.0, 2.0],
+    )
+    _edit_meta(tmp_path, 2, **changes)
+    listed = list_checkpoints(tmp_path)
+    assert [(i.step, i.kind) for i in listed] == [(2, "unreadable"), (4, "best")]
+    assert listed[0].problem is not None
+    assert re.search(rf"^checkpoint step 2 in .*{problem}", listed[0].problem)
 
 
 def test_disagreeing_monitors_or_modes_are_refused_naming_each_step(tmp_path: Path) -> None:

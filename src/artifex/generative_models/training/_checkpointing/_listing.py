@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from artifex.generative_models.training._checkpointing._format import format_problem, read_meta
-from artifex.generative_models.training._checkpointing._retention import Ranking, score
+from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
     incomplete_steps,
@@ -106,11 +106,8 @@ def _best(directory: Path, infos: list[CheckpointInfo]) -> int | str:
     steps = [info.step for info in readable]
     if monitor is None or mode is None:
         return f"{where}: the checkpoints (steps {steps}) were saved without a monitor"
-    ranking = Ranking(mode, None, keep_last=False)
-    for info in readable:
-        found = score({"metrics": info.metrics}, monitor)
-        if found is not None:
-            ranking.scores[info.step] = found
+    ranking = Ranking(mode, None, keep_last=False)  # retention's rule: NaN worst, ties earlier
+    ranking.scores = {i.step: i.metrics[monitor] for i in readable if monitor in i.metrics}
     best = ranking.best(steps)
     if best is None:
         return f"{where}: no checkpoint (steps {steps}) has a score for the monitor {monitor!r}"
@@ -123,22 +120,10 @@ def _info(directory: Path, step: int) -> CheckpointInfo:
     try:
         meta = read_meta(directory / str(step))
     except ValueError as error:
-        return CheckpointInfo(
-            step=step,
-            kind="unreadable",
-            epoch=None,
-            metrics={},
-            problem=f"{where} is damaged: {error}",
-        )
+        return _unreadable(step, f"{where} is damaged: {error}")
     problem = format_problem(where, meta)
-    if problem is not None or not isinstance(meta, dict):
-        return CheckpointInfo(
-            step=step,
-            kind="unreadable",
-            epoch=None,
-            metrics={},
-            problem=problem or f"{where} has a meta that is no mapping",
-        )
+    if problem is not None or not isinstance(meta, dict):  # a format's meta is a dict
+        return _unreadable(step, problem or f"{where} has no meta mapping")
     try:
         position = meta.get("position")
         monitor = meta.get("monitor")
@@ -155,10 +140,12 @@ def _info(directory: Path, step: int) -> CheckpointInfo:
             mode=mode,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        return CheckpointInfo(
-            step=step,
-            kind="unreadable",
-            epoch=None,
-            metrics={},
-            problem=f"{where} is damaged: its meta item holds {error}",
+        return _unreadable(
+            step,
+            f"{where} is damaged: its 'meta' item has an invalid field "
+            f"({type(error).__name__}: {error})",
         )
+
+
+def _unreadable(step: int, problem: str) -> CheckpointInfo:
+    return CheckpointInfo(step=step, kind="unreadable", epoch=None, metrics={}, problem=problem)

@@ -216,7 +216,7 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
     try:
         meta = read_meta(path / str(step))
     except ValueError as error:  # a garbled or truncated JSON file
-        raise ValueError(f"{where} is damaged: {error}") from None
+        raise ValueError(f"{where} is damaged: {error}") from error
     problem = format_problem(where, meta)
     if problem is not None:
         raise ValueError(problem)

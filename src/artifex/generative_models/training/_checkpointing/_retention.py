@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at r
     from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
     from artifex.generative_models.training.callbacks._monitor import Mode
 
-__all__ = ["Ranking", "preservation_policy", "rank", "score"]
+__all__ = ["Ranking", "preservation_policy", "rank"]
 
 
 def rank(score: float, mode: Mode) -> float:
@@ -27,14 +27,6 @@ def rank(score: float, mode: Mode) -> float:
     if math.isnan(score):
         return math.inf
     return score if mode == "min" else -score
-
-
-def score(meta: object, monitor: str) -> float | None:
-    """The ``monitor`` score recorded in a checkpoint's ``meta``, or ``None`` if it has none."""
-    metrics = meta.get("metrics") if isinstance(meta, dict) else None
-    if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):
-        return float(metrics[monitor])
-    return None
 
 
 class Ranking(ocm.PreservationPolicy):
@@ -54,11 +46,12 @@ class Ranking(ocm.PreservationPolicy):
         """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``."""
         for step in steps:
             try:
-                found = score(read_meta(directory / str(step)), monitor)
+                meta = read_meta(directory / str(step))
             except ValueError:  # unreadable: unranked, as restore will say
                 continue
-            if found is not None:
-                self.scores[step] = found
+            metrics = meta.get("metrics") if isinstance(meta, dict) else None
+            if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):
+                self.scores[step] = float(metrics[monitor])
 
     def best(self, steps: Iterable[int]) -> int | None:
         """The best of ``steps`` that has a score, or ``None``."""
