@@ -28,7 +28,6 @@ from flax import nnx
 from artifex.generative_models.training import ArrayBatcher, Trainer
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
-    CheckpointInfo,
     LambdaCallback,
     ModelCheckpoint,
     list_checkpoints,
@@ -253,9 +252,3 @@ def test_a_step_directory_is_refused(fitted: _Fitted) -> None:
         list_checkpoints(step_dir)
     with pytest.raises(ValueError, match="step='best' takes a checkpoint directory"):
         restore_checkpoint(step_dir, step="best")
-
-
-def test_info_is_frozen() -> None:
-    info = CheckpointInfo(step=1, kind="epoch_end", epoch=0, metrics={})
-    with pytest.raises(AttributeError):
-        info.step = 2  # type: ignore[misc]  # the point: a frozen dataclass refuses it
