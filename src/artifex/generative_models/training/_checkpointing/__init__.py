@@ -10,5 +10,6 @@ these modules, which import nothing of ``callbacks/`` at run time.
 * ``_step_dirs``: which step directories are checkpoints;
 * ``_retention``: the preservation policy;
 * ``_manager``: the writing manager, the processes' agreement on each save, failed saves;
-* ``_restore``: reading a checkpoint back, and what a failed read says.
+* ``_restore``: reading a checkpoint back, and what a failed read says;
+* ``_listing``: a directory's checkpoints from their ``meta`` alone, and the best one.
 """

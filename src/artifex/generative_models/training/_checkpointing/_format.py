@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import orbax.checkpoint as ocp
@@ -25,7 +26,9 @@ __all__ = [
     "RESERVED_ITEMS",
     "RETIRED_FORMATS",
     "STATE_ITEM",
+    "format_problem",
     "item_handlers",
+    "read_meta",
     "save_args",
 ]
 
@@ -87,3 +90,36 @@ def save_args(
     for name, value in extra.items():
         args[name] = ocp.args.JsonSave(value)
     return ocp.args.Composite(**args)
+
+
+def read_meta(step_dir: Path) -> object:
+    """The parsed ``meta`` item of the step directory ``step_dir`` (no array is read).
+
+    Raises:
+        ValueError: If it cannot be read or parsed (a truncated or garbled file),
+            naming the item's directory and the cause.
+    """
+    try:
+        meta: object = ocp.JsonCheckpointHandler().restore(step_dir / META_ITEM)
+    except (OSError, ValueError, KeyError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"its {META_ITEM!r} item ({str(step_dir / META_ITEM)!r}) cannot be read: {error}"
+        ) from error
+    return meta
+
+
+def format_problem(where: str, meta: object) -> str | None:
+    """Why a checkpoint whose ``meta`` is ``meta`` cannot be read here, or ``None``."""
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found in RETIRED_FORMATS:
+        return (
+            f"{where} has the format {found!r}, which this version no longer reads (it reads "
+            f"{sorted(READABLE_FORMATS)}); restore it with artifex-nnx-callbacks "
+            f"{RETIRED_FORMATS[found]}"
+        )
+    if found not in READABLE_FORMATS:
+        return (
+            f"{where} has the format {found!r}; this version reads {sorted(READABLE_FORMATS)} "
+            "(a newer artifex-nnx-callbacks wrote it?)"
+        )
+    return None

@@ -28,11 +28,10 @@ from artifex.generative_models.training._checkpointing._directory import is_chec
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
     MARKER_FILE,
-    META_ITEM,
-    READABLE_FORMATS,
-    RETIRED_FORMATS,
     STATE_ITEM,
+    format_problem,
     item_handlers,
+    read_meta,
 )
 from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
@@ -52,7 +51,7 @@ from artifex.generative_models.training._checkpointing._step_dirs import (
     lacking,
 )
 
-__all__ = ["RestoredCheckpoint", "read_checkpoint"]
+__all__ = ["RestoredCheckpoint", "locate", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ def read_checkpoint(
     into: str = "",
 ) -> tuple[RestoredCheckpoint, str | None]:
     """Read a checkpoint, laid out for a target (see ``restore_checkpoint``)."""
-    path, step = _locate(directory, step)
+    path, step = locate(directory, step)
     step, meta = _read_meta(path, step)
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
@@ -174,7 +173,7 @@ def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
     return {key: with_shardings(tree, pure_model) for key, tree in abstract.items()}
 
 
-def _locate(path: Path, step: int | None) -> tuple[Path, int | None]:
+def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
     """The checkpoint directory and step meant by ``path`` (a directory or a step in one)."""
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
@@ -211,30 +210,16 @@ def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {str(path)!r}{why}; steps there: {list(steps)}"
             )
-        try:
-            meta = manager.restore(
-                step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
-            )
-        except (ValueError, KeyError, OSError) as error:  # a garbled or truncated JSON file
-            raise ValueError(
-                f"checkpoint step {step} in {str(path)!r} is damaged: its {META_ITEM!r} item "
-                f"({str(path / str(step) / META_ITEM)!r}) cannot be read: {error}"
-            ) from error
     finally:
         manager.close()
-    meta = meta[META_ITEM]
-    found = meta.get("format") if isinstance(meta, dict) else None
-    if found in RETIRED_FORMATS:
-        raise ValueError(
-            f"checkpoint step {step} in {str(path)!r} has the format {found!r}, which this "
-            f"version no longer reads (it reads {sorted(READABLE_FORMATS)}); restore it with "
-            f"artifex-nnx-callbacks {RETIRED_FORMATS[found]}"
-        )
-    if found not in READABLE_FORMATS:
-        raise ValueError(
-            f"checkpoint step {step} in {str(path)!r} has the format {found!r}; this version "
-            f"reads {sorted(READABLE_FORMATS)} (a newer artifex-nnx-callbacks wrote it?)"
-        )
+    where = f"checkpoint step {step} in {str(path)!r}"
+    try:
+        meta = read_meta(path / str(step))
+    except ValueError as error:  # a garbled or truncated JSON file
+        raise ValueError(f"{where} is damaged: {error}") from error
+    problem = format_problem(where, meta)
+    if problem is not None:
+        raise ValueError(problem)
     return step, meta
 
 

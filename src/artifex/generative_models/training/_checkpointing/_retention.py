@@ -11,10 +11,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from artifex.generative_models.training._checkpointing._format import META_ITEM
+from artifex.generative_models.training._checkpointing._format import read_meta
 
 if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at run time
     from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
@@ -45,11 +44,10 @@ class Ranking(ocm.PreservationPolicy):
 
     def read(self, directory: Path, steps: Iterable[int], monitor: str) -> None:
         """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``."""
-        handler = ocp.JsonCheckpointHandler()
         for step in steps:
             try:
-                meta: object = handler.restore(directory / str(step) / META_ITEM)
-            except (OSError, ValueError):  # unreadable: unranked, as restore will say
+                meta = read_meta(directory / str(step))
+            except ValueError:  # unreadable: unranked, as restore will say
                 continue
             metrics = meta.get("metrics") if isinstance(meta, dict) else None
             if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):

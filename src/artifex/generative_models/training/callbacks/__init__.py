@@ -58,9 +58,11 @@ if TYPE_CHECKING:
     )
     from artifex.generative_models.training.callbacks.model_checkpoint import (
         CheckpointConfig,
+        CheckpointInfo,
         CheckpointOrderWarning,
         ModelCheckpoint,
         RestoredCheckpoint,
+        list_checkpoints,
         restore_checkpoint,
     )
     from artifex.generative_models.training.callbacks.progress import ProgressBar, ProgressBarConfig
@@ -105,6 +107,7 @@ __all__ = [
     "CSVLoggerConfig",
     "CallbackList",
     "CheckpointConfig",
+    "CheckpointInfo",
     "CheckpointOrderWarning",
     "CheckpointableTrainer",
     "EarlyStopping",
@@ -149,6 +152,7 @@ __all__ = [
     "WandbConfig",
     "WandbLogger",
     "WandbMode",
+    "list_checkpoints",
     "restore_checkpoint",
 ]
 
@@ -183,9 +187,11 @@ __getattr__, __dir__ = lazy_exports(
         "MLflowConfig": "mlflow_logger",
         "MLflowLogger": "mlflow_logger",
         "CheckpointConfig": "model_checkpoint",
+        "CheckpointInfo": "model_checkpoint",
         "CheckpointOrderWarning": "model_checkpoint",
         "ModelCheckpoint": "model_checkpoint",
         "RestoredCheckpoint": "model_checkpoint",
+        "list_checkpoints": "model_checkpoint",
         "restore_checkpoint": "model_checkpoint",
         "ProgressBar": "progress",
         "ProgressBarConfig": "progress",

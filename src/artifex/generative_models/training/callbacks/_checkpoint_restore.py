@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Literal
 
 from flax import nnx
 
 from artifex.generative_models.training._checkpointing._format import CALLBACKS_ITEM
+from artifex.generative_models.training._checkpointing._listing import (
+    CheckpointInfo,
+    best_step,
+    list_steps,
+)
 from artifex.generative_models.training._checkpointing._pytree import load_model
 from artifex.generative_models.training._checkpointing._restore import (
     RestoredCheckpoint,
+    locate,
     read_checkpoint,
 )
 from artifex.generative_models.training._checkpointing._runs import remember_run
@@ -24,13 +31,56 @@ from artifex.generative_models.training.callbacks._state import (
 from artifex.generative_models.training.callbacks.base import TrainerLike, TrainingCallback
 from artifex.generative_models.training.callbacks.protocols import CheckpointableTrainer
 
-__all__ = ["restore_checkpoint", "restore_run"]
+__all__ = ["list_checkpoints", "restore_checkpoint", "restore_run"]
+
+
+def list_checkpoints(directory: str | os.PathLike[str]) -> list[CheckpointInfo]:
+    """List the checkpoints of a ``ModelCheckpoint`` directory, reading no array.
+
+    Each step's ``meta`` item alone is read (a small JSON file), so this is cheap in
+    any process, for instance to find the best checkpoint of a finished run::
+
+        best = next(c for c in list_checkpoints("checkpoints") if c.kind == "best")
+        restore_checkpoint("checkpoints", step=best.step, target=model)
+
+    A step whose ``meta`` cannot be read (damaged, or of a format this version does
+    not read) is listed with ``kind="unreadable"`` and its ``problem``; it never
+    hides the others. Incomplete step directories (an interrupted save or deletion)
+    are not checkpoints: they are not listed, and a logged warning names each.
+
+    Args:
+        directory: The ``dirpath`` the checkpoints were written to.
+
+    Returns:
+        One [`CheckpointInfo`][] per checkpoint, by ascending step; the one
+        retention ranks first by the recorded ``monitor`` and ``mode`` has
+        ``kind="best"``.
+
+    Raises:
+        TypeError: If ``directory`` is not a path.
+        NotADirectoryError: If ``directory`` is a file.
+        FileNotFoundError: If ``directory`` does not exist.
+        ValueError: If it is not a ModelCheckpoint directory, or is one step's directory.
+    """
+    return list_steps(_whole_directory(directory, "list_checkpoints"))
+
+
+def _whole_directory(directory: str | os.PathLike[str], what: str) -> Path:
+    """The checkpoint directory ``directory``, refusing one step's directory in it."""
+    check_checkpoint_location("directory", directory)
+    path, step = locate(Path(directory).resolve(), None)
+    if step is not None:
+        raise ValueError(
+            f"{what} takes a checkpoint directory, got the step directory "
+            f"{os.fsdecode(directory)!r}; pass {str(path)!r}"
+        )
+    return path
 
 
 def restore_checkpoint(
     directory: str | os.PathLike[str],
     *,
-    step: int | None = None,
+    step: int | Literal["best"] | None = None,
     target: nnx.Module | TrainerLike | None = None,
 ) -> RestoredCheckpoint:
     """Read a checkpoint written by ``ModelCheckpoint``, optionally into a target.
@@ -44,7 +94,10 @@ def restore_checkpoint(
     Args:
         directory: The ``dirpath`` the checkpoints were written to, or one step's
             directory in it (``dirpath/<step>``, meaning that step).
-        step: The checkpoint's step; the latest if ``None`` (or the step directory's).
+        step: The checkpoint's step; the latest if ``None`` (or the step directory's);
+            ``"best"`` for the one retention ranks first by the ``monitor`` and ``mode``
+            the checkpoints recorded (NaN worst, a tie goes to the earlier step), as
+            ``kind="best"`` in [`list_checkpoints`][].
         target: Where to load it. A [`CheckpointableTrainer`][] gets the whole state
             through ``load_state_dict`` (its ``state_dict()`` gives the structure, dtypes
             and shardings). An ``nnx.Module`` (or a trainer exposing only ``model``) gets
@@ -83,8 +136,12 @@ def restore_checkpoint(
             names the step, the item and, where it can, the entry; or a restored array
             fails its checksum: named the same way) or does not fit ``target`` (an array
             of another shape: named with both shapes), or ``step`` contradicts the step
-            directory given.
+            directory given, or ``step="best"`` finds no best: the checkpoints disagree
+            on the monitor or mode (each step's are named), record none, or none has
+            a score.
     """
+    if step == "best":
+        step = best_step(_whole_directory(directory, "step='best'"))
     check_checkpoint_location("directory", directory, step)
     untrusted: object = target
     if untrusted is not None and not isinstance(untrusted, nnx.Module | TrainerLike):

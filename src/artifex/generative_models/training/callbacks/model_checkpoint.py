@@ -28,6 +28,7 @@ from artifex.generative_models.training._checkpointing._format import (
     RESERVED_ITEMS,
     save_args,
 )
+from artifex.generative_models.training._checkpointing._listing import CheckpointInfo
 from artifex.generative_models.training._checkpointing._lock import DirectoryLock
 from artifex.generative_models.training._checkpointing._manager import (
     SavePlan,
@@ -57,7 +58,10 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     training_state,
     warn_if_stateful_after,
 )
-from artifex.generative_models.training.callbacks._checkpoint_restore import restore_checkpoint
+from artifex.generative_models.training.callbacks._checkpoint_restore import (
+    list_checkpoints,
+    restore_checkpoint,
+)
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
 from artifex.generative_models.training.callbacks.base import TrainerLike
@@ -69,13 +73,16 @@ from artifex.generative_models.training.callbacks.protocols import (
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointConfig",
+    "CheckpointInfo",
     "CheckpointKwargs",
     "CheckpointOrderWarning",
     "ModelCheckpoint",
     "RestoredCheckpoint",
+    "list_checkpoints",
     "restore_checkpoint",
 ]
-# CHECKPOINT_FORMAT and RestoredCheckpoint live in _checkpointing, restore_checkpoint beside.
+# CHECKPOINT_FORMAT, CheckpointInfo and RestoredCheckpoint live in _checkpointing, the
+# functions beside.
 
 _log = logging.getLogger(__name__)
 
