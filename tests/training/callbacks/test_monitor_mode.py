@@ -195,3 +195,27 @@ def test_fit_refuses_to_resume_early_stopping_with_another_mode(tmp_path: Path) 
         fit("max", resume=True)
     assert any("EarlyStopping) in preflight" in note for note in info.value.__notes__)
     assert sorted(path.name for path in (tmp_path / "ck").iterdir()) == before
+
+
+def test_model_checkpoint_refuses_to_rank_a_directory_saved_with_another_mode(
+    tmp_path: Path,
+) -> None:
+    x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    data = ArrayBatcher((x, x[:, :1]), batch_size=8)
+    directory = tmp_path / "ck"
+
+    def fit(mode: Mode, *, resume: bool) -> None:
+        config = CheckpointConfig(
+            dirpath=directory, monitor="loss", mode=mode, save_top_k=1, async_save=False
+        )
+        model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+        trainer = Trainer(model, optax.sgd(0.1), _loss, callbacks=[ModelCheckpoint(config)])
+        trainer.fit(data, epochs=1, resume_from=directory if resume else None)
+
+    fit("max", resume=False)
+    before = sorted(path.name for path in directory.iterdir())
+    both = r"saved with mode='max' for 'loss' \(step \d+\); this run's mode is 'min'"
+    with pytest.raises(ValueError, match=both):
+        fit("min", resume=True)
+    assert sorted(path.name for path in directory.iterdir()) == before
+    fit("max", resume=True)  # the same mode continues the directory

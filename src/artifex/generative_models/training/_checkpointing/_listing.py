@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import format_problem, read_meta
 from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training._checkpointing._step_dirs import (
@@ -19,7 +20,7 @@ from artifex.generative_models.training._checkpointing._step_dirs import (
     lacking,
 )
 
-__all__ = ["CheckpointInfo", "CheckpointKind", "best_step", "list_steps"]
+__all__ = ["CheckpointInfo", "CheckpointKind", "best_step", "check_recorded_mode", "list_steps"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,25 @@ def list_steps(directory: Path) -> list[CheckpointInfo]:
     if isinstance(best, int):
         infos = [replace(i, kind="best") if i.step == best else i for i in infos]
     return infos
+
+
+def check_recorded_mode(directory: Path, monitor: str | None, mode: str) -> None:
+    """Refuse to rank ``directory``'s scores of ``monitor`` in another ``mode`` than saved.
+
+    Raises:
+        ValueError: If a checkpoint there recorded ``monitor`` with another mode, naming
+            its step and both modes.
+    """
+    if monitor is None or not is_checkpoint_directory(directory):
+        return
+    for info in list_steps(directory):
+        if info.monitor == monitor and info.mode is not None and info.mode != mode:
+            raise ValueError(
+                f"ModelCheckpoint: the checkpoints in {str(directory)!r} were saved with "
+                f"mode={info.mode!r} for {monitor!r} (step {info.step}); this run's mode is "
+                f"{mode!r}, which would rank them the other way; pass mode={info.mode!r} to "
+                "continue them, or another dirpath"
+            )
 
 
 def best_step(directory: Path) -> int:

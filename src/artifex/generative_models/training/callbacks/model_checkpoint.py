@@ -28,7 +28,10 @@ from artifex.generative_models.training._checkpointing._format import (
     RESERVED_ITEMS,
     save_args,
 )
-from artifex.generative_models.training._checkpointing._listing import CheckpointInfo
+from artifex.generative_models.training._checkpointing._listing import (
+    CheckpointInfo,
+    check_recorded_mode,
+)
 from artifex.generative_models.training._checkpointing._lock import DirectoryLock
 from artifex.generative_models.training._checkpointing._manager import (
     SavePlan,
@@ -275,10 +278,12 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
 
         Raises:
             FileExistsError: As ``on_train_begin``.
+            ValueError: As ``on_train_begin``.
             OSError: If the directory cannot be read.
         """
         directory, claim, step = self._terms(trainer)
         check_directory(directory, claim=claim, lock=self._lock is None, step=step)
+        check_recorded_mode(directory, self.config.monitor, self.config.mode)
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Create (or check and reuse) the checkpoint directory, lock it, open its manager.
@@ -288,11 +293,15 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         Raises:
             FileExistsError: If ``dirpath`` is not ours and not empty, holds later
                 steps or another run's checkpoints, or another run holds its lock.
+            ValueError: If its checkpoints were saved with another mode for ``monitor``
+                (retention would rank them the other way).
         """
         if self._lookup is not None:
             self._lookup.reset()
         self._lazy = False
         warn_if_stateful_after(trainer, self, CheckpointOrderWarning)
+        directory = Path(self.config.dirpath).resolve()
+        check_recorded_mode(directory, self.config.monitor, self.config.mode)
         self._setup(trainer, lock=True)
         self._step_saved = self._current_step(trainer)
 
