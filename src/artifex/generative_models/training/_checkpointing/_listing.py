@@ -30,7 +30,7 @@ _Direction: TypeAlias = Literal["min", "max"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointInfo:
-    """One checkpoint of a directory, as [`list_checkpoints`][] reads it from its ``meta``.
+    """One checkpoint of a directory, as ``list_checkpoints`` reads it from its ``meta``.
 
     Attributes:
         step: The checkpoint's global step (its directory's name).
