@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -188,6 +190,52 @@ def test_a_bad_store_refuses_the_run_before_any_tracker_creates_anything(
     assert str(info.value).startswith("MLflowLogger ")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no W&B run, no store, no file
     assert tracker.run_id is None
+
+
+def test_a_sqlite_file_sqlite_cannot_read_is_refused_in_preflight(tmp_path: Path) -> None:
+    database = tmp_path / "store" / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(b"not a database, " * 64)
+    tracker = MLflowLogger(tracking_uri=f"sqlite:///{database}", experiment="damaged")
+    with pytest.raises(ValueError, match=r"SQLite cannot read '.*mlflow.db' \(file is not a"):
+        tracker.preflight(FullTrainer())  # at once: not after MLflow's ~100 s of retries
+    assert database.read_bytes() == b"not a database, " * 64
+    assert sorted(p.name for p in database.parent.iterdir()) == ["mlflow.db"]
+
+
+_READ_ONLY_PREFLIGHT = """
+import sys
+from artifex.generative_models.training.callbacks import MLflowLogger
+try:
+    MLflowLogger().preflight(None)  # the default store: sqlite:///mlflow.db, here
+except ValueError as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.one_python
+def test_the_default_store_on_a_read_only_disk_is_refused_in_preflight(tmp_path: Path) -> None:
+    # A read-only tmpfs in a private mount namespace (as tests/laws/test_disk_faults.py).
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    script = 'mount -t tmpfs -o ro,size=1m tmpfs "$1" && cd "$1" && shift && exec "$@"'
+    command = ["unshare", "-m", "sh", "-c", script, "sh", str(mount)]
+    probe = subprocess.run([*command, "true"], capture_output=True, check=False, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"mounting a tmpfs in a mount namespace is not allowed here: {probe.stderr!r}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(
+        [*command, sys.executable, "-c", _READ_ONLY_PREFLIGHT],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=90,  # a bound only; MLflow's own retries would take ~100 s after preflight
+    )
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert "MLflowLogger tracking_uri 'sqlite:///mlflow.db'" in run.stdout
+    assert "cannot be written (a read-only file system, or no permission)" in run.stdout
 
 
 def test_a_checkpointed_run_missing_from_the_store_is_refused_in_preflight(
