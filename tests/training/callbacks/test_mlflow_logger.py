@@ -121,6 +121,25 @@ def test_end_to_end_with_the_reference_trainer_and_resume(
     )
 
 
+def test_after_a_resume_the_steps_run_again_hold_both_values(
+    tmp_path: Path, tracking_uri: str
+) -> None:
+    # What docs/callbacks.md says MLflow shows: it cannot delete a metric's points, so
+    # the steps the failed run logged past its checkpoint hold two values each.
+    cb = MLflowLogger(tracking_uri=tracking_uri, experiment="twice", log_every_n_steps=1)
+    with pytest.raises(RuntimeError, match="failure at step 4"):
+        tracker_fit(tmp_path, cb, epochs=2, fail_at_step=4)  # logged steps 1-5; saved 3
+    assert cb.run_id is not None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    first = dict(_history(client, cb.run_id, "batch/loss"))
+    assert sorted(first) == [1, 2, 3, 4, 5]
+    again = MLflowLogger(tracking_uri=tracking_uri, experiment="twice", log_every_n_steps=1)
+    tracker_fit(tmp_path, again, epochs=1, resume=True)  # steps 4-6 again
+    steps = [step for step, _ in _history(client, cb.run_id, "batch/loss")]
+    assert steps == [1, 2, 3, 4, 4, 5, 5, 6]
+    assert _history(client, cb.run_id, "epoch") == [(3, 0.0), (6, 1.0)]  # epochs: once
+
+
 def test_config_is_validated_and_frozen() -> None:
     with pytest.raises(ValueError, match="tracking_uri"):
         MLflowConfig(tracking_uri="")

@@ -122,6 +122,22 @@ def test_run_fields_and_epoch_and_batch_scalars_at_the_global_step(offline_wandb
     assert _one(records, "exit").exit.exit_code == 0
 
 
+def test_after_a_resume_each_offline_file_holds_each_step_once(
+    tmp_path: Path, offline_wandb: Path
+) -> None:
+    # What docs/callbacks.md says W&B shows: offline, the resumed run is a second file
+    # of the same id, each with its rows once; `wandb sync` (like an online run) keeps
+    # the first value logged at a step, so the steps run again show the failed run's.
+    cb = WandbLogger(log_every_n_steps=1)
+    with pytest.raises(RuntimeError, match="failure at step 4"):
+        tracker_fit(tmp_path, cb, epochs=2, fail_at_step=4)  # logged steps 1-5; saved 3
+    again = WandbLogger(log_every_n_steps=1)
+    tracker_fit(tmp_path, again, epochs=1, resume=True)  # steps 4-6 again
+    failed, resumed = _runs(offline_wandb)
+    assert [step for step, _ in _history(failed)] == [1, 2, 3, 4, 5]  # one row a step
+    assert [step for step, _ in _history(resumed)] == [4, 5, 6]
+
+
 def test_batch_logs_fetched_once_per_n_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     class Unreadable:
         def __float__(self) -> float:
