@@ -14,15 +14,16 @@ from artifex.generative_models.training.conformance import Event, FitPlan, Trigg
 # ------------------------------------------------------------------ callback core
 # Used by tests/training/callbacks/test_base_stateful.py.
 
-Behaviour: TypeAlias = Literal["record", "raise", "append", "remove_self"]
-"""What a scripted callback does when one of its hooks is called (it always records)."""
+Behaviour: TypeAlias = Literal["record", "raise", "interrupt", "exit", "append", "remove_self"]
+"""What a scripted callback does when one of its hooks is called (it always records):
+``"interrupt"`` and ``"exit"`` raise a ``KeyboardInterrupt`` and a ``SystemExit``."""
 
 hook_names: st.SearchStrategy[HookName] = st.sampled_from(HOOK_NAMES)
 
 process_scopes: st.SearchStrategy[ProcessScope] = st.sampled_from(("all", "main"))
 
 behaviours: st.SearchStrategy[Behaviour] = st.sampled_from(
-    ("record", "record", "raise", "append", "remove_self")
+    ("record", "record", "raise", "interrupt", "exit", "append", "remove_self")
 )
 
 

@@ -113,3 +113,69 @@ def test_a_multi_process_watch_installs_no_handler() -> None:
     with PreemptionWatch(enabled=True, multiprocess=True) as watch:
         assert signal.getsignal(signal.SIGTERM) is before
         assert not watch.requested(1)  # no distributed client: never a sync point
+
+
+def test_a_sigterm_during_teardown_waits_for_it_then_reaches_the_old_handler(
+    tmp_path: Path,
+) -> None:
+    order: list[str] = []
+
+    def sigterm_now(_trainer: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        order.append("sent")
+
+    def saved(_trainer: object) -> None:
+        order.append(f"teardown done, saved {restore_checkpoint(tmp_path / 'ck').step}")
+
+    checkpoint = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck", async_save=True))
+    trainer = Trainer(
+        make_model(),
+        optax.adam(1e-2),
+        loss_fn,
+        callbacks=[
+            LambdaCallback(on_train_end=sigterm_now),
+            checkpoint,
+            LambdaCallback(on_train_end=saved),
+        ],
+    )
+    train, _ = make_data()
+    previous = signal.signal(signal.SIGTERM, lambda *_: order.append("SIGTERM"))
+    try:
+        trainer.fit(train, epochs=2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # Not killed mid-teardown: the signal reached the handler of before once fit was done.
+    assert order == ["sent", "teardown done, saved 12", "SIGTERM"]
+    assert trainer.status == "completed"
+
+
+class _DiskFull(ModelCheckpoint):
+    """A ``ModelCheckpoint`` whose preemption save fails."""
+
+    def save_now(self, trainer: object, /) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("failing", [(0,), (0, 2)])
+def test_every_checkpoint_saves_on_preemption_and_failures_are_grouped(
+    tmp_path: Path, failing: tuple[int, ...]
+) -> None:
+    def sigterm_at_3(_trainer: object, step: int, _logs: dict[str, Any]) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    kinds = [_DiskFull if i in failing else ModelCheckpoint for i in range(3)]
+    dirs = [(tmp_path / f"ck{i}").resolve() for i in range(3)]
+    savers = [kind(CheckpointConfig(dirpath=d)) for kind, d in zip(kinds, dirs, strict=True)]
+    callbacks: list[TrainingCallback] = [LambdaCallback(on_batch_end=sigterm_at_3), *savers]
+    trainer = Trainer(make_model(), optax.adam(1e-2), loss_fn, callbacks=callbacks)
+    train, _ = make_data()
+    with pytest.raises((OSError, ExceptionGroup)) as info:
+        trainer.fit(train, epochs=2)
+    group = isinstance(info.value, ExceptionGroup)
+    assert group == (len(failing) > 1)
+    errors = info.value.exceptions if isinstance(info.value, ExceptionGroup) else (info.value,)
+    assert [e.__notes__[-1] for e in errors] == [
+        f"raised by _DiskFull in {dirs[i]} saving for preemption" for i in failing
+    ]
+    assert restore_checkpoint(dirs[1]).step == 4  # asked to save all the same, and saved

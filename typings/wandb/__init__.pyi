@@ -4,9 +4,17 @@ from typing import Literal
 
 __version__: str
 
+class Settings:
+    @property
+    def sync_file(self) -> str: ...
+
 class Run:
     @property
     def id(self) -> str: ...
+    @property
+    def offline(self) -> bool: ...
+    @property
+    def settings(self) -> Settings: ...
     def log(
         self, data: Mapping[str, object], step: int | None = None, commit: bool | None = None
     ) -> None: ...

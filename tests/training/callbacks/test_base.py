@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from unittest.mock import MagicMock, call
 
@@ -320,20 +319,48 @@ def test_teardown_groups_several_failures_in_order(trainer: AttributeTrainer) ->
     assert [n for n, _, _ in log] == ["b"]
 
 
-@pytest.mark.parametrize("hook", ["on_epoch_end", "on_train_end"])
-def test_base_exceptions_propagate_at_once(trainer: AttributeTrainer, hook: str) -> None:
+def test_base_exceptions_propagate_at_once_from_fail_fast_hooks(
+    trainer: AttributeTrainer,
+) -> None:
     log: Log = []
     interrupt = KeyboardInterrupt()
     callbacks = CallbackList([Raiser(interrupt), Recorder("b", log)])
-    dispatch: Callable[[], None] = {
-        "on_train_end": lambda: callbacks.on_train_end(trainer),
-        "on_epoch_end": lambda: callbacks.on_epoch_end(trainer, 0, {}),
-    }[hook]
     with pytest.raises(KeyboardInterrupt) as info:
-        dispatch()
+        callbacks.on_epoch_end(trainer, 0, {})
     assert info.value is interrupt
     assert log == []
     assert not hasattr(interrupt, "__notes__")
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_teardown_always_runs_past_a_base_exception(
+    trainer: AttributeTrainer, kind: type[BaseException]
+) -> None:
+    log: Log = []
+    stop, later = kind("stop"), Boom("later")
+    callbacks = CallbackList([Raiser(stop), Recorder("b", log), Raiser(later)])
+    with pytest.raises(kind) as info:
+        callbacks.on_train_end(trainer)
+    assert info.value is stop  # the first BaseException, as the same object
+    assert [n for n, _, _ in log] == ["b"]  # the teardown went on past it
+    assert stop.__notes__ == [
+        "raised by callback #0 (Raiser) in on_train_end",
+        "teardown went on; also raised by callback #2 (Raiser) in on_train_end: Boom: later",
+    ]
+
+
+def test_teardown_raises_the_first_interrupt_over_earlier_exceptions(
+    trainer: AttributeTrainer,
+) -> None:
+    first, interrupt, exit_ = Boom("1"), KeyboardInterrupt("2"), SystemExit(3)
+    callbacks = CallbackList([Raiser(first), Raiser(interrupt), Raiser(exit_)])
+    with pytest.raises(KeyboardInterrupt) as info:
+        callbacks.on_train_end(trainer)
+    assert info.value is interrupt
+    assert info.value.__notes__[1:] == [
+        "teardown went on; also raised by callback #0 (Raiser) in on_train_end: Boom: 1",
+        "teardown went on; also raised by callback #2 (Raiser) in on_train_end: SystemExit: 3",
+    ]
 
 
 def test_every_hook_reaches_a_mock(trainer: AttributeTrainer) -> None:

@@ -36,6 +36,21 @@ class Boom(Exception):
     """Raised by scripted callbacks; each raise is a fresh object."""
 
 
+class Interrupt(KeyboardInterrupt):
+    """A scripted Ctrl-C (``"interrupt"``)."""
+
+
+class Exit(SystemExit):
+    """A scripted ``sys.exit`` (``"exit"``)."""
+
+
+_RAISED: dict[Behaviour, type[BaseException]] = {
+    "raise": Boom,
+    "interrupt": Interrupt,
+    "exit": Exit,
+}
+
+
 @dataclass(eq=False)
 class Node:
     """The model of one held item: a scripted callback or a nested list."""
@@ -59,7 +74,7 @@ class Scripted(BaseCallback):
         self.machine = machine
         self.script = script
         self.process_scope = scope
-        self.raised: list[Boom] = []
+        self.raised: list[BaseException] = []
 
 
 def _make_hook(hook: HookName) -> Any:
@@ -125,8 +140,8 @@ class CallbackListMachine(RuleBasedStateMachine):
         self.calls.append((id(cb), hook))
         node = self.nodes[id(cb)]
         behaviour = cb.script[hook]
-        if behaviour == "raise":
-            exc = Boom(f"{id(cb)}:{hook}")
+        if behaviour in _RAISED:
+            exc = _RAISED[behaviour](f"{id(cb)}:{hook}")
             cb.raised.append(exc)
             raise exc
         if hook in node.spent or behaviour == "record":
@@ -217,7 +232,7 @@ class CallbackListMachine(RuleBasedStateMachine):
         error: BaseException | None = None
         try:
             getattr(self.root_list, hook)(*args)
-        except Exception as exc:
+        except (Exception, Interrupt, Exit) as exc:
             error = exc
 
         # The reference: every leaf of the snapshot that overrides the hook, in order.
@@ -227,23 +242,38 @@ class CallbackListMachine(RuleBasedStateMachine):
             if hook not in node.script or (self.process_index and node.scope == "main"):
                 continue
             expected.append((id(node.real), hook))
-            if node.script[hook] == "raise":
+            if node.script[hook] in _RAISED:
                 raised.append((path, node))
-                if hook != "on_train_end":
+                if hook != "on_train_end":  # fail fast; teardown always runs
                     break
         assert self.calls == expected
 
         if not raised:
             assert error is None
             return
-        exceptions = [node.real.raised[-1] for _, node in raised]  # type: ignore[attr-defined]  # leaves are Scripted  # ty: ignore[missing-attribute]
-        for (path, _), boom in zip(raised, exceptions, strict=True):
-            assert boom.__notes__[-1] == f"raised by callback #{path} (Scripted) in {hook}"
-        if len(exceptions) == 1:
+        assert error is not None
+        exceptions: list[BaseException] = [node.real.raised[-1] for _, node in raised]  # type: ignore[attr-defined]  # leaves are Scripted  # ty: ignore[missing-attribute]
+        notes = [f"raised by callback #{path} (Scripted) in {hook}" for path, _ in raised]
+        interrupts = [e for e in exceptions if not isinstance(e, Exception)]
+        if hook != "on_train_end":
             assert error is exceptions[0]
+            assert getattr(error, "__notes__", [None])[-1] == (notes[0] if not interrupts else None)
+        elif interrupts:  # the first one wins; the others are its notes, in order
+            assert error is interrupts[0]
+            others = [
+                f"teardown went on; also {note}: {type(e).__qualname__}: {e}"
+                for e, note in zip(exceptions, notes, strict=True)
+                if e is not error
+            ]
+            own = notes[exceptions.index(error)]
+            assert error.__notes__[-len(others) - 1 :] == [own, *others]
+        elif len(exceptions) == 1:
+            assert error is exceptions[0]
+            assert error.__notes__[-1] == notes[0]
         else:
             assert isinstance(error, ExceptionGroup)
             assert list(error.exceptions) == exceptions
+            assert [e.__notes__[-1] for e in exceptions] == notes
 
     # ------------------------------------------------------------ invariants
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -119,6 +121,25 @@ def test_end_to_end_with_the_reference_trainer_and_resume(
     )
 
 
+def test_after_a_resume_the_steps_run_again_hold_both_values(
+    tmp_path: Path, tracking_uri: str
+) -> None:
+    # What docs/callbacks.md says MLflow shows: it cannot delete a metric's points, so
+    # the steps the failed run logged past its checkpoint hold two values each.
+    cb = MLflowLogger(tracking_uri=tracking_uri, experiment="twice", log_every_n_steps=1)
+    with pytest.raises(RuntimeError, match="failure at step 4"):
+        tracker_fit(tmp_path, cb, epochs=2, fail_at_step=4)  # logged steps 1-5; saved 3
+    assert cb.run_id is not None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    first = dict(_history(client, cb.run_id, "batch/loss"))
+    assert sorted(first) == [1, 2, 3, 4, 5]
+    again = MLflowLogger(tracking_uri=tracking_uri, experiment="twice", log_every_n_steps=1)
+    tracker_fit(tmp_path, again, epochs=1, resume=True)  # steps 4-6 again
+    steps = [step for step, _ in _history(client, cb.run_id, "batch/loss")]
+    assert steps == [1, 2, 3, 4, 4, 5, 5, 6]
+    assert _history(client, cb.run_id, "epoch") == [(3, 0.0), (6, 1.0)]  # epochs: once
+
+
 def test_config_is_validated_and_frozen() -> None:
     with pytest.raises(ValueError, match="tracking_uri"):
         MLflowConfig(tracking_uri="")
@@ -188,6 +209,52 @@ def test_a_bad_store_refuses_the_run_before_any_tracker_creates_anything(
     assert str(info.value).startswith("MLflowLogger ")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no W&B run, no store, no file
     assert tracker.run_id is None
+
+
+def test_a_sqlite_file_sqlite_cannot_read_is_refused_in_preflight(tmp_path: Path) -> None:
+    database = tmp_path / "store" / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(b"not a database, " * 64)
+    tracker = MLflowLogger(tracking_uri=f"sqlite:///{database}", experiment="damaged")
+    with pytest.raises(ValueError, match=r"SQLite cannot read '.*mlflow.db' \(file is not a"):
+        tracker.preflight(FullTrainer())  # at once: not after MLflow's ~100 s of retries
+    assert database.read_bytes() == b"not a database, " * 64
+    assert sorted(p.name for p in database.parent.iterdir()) == ["mlflow.db"]
+
+
+_READ_ONLY_PREFLIGHT = """
+import sys
+from artifex.generative_models.training.callbacks import MLflowLogger
+try:
+    MLflowLogger().preflight(None)  # the default store: sqlite:///mlflow.db, here
+except ValueError as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.one_python
+def test_the_default_store_on_a_read_only_disk_is_refused_in_preflight(tmp_path: Path) -> None:
+    # A read-only tmpfs in a private mount namespace (as tests/laws/test_disk_faults.py).
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    script = 'mount -t tmpfs -o ro,size=1m tmpfs "$1" && cd "$1" && shift && exec "$@"'
+    command = ["unshare", "-m", "sh", "-c", script, "sh", str(mount)]
+    probe = subprocess.run([*command, "true"], capture_output=True, check=False, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"mounting a tmpfs in a mount namespace is not allowed here: {probe.stderr!r}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(
+        [*command, sys.executable, "-c", _READ_ONLY_PREFLIGHT],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=90,  # a bound only; MLflow's own retries would take ~100 s after preflight
+    )
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert "MLflowLogger tracking_uri 'sqlite:///mlflow.db'" in run.stdout
+    assert "cannot be written (a read-only file system, or no permission)" in run.stdout
 
 
 def test_a_checkpointed_run_missing_from_the_store_is_refused_in_preflight(

@@ -103,6 +103,32 @@ def test_the_lock_is_released_when_fit_fails(tmp_path: Path) -> None:
     assert steps(ck) == [6, 12]
 
 
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("failed", [False, True])
+def test_the_lock_is_released_when_an_earlier_teardown_is_interrupted(
+    tmp_path: Path, kind: type[BaseException], failed: bool
+) -> None:
+    ck = tmp_path / "ck"
+    train, val = make_data()
+    interrupt, failure = kind("Ctrl-C in on_train_end"), RuntimeError("boom")
+
+    def fail(_trainer: object, step: int, _logs: dict[str, Any]) -> None:
+        if failed and step == 8:
+            raise failure
+
+    def interrupted(_trainer: object) -> None:
+        raise interrupt
+
+    first = fit_trainer(ck, LambdaCallback(on_batch_end=fail, on_train_end=interrupted))
+    with pytest.raises(BaseException) as info:  # noqa: PT011  # which one is the point
+        first.fit(train, epochs=3, val_data=val)
+    # The first exception propagates: the run's failure, else the interrupt itself.
+    assert info.value is (failure if failed else interrupt)
+    assert not (ck / LOCK_FILE).exists()  # ModelCheckpoint's teardown ran all the same
+    fit_trainer(ck).fit(train, epochs=1, val_data=val, resume_from=ck)  # not "another run"
+    assert steps(ck)[-1] == (12 if failed else 24)
+
+
 _HOLDER = """
 import sys, time
 from pathlib import Path

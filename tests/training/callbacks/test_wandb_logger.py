@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +120,22 @@ def test_run_fields_and_epoch_and_batch_scalars_at_the_global_step(offline_wandb
         (6, {"batch/loss": 6.0, "loss": 5.0, "epoch": 1.0}),  # the epoch's last step
     ]
     assert _one(records, "exit").exit.exit_code == 0
+
+
+def test_after_a_resume_each_offline_file_holds_each_step_once(
+    tmp_path: Path, offline_wandb: Path
+) -> None:
+    # What docs/callbacks.md says W&B shows: offline, the resumed run is a second file
+    # of the same id, each with its rows once; `wandb sync` (like an online run) keeps
+    # the first value logged at a step, so the steps run again show the failed run's.
+    cb = WandbLogger(log_every_n_steps=1)
+    with pytest.raises(RuntimeError, match="failure at step 4"):
+        tracker_fit(tmp_path, cb, epochs=2, fail_at_step=4)  # logged steps 1-5; saved 3
+    again = WandbLogger(log_every_n_steps=1)
+    tracker_fit(tmp_path, again, epochs=1, resume=True)  # steps 4-6 again
+    failed, resumed = _runs(offline_wandb)
+    assert [step for step, _ in _history(failed)] == [1, 2, 3, 4, 5]  # one row a step
+    assert [step for step, _ in _history(resumed)] == [4, 5, 6]
 
 
 def test_batch_logs_fetched_once_per_n_steps(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,3 +259,61 @@ def test_a_dir_below_a_file_is_refused_in_preflight_creating_nothing(
         cb.on_train_begin(FullTrainer())
     assert cb.run_id is None
     assert not offline_wandb.exists()
+
+
+_FULL_DISK_FIT = """
+import os, sys, warnings
+from pathlib import Path
+from artifex.generative_models.training.callbacks import LambdaCallback, WandbLogger
+from tests.training.callbacks._stubs import ModelOnlyTrainer, drive
+
+disk = Path(sys.argv[1])
+
+
+def fill(_trainer):  # after wandb.init created the run's file: the disk fills up
+    with (disk / "filler").open("wb", buffering=0) as filler:
+        for size in (4096, 1):  # to the last byte
+            try:
+                while True:
+                    filler.write(b"x" * size)
+            except OSError:  # ENOSPC: full
+                pass
+
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    logger = WandbLogger(mode="offline", dir=disk)
+    # More rows than the last page that the run's file already holds can take.
+    epochs = [[float(epoch)] for epoch in range(300)]
+    drive(ModelOnlyTrainer(), [logger, LambdaCallback(on_train_begin=fill)], epochs)
+for warning in caught:
+    print(warning.category.__name__, warning.message)
+"""
+
+
+@pytest.mark.one_python
+def test_rows_lost_to_a_full_disk_are_named_not_silent(tmp_path: Path) -> None:
+    # A small tmpfs in a private mount namespace (as tests/laws/test_disk_faults.py).
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = 'mount -t tmpfs -o size=256k tmpfs "$1" && exec "${@:2}"'
+    command = ["unshare", "-m", "bash", "-c", script, "bash", str(disk)]
+    probe = subprocess.run([*command, "true"], capture_output=True, check=False, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"mounting a tmpfs in a mount namespace is not allowed here: {probe.stderr!r}")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, str(root)])}
+    run = subprocess.run(
+        [*command, sys.executable, "-c", _FULL_DISK_FIT, str(disk)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        check=False,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RuntimeWarning WandbLogger lost rows: the offline run file" in run.stdout
+    found = re.search(r"holds at most (\d+) of the 300 epoch rows logged to it", run.stdout)
+    assert found is not None, run.stdout
+    assert int(found[1]) < 300

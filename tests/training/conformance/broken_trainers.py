@@ -76,6 +76,7 @@ Fault: TypeAlias = Literal[
     "teardown_error_dropped",
     "teardown_interrupt_hides_failure",
     "teardown_interrupt_dropped",
+    "teardown_interrupt_cuts_short",
     "preflight_interleaved",
     "teardown_after_refusal",
     "latches_stop",
@@ -102,6 +103,7 @@ Fault: TypeAlias = Literal[
     "ok_extra_metrics",
     "ok_never_last_batch",
     "ok_counts_steps_as_examples",
+    "ok_teardown_interrupt_takes_over",
 ]
 
 _HOOK_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -136,7 +138,7 @@ class _FaultyDispatch:
         def dispatch(trainer: object, *args: object) -> None:
             if self.fault == "readonly_view":
                 trainer = _View(trainer)
-            failure: Exception | None = None
+            failure: BaseException | None = None
             for callback in self.callbacks:
                 method = getattr(callback, hook)
                 copied = self.fault == "epoch_logs_copied_per_callback" and hook == "on_epoch_end"
@@ -148,7 +150,7 @@ class _FaultyDispatch:
                         method(trainer, args[0], dict(cast("Logs", args[1])))
                     else:
                         method(trainer, *args)
-                except Exception as error:
+                except BaseException as error:  # teardown always runs
                     if hook != "on_train_end":
                         raise
                     failure = failure or error
@@ -308,6 +310,10 @@ class SimpleTrainer:
             yield batch
 
     def _teardown(self) -> None:
+        if self.fault == "teardown_interrupt_cuts_short":
+            for cb in self._raw:  # a KeyboardInterrupt ends the teardown here
+                cb.on_train_end(self)
+            return
         if self.fault != "reversed_teardown":
             self.callbacks.on_train_end(self)
             return
@@ -456,11 +462,14 @@ class SimpleTrainer:
             return error
         try:
             self._teardown()
-        except KeyboardInterrupt as interrupt:  # a Ctrl-C during teardown takes over ...
+        except KeyboardInterrupt as interrupt:  # a Ctrl-C during teardown: a note, or ...
+            if fault == "ok_teardown_interrupt_takes_over":  # ... it takes over
+                self._error = interrupt
+                raise
             if fault == "teardown_interrupt_hides_failure":
                 raise interrupt from None  # ... but hides the failure it interrupted
             if fault != "teardown_interrupt_dropped":
-                raise
+                error.add_note(f"on_train_end also raised {interrupt!r}")
         except Exception as teardown_error:
             if fault == "teardown_error_as_cause":
                 error.__cause__ = teardown_error

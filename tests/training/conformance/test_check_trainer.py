@@ -95,6 +95,10 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
         "callback_raises",
         "on_train_end #0') during the teardown of a failed run, and that error was dropped",
     ),
+    "teardown_interrupt_cuts_short": (
+        "callback_raises",
+        "on_train_end did not reach the last registered callback",
+    ),
     "preflight_interleaved": ("preflight_refusal", "before any on_train_begin"),
     "teardown_after_refusal": ("preflight_refusal", "the contract tears nothing down"),
     "latches_stop": ("stop_then_fit", "a stop request ends its own fit only"),
@@ -129,6 +133,7 @@ UNUSUAL: list[Fault] = [
     "ok_extra_metrics",
     "ok_never_last_batch",
     "ok_counts_steps_as_examples",
+    "ok_teardown_interrupt_takes_over",
 ]
 
 

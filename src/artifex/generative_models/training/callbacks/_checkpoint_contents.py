@@ -17,6 +17,7 @@ from artifex.generative_models.training.callbacks._monitor import Mode, to_float
 from artifex.generative_models.training.callbacks._order import around
 from artifex.generative_models.training.callbacks._state import (
     callback_array_states,
+    check_json,
     stateful_callbacks,
 )
 from artifex.generative_models.training.callbacks.base import (
@@ -55,13 +56,23 @@ def training_state(trainer: TrainerLike, step: int, epoch: int) -> Any:
 
 
 def callback_items(trainer: TrainerLike) -> dict[str, Any]:
-    """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks."""
+    """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks.
+
+    Raises:
+        TypeError: If a state is not JSON-able (a ``set``, ``bytes``), naming the
+            callback, its ``state_key``, the place in its state and the type.
+    """
     if not isinstance(trainer, CallbackHost):
         return {}
     found = stateful_callbacks(trainer.callbacks)
     if not found:
         return {}
-    return {CALLBACKS_ITEM: {key: cb.state_dict() for key, cb in found.items()}}
+    states: dict[str, Any] = {}
+    for key, callback in found.items():
+        states[key] = state = callback.state_dict()
+        owner = f"the state_dict() of callback {type(callback).__qualname__} (state_key {key!r})"
+        check_json(state, owner)
+    return {CALLBACKS_ITEM: states}
 
 
 def callback_arrays(trainer: TrainerLike) -> dict[str, Any]:

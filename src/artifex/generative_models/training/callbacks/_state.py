@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
 from artifex.generative_models.training.callbacks.protocols import (
@@ -22,10 +22,50 @@ from artifex.generative_models.training.callbacks.protocols import (
 
 __all__ = [
     "callback_array_states",
+    "check_json",
     "load_callback_array_states",
     "load_callback_states",
     "stateful_callbacks",
 ]
+
+_JSON_LEAVES = (str, int, float, type(None))  # bool is an int
+
+
+def check_json(value: object, owner: str, root: str = "state") -> None:
+    """Refuse what a JSON checkpoint item cannot hold exactly, naming ``owner`` and the place.
+
+    Dicts with ``str`` keys, lists, tuples (read back as lists), ``str``, ``int``,
+    ``float``, ``bool`` and ``None`` pass. Walked without recursion.
+
+    Args:
+        value: What is about to be saved as JSON.
+        owner: Who returned it, for the message (a callback and its ``state_key``).
+        root: The name of ``value`` in the message.
+
+    Raises:
+        TypeError: Naming ``owner``, the place (``state['seen']``) and the type found.
+    """
+    todo: list[tuple[str, object]] = [(root, value)]
+    while todo:
+        where, item = todo.pop()
+        if isinstance(item, dict):
+            for key, child in cast("dict[object, object]", item).items():
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"{owner}: {where} has the key {key!r} ({type(key).__qualname__}), "
+                        "but a checkpoint's JSON keys are str (it would come back as "
+                        f"{str(key)!r}); use str keys"
+                    )
+                todo.append((f"{where}[{key!r}]", child))
+        elif isinstance(item, list | tuple):
+            items = cast("list[object] | tuple[object, ...]", item)
+            todo += [(f"{where}[{i}]", child) for i, child in enumerate(items)]
+        elif not isinstance(item, _JSON_LEAVES):
+            raise TypeError(
+                f"{owner}: {where} is a {type(item).__qualname__}, which a checkpoint's "
+                "JSON cannot hold; use dicts with str keys, lists, str, int, float, bool "
+                "and None (e.g. a sorted list for a set, a str for bytes)"
+            )
 
 
 def stateful_callbacks(callbacks: Iterable[TrainingCallback]) -> dict[str, StatefulCallback]:
@@ -97,7 +137,14 @@ def load_callback_states(
         )
     for key, callback in targets.items():
         if key in states:
-            callback.load_state_dict(dict(states[key]))
+            try:
+                callback.load_state_dict(dict(states[key]))
+            except Exception as error:
+                error.add_note(
+                    f"while loading the checkpointed state of callback "
+                    f"{type(callback).__qualname__} (state_key {key!r})"
+                )
+                raise
 
 
 def callback_array_states(callbacks: Iterable[TrainingCallback]) -> dict[str, Any]:

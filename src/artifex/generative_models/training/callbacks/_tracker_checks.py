@@ -1,17 +1,20 @@
 """The checks the experiment trackers run in ``preflight``, creating nothing.
 
 ``MLflowLogger``: the tracking URI's store (an unknown scheme, a store MLflow
-refuses, a SQLite database in a missing folder, a server that does not answer
-within a few seconds) and the run a resumed logger reopens. ``WandbLogger``: its
-``dir``. Each refusal is a ``ValueError`` (or ``NotADirectoryError``) naming the
-setting, raised before any tracker (or other callback) created a run or a file.
+refuses, a SQLite database in a missing or non-writable folder or one SQLite cannot
+read, a server that does not answer within a few seconds) and the run a resumed
+logger reopens. ``WandbLogger``: its ``dir``. Each refusal is a ``ValueError`` (or
+``NotADirectoryError``) naming the setting, raised before any tracker (or other
+callback) created a run or a file.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -50,6 +53,42 @@ def _probe(tracking_uri: str) -> None:
         ) from error
 
 
+def _check_sqlite(tracking_uri: str) -> None:
+    """Refuse a SQLite database MLflow could not open or write, creating nothing.
+
+    MLflow retries opening a database for about 100 s before it fails (no setting
+    bounds it), so what would fail there is refused here at once: a missing folder, a
+    folder or file that cannot be written (a read-only file system, no permission),
+    and a file SQLite cannot read.
+    """
+    database = Path(tracking_uri[len("sqlite:///") :].partition("?")[0])
+    folder = database.parent
+    where = f"MLflowLogger tracking_uri {tracking_uri!r}"
+    if not folder.is_dir():
+        raise ValueError(
+            f"{where}: the folder {str(folder)!r} of its SQLite database does not exist; "
+            "create it, or pass another tracking_uri"
+        )
+    exists = database.is_file()
+    for path in (folder, database) if exists else (folder,):
+        if not os.access(path, os.W_OK):
+            raise ValueError(
+                f"{where}: {str(path.resolve())!r} cannot be written (a read-only file system, "
+                "or no permission), and MLflow writes its SQLite database there; pass a "
+                "tracking_uri on a writable disk"
+            )
+    if exists:  # read only: a damaged file fails here, not after MLflow's retries
+        uri = f"{database.resolve().as_uri()}?mode=ro"
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=PROBE_SECONDS)) as db:
+                db.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error as error:
+            raise ValueError(
+                f"{where}: SQLite cannot read {str(database)!r} ({error}); pass another "
+                "tracking_uri, or move the file aside"
+            ) from error
+
+
 def check_mlflow_store(tracking_uri: str, run_id: str | None) -> None:
     """Refuse a tracking URI MLflow cannot use, or a resumed run it does not hold.
 
@@ -67,12 +106,7 @@ def check_mlflow_store(tracking_uri: str, run_id: str | None) -> None:
         raise missing_extra("MLflowLogger", "mlflow", "mlflow") from exc
     scheme = urlsplit(tracking_uri).scheme.partition("+")[0]  # postgresql+psycopg2
     if scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri[len("sqlite:///") :]).parent
-        if str(folder) != "." and not folder.is_dir():
-            raise ValueError(
-                f"MLflowLogger tracking_uri {tracking_uri!r}: the folder {str(folder)!r} of "
-                "its SQLite database does not exist; create it, or pass another tracking_uri"
-            )
+        _check_sqlite(tracking_uri)
     if scheme in ("http", "https"):
         _probe(tracking_uri)
     if scheme in _DATABASES and run_id is None:

@@ -225,13 +225,40 @@ def _no_ops(callback: object) -> frozenset[str]:
     return found
 
 
-def _note(exc: BaseException, table: _Table, callback: TrainingCallback, hook: str) -> None:
-    """Add a PEP 678 note to ``exc`` naming ``callback`` (type and index path) and the hook."""
+def _note(exc: BaseException, table: _Table, callback: TrainingCallback, hook: str) -> str:
+    """Add a PEP 678 note to ``exc`` naming ``callback`` (type and index path) and the hook.
+
+    Returns:
+        The note (empty if ``callback`` is not in ``table``).
+    """
     for held, path in zip(*table, strict=True):
         if held is callback:
             where = ".".join(map(str, path))
-            exc.add_note(f"raised by callback #{where} ({type(callback).__qualname__}) in {hook}")
-            return
+            note = f"raised by callback #{where} ({type(callback).__qualname__}) in {hook}"
+            exc.add_note(note)
+            return note
+    return ""
+
+
+def _teardown_error(errors: list[tuple[BaseException, str]]) -> BaseException:
+    """What ``on_train_end`` raises after every callback received it.
+
+    The first ``BaseException`` that is not an ``Exception`` (a ``KeyboardInterrupt``,
+    a ``SystemExit``) wins, as the same object, so that ``except KeyboardInterrupt``
+    still catches it; every other failure is attached to it as a note. Without one, a
+    single failure is itself, several an ``ExceptionGroup`` in order.
+    """
+    interrupts = [exc for exc, _ in errors if not isinstance(exc, Exception)]
+    if interrupts:
+        first = interrupts[0]
+        for exc, where in errors:
+            if exc is not first:
+                first.add_note(f"teardown went on; also {where}: {type(exc).__qualname__}: {exc}")
+        return first
+    if len(errors) == 1:
+        return errors[0][0]
+    exceptions = [exc for exc, _ in errors if isinstance(exc, Exception)]
+    return ExceptionGroup(f"{len(errors)} callbacks raised in on_train_end", exceptions)
 
 
 def _check_ordered(callbacks: object) -> None:
@@ -284,10 +311,14 @@ class CallbackList:
       changes only later events.
     * Every hook but ``on_train_end`` fails fast: the first exception propagates as the
       same object, with a PEP 678 note naming the callback and hook, and later callbacks
-      do not receive that event. ``on_train_end`` is teardown: every callback receives
-      it; one failure is re-raised, several are raised as an ``ExceptionGroup``.
-      ``BaseException``s that are not ``Exception``s (``KeyboardInterrupt``) propagate
-      at once.
+      do not receive that event; ``BaseException``s that are not ``Exception``s
+      (``KeyboardInterrupt``, ``SystemExit``) propagate there at once, without a note.
+    * ``on_train_end`` is teardown, and teardown always runs: every callback receives
+      it, whatever earlier ones raised, ``KeyboardInterrupt`` and ``SystemExit``
+      included; each failure gets the note. Then the first ``BaseException`` that is
+      not an ``Exception`` is re-raised as the same object, with the other failures
+      as notes; without one, a single failure is re-raised, several are raised as an
+      ``ExceptionGroup``, in order.
     * In a multi-process job, callbacks declaring ``process_scope = "main"`` receive
       events on process 0 only. The list learns its process from
       ``jax.process_index()`` when it dispatches ``on_train_begin`` (after
@@ -505,21 +536,21 @@ class CallbackList:
         """Dispatch ``on_train_end`` to every callback, even if some raise (teardown).
 
         Raises:
-            Exception: The one exception a callback raised, as the same object.
-            ExceptionGroup: If several callbacks raised; it holds them in order.
+            BaseException: The first ``KeyboardInterrupt``, ``SystemExit`` (or other
+                non-``Exception``) a callback raised, as the same object, the other
+                failures attached as notes.
+            Exception: Else the one exception a callback raised, as the same object.
+            ExceptionGroup: If several callbacks raised exceptions; it holds them in order.
         """
         table = (self._refresh() if self._stale else self)._on_train_end
-        errors: list[Exception] = []
+        errors: list[tuple[BaseException, str]] = []
         for cb in table[0]:
             try:
                 cb.on_train_end(trainer)
-            except Exception as exc:
-                _note(exc, table, cb, "on_train_end")
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
+            except BaseException as exc:  # teardown always runs: Ctrl-C included
+                errors.append((exc, _note(exc, table, cb, "on_train_end")))
         if errors:
-            raise ExceptionGroup(f"{len(errors)} callbacks raised in on_train_end", errors)
+            raise _teardown_error(errors)
 
     def on_epoch_begin(self, trainer: TrainerLike, /, epoch: int) -> None:
         """Dispatch ``on_epoch_begin`` to every callback (fail-fast)."""

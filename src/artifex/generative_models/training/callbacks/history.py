@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
+from artifex.generative_models.training._checks import check_int, check_real, describe
 from artifex.generative_models.training.callbacks._monitor import to_float
 from artifex.generative_models.training.callbacks.base import BaseCallback, TrainerLike
 
@@ -65,12 +67,46 @@ class History(BaseCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what [`state_dict`][] returned.
+        """Restore what [`state_dict`][] returned; a bad state changes nothing.
 
         Args:
             state: A mapping with ``"epochs"`` and ``"history"``.
+
+        Raises:
+            KeyError: If one of them is missing.
+            TypeError: If ``epochs`` is not a list of ints, ``history`` not a mapping
+                of lists of numbers (the message names the field and the value).
+            ValueError: If an epoch is negative, or a column is not as long as ``epochs``.
         """
-        self.epochs = [int(epoch) for epoch in state["epochs"]]
-        self.history = {
-            str(key): [float(value) for value in values] for key, values in state["history"].items()
-        }
+        for field in ("epochs", "history"):
+            if field not in state:
+                raise KeyError(f"History state has no {field!r}; expected 'epochs' and 'history'")
+        raw_epochs, raw_history = _sequence("'epochs'", state["epochs"]), state["history"]
+        epochs = [
+            check_int(f"History state 'epochs'[{i}]", epoch, minimum=0)
+            for i, epoch in enumerate(raw_epochs)
+        ]
+        if not isinstance(raw_history, Mapping):
+            raise TypeError(
+                f"History state 'history' must be a mapping, got {describe(raw_history)}"
+            )
+        history: dict[str, list[float]] = {}
+        for key, raw in cast("Mapping[object, object]", raw_history).items():
+            field = f"'history'[{key!r}]"
+            values = _sequence(field, raw)
+            if len(values) != len(epochs):
+                raise ValueError(
+                    f"History state {field} has {len(values)} values for {len(epochs)} epochs"
+                )
+            history[str(key)] = [
+                check_real(f"History state {field}[{i}]", value, finite=False)
+                for i, value in enumerate(values)
+            ]
+        self.epochs, self.history = epochs, history
+
+
+def _sequence(field: str, value: object) -> list[object] | tuple[object, ...]:
+    """``value`` if it is a list or tuple, else a ``TypeError`` naming ``field``."""
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"History state {field} must be a list, got {describe(value)}")
+    return cast("list[object] | tuple[object, ...]", value)

@@ -67,6 +67,7 @@ from artifex.generative_models.training.callbacks._checkpoint_restore import (
 )
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
+from artifex.generative_models.training.callbacks._state import check_json
 from artifex.generative_models.training.callbacks.base import TrainerLike
 from artifex.generative_models.training.callbacks.protocols import (
     StepCheckpointableTrainer,
@@ -280,10 +281,15 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             FileExistsError: As ``on_train_begin``.
             ValueError: As ``on_train_begin``.
             OSError: If the directory cannot be read.
+            TypeError: If a stateful callback's ``state_dict()`` (or ``json_items``)
+                holds what JSON cannot (a ``set``, ``bytes``), naming the callback, the
+                key and the type; a save refuses it too.
         """
         directory, claim, step = self._terms(trainer)
         check_directory(directory, claim=claim, lock=self._lock is None, step=step)
         check_recorded_mode(directory, self.config.monitor, self.config.mode)
+        if preservation_policy(self.config) is not None:
+            self._json_items(trainer)  # states a checkpoint cannot hold
 
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
         """Create (or check and reuse) the checkpoint directory, lock it, open its manager.
@@ -391,16 +397,13 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         assert manager is not None  # _plan returns a plan only with a manager
         assert directory is not None
         step, score = plan
+        extra = self._json_items(trainer)  # refused before anything is deleted or written
         if step in self._mid_epoch_steps:  # an epoch end at a step saved mid-epoch
             manager.wait_until_finished()
             manager.delete(step)
             self._mid_epoch_steps.discard(step)
         state = training_state(trainer, step, epoch)
-        extra = callback_items(trainer) | self.json_items(trainer)
         arrays = callback_arrays(trainer)
-        clash = RESERVED_ITEMS & extra.keys()
-        if clash:
-            raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
         position = None
         if logs is None:
             epoch, position = save_position(trainer, state, epoch, self._batches_seen)
@@ -430,6 +433,21 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         self._watch.started(manager, directory, step, asynchronous=config.async_save)
         if self._lazy:
             self._watch.settle(block=True)
+
+    def _json_items(self, trainer: TrainerLike) -> dict[str, Any]:
+        """The JSON items of a save: the callbacks' states and ``json_items``, checked.
+
+        Raises:
+            TypeError: If one is not JSON-able, naming its owner, place and type.
+            ValueError: If ``json_items`` uses a reserved item name.
+        """
+        own = self.json_items(trainer)
+        clash = RESERVED_ITEMS & own.keys()
+        if clash:
+            raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
+        for name, value in own.items():
+            check_json(value, f"{type(self).__qualname__}.json_items()", f"item {name!r}")
+        return callback_items(trainer) | own
 
     def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
         """``(step, score)`` of the checkpoint due now, or ``None``."""

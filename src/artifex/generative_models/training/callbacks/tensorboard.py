@@ -68,15 +68,23 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
     Needs ``tensorboardX`` (``pip install 'artifex-nnx-callbacks[tensorboard]'``); it is
     imported at ``on_train_begin``. ``on_epoch_end`` logs already include the
     ``val_*`` keys. Batch logs are written only if ``log_every_n_steps`` is set (each
-    such write reads device scalars: a sync). The writer is flushed and closed at
-    ``on_train_end``; a later ``fit`` opens a new event file in the same directory.
+    such write reads device scalars: a sync). Each ``on_epoch_end`` closes the event
+    file, which writes every event logged so far (tensorboardX's ``flush`` leaves those
+    still queued for its writer thread), so a SIGKILL loses no epoch already
+    checkpointed if this logger is registered before ``ModelCheckpoint``; the next
+    write opens the next file (one per epoch, named ``...<pid>.<n>``). ``on_train_end``
+    closes the file too (a preemption's teardown included).
+
+    A run that starts at global step ``T > 0`` (a resume) opens its event file with
+    ``purge_step=T + 1``: TensorBoard then hides the events at later steps that a killed
+    run wrote after its checkpoint, so every epoch shows once.
 
     Args:
         config: The configuration (positional-only); the defaults if omitted.
         **kwargs: Instead of ``config``, its fields ([`TensorBoardKwargs`][]).
     """
 
-    __slots__ = ("_steps", "_writer")
+    __slots__ = ("_files", "_steps", "_writer")
     process_scope: ProcessScope = "main"  # one event log, on process 0 only
 
     @overload
@@ -89,8 +97,10 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
         self._configure(TensorBoardConfig, config, kwargs)
         self._writer: SummaryWriter | None = None
         self._steps = 0  # the last batch's s + 1 (the step of a trainer without one)
+        self._files = 0  # the event files this process opened (unique file names)
 
-    def _open(self) -> SummaryWriter:
+    def _open(self, purge_step: int | None = None) -> SummaryWriter:
+        """Open the next event file; ``purge_step`` hides the directory's later events."""
         try:
             from tensorboardX import SummaryWriter
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -100,7 +110,13 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
             ) from exc
         log_dir = Path(self.config.log_dir).resolve()
         log_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = SummaryWriter(str(log_dir), flush_secs=self.config.flush_secs)
+        self._files += 1  # tensorboardX names files by the second: one per close must differ
+        self._writer = SummaryWriter(
+            str(log_dir),
+            purge_step=purge_step,
+            flush_secs=self.config.flush_secs,
+            filename_suffix=f".{os.getpid()}.{self._files:06d}",
+        )
         return self._writer
 
     def _write(self, prefix: str, logs: dict[str, Any], step: int) -> None:
@@ -110,14 +126,20 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
             if value is not None:
                 writer.add_scalar(f"{prefix}/{key}", value, step)
 
+    def _close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # its queued events are written first
+
     def on_train_begin(self, trainer: TrainerLike, /) -> None:
-        """Create the directory and open an event file.
+        """Create the directory and open an event file (purging later steps on a resume).
 
         Raises:
             ImportError: If ``tensorboardX`` is not installed.
         """
-        if self._writer is None:
-            self._open()
+        self._close()
+        step = epoch_step(trainer, self._steps)
+        self._open(purge_step=step + 1 if step > 0 else None)
 
     def on_batch_end(self, trainer: TrainerLike, batch: int, logs: dict[str, Any], /) -> None:
         """Every ``log_every_n_steps`` steps (if set), log the batch logs (a sync)."""
@@ -127,12 +149,10 @@ class TensorBoardLogger(ConfiguredCallback[TensorBoardConfig]):
             self._write("batch", logs, self._steps)
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
-        """Log the epoch metrics and the epoch, at the global step."""
+        """Log the epoch metrics and the epoch, at the global step; close the file."""
         self._write("epoch", {**logs, "epoch": epoch}, epoch_step(trainer, self._steps))
+        self._close()
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Flush and close the event file."""
-        writer = self._writer
-        self._writer = None
-        if writer is not None:
-            writer.close()
+        """Close the event file (writing what is queued)."""
+        self._close()

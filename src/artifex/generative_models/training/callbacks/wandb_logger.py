@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, Unpack, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypedDict, Unpack, overload
 
 from artifex.generative_models.training._checks import (
     check_int,
@@ -129,7 +132,7 @@ class WandbLogger(TrackerCallback[WandbConfig]):
         **kwargs: Instead of ``wandb_config``, its fields ([`WandbKwargs`][]).
     """
 
-    __slots__ = ("_run",)
+    __slots__ = ("_epochs", "_file", "_run")
 
     # The config is not named `config`: that is a field of WandbConfig (the run's config),
     # so a keyword, and a TypedDict key may not share a parameter's name.
@@ -142,6 +145,8 @@ class WandbLogger(TrackerCallback[WandbConfig]):
     ) -> None:
         super().__init__(self._configure(WandbConfig, wandb_config, kwargs).log_every_n_steps)
         self._run: Run | None = None
+        self._file: Path | None = None  # an offline run's .wandb file
+        self._epochs = 0  # the epoch rows logged to this run
 
     def preflight(self, trainer: TrainerLike, /) -> None:
         """Refuse the run now if ``on_train_begin`` could not start one; create nothing.
@@ -188,13 +193,61 @@ class WandbLogger(TrackerCallback[WandbConfig]):
             resume="allow" if self._run_id is not None else None,
         )
         self._run_id = self._run.id
+        self._file = Path(self._run.settings.sync_file) if self._run.offline else None
+        self._epochs = 0
 
     def _log(self, values: dict[str, float], step: int, /) -> None:
         if self._run is not None:
             self._run.log(values, step=step)
+            self._epochs += "epoch" in values
 
     def on_train_end(self, trainer: TrainerLike, /) -> None:
-        """Finish the run: exit code 1 (failed) if the fit failed, else 0."""
+        """Finish the run: exit code 1 (failed) if the fit failed, else 0.
+
+        Warns (``RuntimeWarning``) if an offline run's file lacks epoch rows logged to
+        it: wandb could not write them (a full or failing disk), and does not say so.
+        """
         run, self._run = self._run, None
-        if run is not None:
-            run.finish(exit_code=1 if run_failed(trainer) else 0)
+        if run is None:
+            return
+        run.finish(exit_code=1 if run_failed(trainer) else 0)
+        if self._file is not None and self._epochs:
+            found = _epoch_rows(self._file, self._epochs)
+            if found < self._epochs:
+                warnings.warn(
+                    f"WandbLogger lost rows: the offline run file {str(self._file)!r} holds "
+                    f"at most {found} of the {self._epochs} epoch rows logged to it; wandb "
+                    "could not write the others (a full or failing disk?), so neither the "
+                    "file nor `wandb sync` has them",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
+WRITE_WAIT_SECONDS: Final = 15.0
+"""How long ``on_train_end`` waits for wandb's service to write an offline run's rows."""
+
+
+def _epoch_rows(path: Path, rows: int) -> int:
+    """At most how many epoch rows ``path`` holds (up to ``rows``), after a bounded wait.
+
+    Each epoch row of a ``.wandb`` file holds its key ``epoch`` as raw bytes, and a
+    boundary of the file's 32 KiB blocks may split one occurrence: the count of the
+    key, plus the blocks, bounds the rows written from above, so fewer than ``rows``
+    means rows were lost (a loss at the last row of a block may go unseen).
+    ``run.finish`` may return before wandb's service process wrote the file, so a
+    healthy disk is waited for (at most ``WRITE_WAIT_SECONDS``; briefly as a rule).
+    """
+    needle, deadline = b"epoch", time.monotonic() + WRITE_WAIT_SECONDS
+    while True:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        found = data.count(needle) + -(-len(data) // _BLOCK)
+        if found >= rows or time.monotonic() >= deadline:
+            return min(found, rows)
+        time.sleep(0.05)
+
+
+_BLOCK: Final = 32 * 1024  # the block size of wandb's LevelDB-style record log

@@ -353,20 +353,15 @@ class _Run:
         if caught is not None and caught is expected and len(injected) > 1 and teardown_raised:
             found += _note_findings(scenario, events, caught, injected[-1][1])
         teardowns = witness.seen[seen:]
-        # A Ctrl-C from an on_train_end may end the teardown at once (docs/lifecycle.md).
-        cut_short = self.kind == "teardown_interrupt"
-        if (
-            any(e.hook == "on_train_end" for e in events[start:])
-            and not teardowns
-            and not cut_short
-        ):
+        # Teardown always runs, past a Ctrl-C from an on_train_end too (docs/lifecycle.md).
+        if any(e.hook == "on_train_end" for e in events[start:]) and not teardowns:
             found.append(
                 fault(
                     scenario,
                     events,
                     f"in fit call #{call}, on_train_end did not reach the last registered "
                     "callback; teardown must be dispatched to every callback, even when one "
-                    "of them raises",
+                    "of them raises (a KeyboardInterrupt or SystemExit included)",
                 )
             )
         if teardowns and isinstance(self.trainer, TrainerState):

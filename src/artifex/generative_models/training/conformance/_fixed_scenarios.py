@@ -239,9 +239,14 @@ def _raise_cases(ctx: Context) -> list[tuple[FitPlan, ErrorKind]]:
         teardown = Trigger(hook="on_train_end", occurrence=0)
         combined: list[tuple[FitPlan, ErrorKind]] = [
             (FitPlan(epochs=2, validation=with_validation, raises=(first, teardown)), "error"),
-            # ... and a KeyboardInterrupt from on_train_end on top of it: a note or a takeover.
+            # ... and a KeyboardInterrupt from on_train_end on top of it: a note or a takeover,
+            # and teardown still reaches every callback; then one after a clean run.
             (
                 FitPlan(epochs=2, validation=with_validation, raises=(first, teardown)),
+                "teardown_interrupt",
+            ),
+            (
+                FitPlan(epochs=2, validation=with_validation, raises=(teardown,)),
                 "teardown_interrupt",
             ),
             (FitPlan(epochs=2, validation=with_validation, raises=(first,)), "interrupt"),

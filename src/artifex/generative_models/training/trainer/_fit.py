@@ -57,6 +57,7 @@ from artifex.generative_models.training.trainer._preemption import (
     PreemptionNotice,
     PreemptionWatch,
     preemption_savers,
+    save_for_preemption,
     saver_directories,
 )
 from artifex.generative_models.training.trainer._steps import CompiledSteps
@@ -140,32 +141,32 @@ def run_fit(
     trainer.stop_training = False
     outcome.status, outcome.stopped_by, outcome.error = "running", None, None
     history: list[Logs] = []
-    # ---- the run
-    try:
-        with watch:
+    with watch:  # to the end of teardown: a SIGTERM in on_train_end waits for it
+        # ---- the run
+        try:
             callbacks.on_train_begin(trainer)
             resume, position.resume_at = position.resume_at, None
             stopper = loop.run(epochs, val_data, resume, history)
             if isinstance(stopper, PreemptionNotice):
-                for saver in savers:
-                    saver.save_now(trainer)
+                watch.handled()
+                save_for_preemption(savers, trainer)  # every saver, failures grouped
                 position.leave_batches()
-    except BaseException as error:
-        outcome.status, outcome.error = "failed", error
-        _tear_down_failed(trainer, callbacks, state, position, error)
-        raise
-    # ---- the end: the outcome is set before on_train_end, which may still fail the run
-    if isinstance(stopper, PreemptionNotice):
-        outcome.status = "preempted"
-    else:
-        outcome.stopped_by = stopper
-        outcome.status = "stopped" if stopper is not None else "completed"
-    state.sync()
-    try:
-        callbacks.on_train_end(trainer)
-    except BaseException as error:  # a failed last save, say: the run did not complete
-        outcome.status, outcome.error = "failed", error
-        raise
+        except BaseException as error:
+            outcome.status, outcome.error = "failed", error
+            _tear_down_failed(trainer, callbacks, state, position, error)
+            raise
+        # ---- the end: the outcome is set before on_train_end, which may still fail the run
+        if isinstance(stopper, PreemptionNotice):
+            outcome.status = "preempted"
+        else:
+            outcome.stopped_by = stopper
+            outcome.status = "stopped" if stopper is not None else "completed"
+        state.sync()
+        try:
+            callbacks.on_train_end(trainer)
+        except BaseException as error:  # a failed last save, say: the run did not complete
+            outcome.status, outcome.error = "failed", error
+            raise
     if isinstance(stopper, PreemptionNotice):
         raise Preempted(position.step, saver_directories(savers))
     return history

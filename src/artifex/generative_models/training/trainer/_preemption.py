@@ -10,6 +10,12 @@ after every step (or chunk) whether to stop for a preemption:
   installed (it would replace JAX's own SIGTERM notice); the watch polls
   ``multihost_utils.reached_preemption_sync_point(step)``, which is ``True`` on every
   process at the same step once any of them was told to stop.
+
+The handler stays installed until teardown (``on_train_end``) ends, so that a SIGTERM
+arriving then does not kill the process with the last asynchronous save in flight. A
+notice the run did not act on (it came during teardown, or the run failed first) is
+delivered again, to the handler that was there before, once that one is restored:
+by default, the process then ends, after teardown.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
+from artifex.generative_models.training.callbacks.base import (
+    TrainerLike,
+    TrainingCallback,
+    flatten_callbacks,
+)
 from artifex.generative_models.training.callbacks.protocols import PreemptionSaver
 
 __all__ = [
@@ -31,6 +41,7 @@ __all__ = [
     "PreemptionNotice",
     "PreemptionWatch",
     "preemption_savers",
+    "save_for_preemption",
     "saver_directories",
 ]
 
@@ -71,12 +82,13 @@ class PreemptionWatch:
         multiprocess: Whether the job has several processes (poll JAX's sync point).
     """
 
-    __slots__ = ("_enabled", "_flag", "_multiprocess", "_previous")
+    __slots__ = ("_enabled", "_flag", "_handled", "_multiprocess", "_previous")
 
     def __init__(self, *, enabled: bool, multiprocess: bool) -> None:
         self._enabled = enabled
         self._multiprocess = multiprocess
         self._flag = False
+        self._handled = False  # whether the run stopped and saved for the notice
         self._previous: Any = None
 
     def __enter__(self) -> PreemptionWatch:
@@ -100,10 +112,16 @@ class PreemptionWatch:
         return self
 
     def __exit__(self, *_: object) -> None:
-        """Restore the SIGTERM handler that was there before."""
+        """Restore the SIGTERM handler that was there before; re-deliver an unheeded notice."""
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
+            if self._flag and not self._handled:  # it came too late for the run to stop
+                signal.raise_signal(signal.SIGTERM)
+
+    def handled(self) -> None:
+        """Record that the run stopped for the notice (it is not delivered again)."""
+        self._handled = True
 
     def _notice(self, _signum: int, _frame: FrameType | None) -> None:
         self._flag = True
@@ -139,6 +157,27 @@ def _reached_sync_point(step: int) -> bool:
 def preemption_savers(callbacks: Iterable[TrainingCallback]) -> tuple[PreemptionSaver, ...]:
     """The callbacks that save on demand (``ModelCheckpoint``), in dispatch order."""
     return tuple(cb for _, cb in flatten_callbacks(callbacks) if isinstance(cb, PreemptionSaver))
+
+
+def save_for_preemption(savers: Iterable[PreemptionSaver], trainer: TrainerLike) -> None:
+    """Ask every saver to save now, even when one fails; then raise what failed.
+
+    Raises:
+        Exception: The one saver's failure, as the same object, with a note naming it.
+        ExceptionGroup: If several failed, each with its note, in dispatch order.
+    """
+    errors: list[Exception] = []
+    for saver in savers:
+        try:
+            saver.save_now(trainer)
+        except Exception as error:
+            where = "".join(f" in {path}" for path in saver_directories((saver,)))
+            error.add_note(f"raised by {type(saver).__qualname__}{where} saving for preemption")
+            errors.append(error)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} checkpoint savers failed on preemption", errors)
 
 
 def saver_directories(savers: Iterable[object]) -> tuple[Path, ...]:
