@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["RunClaim", "claimed_run", "new_run_id", "remember_run"]
+__all__ = ["RunClaim", "claimed_run", "claims_of", "new_run_id", "remember_run", "reset_claims"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +59,20 @@ def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
             if claim is not None:
                 return claim
     return None
+
+
+def claims_of(owner: object) -> dict[Path, RunClaim]:
+    """A copy of the runs ``owner`` is known to continue, by directory."""
+    entry = _LINEAGE.get(id(owner))
+    return dict(entry[1]) if entry is not None and entry[0]() is owner else {}
+
+
+def reset_claims(owner: object, claims: dict[Path, RunClaim]) -> None:
+    """Make ``claims`` (from [`claims_of`][]) again all that ``owner`` continues."""
+    entry = _LINEAGE.get(id(owner))
+    if entry is not None and entry[0]() is owner:
+        entry[1].clear()
+        entry[1].update(claims)
+    else:
+        for directory, claim in claims.items():
+            remember_run(owner, directory, claim.run)

@@ -23,6 +23,7 @@ from artifex.generative_models.training._checkpointing._restore import (
 )
 from artifex.generative_models.training._checkpointing._runs import remember_run
 from artifex.generative_models.training._checks import check_checkpoint_location
+from artifex.generative_models.training.callbacks._rollback import all_or_nothing
 from artifex.generative_models.training.callbacks._state import (
     load_callback_array_states,
     load_callback_states,
@@ -193,6 +194,9 @@ def restore_run(
     Returns:
         The restored global step.
 
+    All or nothing: if anything fails (a callback's ``load_state_dict`` included),
+    the trainer and its callbacks are put back as they were, and the error propagates.
+
     Raises:
         FileNotFoundError: If there is no such checkpoint.
         ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
@@ -200,15 +204,16 @@ def restore_run(
     """
     check_checkpoint_location("resume_from", checkpoint)
     targets = stateful_callbacks(callbacks)
-    restored = restore_checkpoint(checkpoint, target=trainer)
-    states: object = restored.extra.get(CALLBACKS_ITEM, {})
-    if not isinstance(states, Mapping):
-        raise ValueError(
-            f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
-            f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
-        )
-    if targets or states:
-        load_callback_states(callbacks, states)
-    if restored.callback_arrays:
-        load_callback_array_states(callbacks, restored.callback_arrays)
+    with all_or_nothing(trainer, callbacks):  # a failed load leaves all as it was
+        restored = restore_checkpoint(checkpoint, target=trainer)
+        states: object = restored.extra.get(CALLBACKS_ITEM, {})
+        if not isinstance(states, Mapping):
+            raise ValueError(
+                f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
+                f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
+            )
+        if targets or states:
+            load_callback_states(callbacks, states)
+        if restored.callback_arrays:
+            load_callback_array_states(callbacks, restored.callback_arrays)
     return restored.step

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +36,7 @@ from typing_extensions import Protocol
 from artifex.generative_models.training._checks import check_int
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.callbacks._preflight import preflight
+from artifex.generative_models.training.callbacks._rollback import all_or_nothing
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import CallbackList, Logs
 from artifex.generative_models.training.callbacks.protocols import (
@@ -126,11 +128,13 @@ def run_fit(
     state.refresh()  # a module that changed structure compiles anew
     compiled()
     position.data = train_data
-    if resume_from is not None:
-        trainer.resume(resume_from)
-    position.check_resumable()
-    position.planned_epochs, position.steps_per_epoch = position.epoch + epochs, _length(train_data)
-    preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
+    with all_or_nothing(trainer, callbacks) if resume_from is not None else nullcontext():
+        if resume_from is not None:  # a refusal from here on puts the trainer back
+            trainer.resume(resume_from)
+        position.check_resumable()
+        position.planned_epochs = position.epoch + epochs
+        position.steps_per_epoch = _length(train_data)
+        preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
     savers = preemption_savers(callbacks) if trainer.preemption else ()
