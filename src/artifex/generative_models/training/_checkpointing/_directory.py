@@ -28,7 +28,7 @@ from artifex.generative_models.training._checkpointing._lock import (
     is_lock_litter,
 )
 from artifex.generative_models.training._checkpointing._runs import RunClaim, new_run_id
-from artifex.generative_models.training._checkpointing._step_dirs import is_complete_step
+from artifex.generative_models.training._checkpointing._step_dirs import complete_steps
 from artifex.generative_models.training._spmd import allgather_bytes
 
 __all__ = ["PreparedDirectory", "check_directory", "is_checkpoint_directory", "prepare_directory"]
@@ -96,11 +96,7 @@ def _run_verdict(
 ) -> str:
     """The run of ``path`` that ``claim`` continues (``""``: this run's to take), or a refusal."""
     recorded: object = None if marker is None else marker.get("run")
-    steps = (
-        []
-        if marker is None
-        else [int(c.name) for c in path.iterdir() if c.name.isdigit() and is_complete_step(c)]
-    )
+    steps = [] if marker is None else complete_steps(path)
     continued = ""
     if isinstance(recorded, str) and recorded:
         if claim is not None and claim.run in (None, recorded):

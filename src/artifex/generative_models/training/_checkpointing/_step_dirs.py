@@ -24,6 +24,7 @@ from artifex.generative_models.training._checkpointing._format import (
 
 __all__ = [
     "CompleteStepsOnly",
+    "complete_steps",
     "incomplete_steps",
     "is_complete_step",
     "lacking",
@@ -50,6 +51,17 @@ def missing_parts(path: Path) -> tuple[str, ...]:
         (META_ITEM, Path.is_dir),
     )
     return tuple(name for name, present in parts if not present(path / name))
+
+
+def complete_steps(directory: Path) -> list[int]:
+    """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing)."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        int(path.name)
+        for path in directory.iterdir()
+        if path.name.isdigit() and is_complete_step(path)
+    )
 
 
 def incomplete_steps(directory: Path) -> dict[int, tuple[str, ...]]:

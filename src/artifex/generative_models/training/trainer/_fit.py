@@ -26,14 +26,14 @@ import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import jax
 import numpy as np
 from flax import nnx
 from typing_extensions import Protocol
 
-from artifex.generative_models.training._checks import check_int
+from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.callbacks._preflight import preflight
 from artifex.generative_models.training.callbacks._rollback import all_or_nothing
@@ -63,6 +63,9 @@ from artifex.generative_models.training.trainer._preemption import (
 )
 from artifex.generative_models.training.trainer._steps import CompiledSteps
 from artifex.generative_models.training.trainer._stops import StopArbiter, Stopper, StopRequest
+
+if TYPE_CHECKING:
+    from artifex.generative_models.training.trainer._same_command import SameCommand
 
 __all__ = ["EpochLoop", "FitHost", "Outcome", "evaluate", "run_fit"]
 
@@ -97,6 +100,7 @@ def run_fit(
     epochs: int,
     val_data: DataSource | None,
     resume_from: str | os.PathLike[str] | None,
+    resume: bool,
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -111,6 +115,7 @@ def run_fit(
         epochs: As ``Trainer.fit`` takes them.
         val_data: As ``Trainer.fit`` takes them.
         resume_from: As ``Trainer.fit`` takes them.
+        resume: As ``Trainer.fit`` takes them.
         state: The trained state.
         position: The trainer's counters; they advance as steps run.
         outcome: Set to ``"running"`` now and to how the run ended at its end.
@@ -121,6 +126,7 @@ def run_fit(
     callbacks = trainer.callbacks
     # ---- the start: every refusal comes before any callback changes a file
     epochs = check_int("epochs", epochs, minimum=0)
+    check_bool("resume", resume)
     check_reiterable(train_data, "train_data", epochs)
     if val_data is not None:
         check_reiterable(val_data, "val_data", epochs)
@@ -128,9 +134,17 @@ def run_fit(
     state.refresh()  # a module that changed structure compiles anew
     compiled()
     position.data = train_data
-    with all_or_nothing(trainer, callbacks) if resume_from is not None else nullcontext():
-        if resume_from is not None:  # a refusal from here on puts the trainer back
-            trainer.resume(resume_from)
+    same = _same_command(callbacks, resume_from) if resume else None
+    source = resume_from if same is None else same.source(trainer)
+    with all_or_nothing(trainer, callbacks) if source is not None else nullcontext():
+        if source is not None:  # a refusal from here on puts the trainer back
+            trainer.resume(source)
+        if same is not None:  # epochs is the run's total
+            end = same.ended(trainer, epochs)
+            if end is not None:  # a finished run: nothing to train, no hook dispatched
+                outcome.status, outcome.stopped_by, outcome.error = end.status, None, None
+                return []
+            epochs = max(0, epochs - position.epoch)
         position.check_resumable()
         position.planned_epochs = position.epoch + epochs
         position.steps_per_epoch = _length(train_data)
@@ -148,8 +162,8 @@ def run_fit(
     try:
         with watch:
             callbacks.on_train_begin(trainer)
-            resume, position.resume_at = position.resume_at, None
-            stopper = loop.run(epochs, val_data, resume, history)
+            mid_epoch, position.resume_at = position.resume_at, None
+            stopper = loop.run(epochs, val_data, mid_epoch, history)
             if isinstance(stopper, PreemptionNotice):
                 for saver in savers:
                     saver.save_now(trainer)
@@ -173,6 +187,16 @@ def run_fit(
     if isinstance(stopper, PreemptionNotice):
         raise Preempted(position.step, saver_directories(savers))
     return history
+
+
+def _same_command(
+    callbacks: CallbackList, resume_from: str | os.PathLike[str] | None
+) -> SameCommand:
+    """The run ``fit(..., resume=True)`` continues (see ``_same_command``)."""
+    # Deferred: reading checkpoint directories imports Orbax, which a plain fit skips.
+    from artifex.generative_models.training.trainer._same_command import SameCommand
+
+    return SameCommand.of(callbacks, resume_from)
 
 
 def _length(data: DataSource) -> int | None:
