@@ -20,6 +20,9 @@ class RunClaim:
     """That an object continues a directory's run."""
 
     run: str | None
+    supersede: bool = False
+    """Whether the run may move the directory's checkpoints after its step aside (the
+    user resumed from an older checkpoint with ``supersede=True``)."""
 
 
 _Entry = tuple["weakref.ref[object]", dict[Path, RunClaim]]
@@ -31,7 +34,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def remember_run(owner: object, directory: Path, run: str | None) -> None:
+def remember_run(
+    owner: object, directory: Path, run: str | None, *, supersede: bool = False
+) -> None:
     """Remember that ``owner`` continues the run ``run`` of ``directory``."""
     key = id(owner)
     entry = _LINEAGE.get(key)
@@ -47,7 +52,7 @@ def remember_run(owner: object, directory: Path, run: str | None) -> None:
         except TypeError:  # no weak references (``__slots__`` without ``__weakref__``)
             return
         _LINEAGE[key] = entry
-    entry[1][directory] = RunClaim(run)
+    entry[1][directory] = RunClaim(run, supersede)
 
 
 def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
@@ -75,4 +80,4 @@ def reset_claims(owner: object, claims: dict[Path, RunClaim]) -> None:
         entry[1].update(claims)
     else:
         for directory, claim in claims.items():
-            remember_run(owner, directory, claim.run)
+            remember_run(owner, directory, claim.run, supersede=claim.supersede)

@@ -28,6 +28,7 @@ __all__ = [
     "incomplete_steps",
     "is_complete_step",
     "lacking",
+    "move_aside_after",
     "tidy_step_directories",
 ]
 
@@ -62,6 +63,23 @@ def complete_steps(directory: Path) -> list[int]:
         for path in directory.iterdir()
         if path.name.isdigit() and is_complete_step(path)
     )
+
+
+def move_aside_after(directory: Path, step: int) -> list[Path]:
+    """Move the checkpoints after ``step`` aside, as ``<step>.superseded-<n>``; return where.
+
+    ``n`` is the first number not taken. Nothing is deleted; the moved directories
+    are no longer steps (Orbax's step names are digits alone), so the step listing,
+    retention and the tidy-up never see them.
+    """
+    moved: list[Path] = []
+    for later in (s for s in complete_steps(directory) if s > step):
+        number = 1
+        while (aside := directory / f"{later}.superseded-{number}").exists():
+            number += 1
+        (directory / str(later)).rename(aside)
+        moved.append(aside)
+    return moved
 
 
 def incomplete_steps(directory: Path) -> dict[int, tuple[str, ...]]:

@@ -21,7 +21,7 @@ from artifex.generative_models.training._checkpointing._restore import (
     locate,
     read_checkpoint,
 )
-from artifex.generative_models.training._checkpointing._runs import remember_run
+from artifex.generative_models.training._checkpointing._runs import claimed_run, remember_run
 from artifex.generative_models.training._checks import check_checkpoint_location
 from artifex.generative_models.training.callbacks._rollback import all_or_nothing
 from artifex.generative_models.training.callbacks._state import (
@@ -176,6 +176,8 @@ def restore_run(
     trainer: CheckpointableTrainer,
     callbacks: Iterable[TrainingCallback],
     /,
+    *,
+    supersede: bool = False,
 ) -> int:
     """Restore a ``ModelCheckpoint`` checkpoint into ``trainer`` and its ``callbacks``.
 
@@ -190,6 +192,8 @@ def restore_run(
             step's directory in it.
         trainer: The trainer to load the state into.
         callbacks: The trainer's callbacks (or a ``CallbackList``).
+        supersede: Let the run's ``ModelCheckpoint`` move the directory's checkpoints
+            after the restored one aside (``<step>.superseded-<n>``) instead of refusing.
 
     Returns:
         The restored global step.
@@ -216,4 +220,7 @@ def restore_run(
             load_callback_states(callbacks, states)
         if restored.callback_arrays:
             load_callback_array_states(callbacks, restored.callback_arrays)
+        claim = claimed_run((trainer,), restored.directory)
+        if supersede and claim is not None:  # the run may move the later steps aside
+            remember_run(trainer, restored.directory, claim.run, supersede=True)
     return restored.step

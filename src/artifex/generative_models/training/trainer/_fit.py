@@ -65,6 +65,7 @@ from artifex.generative_models.training.trainer._steps import CompiledSteps
 from artifex.generative_models.training.trainer._stops import StopArbiter, Stopper, StopRequest
 
 if TYPE_CHECKING:
+    from artifex.generative_models.training._checkpointing._ended import RunEnd
     from artifex.generative_models.training.trainer._same_command import SameCommand
 
 __all__ = ["EpochLoop", "FitHost", "Outcome", "evaluate", "run_fit"]
@@ -79,7 +80,7 @@ class FitHost(CheckpointableTrainer, Protocol):
     steps_per_execution: int
     preemption: bool
 
-    def resume(self, checkpoint: str | os.PathLike[str], /) -> int:
+    def resume(self, checkpoint: str | os.PathLike[str], /, *, supersede: bool = False) -> int:
         """Restore a ``ModelCheckpoint`` checkpoint (``Trainer.resume``)."""
         ...
 
@@ -101,6 +102,7 @@ def run_fit(
     val_data: DataSource | None,
     resume_from: str | os.PathLike[str] | None,
     resume: bool,
+    supersede: bool,
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -116,6 +118,7 @@ def run_fit(
         val_data: As ``Trainer.fit`` takes them.
         resume_from: As ``Trainer.fit`` takes them.
         resume: As ``Trainer.fit`` takes them.
+        supersede: As ``Trainer.fit`` takes them.
         state: The trained state.
         position: The trainer's counters; they advance as steps run.
         outcome: Set to ``"running"`` now and to how the run ended at its end.
@@ -126,7 +129,6 @@ def run_fit(
     callbacks = trainer.callbacks
     # ---- the start: every refusal comes before any callback changes a file
     epochs = check_int("epochs", epochs, minimum=0)
-    check_bool("resume", resume)
     check_reiterable(train_data, "train_data", epochs)
     if val_data is not None:
         check_reiterable(val_data, "val_data", epochs)
@@ -134,21 +136,19 @@ def run_fit(
     state.refresh()  # a module that changed structure compiles anew
     compiled()
     position.data = train_data
-    same = _same_command(callbacks, resume_from) if resume else None
-    source = resume_from if same is None else same.source(trainer)
-    with all_or_nothing(trainer, callbacks) if source is not None else nullcontext():
-        if source is not None:  # a refusal from here on puts the trainer back
-            trainer.resume(source)
-        if same is not None:  # epochs is the run's total
-            end = same.ended(trainer, epochs)
-            if end is not None:  # a finished run: nothing to train, no hook dispatched
-                outcome.status, outcome.stopped_by, outcome.error = end.status, None, None
-                return []
-            epochs = max(0, epochs - position.epoch)
-        position.check_resumable()
-        position.planned_epochs = position.epoch + epochs
-        position.steps_per_epoch = _length(train_data)
-        preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
+    planned = _resume_and_check(
+        trainer,
+        train_data,
+        position,
+        epochs,
+        resume_from=resume_from,
+        resume=resume,
+        supersede=supersede,
+    )
+    if not isinstance(planned, int):  # a finished run: nothing to train, no hook dispatched
+        outcome.status, outcome.stopped_by, outcome.error = planned.status, None, None
+        return []
+    epochs = planned
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
     savers = preemption_savers(callbacks) if trainer.preemption else ()
@@ -189,14 +189,47 @@ def run_fit(
     return history
 
 
-def _same_command(
-    callbacks: CallbackList, resume_from: str | os.PathLike[str] | None
-) -> SameCommand:
-    """The run ``fit(..., resume=True)`` continues (see ``_same_command``)."""
-    # Deferred: reading checkpoint directories imports Orbax, which a plain fit skips.
-    from artifex.generative_models.training.trainer._same_command import SameCommand
+def _resume_and_check(
+    trainer: FitHost,
+    train_data: DataSource,
+    position: RunPosition,
+    epochs: int,
+    *,
+    resume_from: str | os.PathLike[str] | None,
+    resume: bool,
+    supersede: bool,
+) -> int | RunEnd:
+    """Resume (if asked) and run every check that can refuse the run: all or nothing.
 
-    return SameCommand.of(callbacks, resume_from)
+    Returns the epochs to run, or the recorded end of a finished run (``resume=True``).
+    A refusal puts the trainer and its callbacks back as they were.
+    """
+    check_bool("resume", resume)
+    if check_bool("supersede", supersede) and resume_from is None:
+        raise ValueError(
+            "fit(supersede=True) needs resume_from: the older checkpoint to continue from "
+            "(the later ones of its directory are moved aside)"
+        )
+    callbacks = trainer.callbacks
+    same: SameCommand | None = None
+    if resume:  # deferred: reading checkpoint directories imports Orbax
+        from artifex.generative_models.training.trainer._same_command import SameCommand
+
+        same = SameCommand.of(callbacks, resume_from)
+    source = resume_from if same is None else same.source(trainer)
+    with all_or_nothing(trainer, callbacks) if source is not None else nullcontext():
+        if source is not None:
+            trainer.resume(source, supersede=supersede)
+        if same is not None:  # epochs is the run's total
+            end = same.ended(trainer, epochs)
+            if end is not None:
+                return end
+            epochs = max(0, epochs - position.epoch)
+        position.check_resumable()
+        position.planned_epochs = position.epoch + epochs
+        position.steps_per_epoch = _length(train_data)
+        preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
+    return epochs
 
 
 def _length(data: DataSource) -> int | None:

@@ -278,7 +278,7 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         self._state.load(state["model"], state["opt_state"])
         self._position.load(state, self._spmd)
 
-    def resume(self, checkpoint: str | os.PathLike[str], /) -> int:
+    def resume(self, checkpoint: str | os.PathLike[str], /, *, supersede: bool = False) -> int:
         """Restore a ``ModelCheckpoint`` checkpoint: all state, callbacks' included.
 
         Loads the model (its RNG streams included), the optimizer state, ``step``,
@@ -287,9 +287,15 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         (a callback without a saved state, or a saved state without a callback,
         warns). ``fit(..., resume_from=...)`` calls it before ``on_train_begin``.
 
+        All or nothing: if anything fails, the trainer and its callbacks are as they were.
+
         Args:
             checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
                 step's directory in it.
+            supersede: For a step older than the directory's latest: let the run's
+                ``ModelCheckpoint`` move the later checkpoints aside, inside the
+                directory, as ``<step>.superseded-<n>`` (never deleted; a warning
+                names each), instead of refusing the directory as holding later steps.
 
         Returns:
             The restored global step.
@@ -303,7 +309,9 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         # a run that never resumes does not pay for.
         from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
 
-        return restore_run(checkpoint, self, self.callbacks)
+        return restore_run(
+            checkpoint, self, self.callbacks, supersede=check_bool("supersede", supersede)
+        )
 
     # ------------------------------------------------------------------ fit
 
@@ -315,6 +323,7 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         val_data: DataSource | None = None,
         resume_from: str | os.PathLike[str] | None = None,
         resume: bool = False,
+        supersede: bool = False,
     ) -> list[Logs]:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
@@ -347,6 +356,8 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             resume: Continue the run of the first ``ModelCheckpoint`` from its latest
                 checkpoint, if it has one, with ``epochs`` as the run's total (the
                 same command, rerun, resumes). Not with ``resume_from``.
+            supersede: With a ``resume_from`` step older than its directory's latest,
+                move the later checkpoints aside (see [`resume`][]) instead of refusing.
 
         Returns:
             The ``on_epoch_end`` logs of each epoch run, in order.
@@ -372,6 +383,7 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             val_data=val_data,
             resume_from=resume_from,
             resume=resume,
+            supersede=supersede,
             state=self._state,
             position=self._position,
             outcome=self._outcome,
