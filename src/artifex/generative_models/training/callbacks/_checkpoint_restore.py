@@ -187,6 +187,9 @@ def restore_run(
     ``ArrayStatefulCallback`` s (``load_array_state``), restored with the shardings
     of the trainer's model where they are laid out like it.
 
+    All or nothing: if anything fails (a callback's ``load_state_dict`` included),
+    the trainer and its callbacks are put back as they were, and the error propagates.
+
     Args:
         checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
             step's directory in it.
@@ -197,9 +200,6 @@ def restore_run(
 
     Returns:
         The restored global step.
-
-    All or nothing: if anything fails (a callback's ``load_state_dict`` included),
-    the trainer and its callbacks are put back as they were, and the error propagates.
 
     Raises:
         FileNotFoundError: If there is no such checkpoint.
