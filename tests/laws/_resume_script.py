@@ -3,8 +3,8 @@
 Imported by ``tests/laws/test_resume.py`` (in-process runs) and run as a script by
 ``tests/laws/test_crash_safety.py`` (subprocesses killed with SIGKILL)::
 
-    python -m tests.laws._resume_script WORKDIR --epochs N [--resume] [--batch-sleep S]
-        [--every-n-steps K]
+    python -m tests.laws._resume_script WORKDIR --epochs N [--resume | --same-command |
+        --supersede-from STEP] [--batch-sleep S] [--every-n-steps K] [--stop-early]
 
 The model has dropout, so its RNG stream must round-trip; the training data is a
 shuffling ``ArrayBatcher``; ``EarlyStopping``, ``History``, ``CSVLogger`` and
@@ -13,6 +13,12 @@ registered. As a script it touches ``WORKDIR/epoch-<e>`` after every epoch end a
 ``WORKDIR/stepped-<pid>`` after its first step, and writes the final model state to
 ``WORKDIR/final.npz``. On a preemption notice (SIGTERM) it writes the step it saved to
 ``WORKDIR/preempted-<pid>`` and exits with :data:`PREEMPTED`.
+
+``--resume`` resumes as a user did before the same-command mode (``trainer.resume``,
+then ``fit`` for the epochs left); ``--same-command`` is the same call every time,
+``fit(..., resume=True)`` with ``epochs`` the total; ``--supersede-from STEP``
+resumes from that older step with ``supersede=True``. ``--stop-early`` uses
+:func:`early_stopping` (it stops after epoch 3).
 """
 
 from __future__ import annotations
@@ -158,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--batch-sleep", type=float, default=0.0)
     parser.add_argument("--every-n-steps", type=int, default=None)
+    parser.add_argument("--same-command", action="store_true")
+    parser.add_argument("--supersede-from", type=int, default=None)
+    parser.add_argument("--stop-early", action="store_true")
     args = parser.parse_args(argv)
     workdir: Path = args.workdir
     sleep: float = args.batch_sleep
@@ -174,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     patient = EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=100))
     trainer, _, _ = build(
         workdir,
-        early=patient,
+        early=early_stopping() if args.stop_early else patient,
         extra=(LambdaCallback(on_epoch_end=marker, on_batch_end=slow),),
         async_save=True,
         every_n_steps=args.every_n_steps,
@@ -185,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     if resume:
         trainer.resume(checkpoints)
     try:
-        trainer.fit(train, epochs=args.epochs - trainer.epoch, val_data=val)
+        if args.same_command:
+            trainer.fit(train, epochs=args.epochs, val_data=val, resume=True)
+        elif args.supersede_from is not None:
+            older = checkpoints / str(args.supersede_from)
+            trainer.resume(older, supersede=True)
+            trainer.fit(train, epochs=args.epochs - trainer.epoch, val_data=val)
+        else:
+            trainer.fit(train, epochs=args.epochs - trainer.epoch, val_data=val)
     except Preempted as preempted:
         (workdir / f"preempted-{os.getpid()}").write_text(str(preempted.step))
         return PREEMPTED

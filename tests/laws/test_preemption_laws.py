@@ -2,8 +2,9 @@
 
 One training run (``tests/laws/_resume_script.py`` with ``every_n_steps``, asynchronous
 Orbax saves) is interrupted ten times, each a seeded random delay after the first step
-of a fresh subprocess, and resumed from the latest checkpoint each time (the last
-resume runs in-process):
+of a fresh subprocess (a SIGKILL: after a checkpoint committed beyond the last one, so
+every kill makes progress on a loaded machine), and resumed from the latest checkpoint
+each time (the last resume runs in-process):
 
 * law 2, SIGTERM: each signal leaves a checkpoint at the step reached after it (the
   script reports it from ``Preempted``), teardown ran (the process exits with the
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from artifex.generative_models.training._checkpointing._step_dirs import complete_steps
 from tests.laws import _resume_script
 from tests.laws._outcomes import assert_all_restore, checkpoint_steps
 
@@ -61,6 +63,15 @@ def _wait_first_step(proc: subprocess.Popen[bytes], workdir: Path) -> None:
     while not marker.exists():
         assert proc.poll() is None, f"the run ended before a step:\n{_log_tail(workdir)}"
         assert time.monotonic() < deadline, f"no step in 90 s:\n{_log_tail(workdir)}"
+        time.sleep(0.005)
+
+
+def _wait_for_a_save_beyond(proc: subprocess.Popen[bytes], workdir: Path, latest: int) -> None:
+    """Wait for a checkpoint later than ``latest`` committed on disk (not a fixed sleep)."""
+    deadline = time.monotonic() + 120
+    while (complete_steps(workdir / "checkpoints") or [-1])[-1] <= latest:
+        assert proc.poll() is None, f"the run ended before a new save:\n{_log_tail(workdir)}"
+        assert time.monotonic() < deadline, f"no new save in 120 s:\n{_log_tail(workdir)}"
         time.sleep(0.005)
 
 
@@ -100,8 +111,9 @@ def test_interrupted_at_random_moments_then_resumed(
     for _ in range(CYCLES):
         proc = _start(tmp_path)
         _wait_first_step(proc, tmp_path)
-        # SIGTERM saves at once; a SIGKILL must come late enough for some saves to land.
-        time.sleep(delays.uniform(0.0, 0.1) if how == "sigterm" else delays.uniform(0.05, 0.3))
+        if how == "sigkill":  # only after a save committed beyond the last: progress
+            _wait_for_a_save_beyond(proc, tmp_path, latest)
+        time.sleep(delays.uniform(0.0, 0.1))
         if how == "sigkill":
             proc.kill()
             assert proc.wait(timeout=30) == -signal.SIGKILL, _log_tail(tmp_path)

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import jax
 
+from artifex.generative_models.training._checkpointing._ended import record_end
 from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
     MARKER_FILE,
@@ -28,7 +29,10 @@ from artifex.generative_models.training._checkpointing._lock import (
     is_lock_litter,
 )
 from artifex.generative_models.training._checkpointing._runs import RunClaim, new_run_id
-from artifex.generative_models.training._checkpointing._step_dirs import is_complete_step
+from artifex.generative_models.training._checkpointing._step_dirs import (
+    complete_steps,
+    move_aside_after,
+)
 from artifex.generative_models.training._spmd import allgather_bytes
 
 __all__ = ["PreparedDirectory", "check_directory", "is_checkpoint_directory", "prepare_directory"]
@@ -96,11 +100,7 @@ def _run_verdict(
 ) -> str:
     """The run of ``path`` that ``claim`` continues (``""``: this run's to take), or a refusal."""
     recorded: object = None if marker is None else marker.get("run")
-    steps = (
-        []
-        if marker is None
-        else [int(c.name) for c in path.iterdir() if c.name.isdigit() and is_complete_step(c)]
-    )
+    steps = [] if marker is None else complete_steps(path)
     continued = ""
     if isinstance(recorded, str) and recorded:
         if claim is not None and claim.run in (None, recorded):
@@ -119,11 +119,15 @@ def _run_verdict(
                 "trainer.resume(dirpath) or restore_checkpoint(dirpath, target=trainer)."
             )
     latest = max(steps, default=None)
-    if step is not None and latest is not None and latest > step:
+    later = step is not None and latest is not None and latest > step
+    if later and not (continued and claim is not None and claim.supersede):
         raise FileExistsError(
             f"checkpoint dirpath {str(path)!r} holds checkpoints up to step {latest}, "
             f"beyond this run's step {step}: new checkpoints would be silently skipped. "
-            "Resume from it, or choose another dirpath."
+            "Resume from its latest (fit(..., resume=True) or resume_from=dirpath); or, "
+            f"to continue from step {step} instead, resume from that step with "
+            "supersede=True, which moves the later checkpoints aside in the directory "
+            "(as '<step>.superseded-<n>', never deleted); or choose another dirpath."
         )
     return continued
 
@@ -165,6 +169,18 @@ def _check_and_mark(
     try:
         marker = _read_marker(path, warn=True)
         continued = _run_verdict(path, marker, claim, step)
+        if continued and claim is not None and claim.supersede and step is not None:
+            moved = move_aside_after(path, step)
+            if moved:  # an end recorded after this step no longer holds
+                record_end(path, None)
+            for aside in moved:
+                _log.warning(
+                    "resumed from step %d with supersede=True: moved the later checkpoint "
+                    "%s aside to %s (kept; never listed, restored or deleted)",
+                    step,
+                    aside.name.split(".")[0],
+                    aside,
+                )
         if not continued:  # new, marked before run ids, or holding no checkpoint: ours
             base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
             partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"  # renamed: never seen partial

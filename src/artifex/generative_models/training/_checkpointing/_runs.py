@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["RunClaim", "claimed_run", "new_run_id", "remember_run"]
+__all__ = ["RunClaim", "claimed_run", "claims_of", "new_run_id", "remember_run", "reset_claims"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,9 @@ class RunClaim:
     """That an object continues a directory's run."""
 
     run: str | None
+    supersede: bool = False
+    """Whether the run may move the directory's checkpoints after its step aside (the
+    user resumed from an older checkpoint with ``supersede=True``)."""
 
 
 _Entry = tuple["weakref.ref[object]", dict[Path, RunClaim]]
@@ -31,7 +34,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def remember_run(owner: object, directory: Path, run: str | None) -> None:
+def remember_run(
+    owner: object, directory: Path, run: str | None, *, supersede: bool = False
+) -> None:
     """Remember that ``owner`` continues the run ``run`` of ``directory``."""
     key = id(owner)
     entry = _LINEAGE.get(key)
@@ -47,7 +52,7 @@ def remember_run(owner: object, directory: Path, run: str | None) -> None:
         except TypeError:  # no weak references (``__slots__`` without ``__weakref__``)
             return
         _LINEAGE[key] = entry
-    entry[1][directory] = RunClaim(run)
+    entry[1][directory] = RunClaim(run, supersede)
 
 
 def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
@@ -59,3 +64,20 @@ def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
             if claim is not None:
                 return claim
     return None
+
+
+def claims_of(owner: object) -> dict[Path, RunClaim]:
+    """A copy of the runs ``owner`` is known to continue, by directory."""
+    entry = _LINEAGE.get(id(owner))
+    return dict(entry[1]) if entry is not None and entry[0]() is owner else {}
+
+
+def reset_claims(owner: object, claims: dict[Path, RunClaim]) -> None:
+    """Make ``claims`` (from [`claims_of`][]) again all that ``owner`` continues."""
+    entry = _LINEAGE.get(id(owner))
+    if entry is not None and entry[0]() is owner:
+        entry[1].clear()
+        entry[1].update(claims)
+    else:
+        for directory, claim in claims.items():
+            remember_run(owner, directory, claim.run, supersede=claim.supersede)

@@ -24,9 +24,11 @@ from artifex.generative_models.training._checkpointing._format import (
 
 __all__ = [
     "CompleteStepsOnly",
+    "complete_steps",
     "incomplete_steps",
     "is_complete_step",
     "lacking",
+    "move_aside_after",
     "tidy_step_directories",
 ]
 
@@ -50,6 +52,34 @@ def missing_parts(path: Path) -> tuple[str, ...]:
         (META_ITEM, Path.is_dir),
     )
     return tuple(name for name, present in parts if not present(path / name))
+
+
+def complete_steps(directory: Path) -> list[int]:
+    """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing)."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        int(path.name)
+        for path in directory.iterdir()
+        if path.name.isdigit() and is_complete_step(path)
+    )
+
+
+def move_aside_after(directory: Path, step: int) -> list[Path]:
+    """Move the checkpoints after ``step`` aside, as ``<step>.superseded-<n>``; return where.
+
+    ``n`` is the first number not taken. Nothing is deleted; the moved directories
+    are no longer steps (Orbax's step names are digits alone), so the step listing,
+    retention and the tidy-up never see them.
+    """
+    moved: list[Path] = []
+    for later in (s for s in complete_steps(directory) if s > step):
+        number = 1
+        while (aside := directory / f"{later}.superseded-{number}").exists():
+            number += 1
+        (directory / str(later)).rename(aside)
+        moved.append(aside)
+    return moved
 
 
 def incomplete_steps(directory: Path) -> dict[int, tuple[str, ...]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing._ended import RunEnd
 from artifex.generative_models.training._checkpointing._format import (
     CALLBACKS_ITEM,
     CHECKPOINT_FORMAT,
@@ -28,12 +29,14 @@ from artifex.generative_models.training.callbacks.protocols import (
     CallbackHost,
     CheckpointableTrainer,
     StatefulCallback,
+    TrainerState,
 )
 
 __all__ = [
     "callback_arrays",
     "callback_items",
     "checkpoint_meta",
+    "run_end",
     "save_position",
     "warn_if_stateful_after",
     "training_state",
@@ -146,3 +149,30 @@ def warn_if_stateful_after(
             category,
             stacklevel=3,
         )
+
+
+def run_end(trainer: TrainerLike, run: str | None) -> RunEnd | None:
+    """How ``trainer``'s run ended (at ``on_train_end``), if it completed or was stopped."""
+    if run is None or not isinstance(trainer, TrainerState):
+        return None
+    status = trainer.status
+    if status not in ("completed", "stopped"):
+        return None  # failed or preempted: a rerun must train on
+    stopper = trainer.stopped_by
+    key: object = getattr(stopper, "state_key", None)
+    name = (
+        None
+        if stopper is None
+        else "the trainer (stop_training)"
+        if stopper is trainer
+        else key
+        if isinstance(key, str)
+        else type(stopper).__qualname__
+    )
+    return RunEnd(
+        run=run,
+        step=int(trainer.step),
+        epoch=int(trainer.epoch),
+        status=status,
+        stopped_by=name,
+    )

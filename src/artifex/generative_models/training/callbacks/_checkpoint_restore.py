@@ -21,8 +21,9 @@ from artifex.generative_models.training._checkpointing._restore import (
     locate,
     read_checkpoint,
 )
-from artifex.generative_models.training._checkpointing._runs import remember_run
+from artifex.generative_models.training._checkpointing._runs import claimed_run, remember_run
 from artifex.generative_models.training._checks import check_checkpoint_location
+from artifex.generative_models.training.callbacks._rollback import all_or_nothing
 from artifex.generative_models.training.callbacks._state import (
     load_callback_array_states,
     load_callback_states,
@@ -175,6 +176,8 @@ def restore_run(
     trainer: CheckpointableTrainer,
     callbacks: Iterable[TrainingCallback],
     /,
+    *,
+    supersede: bool = False,
 ) -> int:
     """Restore a ``ModelCheckpoint`` checkpoint into ``trainer`` and its ``callbacks``.
 
@@ -184,11 +187,16 @@ def restore_run(
     ``ArrayStatefulCallback`` s (``load_array_state``), restored with the shardings
     of the trainer's model where they are laid out like it.
 
+    All or nothing: if anything fails (a callback's ``load_state_dict`` included),
+    the trainer and its callbacks are put back as they were, and the error propagates.
+
     Args:
         checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
             step's directory in it.
         trainer: The trainer to load the state into.
         callbacks: The trainer's callbacks (or a ``CallbackList``).
+        supersede: Let the run's ``ModelCheckpoint`` move the directory's checkpoints
+            after the restored one aside (``<step>.superseded-<n>``) instead of refusing.
 
     Returns:
         The restored global step.
@@ -200,15 +208,19 @@ def restore_run(
     """
     check_checkpoint_location("resume_from", checkpoint)
     targets = stateful_callbacks(callbacks)
-    restored = restore_checkpoint(checkpoint, target=trainer)
-    states: object = restored.extra.get(CALLBACKS_ITEM, {})
-    if not isinstance(states, Mapping):
-        raise ValueError(
-            f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
-            f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
-        )
-    if targets or states:
-        load_callback_states(callbacks, states)
-    if restored.callback_arrays:
-        load_callback_array_states(callbacks, restored.callback_arrays)
+    with all_or_nothing(trainer, callbacks):  # a failed load leaves all as it was
+        restored = restore_checkpoint(checkpoint, target=trainer)
+        states: object = restored.extra.get(CALLBACKS_ITEM, {})
+        if not isinstance(states, Mapping):
+            raise ValueError(
+                f"checkpoint {str(restored.directory)!r} step {restored.step} has a "
+                f"{CALLBACKS_ITEM!r} item that is not a mapping: {type(states).__qualname__}"
+            )
+        if targets or states:
+            load_callback_states(callbacks, states)
+        if restored.callback_arrays:
+            load_callback_array_states(callbacks, restored.callback_arrays)
+        claim = claimed_run((trainer,), restored.directory)
+        if supersede and claim is not None:  # the run may move the later steps aside
+            remember_run(trainer, restored.directory, claim.run, supersede=True)
     return restored.step

@@ -17,12 +17,14 @@ import logging
 from pathlib import Path
 from typing import Any, Unpack, overload
 
+import jax
 import orbax.checkpoint as ocp
 
 from artifex.generative_models.training._checkpointing._directory import (
     check_directory,
     prepare_directory,
 )
+from artifex.generative_models.training._checkpointing._ended import record_end
 from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
     RESERVED_ITEMS,
@@ -57,6 +59,7 @@ from artifex.generative_models.training.callbacks._checkpoint_contents import (
     callback_arrays,
     callback_items,
     checkpoint_meta,
+    run_end,
     save_position,
     training_state,
     warn_if_stateful_after,
@@ -475,6 +478,10 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
     def on_train_end(self, trainer: TrainerLike, /) -> None:
         """Wait for pending saves, release the Orbax manager, then the directory's lock.
 
+        A [`TrainerState`][] trainer's run that completed or was stopped is recorded
+        in the directory's marker (with what stopped it), so that a same-command rerun
+        (``fit(..., resume=True)``) returns at once; a failed or preempted one is not.
+
         Raises:
             OSError: If the last asynchronous save failed, naming the directory and
                 the step (the manager and the lock are released all the same).
@@ -486,6 +493,8 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
                 try:
                     self._watch.settle(block=True)
                     self._kept = tuple(sorted(manager.all_steps()))
+                    if jax.process_index() == 0:  # how the run ended, for a rerun
+                        record_end(directory, run_end(trainer, self._run))
                 finally:
                     self._watch.close(manager, directory)
         finally:

@@ -272,14 +272,18 @@ def _plan_fit(walk: _Walk, indices: list[int], plan: FitPlan) -> None:
                 )
         planned = state.get("planned_epochs")
         if start is not None and "planned_epochs" in state:
-            want = start + plan.epochs
+            want = max(start, plan.epochs) if plan.epochs_total else start + plan.epochs
             if not (_is_int(planned) and planned == want):
+                why = (
+                    f"its epochs={plan.epochs} in all (the run's total)"
+                    if plan.epochs_total
+                    else f"the epoch this fit starts at ({start}) plus its epochs={plan.epochs}"
+                )
                 walk.note(
                     index,
                     "plan:planned_epochs",
                     f"during {hook}, trainer.planned_epochs was {planned!r}; the contract "
-                    f"expects {want}: the epoch this fit starts at ({start}) plus its "
-                    f"epochs={plan.epochs}",
+                    f"expects {want}: {why}",
                 )
         steps = state.get("steps_per_epoch")
         if batches is not None and steps is not None and not (_is_int(steps) and steps == batches):

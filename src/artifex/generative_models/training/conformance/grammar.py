@@ -27,7 +27,7 @@ after a structural violation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypeAlias
 
 from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
@@ -99,6 +99,10 @@ class FitPlan:
             begins inside epoch ``e`` at global step ``s``. Its first epoch is then
             ``on_epoch_begin(e)`` again, with batch pairs from step ``s`` (and fewer
             of them than a whole epoch); counting goes on from there.
+        epochs_total: Whether ``epochs`` is the run's total (a same-command mode, as
+            the reference ``Trainer``'s ``fit(..., resume=True)``): the fit runs
+            ``epochs - e`` epochs (none if that is not positive), ``e`` the epoch it
+            starts at, and ``planned_epochs`` is ``max(epochs, e)``.
 
     Raises:
         ValueError: On a negative ``epochs`` or ``data_failure``, or a stop requested
@@ -113,6 +117,7 @@ class FitPlan:
     stop_via: Literal["requester", "flag"] = "requester"
     preempt: Trigger | None = None
     resumed_at: tuple[int, int] | None = None
+    epochs_total: bool = False
 
     def __post_init__(self) -> None:
         if self.preempt is not None and self.preempt.hook not in _STOP_HOOKS:
@@ -133,7 +138,7 @@ class FitPlan:
 
     def __str__(self) -> str:
         """A compact description, e.g. ``fit(epochs=2, validation, stop at on_epoch_end #0)``."""
-        parts = [f"epochs={self.epochs}"]
+        parts = [f"epochs={self.epochs}" + (" in all" if self.epochs_total else "")]
         if self.validation:
             parts.append("validation")
         if self.stop is not None:
@@ -345,11 +350,13 @@ class _Parser:
     def parse(self, plans: Sequence[FitPlan]) -> None:
         for call, plan in enumerate(plans):
             self.call = call
-            run = _Run(plan=plan)
-            self.plan = plan
             if plan.resumed_at is not None:  # a resumed fit begins inside epoch e at step s
                 epoch, step = plan.resumed_at
                 self.epochs, self.steps, self.epoch, self.step = {epoch}, {step}, epoch, step
+            if plan.epochs_total:  # the run's total: the epochs left from where it starts
+                plan = replace(plan, epochs=max(0, plan.epochs - self.epoch), epochs_total=False)
+            run = _Run(plan=plan)
+            self.plan = plan
             event = self.peek()
             if event is not None and event.hook == "preflight":
                 self.pos += 1  # optional, once, before on_train_begin: no hook to count

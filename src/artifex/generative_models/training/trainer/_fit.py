@@ -24,17 +24,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import jax
 import numpy as np
 from flax import nnx
 from typing_extensions import Protocol
 
-from artifex.generative_models.training._checks import check_int
+from artifex.generative_models.training._checks import check_bool, check_int
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.callbacks._preflight import preflight
+from artifex.generative_models.training.callbacks._rollback import all_or_nothing
 from artifex.generative_models.training.callbacks._state import stateful_callbacks
 from artifex.generative_models.training.callbacks.base import CallbackList, Logs
 from artifex.generative_models.training.callbacks.protocols import (
@@ -63,6 +65,10 @@ from artifex.generative_models.training.trainer._preemption import (
 from artifex.generative_models.training.trainer._steps import CompiledSteps
 from artifex.generative_models.training.trainer._stops import StopArbiter, Stopper, StopRequest
 
+if TYPE_CHECKING:
+    from artifex.generative_models.training._checkpointing._ended import RunEnd
+    from artifex.generative_models.training.trainer._same_command import SameCommand
+
 __all__ = ["EpochLoop", "FitHost", "Outcome", "evaluate", "run_fit"]
 
 M = TypeVar("M", bound=nnx.Module)
@@ -75,7 +81,7 @@ class FitHost(CheckpointableTrainer, Protocol):
     steps_per_execution: int
     preemption: bool
 
-    def resume(self, checkpoint: str | os.PathLike[str], /) -> int:
+    def resume(self, checkpoint: str | os.PathLike[str], /, *, supersede: bool = False) -> int:
         """Restore a ``ModelCheckpoint`` checkpoint (``Trainer.resume``)."""
         ...
 
@@ -96,6 +102,8 @@ def run_fit(
     epochs: int,
     val_data: DataSource | None,
     resume_from: str | os.PathLike[str] | None,
+    resume: bool,
+    supersede: bool,
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -110,6 +118,8 @@ def run_fit(
         epochs: As ``Trainer.fit`` takes them.
         val_data: As ``Trainer.fit`` takes them.
         resume_from: As ``Trainer.fit`` takes them.
+        resume: As ``Trainer.fit`` takes them.
+        supersede: As ``Trainer.fit`` takes them.
         state: The trained state.
         position: The trainer's counters; they advance as steps run.
         outcome: Set to ``"running"`` now and to how the run ended at its end.
@@ -127,11 +137,19 @@ def run_fit(
     state.refresh()  # a module that changed structure compiles anew
     compiled()
     position.data = train_data
-    if resume_from is not None:
-        trainer.resume(resume_from)
-    position.check_resumable()
-    position.planned_epochs, position.steps_per_epoch = position.epoch + epochs, _length(train_data)
-    preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
+    planned = _resume_and_check(
+        trainer,
+        train_data,
+        position,
+        epochs,
+        resume_from=resume_from,
+        resume=resume,
+        supersede=supersede,
+    )
+    if not isinstance(planned, int):  # a finished run: nothing to train, no hook dispatched
+        outcome.status, outcome.stopped_by, outcome.error = planned.status, None, None
+        return []
+    epochs = planned
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
     savers = preemption_savers(callbacks) if trainer.preemption else ()
@@ -145,8 +163,8 @@ def run_fit(
         # ---- the run
         try:
             callbacks.on_train_begin(trainer)
-            resume, position.resume_at = position.resume_at, None
-            stopper = loop.run(epochs, val_data, resume, history)
+            mid_epoch, position.resume_at = position.resume_at, None
+            stopper = loop.run(epochs, val_data, mid_epoch, history)
             if isinstance(stopper, PreemptionNotice):
                 watch.handled()
                 save_for_preemption(savers, trainer)  # every saver, failures grouped
@@ -170,6 +188,49 @@ def run_fit(
     if isinstance(stopper, PreemptionNotice):
         raise Preempted(position.step, saver_directories(savers))
     return history
+
+
+def _resume_and_check(
+    trainer: FitHost,
+    train_data: DataSource,
+    position: RunPosition,
+    epochs: int,
+    *,
+    resume_from: str | os.PathLike[str] | None,
+    resume: bool,
+    supersede: bool,
+) -> int | RunEnd:
+    """Resume (if asked) and run every check that can refuse the run: all or nothing.
+
+    Returns the epochs to run, or the recorded end of a finished run (``resume=True``).
+    A refusal puts the trainer and its callbacks back as they were.
+    """
+    check_bool("resume", resume)
+    if check_bool("supersede", supersede) and resume_from is None:
+        raise ValueError(
+            "fit(supersede=True) needs resume_from: the older checkpoint to continue from "
+            "(the later ones of its directory are moved aside)"
+        )
+    callbacks = trainer.callbacks
+    same: SameCommand | None = None
+    if resume:  # deferred: reading checkpoint directories imports Orbax
+        from artifex.generative_models.training.trainer._same_command import SameCommand
+
+        same = SameCommand.of(callbacks, resume_from)
+    source = resume_from if same is None else same.source(trainer)
+    with all_or_nothing(trainer, callbacks) if source is not None else nullcontext():
+        if source is not None:
+            trainer.resume(source, supersede=supersede)
+        if same is not None:  # epochs is the run's total
+            end = same.ended(trainer, epochs)
+            if end is not None:
+                return end
+            epochs = max(0, epochs - position.epoch)
+        position.check_resumable()
+        position.planned_epochs = position.epoch + epochs
+        position.steps_per_epoch = _length(train_data)
+        preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
+    return epochs
 
 
 def _length(data: DataSource) -> int | None:

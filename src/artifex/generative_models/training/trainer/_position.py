@@ -88,6 +88,8 @@ class RunPosition:
                 self.data.load_state_dict(state["data"])
             else:
                 self.pending_data = dict(state["data"])
+        else:  # the loaded state has no data position: none from before is kept
+            self.pending_data = None
 
     def check_resumable(self) -> None:
         """Refuse to continue inside an epoch with data that cannot resume at its position.

@@ -278,7 +278,7 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         self._state.load(state["model"], state["opt_state"])
         self._position.load(state, self._spmd)
 
-    def resume(self, checkpoint: str | os.PathLike[str], /) -> int:
+    def resume(self, checkpoint: str | os.PathLike[str], /, *, supersede: bool = False) -> int:
         """Restore a ``ModelCheckpoint`` checkpoint: all state, callbacks' included.
 
         Loads the model (its RNG streams included), the optimizer state, ``step``,
@@ -287,9 +287,15 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         (a callback without a saved state, or a saved state without a callback,
         warns). ``fit(..., resume_from=...)`` calls it before ``on_train_begin``.
 
+        All or nothing: if anything fails, the trainer and its callbacks are as they were.
+
         Args:
             checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
                 step's directory in it.
+            supersede: For a step older than the directory's latest: let the run's
+                ``ModelCheckpoint`` move the later checkpoints aside, inside the
+                directory, as ``<step>.superseded-<n>`` (never deleted; a warning
+                names each), instead of refusing the directory as holding later steps.
 
         Returns:
             The restored global step.
@@ -303,7 +309,9 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         # a run that never resumes does not pay for.
         from artifex.generative_models.training.callbacks._checkpoint_restore import restore_run
 
-        return restore_run(checkpoint, self, self.callbacks)
+        return restore_run(
+            checkpoint, self, self.callbacks, supersede=check_bool("supersede", supersede)
+        )
 
     # ------------------------------------------------------------------ fit
 
@@ -314,22 +322,42 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         epochs: int,
         val_data: DataSource | None = None,
         resume_from: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        supersede: bool = False,
     ) -> list[Logs]:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
         With ``resume_from``, first restore a checkpoint written by ``ModelCheckpoint``
-        (see [`resume`][]): the run then continues exactly where it was saved.
+        (see [`resume`][]): the run then continues exactly where it was saved. A
+        resume that fails (a checkpoint or callback state that does not load, or a
+        ``preflight`` refusal after it) leaves the trainer and its callbacks as they were.
+
+        With ``resume=True`` the same command, run again, continues its run (see the
+        docs' Checkpoints page, "Same-command resume"): a fresh trainer restores the
+        latest checkpoint of the first registered ``ModelCheckpoint`` (an empty or
+        missing directory starts fresh), and ``epochs`` is the run's total, as Keras's
+        ``epochs`` with ``initial_epoch``. A run that completed its ``epochs``, or was
+        stopped early, is not trained again: ``fit`` returns ``[]`` at once, logs a
+        warning saying how the run ended, and dispatches no hook (``status`` is the
+        recorded one; ``stopped_by`` is ``None``).
 
         Args:
             train_data: Batches (pytrees of arrays with one structure): a re-iterable
                 iterated once per epoch, or a callable returning a fresh iterable. A
                 one-shot iterator is accepted only for ``epochs <= 1``.
             epochs: How many epochs to run (>= 0), an epoch resumed inside counted.
-                Epoch numbers continue from ``trainer.epoch``.
+                Epoch numbers continue from ``trainer.epoch``. With ``resume=True``:
+                the run's total, so ``epochs - trainer.epoch`` more run (none if the
+                run is already there).
             val_data: Validation batches, in the same forms, or ``None``.
             resume_from: A ``ModelCheckpoint`` directory (its latest checkpoint) or
                 one step's directory in it, or ``None`` to continue from the current
                 state.
+            resume: Continue the run of the first ``ModelCheckpoint`` from its latest
+                checkpoint, if it has one, with ``epochs`` as the run's total (the
+                same command, rerun, resumes). Not with ``resume_from``.
+            supersede: With a ``resume_from`` step older than its directory's latest,
+                move the later checkpoints aside (see [`resume`][]) instead of refusing.
 
         Returns:
             The ``on_epoch_end`` logs of each epoch run, in order.
@@ -340,7 +368,8 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
                 structure differs from the first; also any error of ``loss_fn``'s
                 output (see the class docs), two callbacks sharing a ``state_key``,
                 a checkpoint that does not fit, or data without state for a mid-epoch
-                resume. Exceptions from the step, the data or a callback propagate
+                resume; ``resume=True`` with ``resume_from``, or without a
+                ``ModelCheckpoint``. Exceptions from the step, the data or a callback propagate
                 unchanged after ``on_train_end``; a callback's ``preflight`` refusal
                 before ``on_train_begin``, and no callback sees ``on_train_end``.
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
@@ -353,6 +382,8 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             epochs=epochs,
             val_data=val_data,
             resume_from=resume_from,
+            resume=resume,
+            supersede=supersede,
             state=self._state,
             position=self._position,
             outcome=self._outcome,
