@@ -13,6 +13,7 @@ from artifex.generative_models.training._checkpointing._integrity import (
     ChecksumHandler,
     ChecksumSave,
 )
+from artifex.generative_models.training._checkpointing._paths import MARKER_FILE
 
 __all__ = [
     "ARRAYS_ITEM",
@@ -43,7 +44,6 @@ RETIRED_FORMATS: Final = {
     "artifex-nnx-callbacks/checkpoint/2": "0.1.0 up to commit 31164a9",
 }
 
-MARKER_FILE: Final = "artifex_checkpoints.json"
 STATE_ITEM: Final = "state"
 META_ITEM: Final = "meta"
 CALLBACKS_ITEM: Final = "callbacks"

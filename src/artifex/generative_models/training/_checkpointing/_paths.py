@@ -1,0 +1,60 @@
+"""Which paths a checkpoint directory may have, and which user paths would hit our files.
+
+Imports no Orbax: the callbacks that write files of their own (``CSVLogger``) check
+their paths against checkpoint directories with it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+__all__ = ["MARKER_FILE", "check_round_trip", "checkpoint_directory_above"]
+
+MARKER_FILE: Final = "artifex_checkpoints.json"
+
+# Characters TensorStore does not read back in a checkpoint's path (tried with Orbax
+# 0.11 and TensorStore on Linux): a backslash is taken as a separator, so the arrays
+# land beside the directory; a bracket pair reads as a glob class, so the arrays are
+# written but never found again. Every other character round-trips
+# (tests/training/checkpointing/test_paths.py tries each class).
+_UNSAFE: Final = {
+    "\\": "TensorStore takes a backslash for a path separator",
+    "[": "TensorStore reads brackets as a glob pattern",
+    "]": "TensorStore reads brackets as a glob pattern",
+}
+
+
+def check_round_trip(path: Path) -> None:
+    """Refuse a checkpoint directory whose arrays could not be written and read back.
+
+    Raises:
+        ValueError: If ``path`` holds a character TensorStore does not read back (a backslash,
+            ``[``, ``]``) or a byte that is not UTF-8, naming it and the path.
+    """
+    text = os.fsencode(path)
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = text[error.start : error.start + 1]
+        raise ValueError(
+            f"checkpoint dirpath {str(path)!r} holds the byte {byte!r}, which is not UTF-8: "
+            "TensorStore cannot write the checkpoint's arrays there; choose a UTF-8 path"
+        ) from None
+    for character, why in _UNSAFE.items():
+        if character in str(path):
+            raise ValueError(
+                f"checkpoint dirpath {str(path)!r} holds {character!r}, and {why}: its "
+                "checkpoints would save but never restore; choose a path without '\\', '[' "
+                "or ']'"
+            )
+
+
+def checkpoint_directory_above(path: Path) -> Path | None:
+    """The checkpoint directory that ``path`` (absolute) lies in, or ``None``.
+
+    The nearest folder above ``path`` holding the marker: its run lists, replaces
+    and deletes what lies there.
+    """
+    return next((above for above in path.parents if (above / MARKER_FILE).is_file()), None)
