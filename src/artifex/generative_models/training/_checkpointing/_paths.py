@@ -1,7 +1,7 @@
 """Which paths a checkpoint directory may have, and which user paths would hit our files.
 
-Imports no Orbax: the callbacks that write files of their own (``CSVLogger``) check
-their paths against checkpoint directories with it.
+Imports no Orbax: the callbacks that write files of their own (``CSVLogger``, and the
+preflight pass for every callback's path fields) check their paths with it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MARKER_FILE", "check_round_trip", "checkpoint_directory_above"]
+from artifex.generative_models.training._checkpointing._lock import LOCK_FILE, is_lock_litter
+
+__all__ = ["MARKER_FILE", "check_round_trip", "check_user_path", "checkpoint_directory_above"]
 
 MARKER_FILE: Final = "artifex_checkpoints.json"
 
@@ -58,3 +60,30 @@ def checkpoint_directory_above(path: Path) -> Path | None:
     and deletes what lies there.
     """
     return next((above for above in path.parents if (above / MARKER_FILE).is_file()), None)
+
+
+def check_user_path(what: str, path: Path) -> None:
+    """Refuse a user's file or folder that a checkpoint directory's run would take for its own.
+
+    Args:
+        what: The path's owner and field, named in the message (``"CSVLogger filename"``).
+        path: The resolved path.
+
+    Raises:
+        ValueError: If ``path`` is named like a checkpoint directory's marker or lock, or
+            is (or lies inside) a checkpoint directory, naming it and that directory.
+    """
+    if path.name == MARKER_FILE or is_lock_litter(path.name):
+        kind = "marker" if path.name == MARKER_FILE else "lock"
+        raise ValueError(
+            f"{what} {str(path)!r} is named like ModelCheckpoint's {kind} "
+            f"({MARKER_FILE if kind == 'marker' else LOCK_FILE}): a checkpoint directory "
+            "there would read, replace or delete it; choose another name"
+        )
+    above = path if (path / MARKER_FILE).is_file() else checkpoint_directory_above(path)
+    if above is not None:
+        raise ValueError(
+            f"{what} {str(path)!r} lies inside the checkpoint directory {str(above)!r} (it "
+            f"holds {MARKER_FILE}), whose run lists, replaces and deletes what is there; "
+            "choose a path outside it"
+        )

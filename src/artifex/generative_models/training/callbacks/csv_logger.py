@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack, overload
 
+from artifex.generative_models.training._checkpointing._paths import check_user_path
 from artifex.generative_models.training._checks import check_bool, check_path
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
@@ -149,8 +150,11 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
         Raises:
             IsADirectoryError: If ``filename`` is a directory.
             NotADirectoryError: If a folder above it is a file.
+            ValueError: If it is named like a checkpoint directory's marker or lock, or
+                lies in a checkpoint directory (whose run would delete it).
         """
         path = Path(self.config.filename).resolve()
+        check_user_path("CSVLogger filename", path)
         if path.is_dir():
             raise IsADirectoryError(
                 f"CSVLogger filename {str(path)!r} is a directory; expected a file path"
@@ -239,6 +243,8 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
         Raises:
             IsADirectoryError: If ``filename`` is a directory.
             NotADirectoryError: If a folder above it is a file.
+            ValueError: If it is named like a checkpoint directory's marker or lock, or
+                lies in a checkpoint directory.
         """
         self._refusals()
 
@@ -250,6 +256,7 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
         Raises:
             IsADirectoryError: If ``filename`` is a directory.
             NotADirectoryError: If a folder above it is a file.
+            ValueError: As [`preflight`][].
         """
         self._setup()
 
