@@ -29,6 +29,7 @@ from artifex.generative_models.training._checkpointing._lock import (
 )
 from artifex.generative_models.training._checkpointing._paths import (
     check_round_trip,
+    check_writable,
     checkpoint_directory_above,
 )
 from artifex.generative_models.training._checkpointing._runs import RunClaim, new_run_id
@@ -73,9 +74,10 @@ def _read_marker(path: Path, *, warn: bool) -> dict[str, Any] | None:
 
 
 def _check_shape(path: Path) -> None:
-    """Refuse a file, a directory inside another's, and a non-empty directory not ours."""
+    """Refuse a file, a directory inside another's or not writable, and one not ours."""
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
+    check_writable("checkpoint dirpath", path)
     above = checkpoint_directory_above(path)
     if above is not None:
         raise FileExistsError(

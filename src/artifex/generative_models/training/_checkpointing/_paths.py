@@ -6,13 +6,20 @@ preflight pass for every callback's path fields) check their paths with it.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Final
 
 from artifex.generative_models.training._checkpointing._lock import LOCK_FILE, is_lock_litter
 
-__all__ = ["MARKER_FILE", "check_round_trip", "check_user_path", "checkpoint_directory_above"]
+__all__ = [
+    "MARKER_FILE",
+    "check_round_trip",
+    "check_user_path",
+    "check_writable",
+    "checkpoint_directory_above",
+]
 
 MARKER_FILE: Final = "artifex_checkpoints.json"
 
@@ -87,3 +94,38 @@ def check_user_path(what: str, path: Path) -> None:
             f"holds {MARKER_FILE}), whose run lists, replaces and deletes what is there; "
             "choose a path outside it"
         )
+
+
+def check_writable(what: str, path: Path) -> None:
+    """Refuse a path that cannot be written: it, or the nearest folder above it, is not writable.
+
+    Read only, so that a run is refused before anything is written (a resume into a
+    read-only directory, a stale lock there that could not be replaced). What
+    ``access(2)`` answers: a read-only file system refuses root too, permission bits
+    do not.
+
+    Args:
+        what: The path's owner and field, named in the message.
+        path: The resolved path.
+
+    Raises:
+        PermissionError: ``EROFS`` on a read-only file system, else ``EACCES``, naming
+            ``path`` and the folder (or file) that cannot be written.
+    """
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return
+    wanted = os.W_OK | os.X_OK if existing.is_dir() else os.W_OK
+    if os.access(existing, wanted):
+        return
+    read_only = hasattr(os, "statvfs") and bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    code, why = (
+        (errno.EROFS, "is on a read-only file system")
+        if read_only
+        else (errno.EACCES, "is not writable by this user")
+    )
+    raise PermissionError(
+        code,
+        f"{what} {str(path)!r} cannot be written: {str(existing)!r} {why}; make it "
+        "writable or choose another path",
+    )

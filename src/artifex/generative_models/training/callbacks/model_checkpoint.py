@@ -279,7 +279,8 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         Raises:
             FileExistsError: As ``on_train_begin``.
             ValueError: As ``on_train_begin``.
-            OSError: If the directory cannot be read.
+            OSError: If the directory cannot be read, or cannot be written
+                (``PermissionError``: ``EROFS`` on a read-only file system, else ``EACCES``).
         """
         directory, claim, step = self._terms(trainer)
         check_directory(directory, claim=claim, lock=self._lock is None, step=step)
@@ -292,9 +293,13 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
 
         Raises:
             FileExistsError: If ``dirpath`` is not ours and not empty, holds later
-                steps or another run's checkpoints, or another run holds its lock.
+                steps, another run's checkpoints or a user's folder named like a later
+                step, lies inside another checkpoint directory, or another run holds its
+                lock.
             ValueError: If its checkpoints were saved with another mode for ``monitor``
-                (retention would rank them the other way).
+                (retention would rank them the other way), or its path holds a
+                character TensorStore cannot read back (a backslash, a bracket, non-UTF-8).
+            PermissionError: If it cannot be written (``EROFS``: a read-only file system).
         """
         if self._lookup is not None:
             self._lookup.reset()
