@@ -198,14 +198,30 @@ def _check_and_mark(
         continued = _run_verdict(path, marker, claim, step)
         if not continued:  # new, marked before run ids, or holding no checkpoint: ours
             base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-            partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"  # renamed: never seen partial
-            partial.write_text(json.dumps({**base, "run": run}) + "\n")
-            partial.replace(path / MARKER_FILE)
+            _write_marker(path, {**base, "run": run})
     except BaseException:
         if held is not None:
             held.release()
         raise
     return continued or run, held
+
+
+def _write_marker(path: Path, content: dict[str, Any]) -> None:
+    """Write the marker of ``path`` whole (through a renamed file: never seen partial).
+
+    Raises:
+        OSError: Naming the marker and the cause (a full disk), the partial file removed.
+    """
+    partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
+    try:
+        partial.write_text(json.dumps(content) + "\n")
+        partial.replace(path / MARKER_FILE)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(
+            error.errno,
+            f"could not write the checkpoint marker {str(path / MARKER_FILE)!r}: {error.strerror}",
+        ) from error
 
 
 def check_directory(
