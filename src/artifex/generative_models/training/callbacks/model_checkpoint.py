@@ -109,8 +109,10 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
     rank and are kept only while they are the latest (so only with ``save_last``);
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
-    waits for them. Its refusals (a directory not ours, another run's, locked, or
-    holding later steps: ``FileExistsError`` at [`preflight`][], or at
+    waits for them. Its refusals (a directory not ours, another run's, locked,
+    holding later steps or a user's folder named like one, or inside another
+    checkpoint directory: ``FileExistsError``; a path that does not round-trip:
+    ``ValueError``; not writable: ``PermissionError``; all at [`preflight`][], or at
     ``on_train_begin`` for a trainer that does not call it) and failed saves
     (``OSError``) are listed in the docs' Checkpoints and Reliability pages.
 
