@@ -7,7 +7,7 @@
   not a bare ``OverflowError``; replaced like an unreadable one once it is old.
 
 The full disk is simulated (``os.fsync`` or the marker's write raising ``ENOSPC``, as a
-full disk makes them); the real one, mid-run, is ``tests/laws/test_disk_faults.py``.
+full disk makes them); a real full tmpfs at set-up is ``tests/laws/test_setup_faults.py``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ refusal by the kernel). As root, permission bits do not stop writes and a read-o
 mount needs privileges a test cannot count on, so ``os.access`` (and, for a read-only
 file system, ``os.statvfs``) answer as the kernel would there: those tests prove that the
 refusal comes in preflight, before any file is touched, on that answer; not that the
-kernel gives it. (A real read-only remount, mid-run, is ``tests/laws/test_disk_faults.py``.)
+kernel gives it. The kernel's own answer, on a tmpfs remounted read-only, is tried by
+``tests/laws/test_setup_faults.py`` (where a mount namespace can be made).
 """
 
 from __future__ import annotations
