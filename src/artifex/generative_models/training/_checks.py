@@ -23,6 +23,7 @@ __all__ = [
     "check_path",
     "check_real",
     "describe",
+    "python_scalars",
     "set_int",
 ]
 
@@ -80,6 +81,24 @@ def set_int(config: object, field: str, *, minimum: int) -> None:
     """
     value = check_int(field, getattr(config, field), minimum=minimum)
     object.__setattr__(config, field, value)  # frozen: a NumPy integer is stored as an int
+
+
+def python_scalars(value: object) -> object:
+    """``value`` with every NumPy scalar in it as the Python scalar it stands for.
+
+    The integer rule for what is saved (checkpoint metadata, callback states, JSON
+    items): ``np.int64(3)`` is saved as ``3``, as a config stores it (``set_int``), and
+    likewise a NumPy float or bool. Dicts, lists and tuples are copied with their
+    values converted (a tuple becomes a list, as JSON saves it); anything else is
+    returned as it is.
+    """
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: python_scalars(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [python_scalars(item) for item in value]
+    return value
 
 
 def check_real(

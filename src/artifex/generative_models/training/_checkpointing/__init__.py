@@ -7,7 +7,8 @@ these modules, which import nothing of ``callbacks/`` at run time.
 * ``_integrity``: the checksums item, written in the save and verified on restore;
 * ``_pytree``: the conversions between ``nnx.State`` and what Orbax saves and restores;
 * ``_directory``, ``_runs``, ``_lock``: the marker, run ownership and the lock;
-* ``_step_dirs``: which step directories are checkpoints;
+* ``_step_dirs``: which step directories are checkpoints, and which are a user's;
+* ``_paths``: which paths are refused (not read back, not writable, hitting our files);
 * ``_retention``: the preservation policy;
 * ``_manager``: the writing manager, the processes' agreement on each save, failed saves;
 * ``_restore``: reading a checkpoint back, and what a failed read says;

@@ -28,9 +28,15 @@ from artifex.generative_models.training._checkpointing._lock import (
     check_lock,
     is_lock_litter,
 )
+from artifex.generative_models.training._checkpointing._paths import (
+    check_round_trip,
+    check_writable,
+    checkpoint_directory_above,
+)
 from artifex.generative_models.training._checkpointing._runs import RunClaim, new_run_id
 from artifex.generative_models.training._checkpointing._step_dirs import (
     complete_steps,
+    foreign_steps,
     move_aside_after,
 )
 from artifex.generative_models.training._spmd import allgather_bytes
@@ -70,9 +76,17 @@ def _read_marker(path: Path, *, warn: bool) -> dict[str, Any] | None:
 
 
 def _check_shape(path: Path) -> None:
-    """Refuse a file, and a non-empty directory that is not ours."""
+    """Refuse a file, a directory inside another's or not writable, and one not ours."""
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"checkpoint dirpath {str(path)!r} exists and is a file")
+    check_writable("checkpoint dirpath", path)
+    above = checkpoint_directory_above(path)
+    if above is not None:
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} lies inside the checkpoint directory "
+            f"{str(above)!r} (it holds {MARKER_FILE}), whose run lists, replaces and deletes "
+            "what is there; choose a dirpath outside it"
+        )
     if (
         path.is_dir()
         and not is_checkpoint_directory(path)
@@ -119,6 +133,8 @@ def _run_verdict(
                 "trainer.resume(dirpath) or restore_checkpoint(dirpath, target=trainer)."
             )
     latest = max(steps, default=None)
+    if step is not None:
+        _check_future_steps(path, step)
     later = step is not None and latest is not None and latest > step
     if later and not (continued and claim is not None and claim.supersede):
         raise FileExistsError(
@@ -130,6 +146,19 @@ def _run_verdict(
             "(as '<step>.superseded-<n>', never deleted); or choose another dirpath."
         )
     return continued
+
+
+def _check_future_steps(path: Path, step: int) -> None:
+    """Refuse a folder (or file) of the user's named like a step this run may save."""
+    later = {n: files for n, files in foreign_steps(path).items() if n > step}
+    if later:
+        number, files = next(iter(later.items()))
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} holds {str(path / str(number))!r}, named like "
+            f"step {number}, which this run (at step {step}) may save, but it is not a "
+            f"checkpoint (it holds {', '.join(files)}): a save there would replace it. Move "
+            "or rename it, or choose another dirpath."
+        )
 
 
 def _continued(path: Path, claim: RunClaim | None) -> str | None:
@@ -183,9 +212,7 @@ def _check_and_mark(
                 )
         if not continued:  # new, marked before run ids, or holding no checkpoint: ours
             base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-            partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"  # renamed: never seen partial
-            partial.write_text(json.dumps({**base, "run": run}) + "\n")
-            partial.replace(path / MARKER_FILE)
+            _write_marker(path, {**base, "run": run})
     except BaseException:
         if held is not None:
             held.release()
@@ -193,10 +220,29 @@ def _check_and_mark(
     return continued or run, held
 
 
+def _write_marker(path: Path, content: dict[str, Any]) -> None:
+    """Write the marker of ``path`` whole (through a renamed file: never seen partial).
+
+    Raises:
+        OSError: Naming the marker and the cause (a full disk), the partial file removed.
+    """
+    partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
+    try:
+        partial.write_text(json.dumps(content) + "\n")
+        partial.replace(path / MARKER_FILE)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(
+            error.errno,
+            f"could not write the checkpoint marker {str(path / MARKER_FILE)!r}: {error.strerror}",
+        ) from error
+
+
 def check_directory(
     path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
 ) -> None:
     """Raise what ``prepare_directory`` would raise for ``path``, writing nothing."""
+    check_round_trip(path)
     _agree(path, lambda: _verdict(path, claim, lock, step))
 
 
@@ -207,8 +253,10 @@ def prepare_directory(
 
     A collective: process 0 alone checks, writes and locks, and every process raises
     its refusal (``FileExistsError``, or its ``OSError``) or gets the same run id, so
-    none sees the directory half-made.
+    none sees the directory half-made. A path TensorStore cannot read back is refused
+    with a ``ValueError`` (on every process alike).
     """
+    check_round_trip(path)
     return _agree(path, lambda: _check_and_mark(path, claim, lock, step))
 
 

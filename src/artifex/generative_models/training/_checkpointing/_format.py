@@ -13,6 +13,8 @@ from artifex.generative_models.training._checkpointing._integrity import (
     ChecksumHandler,
     ChecksumSave,
 )
+from artifex.generative_models.training._checkpointing._paths import MARKER_FILE
+from artifex.generative_models.training._checks import python_scalars
 
 __all__ = [
     "ARRAYS_ITEM",
@@ -43,7 +45,6 @@ RETIRED_FORMATS: Final = {
     "artifex-nnx-callbacks/checkpoint/2": "0.1.0 up to commit 31164a9",
 }
 
-MARKER_FILE: Final = "artifex_checkpoints.json"
 STATE_ITEM: Final = "state"
 META_ITEM: Final = "meta"
 CALLBACKS_ITEM: Final = "callbacks"
@@ -79,7 +80,8 @@ def save_args(
     """The Orbax save arguments of one checkpoint (all its items, saved atomically)."""
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
-        META_ITEM: ocp.args.JsonSave({**meta, "checksums": checksums}),
+        # NumPy scalars (np.int64 patience, a custom trainer's epoch) saved as Python's.
+        META_ITEM: ocp.args.JsonSave(python_scalars({**meta, "checksums": checksums})),
     }
     trees: dict[str, object] = {STATE_ITEM: state}
     if arrays:
@@ -88,7 +90,7 @@ def save_args(
     if checksums:
         args[CHECKSUMS_ITEM] = ChecksumSave(trees)
     for name, value in extra.items():
-        args[name] = ocp.args.JsonSave(value)
+        args[name] = ocp.args.JsonSave(python_scalars(value))
     return ocp.args.Composite(**args)
 
 

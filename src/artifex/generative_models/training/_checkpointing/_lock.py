@@ -20,6 +20,7 @@ _log = logging.getLogger(__name__)
 LOCK_FILE: Final = "artifex_checkpoints.lock"
 _UNREADABLE_GRACE: Final = 30.0  # seconds: a writer fills the file at once
 _ATTEMPTS: Final = 5  # while stale locks are being replaced concurrently
+_MAX_PID: Final = 2**31 - 1  # a pid_t; a larger one is damage (os.kill would overflow)
 _HELD: Final[dict[Path, str]] = {}  # the locks this process holds: path to token
 
 
@@ -68,10 +69,16 @@ def acquire_lock(directory: Path, run: str | None = None) -> DirectoryLock:
                 _replace_if_stale(path, seen, run)
             continue
         try:
-            os.write(fd, (json.dumps(_owner(token, run)) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                os.write(fd, (json.dumps(_owner(token, run)) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:  # a full disk: leave no empty lock to refuse the next run
+            path.unlink(missing_ok=True)
+            raise OSError(
+                error.errno, f"could not write the checkpoint lock {str(path)!r}: {error.strerror}"
+            ) from error
         _HELD[path] = token
         return DirectoryLock(path, token)
     raise LockHeld(path, f"{_describe(_read_bytes(path))} (it kept changing)")
@@ -115,10 +122,8 @@ def _stale(path: Path, raw: bytes, run: str | None) -> str | None:
         except FileNotFoundError:
             return None  # released meanwhile; the next attempt sees that
         return "it stayed unreadable" if age > _UNREADABLE_GRACE else None
-    pid: object = owner.get("pid")
+    pid = int(owner["pid"])  # a valid pid: _parse saw to it
     if owner.get("host") == socket.gethostname() and owner.get("namespace") == _namespace():
-        if not isinstance(pid, int) or isinstance(pid, bool):
-            return None
         if pid == os.getpid():
             return None if _HELD.get(path) == owner.get("token") else "this pid, not holding it"
         started = owner.get("started")
@@ -151,18 +156,26 @@ def _read_bytes(path: Path) -> bytes | None:
 
 
 def _parse(raw: bytes | None) -> dict[str, Any]:
-    """The recorded owner; ``{}`` if there is none or it is unreadable."""
+    """The recorded owner; ``{}`` if there is none, or it is unreadable or damaged.
+
+    Damaged: a pid that is no process id (``2**40``: no process could have written it).
+    """
     try:
         found: object = json.loads(raw or b"")
     except ValueError:
         return {}
-    return found if isinstance(found, dict) else {}
+    if not isinstance(found, dict):
+        return {}
+    pid: object = found.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= _MAX_PID:
+        return {}
+    return found
 
 
 def _describe(raw: bytes | None) -> str:
     owner = _parse(raw)
     if not owner:
-        return "an unknown run (the lock file is unreadable)"
+        return "an unknown run (the lock file is unreadable or damaged)"
     return (
         f"run {owner.get('run')!r} (pid {owner.get('pid')!r} on host {owner.get('host')!r} "
         f"since {owner.get('since')!r})"

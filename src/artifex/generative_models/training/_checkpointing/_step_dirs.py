@@ -1,13 +1,16 @@
 """Which step directories are checkpoints: those holding Orbax's metadata, ``state`` and ``meta``.
 
 Orbax is given a step name format that lists only those (a kill during retention can leave
-an emptied step directory; a user may keep a folder named ``1/``).
+an emptied step directory; a user may keep a folder named ``1/``). An incomplete step
+directory is ours, and removed, only if every file in it, at any depth, is named as Orbax
+and this package name the files of a checkpoint; anything else is a user's, never touched.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +19,6 @@ from typing import Final
 import orbax.checkpoint as ocp
 
 from artifex.generative_models.training._checkpointing._format import (
-    ARRAYS_ITEM,
-    CALLBACKS_ITEM,
     META_ITEM,
     STATE_ITEM,
 )
@@ -25,6 +26,7 @@ from artifex.generative_models.training._checkpointing._format import (
 __all__ = [
     "CompleteStepsOnly",
     "complete_steps",
+    "foreign_steps",
     "incomplete_steps",
     "is_complete_step",
     "lacking",
@@ -35,8 +37,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ORBAX_FILES: Final = frozenset({"_CHECKPOINT_METADATA", "commit_success.txt"})
-# Every name a step directory of ours holds (extra items aside).
-_OURS: Final = _ORBAX_FILES | {STATE_ITEM, META_ITEM, CALLBACKS_ITEM, ARRAYS_ITEM}
+# Every file a step directory of ours holds, by its path inside the step directory: Orbax's
+# files at the top, and in each item (any name: ``json_items`` chooses some) the files of a
+# JSON item, of an OCDBT array item (``d/`` and ``ocdbt.process_<n>/`` hold hex-named data
+# files) or of the checksums item (``shards-<n>.json``).
+_OUR_FILES: Final = re.compile(
+    r"(_CHECKPOINT_METADATA|commit_success\.txt"
+    r"|[^/]+/(metadata|commit_success\.txt|_METADATA|_sharding|_CHECKPOINT_METADATA"
+    r"|manifest\.ocdbt|shards-\d+\.json|array_metadatas/process_\d+"
+    r"|(ocdbt\.process_\d+/)?(manifest\.ocdbt|d/[0-9a-f]+)))"
+)
 
 
 def is_complete_step(path: Path) -> bool:
@@ -124,13 +134,47 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
         return metadata
 
 
+def foreign_files(path: Path) -> list[str]:
+    """The files under the step directory ``path`` that no checkpoint holds (a few, sorted).
+
+    A symbolic link anywhere, or a file at ``path`` itself, is foreign too: nothing
+    reached through a link is ever deleted.
+    """
+    if path.is_symlink() or not path.is_dir():
+        return [path.name]
+    found: list[str] = []
+    for root, folders, files in os.walk(path):
+        for name in [*files, *folders]:
+            entry = Path(root, name)
+            relative = entry.relative_to(path).as_posix()
+            if entry.is_symlink() or (name in files and not _OUR_FILES.fullmatch(relative)):
+                found.append(relative)
+    return sorted(found)[:5]
+
+
+def foreign_steps(directory: Path) -> dict[int, list[str]]:
+    """The entries of ``directory`` named like a step that are not checkpoints of ours.
+
+    Returns:
+        ``{step: some of its foreign files}``, by step: the user's folders (and files)
+        that must never be written over, restored or deleted.
+    """
+    found: dict[int, list[str]] = {}
+    for path in directory.iterdir():
+        if path.name.isdigit() and not is_complete_step(path):
+            foreign = foreign_files(path)
+            if foreign:
+                found[int(path.name)] = foreign
+    return dict(sorted(found.items()))
+
+
 def tidy_step_directories(directory: Path) -> None:
     """Remove the incomplete step directories of ours; warn about the foreign ones."""
     for path in sorted(directory.iterdir()):
-        if not path.is_dir() or not path.name.isdigit() or is_complete_step(path):
+        if not path.name.isdigit() or (path.is_dir() and is_complete_step(path)):
             continue
-        names = {child.name for child in path.iterdir()}
-        if names <= _OURS:
+        foreign = foreign_files(path)
+        if not foreign:
             logger.warning("removing the incomplete checkpoint step directory %s", path)
             shutil.rmtree(path)
         else:
@@ -138,5 +182,5 @@ def tidy_step_directories(directory: Path) -> None:
                 "leaving %s alone: it is named like a step but is not a checkpoint (it "
                 "holds %s); it is never restored, listed or deleted",
                 path,
-                ", ".join(sorted(names - _OURS)),
+                ", ".join(foreign),
             )

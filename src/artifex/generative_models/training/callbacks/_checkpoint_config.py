@@ -24,7 +24,9 @@ class CheckpointConfig:
     Attributes:
         dirpath: The checkpoint directory, resolved against the working directory at
             ``on_train_begin`` (when it is created). It must be new, empty, or one this
-            callback created (it holds ``artifex_checkpoints.json``).
+            callback created (it holds ``artifex_checkpoints.json``), writable, not inside
+            another checkpoint directory, and free of what TensorStore cannot read back
+            (a backslash, a bracket, a byte that is not UTF-8).
         monitor: The ``on_epoch_end`` log key that ranks checkpoints, or ``None`` to
             keep the most recent ones.
         mode: ``"min"`` if lower ``monitor`` values are better, ``"max"`` if higher ones

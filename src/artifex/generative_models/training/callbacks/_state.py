@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+import numpy as np
+
 from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
 from artifex.generative_models.training.callbacks.protocols import (
     ArrayStatefulCallback,
@@ -28,14 +30,16 @@ __all__ = [
     "stateful_callbacks",
 ]
 
-_JSON_LEAVES = (str, int, float, type(None))  # bool is an int
+# bool is an int; NumPy scalars are saved as the Python scalar they stand for
+# (the integer rule, `_checks.python_scalars`, applied where items are saved).
+_JSON_LEAVES = (str, int, float, type(None), np.integer, np.floating, np.bool_)
 
 
 def check_json(value: object, owner: str, root: str = "state") -> None:
     """Refuse what a JSON checkpoint item cannot hold exactly, naming ``owner`` and the place.
 
     Dicts with ``str`` keys, lists, tuples (read back as lists), ``str``, ``int``,
-    ``float``, ``bool`` and ``None`` pass. Walked without recursion.
+    ``float``, ``bool``, ``None`` and NumPy scalars (saved as Python scalars) pass. Walked without recursion.
 
     Args:
         value: What is about to be saved as JSON.

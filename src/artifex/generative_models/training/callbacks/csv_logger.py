@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack, overload
 
+from artifex.generative_models.training._checkpointing._paths import (
+    check_user_path,
+    check_writable,
+)
 from artifex.generative_models.training._checks import check_bool, check_path
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import to_float
@@ -149,8 +153,12 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
         Raises:
             IsADirectoryError: If ``filename`` is a directory.
             NotADirectoryError: If a folder above it is a file.
+            ValueError: If it is named like a checkpoint directory's marker or lock, or
+                lies in a checkpoint directory (whose run would delete it).
+            PermissionError: If it, or its folder, cannot be written.
         """
         path = Path(self.config.filename).resolve()
+        check_user_path("CSVLogger filename", path)
         if path.is_dir():
             raise IsADirectoryError(
                 f"CSVLogger filename {str(path)!r} is a directory; expected a file path"
@@ -161,6 +169,8 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
                 f"CSVLogger filename {str(path)!r} cannot be created: {str(folder)!r} is a "
                 "file, not a folder"
             )
+        check_writable("CSVLogger filename", path)
+        check_writable("CSVLogger filename", path.parent)  # rewritten through a file beside
         return path
 
     def _setup(self) -> Path:
@@ -239,6 +249,10 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
         Raises:
             IsADirectoryError: If ``filename`` is a directory.
             NotADirectoryError: If a folder above it is a file.
+            ValueError: If it is named like a checkpoint directory's marker or lock, or
+                lies in a checkpoint directory.
+            PermissionError: If it, or its folder, cannot be written (``EROFS`` on a
+                read-only file system).
         """
         self._refusals()
 
@@ -250,6 +264,8 @@ class CSVLogger(ConfiguredCallback[CSVLoggerConfig]):
         Raises:
             IsADirectoryError: If ``filename`` is a directory.
             NotADirectoryError: If a folder above it is a file.
+            ValueError: As [`preflight`][].
+            PermissionError: As [`preflight`][].
         """
         self._setup()
 

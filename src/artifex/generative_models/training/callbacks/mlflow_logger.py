@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict, Unpack, overload
 
-from artifex.generative_models.training._checks import check_int, check_name
+from artifex.generative_models.training._checks import check_name, set_int
 from artifex.generative_models.training.callbacks._tracker_checks import (
     cannot_resume,
     check_mlflow_store,
@@ -67,7 +67,7 @@ class MLflowConfig:
         if bad:
             raise ValueError(f"tags values must be str, got {bad!r}")
         object.__setattr__(self, "tags", tags)
-        check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
+        set_int(self, "log_every_n_steps", minimum=0)
 
 
 class MLflowKwargs(TypedDict, total=False):

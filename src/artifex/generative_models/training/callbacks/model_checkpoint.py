@@ -113,8 +113,10 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
     rank and are kept only while they are the latest (so only with ``save_last``);
     with ``monitor=None`` they count among the ``save_top_k`` most recent. Saves are
     atomic and, with ``async_save``, written in the background; ``on_train_end``
-    waits for them. Its refusals (a directory not ours, another run's, locked, or
-    holding later steps: ``FileExistsError`` at [`preflight`][], or at
+    waits for them. Its refusals (a directory not ours, another run's, locked,
+    holding later steps or a user's folder named like one, or inside another
+    checkpoint directory: ``FileExistsError``; a path that does not round-trip:
+    ``ValueError``; not writable: ``PermissionError``; all at [`preflight`][], or at
     ``on_train_begin`` for a trainer that does not call it) and failed saves
     (``OSError``) are listed in the docs' Checkpoints and Reliability pages.
 
@@ -283,7 +285,8 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         Raises:
             FileExistsError: As ``on_train_begin``.
             ValueError: As ``on_train_begin``.
-            OSError: If the directory cannot be read.
+            OSError: If the directory cannot be read, or cannot be written
+                (``PermissionError``: ``EROFS`` on a read-only file system, else ``EACCES``).
             TypeError: If a stateful callback's ``state_dict()`` (or ``json_items``)
                 holds what JSON cannot (a ``set``, ``bytes``), naming the callback, the
                 key and the type; a save refuses it too.
@@ -301,9 +304,13 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
 
         Raises:
             FileExistsError: If ``dirpath`` is not ours and not empty, holds later
-                steps or another run's checkpoints, or another run holds its lock.
+                steps, another run's checkpoints or a user's folder named like a later
+                step, lies inside another checkpoint directory, or another run holds its
+                lock.
             ValueError: If its checkpoints were saved with another mode for ``monitor``
-                (retention would rank them the other way).
+                (retention would rank them the other way), or its path holds a
+                character TensorStore cannot read back (a backslash, a bracket, non-UTF-8).
+            PermissionError: If it cannot be written (``EROFS``: a read-only file system).
         """
         if self._lookup is not None:
             self._lookup.reset()

@@ -11,9 +11,9 @@ import numpy as np
 
 from artifex.generative_models.training._checks import (
     check_bool,
-    check_int,
     check_name,
     check_real,
+    set_int,
 )
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import (
@@ -74,10 +74,10 @@ class ReduceLROnPlateauConfig:
         factor = check_real("factor", self.factor)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be > 0 and < 1 (it reduces), got {self.factor!r}")
-        check_int("patience", self.patience, minimum=0)
+        set_int(self, "patience", minimum=0)
         set_mode(self, "ReduceLROnPlateauConfig", self.monitor)
         check_real("min_delta", self.min_delta, minimum=0.0)
-        check_int("cooldown", self.cooldown, minimum=0)
+        set_int(self, "cooldown", minimum=0)
         check_real("min_lr", self.min_lr, minimum=0.0)
         check_name("hyperparameter", self.hyperparameter)
         check_bool("strict", self.strict)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from artifex.generative_models.training._checks import check_int
+from artifex.generative_models.training._checks import set_int
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._order import warn_if_read_before
 from artifex.generative_models.training.callbacks.base import TrainerLike
@@ -45,8 +45,8 @@ class ThroughputMonitorConfig:
             ValueError: If a field is out of range.
         """
         if self.examples_per_step is not None:
-            check_int("examples_per_step", self.examples_per_step, minimum=1)
-        check_int("every_n_steps", self.every_n_steps, minimum=0)
+            set_int(self, "examples_per_step", minimum=1)
+        set_int(self, "every_n_steps", minimum=0)
 
 
 def _agreed_seconds(seconds: float) -> float:

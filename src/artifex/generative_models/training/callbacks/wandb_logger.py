@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypedDict, Unpack, overload
 
 from artifex.generative_models.training._checks import (
-    check_int,
     check_name,
     check_path,
+    set_int,
 )
 from artifex.generative_models.training.callbacks._tracker_checks import check_wandb_dir
 from artifex.generative_models.training.callbacks._tracking import (
@@ -95,7 +95,7 @@ class WandbConfig:
             raise ValueError(f"mode must be None or one of {_MODES}, got {self.mode!r}")
         if self.dir is not None:
             check_path("dir", self.dir)
-        check_int("log_every_n_steps", self.log_every_n_steps, minimum=0)
+        set_int(self, "log_every_n_steps", minimum=0)
 
 
 class WandbKwargs(TypedDict, total=False):
