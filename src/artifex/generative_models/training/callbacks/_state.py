@@ -39,7 +39,8 @@ def check_json(value: object, owner: str, root: str = "state") -> None:
     """Refuse what a JSON checkpoint item cannot hold exactly, naming ``owner`` and the place.
 
     Dicts with ``str`` keys, lists, tuples (read back as lists), ``str``, ``int``,
-    ``float``, ``bool``, ``None`` and NumPy scalars (saved as Python scalars) pass. Walked without recursion.
+    ``float``, ``bool``, ``None`` and NumPy scalars (saved as Python scalars) pass.
+    Walked without recursion.
 
     Args:
         value: What is about to be saved as JSON.
