@@ -27,6 +27,7 @@ __all__ = [
     "incomplete_steps",
     "is_complete_step",
     "lacking",
+    "missing_parts",
     "tidy_step_directories",
 ]
 

@@ -68,7 +68,7 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[CheckpointInfo]:
 def _whole_directory(directory: str | os.PathLike[str], what: str) -> Path:
     """The checkpoint directory ``directory``, refusing one step's directory in it."""
     check_checkpoint_location("directory", directory)
-    path, step = locate(Path(directory).resolve(), None)
+    path, step = locate(Path(directory), None)
     if step is not None:
         raise ValueError(
             f"{what} takes a checkpoint directory, got the step directory "
@@ -154,7 +154,7 @@ def restore_checkpoint(
     if trainer is None and target is not None:
         model = target if isinstance(target, nnx.Module) else target.model
     restored, run = read_checkpoint(
-        Path(directory).resolve(),
+        Path(directory),
         None if step is None else int(step),
         template=None if trainer is None else trainer.state_dict(),
         layout=model if trainer is None else trainer.model,
