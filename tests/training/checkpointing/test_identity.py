@@ -23,8 +23,9 @@ import optax
 import pytest
 from flax import nnx
 
-from artifex.generative_models.training._checkpointing import _restore
+from artifex.generative_models.training._checkpointing import _listing, _restore
 from artifex.generative_models.training._checkpointing._format import MARKER_FILE
+from artifex.generative_models.training._checkpointing._identity import checked_meta
 from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
@@ -265,6 +266,22 @@ def test_a_checkpoint_deleted_while_read_is_no_longer_there(
     with pytest.raises(FileNotFoundError, match=r"step 12 in .* is no longer there: it was dele"):
         restore_checkpoint(a, step=12)
     assert removed == [b.resolve() / "18", b.resolve() / "12", a.resolve() / "12"]
+
+
+def test_a_checkpoint_deleted_while_listed_is_not_listed(
+    runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = runs
+
+    def reading(directory: Path, step: int) -> dict[str, Any]:
+        if step == 12:  # retention deletes it between the listing of steps and its read
+            shutil.rmtree(directory / str(step))
+        return checked_meta(directory, step)
+
+    monkeypatch.setattr(_listing, "checked_meta", reading)
+    listed = list_checkpoints(a)
+    assert [info.step for info in listed] == [6, 18]  # 12 is gone, not "unreadable"
+    assert "unreadable" not in [info.kind for info in listed]
 
 
 def test_a_file_missing_before_the_read_is_damage(runs: tuple[Path, Path]) -> None:

@@ -21,6 +21,7 @@ from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
     incomplete_steps,
+    is_complete_step,
     lacking,
 )
 
@@ -75,7 +76,8 @@ def list_steps(directory: Path) -> list[CheckpointInfo]:
     except ValueError as error:  # a damaged marker, checkpoints of several runs
         logger.warning("not checked for their run: %s", error)
         owner = None
-    infos = [_info(directory, step, owner) for step in steps]
+    found = (_info(directory, step, owner) for step in steps)
+    infos = [info for info in found if info is not None]
     best = _best(directory, infos)
     if isinstance(best, int):
         infos = [replace(i, kind="best") if i.step == best else i for i in infos]
@@ -143,18 +145,21 @@ def _best(directory: Path, infos: list[CheckpointInfo]) -> int | str:
     return best
 
 
-def _info(directory: Path, step: int, owner: str | None) -> CheckpointInfo:
+def _info(directory: Path, step: int, owner: str | None) -> CheckpointInfo | None:
     """What the ``meta`` of ``step`` says (``"unreadable"`` with the problem if it cannot).
 
     A ``meta`` that fails its checks (its own checksum, its step, its run: ``owner``)
-    is unreadable, so its score is never ranked.
+    is unreadable, so its score is never ranked. ``None`` if the step was deleted
+    meanwhile (by the retention of a run writing the directory).
     """
     where = f"checkpoint step {step} in {str(directory)!r}"
     try:
         meta = checked_meta(directory, step)
         check_run(where, meta, owner)
     except ValueError as error:
-        return _unreadable(step, str(error))
+        return (
+            None if not is_complete_step(directory / str(step)) else _unreadable(step, str(error))
+        )
     try:
         position = meta.get("position")
         monitor = meta.get("monitor")
