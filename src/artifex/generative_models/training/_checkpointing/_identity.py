@@ -27,7 +27,6 @@ __all__ = [
     "checked_meta",
     "describe_runs",
     "directory_run",
-    "marker_content",
     "marker_run",
     "read_marker",
     "recorded_runs",
@@ -47,7 +46,7 @@ def read_marker(path: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else {}
 
 
-def marker_content(marker: dict[str, Any]) -> dict[str, Any] | None:
+def _marker_content(marker: dict[str, Any]) -> dict[str, Any] | None:
     """The marker's content checked against its seal (format 5 on), or ``None`` if damaged."""
     if "crc32" not in marker and marker.get("format") != CHECKPOINT_FORMAT:
         return marker  # written before markers were sealed
@@ -59,14 +58,14 @@ def marker_content(marker: dict[str, Any]) -> dict[str, Any] | None:
 
 def marker_run(marker: dict[str, Any] | None) -> str | None:
     """The run the marker names; ``None`` if it names none or is damaged."""
-    content = None if marker is None else marker_content(marker)
+    content = None if marker is None else _marker_content(marker)
     run = None if content is None else content.get("run")
     return run if isinstance(run, str) and run else None
 
 
 def sealed_marker(marker: dict[str, Any] | None, run: str) -> dict[str, Any]:
     """The marker to write for ``run`` (keeping a readable marker's format)."""
-    content = None if marker is None else marker_content(marker)
+    content = None if marker is None else _marker_content(marker)
     found = None if content is None else content.get("format")
     return seal({"format": found if isinstance(found, str) else CHECKPOINT_FORMAT, "run": run})
 
