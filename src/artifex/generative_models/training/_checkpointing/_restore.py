@@ -321,11 +321,8 @@ def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
 
 def _pick_step(path: Path, step: int | None, gone: set[int]) -> int:
     """The step to restore: ``step``, or the latest not ``gone`` if ``None``; or a refusal."""
-    manager = _open(path)
-    try:
-        steps = tuple(sorted(set(manager.all_steps()) - gone))
-    finally:
-        manager.close()
+    # Listed without an Orbax manager, which would read every step's metadata.
+    steps = tuple(sorted({found.step for found in CompleteStepsOnly().find_all(path)} - gone))
     skipped = incomplete_steps(path)
     if not steps:
         why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())
