@@ -4,9 +4,10 @@ Takes plain arguments (a state template, a model); ``restore_checkpoint`` (in
 ``callbacks/_checkpoint_restore.py``) is the public, target-aware wrapper. Orbax reports
 a damaged item or a misfit array as its, or TensorStore's, text, and a failed read
 leaves reads behind that report again when collected: so the checks that need no array
-(the JSON metadata, the shapes) come first, and a read that fails anyway (damaged array
-data) is a ``ValueError`` naming the step, the item and, where TensorStore names it,
-the entry.
+(which checkpoint it is, the JSON metadata, the shapes) come first, and a read that
+fails anyway (damaged array data) is a ``ValueError`` naming the step, the item and,
+where TensorStore names it, the entry; or a ``FileNotFoundError`` when the checkpoint
+was deleted meanwhile. The items are then checked against the ``checksums`` item.
 """
 
 from __future__ import annotations
