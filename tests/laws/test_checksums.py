@@ -119,9 +119,13 @@ def test_a_clean_checkpoint_verifies(tmp_path: Path, async_save: bool) -> None:
     trainer = _trainer(directory, best_weights=True, async_save=async_save)
     trainer.fit(DATA, epochs=2, val_data=DATA[:1])
     meta = json.loads((directory / "4" / "meta" / "metadata").read_text())
-    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/4"
+    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/5"
     assert meta["checksums"] is True
-    sums = json.loads((directory / "4" / "checksums" / "metadata").read_text())
+    record = json.loads((directory / "4" / "checksums" / "metadata").read_text())
+    assert sorted(record) == ["arrays", "crc32", "json", "run", "step"]
+    assert (record["step"], record["run"]) == (4, meta["run"])
+    assert sorted(record["json"]) == ["callbacks", "meta"]
+    sums = record["arrays"]
     assert sorted(sums) == ["callback_arrays", "state"]
     assert sums["state"]["model.kernel"]["shape"] == [WIDE, WIDE]
     assert "EarlyStopping[val_loss].kernel" in sums["callback_arrays"]

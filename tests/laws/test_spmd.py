@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from artifex.generative_models.training._checkpointing._integrity import seal, unseal
 from artifex.generative_models.training.callbacks import restore_checkpoint
 from tests._distributed import run_job
 from tests.laws._spmd_script import train
@@ -169,17 +170,19 @@ def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path
     }
     for result in resumed:
         assert_same_run(result, last_epoch)
-    # Checksums (format 4): process 0 sums the leaves it holds whole, the replicated
+    # Checksums (format 5): process 0 sums the leaves it holds whole, the replicated
     # ones; the hidden kernel, split over both processes' devices, has none. The
     # resume above verified the others on each process.
-    sums = json.loads((Path(checkpoints) / "4" / "checksums" / "metadata").read_text())
+    record = json.loads((Path(checkpoints) / "4" / "checksums" / "metadata").read_text())
+    assert (record["step"], sorted(record["json"])) == (4, ["callbacks", "meta"])
+    sums = record["arrays"]
     assert {"step", "model.hidden.bias", "model.out.kernel"} <= sums["state"].keys()
     assert "model.hidden.kernel" not in sums["state"]
     # Split across the processes, it is summed by shard, each shard by the process that
     # writes it: 8 column blocks of the (8, 16) kernel, 4 per process.
     item = Path(checkpoints) / "4" / "checksums"
     blocks = [json.loads((item / f"shards-{i}.json").read_text()) for i in (0, 1)]
-    kernel = [found["state"]["model.hidden.kernel"] for found in blocks]
+    kernel = [found["arrays"]["state"]["model.hidden.kernel"] for found in blocks]
     assert [len(records) for records in kernel] == [4, 4]
     places = sorted(record["index"] for records in kernel for record in records)
     assert places == [[[0, 8], [2 * k, 2 * k + 2]] for k in range(8)]
@@ -187,6 +190,10 @@ def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path
     restore_checkpoint(checkpoints, step=4)
     kernel[1][0]["crc32"] ^= 1  # a damaged block of process 1's
     (item / "shards-1.json").write_text(json.dumps(blocks[1]))
+    with pytest.raises(ValueError, match=r"checksums/shards-1\.json fails its own checksum"):
+        restore_checkpoint(checkpoints, step=4)  # the file's own sum: the record was changed
+    blocks[1].pop("crc32")  # sealed again: its data no longer matches the record
+    (item / "shards-1.json").write_text(json.dumps(seal(blocks[1])))
     place = kernel[1][0]["index"]
     with pytest.raises(ValueError, match="fails its checksum") as damaged:
         restore_checkpoint(checkpoints, step=4)
@@ -195,9 +202,9 @@ def test_two_processes_checkpoint_and_resume_exactly(reference: Result, tmp_path
     # each process's devices fails the resume on both, naming the shard.
     latest = Path(checkpoints) / "12" / "checksums"
     for i in (0, 1):
-        found = json.loads((latest / f"shards-{i}.json").read_text())
-        found["state"]["model.hidden.kernel"][0]["crc32"] ^= 1
-        (latest / f"shards-{i}.json").write_text(json.dumps(found))
+        found = unseal(json.loads((latest / f"shards-{i}.json").read_text()), "shards")
+        found["arrays"]["state"]["model.hidden.kernel"][0]["crc32"] ^= 1
+        (latest / f"shards-{i}.json").write_text(json.dumps(seal(found)))
     with pytest.raises(AssertionError, match=r"entry 'model\.hidden\.kernel' shard .* fails its"):
         job(
             tmp_path / "c",

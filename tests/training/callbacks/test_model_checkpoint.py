@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from artifex.generative_models.training._checkpointing._format import MARKER_FILE
+from artifex.generative_models.training._checkpointing._integrity import seal
 from artifex.generative_models.training.callbacks import (
     CallbackList,
     CheckpointConfig,
@@ -158,7 +159,7 @@ def test_reuses_its_own_directory_and_continues(tmp_path: Path) -> None:
     trainer = FullTrainer()
     _train(trainer, ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck")), [1.0])
     marker = json.loads((tmp_path / "ck" / MARKER_FILE).read_text())
-    assert marker == {"format": CHECKPOINT_FORMAT, "run": marker["run"]}
+    assert marker == seal({"format": CHECKPOINT_FORMAT, "run": marker["run"]})
     assert isinstance(marker["run"], str)
     assert len(marker["run"]) == 32
     second = ModelCheckpoint(CheckpointConfig(dirpath=tmp_path / "ck"))
@@ -305,7 +306,7 @@ def _host_run(tmp_path: Path, *, restore_best_weights: bool) -> tuple[HostTraine
 
 
 def test_callback_arrays_are_an_orbax_item_of_the_same_checkpoint(tmp_path: Path) -> None:
-    assert CHECKPOINT_FORMAT == "artifex-nnx-callbacks/checkpoint/4"
+    assert CHECKPOINT_FORMAT == "artifex-nnx-callbacks/checkpoint/5"
     trainer, early = _host_run(tmp_path, restore_best_weights=True)
     step_dir = tmp_path / "ck" / "3"
     assert (step_dir / "callback_arrays").is_dir()

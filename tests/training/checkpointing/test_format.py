@@ -1,4 +1,4 @@
-"""The format line: the current format and the one before restore; older ones are refused.
+"""The format line: formats 3 to 5 restore; older ones are refused.
 
 A checkpoint's format is ``meta["format"]``; the committed format-3 fixture
 (``tests/laws/format3_checkpoint``) is rewritten here to claim other formats.
@@ -15,6 +15,7 @@ import pytest
 from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
     FORMAT_3,
+    FORMAT_4,
     READABLE_FORMATS,
     RETIRED_FORMATS,
 )
@@ -31,10 +32,11 @@ def _claiming(tmp_path: Path, found: str) -> Path:
     return directory
 
 
-def test_the_line_is_the_current_format_and_the_one_before() -> None:
-    assert CHECKPOINT_FORMAT.endswith("/4")
-    assert {FORMAT_3, CHECKPOINT_FORMAT} == READABLE_FORMATS
+def test_the_line_is_the_current_format_and_the_two_before() -> None:
+    assert CHECKPOINT_FORMAT.endswith("/5")
+    assert {FORMAT_3, FORMAT_4, CHECKPOINT_FORMAT} == READABLE_FORMATS
     assert FORMAT_3.endswith("/3")
+    assert FORMAT_4.endswith("/4")
     assert sorted(RETIRED_FORMATS) == [
         "artifex-nnx-callbacks/checkpoint/1",
         "artifex-nnx-callbacks/checkpoint/2",
@@ -50,7 +52,8 @@ def test_a_retired_format_is_refused_naming_the_version_that_reads_it(
     with pytest.raises(
         ValueError,
         match=rf"step 9 in .* has the format '{found}', which this version no longer reads "
-        r"\(it reads .*checkpoint/3.*checkpoint/4.*\); restore it with artifex-nnx-callbacks "
+        r"\(it reads .*checkpoint/3.*checkpoint/4.*checkpoint/5.*\); restore it with "
+        r"artifex-nnx-callbacks "
         r"0\.1\.0 up to commit 31164a9",
     ):
         restore_checkpoint(directory)

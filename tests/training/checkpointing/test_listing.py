@@ -26,6 +26,7 @@ import pytest
 from flax import nnx
 
 from artifex.generative_models.training import ArrayBatcher, Trainer
+from artifex.generative_models.training._checkpointing._integrity import seal, unseal
 from artifex.generative_models.training.callbacks import (
     CheckpointConfig,
     LambdaCallback,
@@ -95,8 +96,10 @@ def _checkpoints(path: Path, **kwargs: Any) -> ModelCheckpoint:
 
 
 def _edit_meta(path: Path, step: int, **changes: object) -> None:
+    """Rewrite a step's ``meta`` as if saved with ``changes`` (sealed again: not damage)."""
     file = path / str(step) / "meta" / "metadata"
-    file.write_text(json.dumps({**json.loads(file.read_text()), **changes}))
+    content = unseal(json.loads(file.read_text()), "meta")
+    file.write_text(json.dumps(seal({**content, **changes})))
 
 
 def test_a_new_process_lists_every_kind_with_epoch_and_metrics(fitted: _Fitted) -> None:

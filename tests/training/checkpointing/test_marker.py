@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from artifex.generative_models.training._checkpointing._format import MARKER_FILE
+from artifex.generative_models.training._checkpointing._integrity import seal, unseal
 from artifex.generative_models.training.callbacks import CheckpointConfig, ModelCheckpoint
 from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
 from tests.training.checkpointing._dirs import config, listing, marker, meta_run, run_a, steps
@@ -27,6 +28,10 @@ def test_a_directory_without_run_id_is_adopted(tmp_path: Path) -> None:
     run_a(ck)
     legacy = {"format": marker(ck)["format"]}
     (ck / MARKER_FILE).write_text(json.dumps(legacy))
+    for step in steps(ck):  # nor do its checkpoints
+        meta = ck / str(step) / "meta" / "metadata"
+        content = unseal(json.loads(meta.read_text()), "meta")
+        meta.write_text(json.dumps(seal({**content, "run": None})))
     before = listing(ck)
     with pytest.raises(FileExistsError, match="up to step 6"):  # refused: not adopted
         drive(FullTrainer(seed=2), [ModelCheckpoint(config(ck))], [[1.0]])

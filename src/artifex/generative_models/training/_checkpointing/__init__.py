@@ -4,7 +4,8 @@ Private: ``ModelCheckpoint`` and ``restore_checkpoint`` (``callbacks/``) are bui
 these modules, which import nothing of ``callbacks/`` at run time.
 
 * ``_format``: the format line, item names, Orbax handlers and save arguments;
-* ``_integrity``: the checksums item, written in the save and verified on restore;
+* ``_integrity``: the checksums item and sealed records, written in a save, verified on restore;
+* ``_identity``: which checkpoint a step directory holds, and which run the directory holds;
 * ``_pytree``: the conversions between ``nnx.State`` and what Orbax saves and restores;
 * ``_directory``, ``_runs``, ``_lock``: the marker, run ownership and the lock;
 * ``_step_dirs``: which step directories are checkpoints, and which are a user's;

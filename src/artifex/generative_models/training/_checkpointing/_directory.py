@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,14 @@ from typing import Any, Final
 import jax
 
 from artifex.generative_models.training._checkpointing._ended import record_end
-from artifex.generative_models.training._checkpointing._format import (
-    CHECKPOINT_FORMAT,
-    MARKER_FILE,
+from artifex.generative_models.training._checkpointing._format import MARKER_FILE
+from artifex.generative_models.training._checkpointing._identity import (
+    describe_runs,
+    marker_for,
+    marker_run,
+    read_marker,
+    recorded_runs,
+    write_marker,
 )
 from artifex.generative_models.training._checkpointing._lock import (
     DirectoryLock,
@@ -61,20 +65,6 @@ def is_checkpoint_directory(path: Path) -> bool:
     return (path / MARKER_FILE).is_file()
 
 
-def _read_marker(path: Path, *, warn: bool) -> dict[str, Any] | None:
-    """The marker's content: ``None`` without a marker, ``{}`` for an unreadable one."""
-    marker = path / MARKER_FILE
-    if not marker.is_file():
-        return None
-    try:
-        found: object = json.loads(marker.read_text())
-    except ValueError:
-        if warn:
-            _log.warning("the checkpoint marker %s is unreadable; it is rewritten", marker)
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _check_shape(path: Path) -> None:
     """Refuse a file, a directory inside another's or not writable, and one not ours."""
     if path.exists() and not path.is_dir():
@@ -109,14 +99,41 @@ def _locked(path: Path, busy: LockHeld) -> FileExistsError:
     )
 
 
+def _recorded_run(path: Path, marker: dict[str, Any] | None) -> str | None:
+    """The run of ``path``: the marker's, or, if it is damaged, the one its checkpoints record.
+
+    Raises:
+        FileExistsError: If the checkpoints record several runs, or another run than
+            the marker's (copied or linked in: retention would delete them).
+    """
+    if marker is None:
+        return None
+    recorded, runs = marker_run(marker), recorded_runs(path)
+    if recorded is None and len(runs) > 1:
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} has a marker that names no run (damaged?) "
+            f"and holds the checkpoints of several runs: {describe_runs(runs)}; refusing to "
+            "write there. Move the other runs' step directories out, or choose a new dirpath."
+        )
+    recorded = recorded or next(iter(runs), None)  # a damaged marker: rebuilt from them
+    foreign = {run: steps for run, steps in runs.items() if run != recorded}
+    if foreign:
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} is run {recorded!r}'s but holds checkpoints "
+            f"of another run: {describe_runs(foreign)} (copied or linked in?); retention "
+            "could delete them. Move them out, or choose a new dirpath."
+        )
+    return recorded
+
+
 def _run_verdict(
     path: Path, marker: dict[str, Any] | None, claim: RunClaim | None, step: int | None
 ) -> str:
     """The run of ``path`` that ``claim`` continues (``""``: this run's to take), or a refusal."""
-    recorded: object = None if marker is None else marker.get("run")
+    recorded = _recorded_run(path, marker)
     steps = [] if marker is None else complete_steps(path)
     continued = ""
-    if isinstance(recorded, str) and recorded:
+    if recorded is not None:
         if claim is not None and claim.run in (None, recorded):
             continued = recorded
         elif steps:
@@ -164,7 +181,7 @@ def _check_future_steps(path: Path, step: int) -> None:
 def _continued(path: Path, claim: RunClaim | None) -> str | None:
     """The run of ``path`` this run continues, as far as reading tells (before the lock)."""
     try:
-        continued = _run_verdict(path, _read_marker(path, warn=False), claim, None)
+        continued = _run_verdict(path, read_marker(path), claim, None)
     except FileExistsError:
         continued = ""
     return continued or (None if claim is None else claim.run)
@@ -179,7 +196,7 @@ def _verdict(path: Path, claim: RunClaim | None, lock: bool, step: int | None) -
             check_lock(path, _continued(path, claim))
         except LockHeld as busy:
             raise _locked(path, busy) from None
-    return _run_verdict(path, _read_marker(path, warn=False), claim, step), None
+    return _run_verdict(path, read_marker(path), claim, step), None
 
 
 def _check_and_mark(
@@ -196,7 +213,7 @@ def _check_and_mark(
         except LockHeld as busy:
             raise _locked(path, busy) from None
     try:
-        marker = _read_marker(path, warn=True)
+        marker = read_marker(path)
         continued = _run_verdict(path, marker, claim, step)
         if continued and claim is not None and claim.supersede and step is not None:
             moved = move_aside_after(path, step)
@@ -210,32 +227,19 @@ def _check_and_mark(
                     aside.name.split(".")[0],
                     aside,
                 )
-        if not continued:  # new, marked before run ids, or holding no checkpoint: ours
-            base = {"format": CHECKPOINT_FORMAT} if marker is None else marker
-            _write_marker(path, {**base, "run": run})
+        # Written when new, marked before run ids or holding no checkpoint (ours), and
+        # rebuilt from the checkpoints' run when damaged.
+        if marker_run(marker) != (continued or run):
+            if marker is not None and continued:
+                _log.warning(
+                    "the checkpoint marker of %s is damaged; rebuilt for run %s", path, continued
+                )
+            write_marker(path, marker_for(marker, continued or run))
     except BaseException:
         if held is not None:
             held.release()
         raise
     return continued or run, held
-
-
-def _write_marker(path: Path, content: dict[str, Any]) -> None:
-    """Write the marker of ``path`` whole (through a renamed file: never seen partial).
-
-    Raises:
-        OSError: Naming the marker and the cause (a full disk), the partial file removed.
-    """
-    partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
-    try:
-        partial.write_text(json.dumps(content) + "\n")
-        partial.replace(path / MARKER_FILE)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OSError(
-            error.errno,
-            f"could not write the checkpoint marker {str(path / MARKER_FILE)!r}: {error.strerror}",
-        ) from error
 
 
 def check_directory(

@@ -11,13 +11,15 @@ is later than its step (``RunEnd.holds``).
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from artifex.generative_models.training._checkpointing._format import MARKER_FILE
+from artifex.generative_models.training._checkpointing._identity import (
+    marker_content,
+    read_marker,
+    write_marker,
+)
 from artifex.generative_models.training._checkpointing._step_dirs import complete_steps
 
 __all__ = ["RunEnd", "read_end", "record_end"]
@@ -51,11 +53,9 @@ class RunEnd:
 
 def read_end(directory: Path) -> RunEnd | None:
     """The end recorded in ``directory``'s marker, or ``None`` (none, or unreadable)."""
-    try:
-        marker: object = json.loads((directory / MARKER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    found: object = marker.get(_KEY) if isinstance(marker, dict) else None
+    marker = read_marker(directory)
+    content = None if marker is None else marker_content(marker)
+    found: object = None if content is None else content.get(_KEY)
     if not isinstance(found, dict):
         return None
     try:
@@ -76,18 +76,13 @@ def record_end(directory: Path, end: RunEnd | None) -> None:
 
     The marker is replaced atomically; a directory without a readable marker is left alone.
     """
-    marker = directory / MARKER_FILE
-    try:
-        content: object = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(content, dict):
+    marker = read_marker(directory)
+    content = None if marker is None else marker_content(marker)
+    if not content:  # no marker, or a damaged one (rebuilt by the next run)
         return
     updated: dict[str, Any] = {k: v for k, v in content.items() if k != _KEY}
     if end is not None:
         updated[_KEY] = asdict(end)
     if updated == content:
         return
-    partial = directory / f".{MARKER_FILE}.{os.getpid()}.tmp"  # renamed: never seen partial
-    partial.write_text(json.dumps(updated) + "\n")
-    partial.replace(marker)
+    write_marker(directory, updated)

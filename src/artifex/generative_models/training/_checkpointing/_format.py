@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orbax.checkpoint as ocp
 
@@ -12,6 +12,8 @@ from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumHandler,
     ChecksumSave,
+    json_checksum,
+    seal,
 )
 from artifex.generative_models.training._checkpointing._paths import MARKER_FILE
 from artifex.generative_models.training._checks import python_scalars
@@ -22,6 +24,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKSUMS_ITEM",
     "FORMAT_3",
+    "FORMAT_4",
     "MARKER_FILE",
     "META_ITEM",
     "READABLE_FORMATS",
@@ -35,10 +38,11 @@ __all__ = [
 ]
 
 FORMAT_3: Final = "artifex-nnx-callbacks/checkpoint/3"  # still restored, without checksums
-CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/4"
+FORMAT_4: Final = "artifex-nnx-callbacks/checkpoint/4"  # still restored: arrays summed only
+CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/5"
 """The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file."""
 
-READABLE_FORMATS: Final = frozenset({FORMAT_3, CHECKPOINT_FORMAT})
+READABLE_FORMATS: Final = frozenset({FORMAT_3, FORMAT_4, CHECKPOINT_FORMAT})
 # Formats no longer read, with the artifex-nnx-callbacks version that reads them.
 RETIRED_FORMATS: Final = {
     "artifex-nnx-callbacks/checkpoint/1": "0.1.0 up to commit 31164a9",
@@ -77,20 +81,32 @@ def save_args(
     *,
     checksums: bool = True,
 ) -> ocp.args.Composite:
-    """The Orbax save arguments of one checkpoint (all its items, saved atomically)."""
+    """The Orbax save arguments of one checkpoint (all its items, saved atomically).
+
+    ``meta`` (which records the step and the run) is sealed with its own checksum, and
+    the checksums item binds every item to it: the JSON items' checksums, the arrays'
+    and the step and run (docs/checkpoints.md).
+    """
+    # NumPy scalars (np.int64 patience, a custom trainer's epoch) saved as Python's,
+    # and summed as saved.
+    content = cast("dict[str, Any]", python_scalars({**meta, "checksums": checksums}))
+    extra = {name: python_scalars(value) for name, value in extra.items()}
+    sealed = seal(content)
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
-        # NumPy scalars (np.int64 patience, a custom trainer's epoch) saved as Python's.
-        META_ITEM: ocp.args.JsonSave(python_scalars({**meta, "checksums": checksums})),
+        META_ITEM: ocp.args.JsonSave(sealed),
     }
     trees: dict[str, object] = {STATE_ITEM: state}
     if arrays:
         trees[ARRAYS_ITEM] = dict(arrays)
         args[ARRAYS_ITEM] = ocp.args.StandardSave(trees[ARRAYS_ITEM])
     if checksums:
-        args[CHECKSUMS_ITEM] = ChecksumSave(trees)
+        json_sums = {META_ITEM: json_checksum(content)}
+        json_sums.update((name, json_checksum(value)) for name, value in extra.items())
+        binding = {"step": meta.get("step"), "run": meta.get("run"), "json": json_sums}
+        args[CHECKSUMS_ITEM] = ChecksumSave(trees, binding)
     for name, value in extra.items():
-        args[name] = ocp.args.JsonSave(python_scalars(value))
+        args[name] = ocp.args.JsonSave(value)
     return ocp.args.Composite(**args)
 
 

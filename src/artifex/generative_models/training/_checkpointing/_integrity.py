@@ -1,8 +1,9 @@
-"""Checksums of a checkpoint's arrays, written in the save and verified on restore.
+"""Checksums of a checkpoint's items, written in the save and verified on restore.
 
 The layout of the ``checksums`` item is in docs/checkpoints.md. The save copies the
 leaves to the host before it returns (the next step may donate them) and sums them in
-Orbax's background commit.
+Orbax's background commit. The JSON items are summed as their canonical JSON text, and
+a sealed record (``seal``: format 5 on) carries the checksum of its own content.
 """
 
 from __future__ import annotations
@@ -23,13 +24,25 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import args as ocp_args
 from orbax.checkpoint import future as ocp_future
 
-__all__ = ["CHECKSUMS_ITEM", "ChecksumHandler", "ChecksumRestore", "ChecksumSave", "verify"]
+__all__ = [
+    "CHECKSUMS_ITEM",
+    "ChecksumHandler",
+    "ChecksumRestore",
+    "ChecksumSave",
+    "checksum_record",
+    "json_checksum",
+    "seal",
+    "unseal",
+    "verify",
+    "verify_json",
+]
 
 CHECKSUMS_ITEM: Final = "checksums"
 
 _FILENAME: Final = "metadata"  # JsonCheckpointHandler's file name: read back as a JSON item
 _SHARDS: Final = "shards-{}.json"  # a process's sums of its shards, by process index
 _RECORD: Final = ("crc32", "dtype", "shape")
+_SEAL: Final = "crc32"  # a sealed record's checksum of the rest of it
 
 ChecksumTable = dict[str, dict[str, dict[str, Any]]]  # {item: {entry: record}}
 Index = list[list[int]]  # a shard's place in its array: [start, stop] per dimension
@@ -84,6 +97,32 @@ def _sum(value: np.ndarray) -> dict[str, Any]:
     return {"crc32": zlib.crc32(data.data), "dtype": str(value.dtype), "shape": list(value.shape)}
 
 
+def json_checksum(value: object) -> int:
+    """The CRC-32 of ``value``'s canonical JSON text (as read back: sorted keys, no spaces)."""
+    text = json.dumps(json.loads(json.dumps(value)), sort_keys=True, separators=(",", ":"))
+    return zlib.crc32(text.encode())
+
+
+def seal(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with the checksum of its content (``unseal`` checks it)."""
+    return {**record, _SEAL: json_checksum(dict(record))}
+
+
+def unseal(record: object, what: str) -> dict[str, Any]:
+    """The content of the sealed ``record``, checked against its own checksum.
+
+    Raises:
+        ValueError: If it is not a sealed mapping or its content has changed, naming ``what``.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get(_SEAL), int):
+        raise ValueError(f"{what} has no checksum of its own (a mapping with {_SEAL!r})")
+    content = {key: value for key, value in record.items() if key != _SEAL}
+    found = json_checksum(content)
+    if found != record[_SEAL]:
+        raise ValueError(f"{what} fails its own checksum (saved {record[_SEAL]}, read {found})")
+    return content
+
+
 def host_copies(
     trees: Mapping[str, object], *, whole: bool = True
 ) -> tuple[dict[str, dict[str, np.ndarray]], ShardCopies]:
@@ -116,14 +155,21 @@ def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]
 
 @dataclasses.dataclass
 class ChecksumSave(ocp_args.CheckpointArgs):
-    """Save arguments of the checksums item: the pytrees to sum, by item name."""
+    """Save arguments of the checksums item.
+
+    Attributes:
+        trees: The pytrees to sum, by item name.
+        binding: What the sealed record holds besides the sums of ``trees``: the
+            step, the run and the JSON items' checksums (``json_checksum``).
+    """
 
     trees: Mapping[str, object]
+    binding: Mapping[str, Any]
 
 
 @dataclasses.dataclass
 class ChecksumRestore(ocp_args.CheckpointArgs):
-    """Restore arguments of the checksums item (none: it is read as JSON)."""
+    """Restore arguments of the checksums item (none: its files are read as JSON)."""
 
 
 class ChecksumHandler(ocp.JsonCheckpointHandler):
@@ -144,12 +190,15 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
         if not primary and not shards:
             return None
 
+        binding = dict(args.binding)
+
         async def commit() -> None:
             if primary:
-                (Path(directory) / _FILENAME).write_text(json.dumps(checksums(copies)))
+                record = seal({**binding, "arrays": checksums(copies)})
+                (Path(directory) / _FILENAME).write_text(json.dumps(record))
             if shards:
                 mine = Path(directory) / _SHARDS.format(jax.process_index())
-                mine.write_text(json.dumps(_shard_sums(shards)))
+                mine.write_text(json.dumps(seal({"arrays": _shard_sums(shards)})))
 
         return [ocp_future.CommitFutureAwaitingContractedSignals(commit(), name="checksums")]
 
@@ -159,27 +208,63 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
         item: Mapping[str, Any] | None = None,
         args: ChecksumRestore | None = None,
     ) -> Mapping[str, Any]:
-        """Read process 0's JSON file with every process's shard sums merged in."""
-        sums: dict[str, Any] = dict(super().restore(directory, item, args))
-        for found in sorted(Path(directory).glob(_SHARDS.format("*"))):
-            try:
-                content: object = json.loads(found.read_text())
-            except ValueError as error:
-                raise ValueError(f"the checksum file {str(found)!r} is garbled: {error}") from None
-            if not isinstance(content, dict) or not all(
-                isinstance(entries, dict) for entries in content.values()
-            ):
-                raise ValueError(f"the checksum file {str(found)!r} is garbled (not a mapping)")
-            for name, entries in content.items():
-                merged = sums.setdefault(name, {})
-                for entry, records in entries.items():
-                    merged.setdefault(entry, {"shards": []})["shards"].extend(records)
-        return sums
+        """Read process 0's record and every process's shard sums (``checksum_record``)."""
+        shards = {
+            found.name: json.loads(found.read_text())
+            for found in sorted(Path(directory).glob(_SHARDS.format("*")))
+        }
+        return {"record": super().restore(directory, item, args), "shards": shards}
 
 
 # Orbax picks an item's handler by the type of its save arguments.
 ocp_args.register_with_handler(ChecksumHandler, for_save=True)(ChecksumSave)
 ocp_args.register_with_handler(ChecksumHandler, for_restore=True)(ChecksumRestore)
+
+
+def checksum_record(read: object, *, sealed: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(binding, sums by item)`` of the checksums item as ``ChecksumHandler`` read it.
+
+    A sealed record (format 5) and its shard files are checked against their own
+    checksums; format 4's are taken as they are.
+
+    Raises:
+        ValueError: If the record or a shard file is damaged (garbled, or a changed
+            byte of a sealed one), naming the file.
+    """
+    found = read if isinstance(read, Mapping) else {}
+    record, shards = found.get("record"), found.get("shards")
+    binding: dict[str, Any] = {}
+    if sealed:
+        binding = unseal(record, f"its {CHECKSUMS_ITEM!r} item")
+        record = binding.pop("arrays", None)
+    sums = _mapping_of_mappings(record, f"its {CHECKSUMS_ITEM!r} item")
+    for name, content in (shards if isinstance(shards, Mapping) else {}).items():
+        what = f"its checksum file {CHECKSUMS_ITEM}/{name}"
+        if sealed:
+            content = unseal(content, what).get("arrays")
+        for item, entries in _mapping_of_mappings(content, what).items():
+            merged = sums.setdefault(item, {})
+            for entry, records in entries.items():
+                merged.setdefault(entry, {"shards": []})["shards"].extend(records)
+    return binding, sums
+
+
+def _mapping_of_mappings(found: object, what: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(found, Mapping) or not all(isinstance(v, Mapping) for v in found.values()):
+        raise ValueError(f"{what} is garbled (not a mapping of items)")
+    return {str(item): dict(entries) for item, entries in found.items()}
+
+
+def verify_json(saved: object, items: Mapping[str, object], where: str) -> None:
+    """Check the JSON ``items`` (by name) against their saved checksums ``saved``."""
+    sums = saved if isinstance(saved, Mapping) else {}
+    for name, value in items.items():
+        want, got = sums.get(name), json_checksum(value)
+        if want != got:
+            raise ValueError(
+                f"{where}: item {name!r} fails its checksum (saved {want}, read {got}): "
+                "it is damaged, or was put there from another checkpoint"
+            )
 
 
 def _shard_records(want: object) -> Iterator[tuple[Index, dict[str, Any]]]:
@@ -206,7 +291,12 @@ def verify(sums: object, trees: Mapping[str, object], where: str) -> None:
             raise ValueError(f"{where}: the {CHECKSUMS_ITEM!r} of item {item!r} are garbled")
         for entry, value in _leaves(tree):
             want = saved.get(entry)
-            if isinstance(want, Mapping) and "shards" not in want:
+            if not isinstance(want, Mapping):  # every leaf held whole was summed
+                raise ValueError(
+                    f"{where}: item {item!r} entry {entry!r} has no checksum record: its "
+                    f"{CHECKSUMS_ITEM!r} item is damaged"
+                )
+            if "shards" not in want:
                 checks.append((item, f"entry {entry!r}", want, value))
             for place, record in _shard_records(want):
                 cut = value[tuple(slice(start, stop) for start, stop in place)]

@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
-from artifex.generative_models.training._checkpointing._format import format_problem, read_meta
+from artifex.generative_models.training._checkpointing._identity import (
+    check_run,
+    checked_meta,
+    directory_run,
+)
 from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
     incomplete_steps,
+    is_complete_step,
     lacking,
 )
 
@@ -66,7 +71,13 @@ def list_steps(directory: Path) -> list[CheckpointInfo]:
     steps = sorted(found.step for found in CompleteStepsOnly().find_all(directory))
     for entry in incomplete_steps(directory).items():
         logger.warning("not listed: %s", lacking(directory, *entry))
-    infos = [_info(directory, step) for step in steps]
+    try:
+        owner = directory_run(directory)
+    except ValueError as error:  # a damaged marker, checkpoints of several runs
+        logger.warning("not checked for their run: %s", error)
+        owner = None
+    found = (_info(directory, step, owner) for step in steps)
+    infos = [info for info in found if info is not None]
     best = _best(directory, infos)
     if isinstance(best, int):
         infos = [replace(i, kind="best") if i.step == best else i for i in infos]
@@ -134,16 +145,21 @@ def _best(directory: Path, infos: list[CheckpointInfo]) -> int | str:
     return best
 
 
-def _info(directory: Path, step: int) -> CheckpointInfo:
-    """What the ``meta`` of ``step`` says (``"unreadable"`` with the problem if it cannot)."""
+def _info(directory: Path, step: int, owner: str | None) -> CheckpointInfo | None:
+    """What the ``meta`` of ``step`` says (``"unreadable"`` with the problem if it cannot).
+
+    A ``meta`` that fails its checks (its own checksum, its step, its run: ``owner``)
+    is unreadable, so its score is never ranked. ``None`` if the step was deleted
+    meanwhile (by the retention of a run writing the directory).
+    """
     where = f"checkpoint step {step} in {str(directory)!r}"
     try:
-        meta = read_meta(directory / str(step))
+        meta = checked_meta(directory, step)
+        check_run(where, meta, owner)
     except ValueError as error:
-        return _unreadable(step, f"{where} is damaged: {error}")
-    problem = format_problem(where, meta)
-    if problem is not None or not isinstance(meta, dict):  # a format's meta is a dict
-        return _unreadable(step, problem or f"{where} has no meta mapping")
+        return (
+            None if not is_complete_step(directory / str(step)) else _unreadable(step, str(error))
+        )
     try:
         position = meta.get("position")
         monitor = meta.get("monitor")

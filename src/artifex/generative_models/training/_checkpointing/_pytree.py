@@ -6,15 +6,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 __all__ = [
     "abstract_from_metadata",
     "abstract_tree",
+    "cast_leaves",
     "from_savable",
     "load_model",
     "match_keys",
+    "saved_dtypes",
     "to_savable",
     "with_shardings",
 ]
@@ -75,6 +78,55 @@ def abstract_from_metadata(metadata: object) -> Any:
         return _shape_dtype_struct(m.shape, m.dtype, sharding=sharding)
 
     return jax.tree.map(placeholder, tree, is_leaf=_is_array_meta)
+
+
+def _by_name(tree: object) -> dict[str, Any]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_array_meta)[0]
+    return {jax.tree_util.keystr(path, simple=True, separator="."): leaf for path, leaf in leaves}
+
+
+def _numeric(dtype: Any) -> bool:
+    return not jnp.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def saved_dtypes(abstract: object, saved: object) -> tuple[Any, dict[str, Any]]:
+    """``abstract`` with each array placeholder in its saved dtype; the target's dtypes.
+
+    The second result maps the dotted name of each leaf whose target dtype differs
+    from the saved one (``bfloat16`` for a ``float32`` checkpoint, say) to the
+    target's dtype, for ``cast_leaves`` after the saved values are verified.
+    """
+    saved_leaves = _by_name(saved)
+    casts: dict[str, Any] = {}
+
+    def fit(path: tuple[Any, ...], leaf: Any) -> Any:
+        name = jax.tree_util.keystr(path, simple=True, separator=".")
+        found = saved_leaves.get(name)
+        if (
+            isinstance(leaf, jax.ShapeDtypeStruct)
+            and found is not None
+            and _is_array_meta(found)
+            and found.dtype != leaf.dtype
+            and _numeric(found.dtype)
+            and _numeric(leaf.dtype)
+        ):
+            casts[name] = leaf.dtype
+            return _shape_dtype_struct(leaf.shape, found.dtype, sharding=leaf.sharding)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(fit, abstract), casts
+
+
+def cast_leaves(tree: Any, casts: Mapping[str, Any]) -> Any:
+    """``tree`` with the leaves named in ``casts`` cast to their dtype there."""
+    if not casts:
+        return tree
+
+    def cast(path: tuple[Any, ...], leaf: Any) -> Any:
+        dtype = casts.get(jax.tree_util.keystr(path, simple=True, separator="."))
+        return leaf if dtype is None else leaf.astype(dtype)
+
+    return jax.tree_util.tree_map_with_path(cast, tree)
 
 
 def with_shardings(abstract: object, template: object) -> Any:

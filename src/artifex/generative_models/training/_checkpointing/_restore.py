@@ -4,15 +4,17 @@ Takes plain arguments (a state template, a model); ``restore_checkpoint`` (in
 ``callbacks/_checkpoint_restore.py``) is the public, target-aware wrapper. Orbax reports
 a damaged item or a misfit array as its, or TensorStore's, text, and a failed read
 leaves reads behind that report again when collected: so the checks that need no array
-(the JSON metadata, the shapes) come first, and a read that fails anyway (damaged array
-data) is a ``ValueError`` naming the step, the item and, where TensorStore names it,
-the entry.
+(which checkpoint it is, the JSON metadata, the shapes) come first, and a read that
+fails anyway (damaged array data) is a ``ValueError`` naming the step, the item and,
+where TensorStore names it, the entry; or a ``FileNotFoundError`` when the checkpoint
+was deleted meanwhile. The items are then checked against the ``checksums`` item.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,21 +29,30 @@ from flax import nnx
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
+    CHECKPOINT_FORMAT,
     MARKER_FILE,
+    META_ITEM,
     STATE_ITEM,
-    format_problem,
     item_handlers,
-    read_meta,
+)
+from artifex.generative_models.training._checkpointing._identity import (
+    check_run,
+    checked_meta,
+    directory_run,
 )
 from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumRestore,
+    checksum_record,
     verify,
+    verify_json,
 )
 from artifex.generative_models.training._checkpointing._pytree import (
     abstract_from_metadata,
     abstract_tree,
+    cast_leaves,
     from_savable,
+    saved_dtypes,
     to_savable,
     with_shardings,
 )
@@ -49,6 +60,7 @@ from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
     incomplete_steps,
     lacking,
+    missing_parts,
 )
 
 __all__ = ["RestoredCheckpoint", "locate", "read_checkpoint"]
@@ -94,6 +106,13 @@ class RestoredCheckpoint:
     callback_arrays: dict[str, Any] = field(default_factory=dict)
 
 
+_LATEST_ATTEMPTS: Final = 3  # the latest checkpoint, deleted while read: the next latest
+
+
+class _Gone(FileNotFoundError):
+    """The checkpoint was deleted while it was read."""
+
+
 def read_checkpoint(
     directory: Path,
     step: int | None,
@@ -104,36 +123,75 @@ def read_checkpoint(
 ) -> tuple[RestoredCheckpoint, str | None]:
     """Read a checkpoint, laid out for a target (see ``restore_checkpoint``)."""
     path, step = locate(directory, step)
-    step, meta = _read_meta(path, step)
+    gone: set[int] = set()  # being deleted, though their directories may linger a while
+    while True:
+        chosen = _pick_step(path, step, gone)
+        try:
+            return _read_step(path, chosen, template, layout, into)
+        except _Gone as error:
+            gone.add(chosen)
+            if step is not None or len(gone) == _LATEST_ATTEMPTS:
+                raise FileNotFoundError(str(error)) from None
+            logger.info("%s; restoring the latest checkpoint left", error)
+
+
+def _read_step(
+    path: Path, step: int, template: dict[str, Any] | None, layout: nnx.Module | None, into: str
+) -> tuple[RestoredCheckpoint, str | None]:
+    """Read checkpoint ``step``; a ``_Gone`` if it is deleted meanwhile (a failure says why)."""
+    where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
+    before = _files(step_dir)
+    try:
+        return _read(path, step, where, template, layout, into)
+    except (ValueError, OSError):
+        if not _vanished(step_dir, before):
+            raise
+    raise _Gone(
+        f"{where} is no longer there: it was deleted while it was read (as the retention of "
+        "a run writing the directory deletes older checkpoints); restore another step "
+        "(see list_checkpoints)"
+    )
+
+
+def _files(step_dir: Path) -> set[Path]:
+    try:
+        return set(step_dir.rglob("*"))
+    except OSError:
+        return set()
+
+
+def _vanished(step_dir: Path, before: set[Path]) -> bool:
+    """Whether the step directory, or a file it held before the read, has gone."""
+    return (
+        not step_dir.is_dir()
+        or bool(missing_parts(step_dir))
+        or any(not os.path.lexists(file) for file in before)
+    )
+
+
+def _read(
+    path: Path,
+    step: int,
+    where: str,
+    template: dict[str, Any] | None,
+    layout: nnx.Module | None,
+    into: str,
+) -> tuple[RestoredCheckpoint, str | None]:
+    """Read checkpoint ``step`` of ``path``, checking which checkpoint it is and every item."""
+    meta = checked_meta(path, step)
+    check_run(where, meta, directory_run(path))
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
-    summed = meta.get("checksums") is True  # format 4
-    where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
-    check_json(where, step_dir)  # before Orbax reads anything
-    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
-    try:
-        metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
-        saved = abstract_from_metadata(metadata[STATE_ITEM])
-        abstract = _placeholders(saved, template, layout)
-        check_shapes(saved, abstract, where, STATE_ITEM)  # before Orbax reads anything
-        items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
-        if arrays:
-            items[ARRAYS_ITEM] = ocp.args.StandardRestore(
-                _array_placeholders(abstract_from_metadata(metadata[ARRAYS_ITEM]), layout)
-            )
-        for name in extra_names:
-            items[name] = ocp.args.JsonRestore()
-        if summed:
-            items[CHECKSUMS_ITEM] = ChecksumRestore()
-        restored = read_or_explain(
-            where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
-        )
-    finally:
-        manager.close()
+    summed = meta.get("checksums") is True  # format 4 on
+    check_json(where, path / str(step))  # before Orbax reads anything
+    restored, casts = _restore_items(
+        path, step, where, extra_names, arrays, summed, template, layout, into
+    )
     if summed:
-        trees: dict[str, Any] = {k: restored[k] for k in (STATE_ITEM, ARRAYS_ITEM) if k in items}
-        verify(restored[CHECKSUMS_ITEM], trees, where)
-    state: dict[str, Any] = restored[STATE_ITEM]
+        trees: dict[str, Any] = {k: restored[k] for k in (STATE_ITEM, ARRAYS_ITEM) if k in restored}
+        extras = {name: restored[name] for name in extra_names}
+        _verify(where, step, meta, restored[CHECKSUMS_ITEM], trees, extras)
+    state: dict[str, Any] = cast_leaves(restored[STATE_ITEM], casts)
     if template is not None:
         state = {
             key: from_savable(template[key], value) if key in template else value
@@ -150,6 +208,71 @@ def read_checkpoint(
         extra={name: restored[name] for name in extra_names},
         callback_arrays=dict(restored[ARRAYS_ITEM]) if arrays else {},
     ), (run if isinstance(run, str) and run else None)
+
+
+def _restore_items(
+    path: Path,
+    step: int,
+    where: str,
+    extra_names: tuple[str, ...],
+    arrays: bool,
+    summed: bool,
+    template: dict[str, Any] | None,
+    layout: nnx.Module | None,
+    into: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's."""
+    step_dir = path / str(step)
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
+    try:
+        metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
+        saved = abstract_from_metadata(metadata[STATE_ITEM])
+        abstract = _placeholders(saved, template, layout)
+        check_shapes(saved, abstract, where, STATE_ITEM)  # before Orbax reads anything
+        # Read as saved, so that the checksums check the saved bytes; cast afterwards.
+        abstract, casts = saved_dtypes(abstract, saved)
+        items: dict[str, ocp.args.CheckpointArgs] = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
+        if arrays:
+            items[ARRAYS_ITEM] = ocp.args.StandardRestore(
+                _array_placeholders(abstract_from_metadata(metadata[ARRAYS_ITEM]), layout)
+            )
+        for name in extra_names:
+            items[name] = ocp.args.JsonRestore()
+        if summed:
+            items[CHECKSUMS_ITEM] = ChecksumRestore()
+        restored = read_or_explain(
+            where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
+        )
+    finally:
+        manager.close()
+    return {name: restored[name] for name in items}, casts
+
+
+def _verify(
+    where: str,
+    step: int,
+    meta: dict[str, Any],
+    read: object,
+    trees: dict[str, Any],
+    extras: dict[str, Any],
+) -> None:
+    """Check the restored items against the checksums item, and that it is this checkpoint's."""
+    sealed = meta.get("format") == CHECKPOINT_FORMAT
+    try:
+        binding, sums = checksum_record(read, sealed=sealed)
+    except ValueError as error:
+        raise ValueError(f"{where} is damaged: {error}") from None
+    if sealed:
+        saved = (binding.get("step"), binding.get("run"))
+        if saved != (step, meta.get("run")):
+            raise ValueError(
+                f"{where}: its {CHECKSUMS_ITEM!r} item was saved for step {saved[0]} of run "
+                f"{saved[1]!r}, its {META_ITEM!r} item for step {step} of run "
+                f"{meta.get('run')!r}: items of different checkpoints (one put there from "
+                "another step?); it is not restored"
+            )
+        verify_json(binding.get("json"), {META_ITEM: meta, **extras}, where)
+    verify(sums, trees, where)
 
 
 def _open(
@@ -174,7 +297,12 @@ def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
 
 
 def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
-    """The checkpoint directory and step meant by ``path`` (a directory or a step in one)."""
+    """The checkpoint directory (resolved) and step meant by ``path`` (a directory or a step).
+
+    A step directory is told by its own name, not by where a link to it points: a
+    link ``dirpath/9`` to another directory's ``3`` means step 9 of ``dirpath``, which
+    the identity checks then refuse.
+    """
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
     if (
@@ -189,38 +317,27 @@ def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
         path, step = path.parent, int(path.name)
     if not is_checkpoint_directory(path):
         raise ValueError(f"{str(path)!r} is not a ModelCheckpoint directory (no {MARKER_FILE})")
-    return path, step
+    return path.resolve(), step
 
 
-def _read_meta(path: Path, step: int | None) -> tuple[int, Any]:
-    """The step to restore (the latest if ``step`` is ``None``) and its ``meta`` item."""
-    manager = _open(path)
-    try:
-        steps = tuple(sorted(manager.all_steps()))
-        skipped = incomplete_steps(path)
-        if not steps:
-            why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())
-            raise FileNotFoundError(f"no checkpoint in {str(path)!r}{why}")
-        if step is None:
-            step = steps[-1]
-            for entry in (entry for entry in skipped.items() if entry[0] > step):
-                logger.warning("restoring step %d of %s: %s", step, path, lacking(path, *entry))
-        elif step not in steps:
-            why = f" ({lacking(path, step, skipped[step])})" if step in skipped else ""
-            raise FileNotFoundError(
-                f"no checkpoint for step {step} in {str(path)!r}{why}; steps there: {list(steps)}"
-            )
-    finally:
-        manager.close()
-    where = f"checkpoint step {step} in {str(path)!r}"
-    try:
-        meta = read_meta(path / str(step))
-    except ValueError as error:  # a garbled or truncated JSON file
-        raise ValueError(f"{where} is damaged: {error}") from error
-    problem = format_problem(where, meta)
-    if problem is not None:
-        raise ValueError(problem)
-    return step, meta
+def _pick_step(path: Path, step: int | None, gone: set[int]) -> int:
+    """The step to restore: ``step``, or the latest not ``gone`` if ``None``; or a refusal."""
+    # Listed without an Orbax manager, which would read every step's metadata.
+    steps = tuple(sorted({found.step for found in CompleteStepsOnly().find_all(path)} - gone))
+    skipped = incomplete_steps(path)
+    if not steps:
+        why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())
+        raise FileNotFoundError(f"no checkpoint in {str(path)!r}{why}")
+    if step is None:
+        step = steps[-1]
+        for entry in (entry for entry in skipped.items() if entry[0] > step):
+            logger.warning("restoring step %d of %s: %s", step, path, lacking(path, *entry))
+    elif step not in steps:
+        why = f" ({lacking(path, step, skipped[step])})" if step in skipped else ""
+        raise FileNotFoundError(
+            f"no checkpoint for step {step} in {str(path)!r}{why}; steps there: {list(steps)}"
+        )
+    return step
 
 
 def _placeholders(abstract: Any, template: dict[str, Any] | None, model: nnx.Module | None) -> Any:
@@ -305,7 +422,11 @@ def _damage(error: BaseException, step_dir: Path, item: str = STATE_ITEM) -> str
 def check_json(where: str, step_dir: Path) -> None:
     """Refuse a step whose JSON metadata files do not parse, before Orbax reads them."""
     for file in sorted(step_dir.rglob("*")):
-        if file.is_file() and (file.name in _JSON_FILES or file.parent.name == "array_metadatas"):
+        if file.is_file() and (
+            file.name in _JSON_FILES
+            or file.parent.name == "array_metadatas"
+            or (file.parent.name == CHECKSUMS_ITEM and file.suffix == ".json")  # shard sums
+        ):
             try:
                 json.loads(file.read_bytes())
             except ValueError as error:  # JSONDecodeError and UnicodeDecodeError

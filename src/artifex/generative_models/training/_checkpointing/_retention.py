@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from artifex.generative_models.training._checkpointing._format import read_meta
+from artifex.generative_models.training._checkpointing._identity import checked_meta
 
 if TYPE_CHECKING:  # types only: this package imports nothing of callbacks/ at run time
     from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
@@ -43,13 +43,16 @@ class Ranking(ocm.PreservationPolicy):
         self.scores: dict[int, float] = {}
 
     def read(self, directory: Path, steps: Iterable[int], monitor: str) -> None:
-        """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``."""
+        """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``.
+
+        A ``meta`` that fails its checks (see ``checked_meta``) gives no score.
+        """
         for step in steps:
             try:
-                meta = read_meta(directory / str(step))
-            except ValueError:  # unreadable: unranked, as restore will say
+                meta = checked_meta(directory, step)
+            except ValueError:  # unreadable or untrusted: unranked, as restore will say
                 continue
-            metrics = meta.get("metrics") if isinstance(meta, dict) else None
+            metrics = meta.get("metrics")
             if isinstance(metrics, dict) and isinstance(metrics.get(monitor), int | float):
                 self.scores[step] = float(metrics[monitor])
 

@@ -30,6 +30,7 @@ __all__ = [
     "incomplete_steps",
     "is_complete_step",
     "lacking",
+    "missing_parts",
     "move_aside_after",
     "tidy_step_directories",
 ]
@@ -130,7 +131,11 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
     def find_step(self, base_path: str | os.PathLike[str], step: int) -> ocp.step.Metadata:
         metadata = self._standard.find_step(base_path, step)
         if not is_complete_step(Path(metadata.path)):
-            raise ValueError(f"step {step} in {str(base_path)!r} is not a complete checkpoint")
+            # A FileNotFoundError, as for a missing step: Orbax takes it as "no metrics"
+            # when a step it has just listed is deleted before it reads them.
+            raise FileNotFoundError(
+                f"step {step} in {str(base_path)!r} is not a complete checkpoint"
+            )
         return metadata
 
 

@@ -69,7 +69,7 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[CheckpointInfo]:
 def _whole_directory(directory: str | os.PathLike[str], what: str) -> Path:
     """The checkpoint directory ``directory``, refusing one step's directory in it."""
     check_checkpoint_location("directory", directory)
-    path, step = locate(Path(directory).resolve(), None)
+    path, step = locate(Path(directory), None)
     if step is not None:
         raise ValueError(
             f"{what} takes a checkpoint directory, got the step directory "
@@ -117,10 +117,12 @@ def restore_checkpoint(
     fully addressable copy of every array (for inspection or evaluation, not for
     resuming a sharded run).
 
-    Checkpoints of the current format and the one before (``READABLE_FORMATS``)
-    restore; older ones are refused, naming the version that reads them. The
-    restored arrays of a format-4 checkpoint are verified against the checksums
-    saved with them (format 3 has none and restores unverified).
+    Checkpoints of formats 3 to 5 (``READABLE_FORMATS``) restore; older ones are
+    refused, naming the version that reads them. Every item of a format-5
+    checkpoint is verified against the checksums saved with it (format 4: the
+    arrays; format 3 has none and restores unverified), and the checkpoint must be
+    the one asked for: its recorded step its directory's, its run the directory's.
+    Arrays are read in their saved dtype, verified, then cast to a trainer target's.
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the
@@ -131,11 +133,16 @@ def restore_checkpoint(
             neither a module nor a trainer.
         NotADirectoryError: If ``directory`` is a file.
         FileNotFoundError: If ``directory`` holds no checkpoint (or not ``step``); an
-            incomplete step directory there is named, with what it lacks.
+            incomplete step directory there is named, with what it lacks. Also if the
+            checkpoint is deleted while it is read (by the retention of a run writing
+            the directory): it "is no longer there" (with ``step=None``, the latest
+            checkpoint left is read instead).
         ValueError: If ``directory`` is empty or not a ModelCheckpoint directory, or the
             checkpoint has a retired or unknown format, is damaged (a truncated file: the message
             names the step, the item and, where it can, the entry; or a restored array
-            fails its checksum: named the same way) or does not fit ``target`` (an array
+            fails its checksum: named the same way; or a JSON item, the checksum record
+            or ``meta`` fails its own), is not the checkpoint asked for (its recorded
+            step or run is another's: both are named), or does not fit ``target`` (an array
             of another shape: named with both shapes), or ``step`` contradicts the step
             directory given, or ``step="best"`` finds no best: the checkpoints disagree
             on the monitor or mode (each step's are named), record none, or none has
@@ -155,7 +162,7 @@ def restore_checkpoint(
     if trainer is None and target is not None:
         model = target if isinstance(target, nnx.Module) else target.model
     restored, run = read_checkpoint(
-        Path(directory).resolve(),
+        Path(directory),
         None if step is None else int(step),
         template=None if trainer is None else trainer.state_dict(),
         layout=model if trainer is None else trainer.model,

@@ -6,7 +6,7 @@ global step, with the items ``state`` (``trainer.state_dict()`` of a
 [`CheckpointableTrainer`][]; model, optimizer state, step and epoch of a plain
 [`TrainerLike`][]), ``meta``, ``callbacks`` (the stateful callbacks' states),
 ``callback_arrays``, ``checksums`` and those of ``json_items``. The layout, its
-formats (``CHECKPOINT_FORMAT``; the one before it still restores) and the directory's
+formats (``CHECKPOINT_FORMAT``; formats 3 and 4 still restore) and the directory's
 rules are told once, in the docs' [Checkpoints](../checkpoints.md) page. Restore with
 [`restore_checkpoint`][].
 """

@@ -1,0 +1,61 @@
+"""Issue 30: restoring the latest while the writing run's retention deletes never says "damaged".
+
+An evaluator restored "latest" from a directory whose trainer saved every step and
+deleted the one before: 16 of 33 restores said that an intact checkpoint, deleted
+while it was read, "is damaged". Each restore now returns a checkpoint (the latest
+left, when the one it began with went) or, at worst, a ``FileNotFoundError``: it is no
+longer there, or at that instant no checkpoint is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from artifex.generative_models.training.callbacks import restore_checkpoint
+from tests.laws import _retention_script
+from tests.laws.test_damaged_checkpoints import orbax_noise
+
+ROOT = Path(_retention_script.__file__).resolve().parents[2]
+STEPS = 150
+
+
+@pytest.mark.one_python
+def test_restoring_the_latest_while_retention_deletes(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "tests.laws._retention_script", str(tmp_path)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    with (tmp_path / "subprocess.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [*args, "--steps", str(STEPS)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+    restored: list[int] = []
+    gone: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None, (tmp_path / "subprocess.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint in 120 s"
+            time.sleep(0.01)
+        with orbax_noise():
+            while proc.poll() is None:
+                try:
+                    restored.append(restore_checkpoint(tmp_path / "checkpoints").step)
+                except FileNotFoundError as error:  # went, and so did the latest left
+                    gone.append(str(error))
+    finally:
+        if proc.poll() is None:  # a failed assertion above
+            proc.kill()
+    assert proc.wait(timeout=30) == 0, (tmp_path / "subprocess.log").read_text()[-3000:]
+    # Never "damaged" (a ValueError): the checkpoint began with is "no longer there", or,
+    # between Orbax's deletion of one and the commit of the next, none is complete.
+    assert all(re.search(r"is no longer there|^no checkpoint in", text) for text in gone), gone
+    assert len(restored) >= 3, (restored, gone)
+    print(f"{len(restored)} restored, {len(gone)} found none", file=sys.stderr)
+    assert restored == sorted(restored)  # each the latest at its time
+    assert restore_checkpoint(tmp_path / "checkpoints").step == STEPS
