@@ -12,6 +12,7 @@ from artifex.generative_models.training._checkpointing._ended import RunEnd
 from artifex.generative_models.training._checkpointing._format import (
     CALLBACKS_ITEM,
     CHECKPOINT_FORMAT,
+    RESERVED_ITEMS,
 )
 from artifex.generative_models.training._checkpointing._pytree import to_savable
 from artifex.generative_models.training.callbacks._monitor import Mode, to_float
@@ -36,6 +37,7 @@ __all__ = [
     "callback_arrays",
     "callback_items",
     "checkpoint_meta",
+    "json_save_items",
     "run_end",
     "save_position",
     "warn_if_stateful_after",
@@ -76,6 +78,26 @@ def callback_items(trainer: TrainerLike) -> dict[str, Any]:
         owner = f"the state_dict() of callback {type(callback).__qualname__} (state_key {key!r})"
         check_json(state, owner)
     return {CALLBACKS_ITEM: states}
+
+
+def json_save_items(trainer: TrainerLike, own: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """The JSON items of a save: the callbacks' states, and ``own`` (``json_items()``), checked.
+
+    Args:
+        trainer: The trainer whose callbacks' states are saved.
+        own: What ``ModelCheckpoint.json_items`` returned.
+        owner: Who returned ``own``, for the messages.
+
+    Raises:
+        TypeError: If one is not JSON-able, naming its owner, place and type.
+        ValueError: If ``own`` uses a reserved item name.
+    """
+    clash = RESERVED_ITEMS & own.keys()
+    if clash:
+        raise ValueError(f"{owner} may not use the reserved item names {sorted(clash)}")
+    for name, value in own.items():
+        check_json(value, owner, f"item {name!r}")
+    return callback_items(trainer) | dict(own)
 
 
 def callback_arrays(trainer: TrainerLike) -> dict[str, Any]:

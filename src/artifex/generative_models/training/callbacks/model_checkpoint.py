@@ -27,7 +27,6 @@ from artifex.generative_models.training._checkpointing._directory import (
 from artifex.generative_models.training._checkpointing._ended import record_end
 from artifex.generative_models.training._checkpointing._format import (
     CHECKPOINT_FORMAT,
-    RESERVED_ITEMS,
     save_args,
 )
 from artifex.generative_models.training._checkpointing._listing import (
@@ -57,8 +56,8 @@ from artifex.generative_models.training.callbacks._checkpoint_config import (
 )
 from artifex.generative_models.training.callbacks._checkpoint_contents import (
     callback_arrays,
-    callback_items,
     checkpoint_meta,
+    json_save_items,
     run_end,
     save_position,
     training_state,
@@ -70,7 +69,6 @@ from artifex.generative_models.training.callbacks._checkpoint_restore import (
 )
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
 from artifex.generative_models.training.callbacks._monitor import MonitorLookup
-from artifex.generative_models.training.callbacks._state import check_json
 from artifex.generative_models.training.callbacks.base import TrainerLike
 from artifex.generative_models.training.callbacks.protocols import (
     StepCheckpointableTrainer,
@@ -445,19 +443,9 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             self._watch.settle(block=True)
 
     def _json_items(self, trainer: TrainerLike) -> dict[str, Any]:
-        """The JSON items of a save: the callbacks' states and ``json_items``, checked.
-
-        Raises:
-            TypeError: If one is not JSON-able, naming its owner, place and type.
-            ValueError: If ``json_items`` uses a reserved item name.
-        """
-        own = self.json_items(trainer)
-        clash = RESERVED_ITEMS & own.keys()
-        if clash:
-            raise ValueError(f"json_items() may not use the reserved item names {sorted(clash)}")
-        for name, value in own.items():
-            check_json(value, f"{type(self).__qualname__}.json_items()", f"item {name!r}")
-        return callback_items(trainer) | own
+        """The JSON items of a save, checked (``json_save_items``)."""
+        owner = f"{type(self).__qualname__}.json_items()"
+        return json_save_items(trainer, self.json_items(trainer), owner)
 
     def _plan(self, trainer: TrainerLike, logs: dict[str, Any] | None, *, due: bool) -> SavePlan:
         """``(step, score)`` of the checkpoint due now, or ``None``."""
