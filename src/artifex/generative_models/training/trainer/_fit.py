@@ -43,9 +43,11 @@ from artifex.generative_models.training.callbacks.protocols import (
 )
 from artifex.generative_models.training.trainer._batch_errors import explain_batch_failure
 from artifex.generative_models.training.trainer._chunks import (
+    DataResume,
     DataSource,
     EpochChunks,
     check_reiterable,
+    check_training_data,
     checked_batches,
 )
 from artifex.generative_models.training.trainer._leaves import FlatState, Leaves
@@ -95,6 +97,8 @@ def run_fit(
     epochs: int,
     val_data: DataSource | None,
     resume_from: str | os.PathLike[str] | None,
+    steps_per_epoch: int | None = None,
+    data_resume: DataResume = "replay",
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -109,6 +113,8 @@ def run_fit(
         epochs: As ``Trainer.fit`` takes them.
         val_data: As ``Trainer.fit`` takes them.
         resume_from: As ``Trainer.fit`` takes them.
+        steps_per_epoch: As ``Trainer.fit`` takes them.
+        data_resume: As ``Trainer.fit`` takes them.
         state: The trained state.
         position: The trainer's counters; they advance as steps run.
         outcome: Set to ``"running"`` now and to how the run ended at its end.
@@ -119,7 +125,9 @@ def run_fit(
     callbacks = trainer.callbacks
     # ---- the start: every refusal comes before any callback changes a file
     epochs = check_int("epochs", epochs, minimum=0)
-    check_reiterable(train_data, "train_data", epochs)
+    train_data = check_training_data(
+        train_data, position.data, epochs, steps_per_epoch, data_resume
+    )
     if val_data is not None:
         check_reiterable(val_data, "val_data", epochs)
     stateful_callbacks(callbacks)  # callbacks may have been added since __init__
@@ -128,14 +136,21 @@ def run_fit(
     position.data = train_data
     if resume_from is not None:
         trainer.resume(resume_from)
-    position.check_resumable()
-    position.planned_epochs, position.steps_per_epoch = position.epoch + epochs, _length(train_data)
+    replay = position.check_resumable(data_resume)
+    position.planned_epochs = position.epoch + epochs
+    position.steps_per_epoch = steps_per_epoch or _length(train_data)
     preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
     savers = preemption_savers(callbacks) if trainer.preemption else ()
     watch = PreemptionWatch(enabled=bool(savers), multiprocess=jax.process_count() > 1)
-    chunks = EpochChunks(train_data, chunk_size=trainer.steps_per_execution, spmd=spmd)
+    chunks = EpochChunks(
+        train_data,
+        chunk_size=trainer.steps_per_execution,
+        spmd=spmd,
+        steps_per_epoch=steps_per_epoch,
+        replay=replay,
+    )
     loop = EpochLoop(trainer, state, compiled(), position, stops, watch, chunks, spmd=spmd)
     trainer.stop_training = False
     outcome.status, outcome.stopped_by, outcome.error = "running", None, None
