@@ -305,7 +305,7 @@ def _host_run(tmp_path: Path, *, restore_best_weights: bool) -> tuple[HostTraine
 
 
 def test_callback_arrays_are_an_orbax_item_of_the_same_checkpoint(tmp_path: Path) -> None:
-    assert CHECKPOINT_FORMAT == "artifex-nnx-callbacks/checkpoint/4"
+    assert CHECKPOINT_FORMAT == "artifex-nnx-callbacks/checkpoint/5"
     trainer, early = _host_run(tmp_path, restore_best_weights=True)
     step_dir = tmp_path / "ck" / "3"
     assert (step_dir / "callback_arrays").is_dir()

@@ -24,6 +24,11 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing._data_item import (
+    DATA_ITEM,
+    DataRestore,
+    decode_data,
+)
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
@@ -108,9 +113,10 @@ def read_checkpoint(
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
     summed = meta.get("checksums") is True  # format 4
+    data = meta.get("data") is True  # format 5, with a data position
     where, step_dir = f"checkpoint step {step} in {str(path)!r}", path / str(step)
     check_json(where, step_dir)  # before Orbax reads anything
-    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed, data=data)
     try:
         metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
         saved = abstract_from_metadata(metadata[STATE_ITEM])
@@ -125,6 +131,8 @@ def read_checkpoint(
             items[name] = ocp.args.JsonRestore()
         if summed:
             items[CHECKSUMS_ITEM] = ChecksumRestore()
+        if data:
+            items[DATA_ITEM] = DataRestore()
         restored = read_or_explain(
             where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
         )
@@ -139,6 +147,8 @@ def read_checkpoint(
             key: from_savable(template[key], value) if key in template else value
             for key, value in state.items()
         }
+    if data:
+        state[DATA_ITEM] = decode_data(restored[DATA_ITEM])
     run: object = meta.get("run")
     return RestoredCheckpoint(
         directory=path,
@@ -153,7 +163,12 @@ def read_checkpoint(
 
 
 def _open(
-    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
+    path: Path,
+    extra: tuple[str, ...] = (),
+    *,
+    arrays: bool = False,
+    checksums: bool = False,
+    data: bool = False,
 ) -> ocp.CheckpointManager:
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
@@ -161,7 +176,7 @@ def _open(
         options=ocp.CheckpointManagerOptions(
             create=False, enable_async_checkpointing=False, step_name_format=CompleteStepsOnly()
         ),
-        item_handlers=item_handlers(extra, arrays=arrays, checksums=checksums),
+        item_handlers=item_handlers(extra, arrays=arrays, checksums=checksums, data=data),
     )
 
 

@@ -118,8 +118,10 @@ def restore_checkpoint(
 
     Checkpoints of the current format and the one before (``READABLE_FORMATS``)
     restore; older ones are refused, naming the version that reads them. The
-    restored arrays of a format-4 checkpoint are verified against the checksums
-    saved with them (format 3 has none and restores unverified).
+    restored arrays are verified against the checksums saved with them. The data
+    position (``state["data"]``) comes back as Python values: from the ``data`` item
+    of format 5, or from the ``state`` item of format 4, its 0-d arrays turned into
+    Python scalars when a trainer loads it.
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the

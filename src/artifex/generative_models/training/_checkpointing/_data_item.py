@@ -1,0 +1,104 @@
+"""The ``data`` item (format 5): the training data's position, as JSON, one file per process.
+
+``Trainer.state_dict()["data"]`` (a ``StatefulData``'s ``state_dict()``, a grain
+iterator's state among them) is saved apart from the arrays of the ``state`` item,
+where Orbax would turn its scalars into 0-d arrays and could not hold bytes or
+strings. It is JSON: ``bytes`` become ``{"__bytes__": base64}`` and tuples lists, so
+that what comes back is what was saved, as Python values. In a multi-process job each
+process saves its own position, in its own file of the item
+(``process_<i>-of-<n>.json``), and restores its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import args as ocp_args
+
+__all__ = ["DATA_ITEM", "DataHandler", "DataRestore", "DataSave", "decode_data", "encode_data"]
+
+DATA_ITEM: Final = "data"
+_BYTES: Final = "__bytes__"
+
+
+@dataclasses.dataclass
+class DataSave(ocp_args.CheckpointArgs):
+    """Save arguments of the data item: this process's encoded position."""
+
+    item: Mapping[str, Any]
+
+
+@dataclasses.dataclass
+class DataRestore(ocp_args.CheckpointArgs):
+    """Restore arguments of the data item (none: this process's file is read)."""
+
+
+class DataHandler(ocp.JsonCheckpointHandler):
+    """The item's handler: every process writes (and reads) its own JSON file."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            filename=f"process_{jax.process_index()}-of-{jax.process_count()}.json",
+            multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=None),
+        )
+
+
+# Orbax picks an item's handler by the type of its save arguments.
+ocp_args.register_with_handler(DataHandler, for_save=True)(DataSave)
+ocp_args.register_with_handler(DataHandler, for_restore=True)(DataRestore)
+
+
+def encode_data(state: object) -> dict[str, Any]:
+    """The item's JSON for a data position (``{"state": ...}``).
+
+    Raises:
+        TypeError: If a value is not JSON (nor bytes), naming where it is.
+    """
+    return {"state": _encode(state, "state_dict()")}
+
+
+def decode_data(saved: object) -> Any:
+    """The data position the item holds, as Python values (bytes decoded)."""
+    state = saved.get("state") if isinstance(saved, dict) else None
+    return _decode(state)
+
+
+def _encode(value: object, where: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return {_BYTES: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list | tuple):
+        return [_encode(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        encoded: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"the training data's {where} has the key {key!r} "
+                    f"({type(key).__qualname__}); a data position needs string keys"
+                )
+            encoded[key] = _encode(item, f"{where}[{key!r}]")
+        return encoded
+    if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return _encode(value.item(), where)  # a NumPy or JAX scalar
+    raise TypeError(
+        f"the training data's {where} is a {type(value).__qualname__}, which a checkpoint "
+        "cannot hold; a data position holds JSON values (int, float, bool, str, None, "
+        "bytes, lists and dicts of them)"
+    )
+
+
+def _decode(value: object) -> Any:
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    if isinstance(value, dict):
+        if set(value) == {_BYTES} and isinstance(value[_BYTES], str):
+            return base64.b64decode(value[_BYTES])
+        return {key: _decode(item) for key, item in value.items()}
+    return value
