@@ -15,7 +15,17 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["GrainData", "grain_source", "is_endless_grain"]
+ENDLESS_LENGTH = sys.maxsize >> 16
+"""A length no finite data has: ``repeat()``'s ``sys.maxsize``, even divided by a batch size."""
+
+__all__ = [
+    "ENDLESS_LENGTH",
+    "GrainData",
+    "SizedGrainData",
+    "grain_data",
+    "grain_source",
+    "is_endless_grain",
+]
 
 
 def grain_source(data: object) -> bool:
@@ -29,15 +39,16 @@ def grain_source(data: object) -> bool:
 def is_endless_grain(data: object) -> bool:
     """Whether a grain dataset repeats forever, as far as its public API tells.
 
-    A ``MapDataset`` is endless when its length is ``sys.maxsize`` (``repeat()``
-    without ``num_epochs``); an ``IterDataset`` when a ``MapDataset`` it is built on is
-    (through ``parents``). A ``DataLoader``'s sampler cannot be asked: never detected.
+    A ``MapDataset`` is endless when its length is near ``sys.maxsize`` (``repeat()``
+    without ``num_epochs`` sets it, and a ``batch`` after it divides it); an
+    ``IterDataset`` when a ``MapDataset`` it is built on is (through ``parents``). A
+    ``DataLoader``'s sampler cannot be asked: never detected.
     """
     grain: Any = sys.modules.get("grain")
     if grain is None:
         return False
     if isinstance(data, grain.MapDataset):
-        return len(data) >= sys.maxsize
+        return len(data) >= ENDLESS_LENGTH
     if isinstance(data, grain.IterDataset):
         return any(is_endless_grain(parent) for parent in data.parents)
     return False
@@ -60,10 +71,6 @@ class GrainData:
     def __init__(self, source: Any) -> None:
         self.source = source
         self._live: Any = None
-
-    def __len__(self) -> int:
-        """The batches of one pass, for a ``MapDataset`` (others have no length)."""
-        return len(self.source)
 
     def __iter__(self) -> Iterator[Any]:
         """Yield the rest of the live iterator, or of a new pass if it has ended."""
@@ -99,3 +106,19 @@ class GrainData:
         live = iter(self.source)
         live.set_state(saved)
         self._live = live
+
+
+class SizedGrainData(GrainData):
+    """A ``GrainData`` of a ``grain.MapDataset``: ``len()`` is its batches per pass."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        """The batches of one pass."""
+        return len(self.source)
+
+
+def grain_data(source: Any) -> GrainData:
+    """The ``GrainData`` of a grain dataset or loader (sized for a ``MapDataset``)."""
+    grain: Any = sys.modules["grain"]
+    return SizedGrainData(source) if isinstance(source, grain.MapDataset) else GrainData(source)

@@ -56,9 +56,7 @@ STATE_ITEM: Final = "state"
 META_ITEM: Final = "meta"
 CALLBACKS_ITEM: Final = "callbacks"
 ARRAYS_ITEM: Final = "callback_arrays"
-RESERVED_ITEMS: Final = frozenset(
-    {STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS_ITEM, DATA_ITEM}
-)
+RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS_ITEM, DATA_ITEM})
 
 
 def item_handlers(

@@ -25,7 +25,6 @@ start and skips (draws, does not train) the batches already trained, with a warn
 from __future__ import annotations
 
 import itertools
-import sys
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -35,7 +34,13 @@ import jax
 import numpy as np
 
 from artifex.generative_models.training._checks import check_int
-from artifex.generative_models.training._grain import GrainData, grain_source, is_endless_grain
+from artifex.generative_models.training._grain import (
+    ENDLESS_LENGTH,
+    GrainData,
+    grain_data,
+    grain_source,
+    is_endless_grain,
+)
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.data import StatefulData
 from artifex.generative_models.training.trainer._leaves import same
@@ -126,7 +131,7 @@ def check_training_data(
         return data
     if isinstance(current, GrainData) and current.source is data:
         return current
-    return GrainData(data)
+    return grain_data(data)
 
 
 def _endless(data: object) -> bool:
@@ -136,7 +141,7 @@ def _endless(data: object) -> bool:
     if grain_source(data):
         return is_endless_grain(data)
     try:
-        return len(data) >= sys.maxsize  # type: ignore[arg-type]  # probed  # ty: ignore[invalid-argument-type]
+        return len(data) >= ENDLESS_LENGTH  # type: ignore[arg-type]  # probed  # ty: ignore[invalid-argument-type]
     except TypeError:
         return False
 
