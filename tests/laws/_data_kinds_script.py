@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     epochs, resume_from = args.epochs, None
     if args.resume and any(p.name.isdigit() for p in checkpoints.glob("*")):
         saved = restore_checkpoint(checkpoints)
-        epochs, resume_from = args.epochs - saved.epoch, checkpoints
+        # state["epoch"] is the next epoch to run (meta's epoch, saved.epoch, is the one
+        # that ended, for an epoch-end checkpoint); a mid-epoch one resumes inside it.
+        epochs, resume_from = args.epochs - int(saved.state["epoch"]), checkpoints
         if saved.position is not None:
             (workdir / f"resumed-{os.getpid()}").write_text(str(saved.position))
     with warnings.catch_warnings(record=True) as caught:

@@ -45,12 +45,13 @@ def is_endless_grain(data: object) -> bool:
     ``DataLoader``'s sampler cannot be asked: never detected.
     """
     grain: Any = sys.modules.get("grain")
+    dataset: Any = data  # grain's types are not known statically
     if grain is None:
         return False
-    if isinstance(data, grain.MapDataset):
-        return len(data) >= ENDLESS_LENGTH
-    if isinstance(data, grain.IterDataset):
-        return any(is_endless_grain(parent) for parent in data.parents)
+    if isinstance(dataset, grain.MapDataset):
+        return len(dataset) >= ENDLESS_LENGTH
+    if isinstance(dataset, grain.IterDataset):
+        return any(is_endless_grain(parent) for parent in dataset.parents)
     return False
 
 

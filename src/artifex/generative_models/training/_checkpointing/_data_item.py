@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import args as ocp_args
 
@@ -85,8 +86,8 @@ def _encode(value: object, where: str) -> Any:
                 )
             encoded[key] = _encode(item, f"{where}[{key!r}]")
         return encoded
-    if hasattr(value, "ndim") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return _encode(value.item(), where)  # a NumPy or JAX scalar
+    if isinstance(value, np.generic | np.ndarray | jax.Array) and np.ndim(value) == 0:
+        return _encode(np.asarray(value).item(), where)  # a NumPy or JAX scalar
     raise TypeError(
         f"the training data's {where} is a {type(value).__qualname__}, which a checkpoint "
         "cannot hold; a data position holds JSON values (int, float, bool, str, None, "
