@@ -243,11 +243,12 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             ``{"model": nnx.State, "opt_state": pytree, "step": int, "epoch": int}``,
             where ``"epoch"`` is the next epoch to run (during ``on_epoch_end(e)``,
             whose steps are all done, that is ``e + 1``, so a checkpoint taken there
-            resumes with the following epoch), plus ``"data"`` (the batcher's
-            ``state_dict()``: seed, data epoch and position) when the last ``fit``
-            used data with state. The model's RNG streams are part of ``"model"``.
-            Where [`resumable_mid_epoch`][], ``"epoch"`` is the epoch in progress
-            and ``"epoch_progress"`` holds the position in it (see ``_position``).
+            resumes with the following epoch), plus ``"data"`` (the data's
+            ``state_dict()``: an ``ArrayBatcher``'s seed, data epoch and position, a
+            grain iterator's state) when the last ``fit`` used data with state. The
+            model's RNG streams are part of ``"model"``. Where
+            [`resumable_mid_epoch`][], ``"epoch"`` is the epoch in progress and
+            ``"epoch_progress"`` holds the position in it (see ``_position``).
             The arrays are never donated later.
         """
         return {
