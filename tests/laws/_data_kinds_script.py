@@ -75,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = workdir / "checkpoints"
     sleep: float = args.batch_sleep
     found: list[ModelCheckpoint] = []
+    caught: list[list[warnings.WarningMessage]] = []  # the list catch_warnings fills
+
+    def record_skips() -> None:
+        # Written before each step, so that a SIGKILL later in the run keeps it.
+        skips = [str(w.message) for r in caught for w in r if w.category is ReplayedDataWarning]
+        if skips:
+            (workdir / f"skipped-{os.getpid()}").write_text("\n".join(skips))
 
     def mark(_trainer: object, _step: int) -> None:
+        record_skips()
         steps = found[0].saved_checkpoint_steps if found else ()
         if steps:
             (workdir / f"saved-{steps[-1]}").touch()
@@ -102,16 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         epochs, resume_from = args.epochs - int(saved.state["epoch"]), checkpoints
         if saved.position is not None:
             (workdir / f"resumed-{os.getpid()}").write_text(str(saved.position))
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as recorded:
         warnings.simplefilter("always", ReplayedDataWarning)
+        caught.append(recorded)
         try:
             trainer.fit(data, epochs=epochs, val_data=val, resume_from=resume_from)
         except Preempted:
             return PREEMPTED
         finally:
-            skips = [str(w.message) for w in caught if w.category is ReplayedDataWarning]
-            if skips:
-                (workdir / f"skipped-{os.getpid()}").write_text("\n".join(skips))
+            record_skips()
     savez: Callable[..., None] = np.savez  # its stub rejects a **dict of arrays
     savez(workdir / "final.npz", **flat_state(trainer.state_dict()["model"]))  # ty: ignore[invalid-argument-type]
     return 0

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from artifex.generative_models.training.callbacks import LambdaCallback
+from artifex.generative_models.training.callbacks import LambdaCallback, restore_checkpoint
 from artifex.generative_models.training.trainer._chunks import ReplayedDataWarning
 from tests.laws._outcomes import assert_same, outcome
-from tests.laws._resume_script import Batch, build, make_data
+from tests.laws._resume_script import Batch, build, flat_state, make_data
 
 
 class Crash(Exception):
@@ -86,6 +86,33 @@ def test_a_user_stateful_data_is_rewound_inside_a_chunk(tmp_path: Path, how: str
     trainer.fit(data, epochs=1, val_data=VAL)  # a new pass: all six were trained
     assert data.drawn == list(range(6))
     assert trainer.step == 12
+
+
+@pytest.mark.filterwarnings("ignore:EarlyStopping monitors 'val_loss'")
+def test_a_stop_inside_a_chunk_resumes_exactly_from_the_checkpoint_it_left(
+    tmp_path: Path,
+) -> None:
+    """The epoch-end checkpoint after a stop inside a chunk holds the rewound position."""
+
+    def end(trainer: Any, step: int, _logs: object) -> None:
+        if step == 5:
+            trainer.stop_training = True
+
+    extra = (LambdaCallback(on_batch_end=end),)
+    trainer, _, _ = build(tmp_path, extra=extra, steps_per_execution=4)
+    data = Cursor(batches())
+    trainer.fit(data, epochs=2, val_data=VAL)
+    assert restore_checkpoint(tmp_path / "checkpoints").state["data"] == {"cursor": 6}
+    trainer.fit(data, epochs=2, val_data=VAL)  # goes on in this process
+    want = flat_state(trainer.state_dict()["model"])
+
+    resumed, _, _ = build(tmp_path / "resumed", steps_per_execution=4)
+    resumed.resume(tmp_path / "checkpoints" / "6")
+    resumed.fit(Cursor(batches()), epochs=2, val_data=VAL)
+    got = flat_state(resumed.state_dict()["model"])
+    assert resumed.step == trainer.step
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
 def test_a_user_stateful_data_resumes_exactly_from_a_mid_epoch_checkpoint(
