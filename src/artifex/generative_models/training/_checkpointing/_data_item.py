@@ -89,8 +89,8 @@ def _encode(value: object, where: str) -> Any:
     if isinstance(value, np.generic | np.ndarray | jax.Array) and np.ndim(value) == 0:
         return _encode(np.asarray(value).item(), where)  # a NumPy or JAX scalar
     raise TypeError(
-        f"the training data's {where} is a {type(value).__qualname__}, which a checkpoint "
-        "cannot hold; a data position holds JSON values (int, float, bool, str, None, "
+        f"the training data's {where} is of type {type(value).__qualname__}, which a "
+        "checkpoint cannot hold; a data position holds JSON values (int, float, bool, str, None, "
         "bytes, lists and dicts of them)"
     )
 
