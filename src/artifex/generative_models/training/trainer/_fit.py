@@ -97,8 +97,8 @@ def run_fit(
     epochs: int,
     val_data: DataSource | None,
     resume_from: str | os.PathLike[str] | None,
-    steps_per_epoch: int | None = None,
-    data_resume: DataResume = "replay",
+    steps_per_epoch: int | None,
+    data_resume: DataResume,
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -136,7 +136,7 @@ def run_fit(
     position.data = train_data
     if resume_from is not None:
         trainer.resume(resume_from)
-    replay = position.check_resumable(data_resume)
+    replay = position.replays_resumed_epoch(data_resume)
     position.planned_epochs = position.epoch + epochs
     position.steps_per_epoch = steps_per_epoch or _length(train_data)
     preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file

@@ -90,7 +90,7 @@ class RunPosition:
             else:
                 self.pending_data = data_state
 
-    def check_resumable(self, data_resume: str) -> bool:
+    def replays_resumed_epoch(self, data_resume: str) -> bool:
         """Whether the next fit replays its first epoch's start (data without a position).
 
         Args:
