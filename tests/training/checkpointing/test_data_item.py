@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from artifex.generative_models.training._checkpointing._data_item import (
+    DataHandler,
     decode_data,
     encode_data,
 )
@@ -42,3 +44,16 @@ def test_tuples_come_back_as_lists() -> None:
 def test_a_value_a_checkpoint_cannot_hold_is_named(state: object, match: str) -> None:
     with pytest.raises(TypeError, match=match):
         encode_data(state)
+
+
+def test_each_process_reads_its_own_file_else_process_0s(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "process_0-of-1.json").write_text('{"state": 1}')
+    (mine / "process_0-of-2.json").write_text('{"state": 2}')
+    assert DataHandler().restore(mine) == {"state": 1}  # this one process's file
+    other = tmp_path / "two_processes"
+    other.mkdir()
+    for index in (1, 0):
+        (other / f"process_{index}-of-2.json").write_text(f'{{"state": {10 + index}}}')
+    assert DataHandler().restore(other) == {"state": 10}  # index 0 saved it: the same index

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import jax
@@ -40,13 +43,38 @@ class DataRestore(ocp_args.CheckpointArgs):
 
 
 class DataHandler(ocp.JsonCheckpointHandler):
-    """The item's handler: every process writes (and reads) its own JSON file."""
+    """The item's handler: every process writes (and reads) its own JSON file.
+
+    A restore in another number of processes (a 2-process checkpoint read by one, say)
+    reads the file of the saving process with this process's index, else process 0's.
+    """
 
     def __init__(self) -> None:
         super().__init__(
-            filename=f"process_{jax.process_index()}-of-{jax.process_count()}.json",
+            filename=_filename(jax.process_index(), jax.process_count()),
             multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=None),
         )
+
+    def restore(
+        self,
+        directory: os.PathLike[str],
+        item: Mapping[str, Any] | None = None,
+        args: Any = None,
+    ) -> Mapping[str, Any]:
+        """This process's saved position (see the class docs for another process count)."""
+        folder = Path(directory)
+        name = _filename(jax.process_index(), jax.process_count())
+        if not (folder / name).exists():
+            saved = sorted(folder.glob("process_*-of-*.json"))
+            mine = [p for p in saved if p.name.startswith(f"process_{jax.process_index()}-")]
+            first = [p for p in saved if p.name.startswith("process_0-")]
+            name = (mine or first or [folder / name])[0].name
+        content: Mapping[str, Any] = json.loads((folder / name).read_text())
+        return content
+
+
+def _filename(index: int, count: int) -> str:
+    return f"process_{index}-of-{count}.json"
 
 
 # Orbax picks an item's handler by the type of its save arguments.
