@@ -109,13 +109,13 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite, with the tracker extras.
+    """Run the test suite, with the tracker extras and grain.
 
     On the first Python only: mlflow (a heavy install; its tests skip on the others), the
     ``one_python`` fault laws, and every Python example of docs/ and the README.
     """
     first = session.python == PYTHONS[0]
-    _install(session, "test", extras="wandb,mlflow" if first else "wandb")
+    _install(session, "test", extras="wandb,mlflow,grain" if first else "wandb,grain")
     env = {"JAX_PLATFORMS": "cpu"}
     only_first = [] if first else ["-m", "not one_python"]
     session.run("pytest", *only_first, *session.posargs, env=env)

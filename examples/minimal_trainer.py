@@ -8,7 +8,8 @@ Copy it as the starting point of your own trainer. Check it (or yours) with::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeAlias, TypeVar
 
 import jax
@@ -92,6 +93,7 @@ class MinimalTrainer(Generic[M]):
         *,
         epochs: int,
         val_data: Iterable[Batch] | None = None,
+        steps_per_epoch: int | None = None,
     ) -> None:
         """Train for ``epochs`` epochs, validating after each one if ``val_data`` is given.
 
@@ -99,15 +101,21 @@ class MinimalTrainer(Generic[M]):
             train_data: The batches of one epoch; iterated once per epoch.
             epochs: How many epochs to run.
             val_data: Validation batches, or ``None``.
+            steps_per_epoch: For a stream: one iterator over ``train_data`` lives across
+                the epochs, each of this many batches (``None``: an epoch is one pass).
         """
         cbs, self.stop_training = self.callbacks, False
+        stream: Iterator[Batch] | None = None if steps_per_epoch is None else iter(train_data)
         try:
             cbs.on_train_begin(self)
             for _ in range(epochs):
                 epoch = self.epoch
                 cbs.on_epoch_begin(self, epoch)
                 losses: list[jax.Array] = []
-                for batch in train_data:
+                epoch_data = (
+                    train_data if stream is None else itertools.islice(stream, steps_per_epoch)
+                )
+                for batch in epoch_data:
                     step = self.step
                     cbs.on_batch_begin(self, step)
                     loss = _train_step(self._model, self.optimizer, batch, loss_fn=self.loss_fn)
@@ -186,3 +194,10 @@ class MinimalHarness:
     ) -> None:
         """Train on data that raises ``error`` at batch ``at_batch``."""
         trainer.fit(FailingData(self.train, error, at_batch), epochs=epochs)
+
+    def fit_stream(
+        self, trainer: MinimalTrainer[nnx.Linear], epochs: int, steps_per_epoch: int
+    ) -> None:
+        """Train on an endless stream, ``steps_per_epoch`` batches per epoch."""
+        stream = itertools.cycle(self.train)
+        trainer.fit(stream, epochs=epochs, steps_per_epoch=steps_per_epoch)

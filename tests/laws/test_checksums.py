@@ -3,9 +3,11 @@
 Format 4 saves the CRC-32 of every leaf of the ``state`` and ``callback_arrays``
 items in the ``checksums`` item of the same atomic save; ``restore_checkpoint`` (and
 so ``fit(resume_from=)`` and ``Trainer.resume``) verifies them. Before, one flipped
-bit in an array data file restored silently with altered values. The format-3
-fixture (a mid-epoch checkpoint) restores, unverified, and resumes to the
-weights it must end with (its saved best weights).
+bit in an array data file restored silently with altered values. The format-4
+fixture (a mid-epoch checkpoint, its data position in the ``state`` item) restores,
+verified, and resumes to the weights it must end with (its saved best weights); the
+format-3 fixture (no checksums) is refused since format 5, naming the version that
+reads it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ FORMAT_3 = Path(__file__).resolve().parent / "format3_checkpoint"
 ``early_stopping(restore_best_weights=True)``, ``History`` and
 ``ModelCheckpoint(every_n_steps=3, save_top_k=1)``, the run failing before step 10;
 the one checkpoint kept is the mid-epoch step 9 (epoch 1, position 3)."""
+FORMAT_4 = Path(__file__).resolve().parent / "format4_checkpoint"
+"""The same run's checkpoint in format 4 (checksums; the data position in ``state``),
+written by the code of that format (commit 00a1ee1)."""
 
 WIDE = 64  # a 64 x 64 float32 kernel (16 KiB): stored in a data file of its own
 
@@ -140,7 +145,7 @@ def test_a_clean_checkpoint_verifies(tmp_path: Path, async_save: bool) -> None:
 
 
 def _format_3_run(directory: Path) -> tuple[Trainer[Any], EarlyStopping, History]:
-    """The fixture's setup (see ``FORMAT_3``; its run also raised before step 10)."""
+    """The fixtures' setup (see ``FORMAT_3``; its run also raised before step 10)."""
     early = early_stopping(restore_best_weights=True)
     history = History()
     config = CheckpointConfig(
@@ -150,12 +155,12 @@ def _format_3_run(directory: Path) -> tuple[Trainer[Any], EarlyStopping, History
     return Trainer(make_model(0), optax.adam(1e-2), loss_fn, callbacks=callbacks), early, history
 
 
-def test_a_format_3_mid_epoch_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
-    directory = tmp_path / "format3"
-    shutil.copytree(FORMAT_3, directory)
+def test_a_format_4_mid_epoch_checkpoint_restores_and_resumes(tmp_path: Path) -> None:
+    directory = tmp_path / "format4"
+    shutil.copytree(FORMAT_4, directory)
     meta = json.loads((directory / "9" / "meta" / "metadata").read_text())
-    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/3"
-    assert not (directory / "9" / "checksums").exists()
+    assert meta["format"] == "artifex-nnx-callbacks/checkpoint/4"
+    assert not (directory / "9" / "data").exists()  # the position is in the state item
     raw = restore_checkpoint(directory)
     assert (raw.step, raw.epoch, raw.position) == (9, 1, 3)
     assert list(raw.callback_arrays) == ["EarlyStopping[val_loss]"]
@@ -165,10 +170,22 @@ def test_a_format_3_mid_epoch_checkpoint_restores_and_resumes(tmp_path: Path) ->
     trainer.fit(train, epochs=6 - raw.epoch, val_data=val, resume_from=directory)
     assert early.stopped_epoch == 3
     assert history.epochs == [0, 1, 2, 3]
-    # restore_best_weights: the final weights are epoch 0's, as saved in format 3 (a
+    # restore_best_weights: the final weights are epoch 0's, as saved in format 4 (a
     # comparison that holds across JAX versions, unlike a fresh reference run's).
     assert_best_weights_restored(trainer, raw.callback_arrays["EarlyStopping[val_loss]"])
-    # The checkpoints written after the resume are of format 4, in the same directory.
+    # The checkpoints written after the resume are of format 5, in the same directory,
+    # with the data position as a JSON item of Python values.
     latest = restore_checkpoint(directory)
     assert latest.step > 9
     assert (directory / str(latest.step) / "checksums").is_dir()
+    assert (directory / str(latest.step) / "data").is_dir()
+    assert {type(value) for value in latest.state["data"].values()} == {int}
+
+
+def test_a_format_3_checkpoint_is_refused_naming_the_version_that_reads_it(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "format3"
+    shutil.copytree(FORMAT_3, directory)
+    with pytest.raises(ValueError, match=r"checkpoint/3'.*no longer reads.*commit 00a1ee1"):
+        restore_checkpoint(directory)

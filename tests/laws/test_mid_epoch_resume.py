@@ -5,8 +5,8 @@ after a mid-epoch checkpoint and is resumed in a fresh trainer reaches bit-ident
 parameters and optimizer state, and the same epoch logs, History, CSV and
 early-stopping decisions as the run that never stopped. Also: a due step save on an
 epoch's last batch is that epoch's one checkpoint, the chunk-boundary rule under
-``steps_per_execution``, data without state refused, and the committed format-2
-fixture still restoring.
+``steps_per_execution``, data without state refused (with ``data_resume="refuse"``),
+and the committed format-2 fixture still restoring.
 """
 
 from __future__ import annotations
@@ -164,9 +164,11 @@ def test_a_mid_epoch_resume_refuses_data_without_state(tmp_path: Path) -> None:
     trainer, _, _ = build(tmp_path / "other", seed=5)
     batches = list(train)
     with pytest.raises(
-        ValueError, match=r"inside epoch 0 \(after 3 of its batches\).*StatefulData"
+        ValueError,
+        match=r"inside epoch 0 \(after 3 of its batches\).*StatefulData.*"
+        r"data_resume='refuse'; pass data_resume='replay'",
     ):
-        trainer.fit(batches, epochs=2, resume_from=tmp_path / "checkpoints")
+        trainer.fit(batches, epochs=2, resume_from=tmp_path / "checkpoints", data_resume="refuse")
     assert not (tmp_path / "other" / "log.csv").exists()  # refused before on_train_begin
 
 

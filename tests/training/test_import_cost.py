@@ -3,7 +3,8 @@
 Each check runs in a fresh interpreter (nothing imported by other tests interferes)
 and reads its ``sys.modules``. Orbax, the progress bar's ``rich.progress`` and the
 trackers (W&B, MLflow, TensorBoard) are imported when the callback or function that
-needs them is built or called. Flax itself imports part of rich (``flax.nnx`` loads
+needs them is built or called; grain never is (the trainer recognises grain data
+only where the user has imported grain). Flax itself imports part of rich (``flax.nnx`` loads
 ``rich.console`` and ``rich.table`` for its summaries), so the rich check is relative:
 our import adds no rich module to those that ``flax.nnx`` alone loads.
 """
@@ -16,7 +17,7 @@ import sys
 
 import pytest
 
-_HEAVY = ("orbax", "rich", "wandb", "mlflow", "tensorboard", "tensorboardX")
+_HEAVY = ("orbax", "rich", "wandb", "mlflow", "tensorboard", "tensorboardX", "grain")
 
 
 def _loaded_after(statement: str) -> dict[str, list[str]]:
@@ -49,7 +50,7 @@ def test_the_trainer_and_plain_callbacks_import_no_orbax_rich_or_trackers(statem
     assert loaded["orbax"] == []
     assert loaded["rich"] == flax_alone["rich"]  # only what flax.nnx itself loads
     assert "rich.progress" not in loaded["rich"]
-    for tracker in ("wandb", "mlflow", "tensorboard", "tensorboardX"):
+    for tracker in ("wandb", "mlflow", "tensorboard", "tensorboardX", "grain"):
         assert loaded[tracker] == [], tracker
 
 

@@ -204,10 +204,10 @@ def test_a_damaged_entry_name_in_the_checksums_is_refused(runs: tuple[Path, Path
 def test_format_4_restores_and_a_damaged_entry_name_there_is_refused(tmp_path: Path) -> None:
     directory = Path(shutil.copytree(FORMAT_4, tmp_path / "checkpoints"))
     restored = restore_checkpoint(directory)
-    assert (restored.step, sorted(restored.extra)) == (4, ["callbacks"])
-    file = directory / "4" / "checksums" / "metadata"
-    file.write_text(file.read_text().replace('"model.kernel"', '"model.kernal"'))
-    with pytest.raises(ValueError, match=r"entry 'model\.kernel' has no checksum record"):
+    assert (restored.step, sorted(restored.extra)) == (9, ["callbacks"])
+    file = directory / "9" / "checksums" / "metadata"
+    file.write_text(file.read_text().replace('"model.hidden.kernel"', '"model.hidden.kernal"'))
+    with pytest.raises(ValueError, match=r"entry 'model\.hidden\.kernel' has no checksum record"):
         restore_checkpoint(directory)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from types import MappingProxyType
 from typing import Literal, TypeAlias, cast
@@ -563,6 +564,27 @@ class BrokenHarness:
         self, trainer: SimpleTrainer, epochs: int, error: BaseException, at_batch: int
     ) -> None:
         trainer.fit(FailingData(self.train, error, at_batch), epochs=epochs)
+
+    def fit_stream(self, trainer: SimpleTrainer, epochs: int, steps_per_epoch: int) -> None:
+        trainer.fit(_Stream(self.train, steps_per_epoch), epochs=epochs)
+
+
+class _Stream:
+    """An endless stream cut into epochs of ``steps`` batches: one iterator for all epochs.
+
+    ``SimpleTrainer`` has no ``steps_per_epoch``; this sized re-iterable gives it the same
+    epochs (and plan) a trainer with one would run.
+    """
+
+    def __init__(self, batches: list[Batch], steps: int) -> None:
+        self.stream = itertools.cycle(batches)
+        self.steps = steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Batch]:
+        return itertools.islice(self.stream, self.steps)
 
 
 class PlainHarness:

@@ -5,6 +5,7 @@ Tests may import the trainer; the suite's package never does (test_isolation.py)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import jax
@@ -65,6 +66,23 @@ class ReferenceHarness:
         self, trainer: Trainer[nnx.Linear], epochs: int, error: BaseException, at_batch: int
     ) -> None:
         trainer.fit(FailingData(self.train, error, at_batch), epochs=epochs)
+
+    def fit_stream(self, trainer: Trainer[nnx.Linear], epochs: int, steps_per_epoch: int) -> None:
+        trainer.fit(itertools.cycle(self.train), epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+
+class IgnoresSteps(ReferenceHarness):
+    """A harness whose trainer ignores ``steps_per_epoch``: a pass of 2 batches per epoch."""
+
+    def fit_stream(self, trainer: Trainer[nnx.Linear], epochs: int, steps_per_epoch: int) -> None:
+        trainer.fit(self.train[:2], epochs=epochs)
+
+
+def test_the_steps_per_epoch_scenario_can_fail() -> None:
+    report = check_trainer(IgnoresSteps(), scenarios=["steps_per_epoch"])
+    found = report.result("steps_per_epoch").violations
+    assert any("the epochs had [2, 2]" in v.expected for v in found), report.format()
+    assert any("steps_per_epoch is 3" in v.expected for v in found), report.format()
 
 
 @pytest.mark.parametrize("mesh", [False, True], ids=["no_mesh", "mesh_of_1"])

@@ -6,6 +6,7 @@ from typing import Any
 from orbax.checkpoint import args as args
 from orbax.checkpoint import checkpoint_managers as checkpoint_managers
 from orbax.checkpoint import future as future
+from orbax.checkpoint import options as options
 from orbax.checkpoint import step as step
 from orbax.checkpoint import utils as utils
 from orbax.checkpoint.args import CheckpointArgs
@@ -17,7 +18,12 @@ class StandardCheckpointHandler(CheckpointHandler):
     def __init__(self) -> None: ...
 
 class JsonCheckpointHandler(CheckpointHandler):
-    def __init__(self) -> None: ...
+    def __init__(
+        self,
+        filename: str | None = None,
+        *,
+        multiprocessing_options: options.MultiprocessingOptions = ...,
+    ) -> None: ...
     def restore(
         self,
         directory: PathLike[str],

@@ -26,17 +26,39 @@ T = TypeVar("T")
 
 @runtime_checkable
 class StatefulData(Protocol):
-    """Training data whose position can be saved and restored (``ArrayBatcher`` is one)."""
+    """Training data whose position can be saved and restored (``ArrayBatcher`` is one).
+
+    The contract, which the trainer relies on for exact resumes:
+
+    - [`state_dict`][] returns the position as a new dict (the trainer keeps it, so later
+      iteration must not change it) holding only JSON values: Python ``int``,
+      ``float``, ``bool``, ``str``, ``None``, ``bytes``, and lists and dicts of them.
+    - After ``load_state_dict(s)``, the next ``iter(data)`` continues from ``s``: it
+      yields the batches that followed the position ``s`` was taken at.
+    - ``state_dict()`` taken between two batches of an iteration describes the
+      position after the batches yielded so far (so the state has to advance as
+      batches are yielded, not when the iteration ends).
+
+    ``load_state_dict`` receives Python values, never arrays: a checkpoint stores the
+    state as JSON (``bytes`` as base64), and a format-4 checkpoint's 0-d arrays are
+    turned back into Python scalars before the call.
+
+    With ``steps_per_execution > 1`` the trainer takes ``state_dict()`` before fetching
+    each batch, and after a stop or a failure inside a chunk it loads the one taken
+    before the first untrained batch: one ``state_dict()`` call per batch, and no
+    batch is fetched twice. With ``steps_per_execution=1`` it never calls
+    ``state_dict()`` between checkpoints.
+    """
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the position as a dict of Python scalars."""
+        """Return the position as a new dict of JSON values (see the class docs)."""
         ...
 
     def load_state_dict(self, state: dict[str, Any], /) -> None:
-        """Restore what [`state_dict`][] returned.
+        """Restore what [`state_dict`][] returned; the next ``iter()`` continues there.
 
         Args:
-            state: The dict [`state_dict`][] returned.
+            state: A dict [`state_dict`][] returned, with Python values.
         """
         ...
 

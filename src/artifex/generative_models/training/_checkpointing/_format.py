@@ -8,6 +8,12 @@ from typing import Any, Final, cast
 
 import orbax.checkpoint as ocp
 
+from artifex.generative_models.training._checkpointing._data_item import (
+    DATA_ITEM,
+    DataHandler,
+    DataSave,
+    encode_data,
+)
 from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumHandler,
@@ -23,7 +29,7 @@ __all__ = [
     "CALLBACKS_ITEM",
     "CHECKPOINT_FORMAT",
     "CHECKSUMS_ITEM",
-    "FORMAT_3",
+    "DATA_ITEM",
     "FORMAT_4",
     "MARKER_FILE",
     "META_ITEM",
@@ -37,27 +43,31 @@ __all__ = [
     "save_args",
 ]
 
-FORMAT_3: Final = "artifex-nnx-callbacks/checkpoint/3"  # still restored, without checksums
 FORMAT_4: Final = "artifex-nnx-callbacks/checkpoint/4"  # still restored: arrays summed only
 CHECKPOINT_FORMAT: Final = "artifex-nnx-callbacks/checkpoint/5"
 """The ``format`` recorded in every checkpoint's ``meta`` item and in the marker file."""
 
-READABLE_FORMATS: Final = frozenset({FORMAT_3, FORMAT_4, CHECKPOINT_FORMAT})
+READABLE_FORMATS: Final = frozenset({FORMAT_4, CHECKPOINT_FORMAT})
 # Formats no longer read, with the artifex-nnx-callbacks version that reads them.
 RETIRED_FORMATS: Final = {
     "artifex-nnx-callbacks/checkpoint/1": "0.1.0 up to commit 31164a9",
     "artifex-nnx-callbacks/checkpoint/2": "0.1.0 up to commit 31164a9",
+    "artifex-nnx-callbacks/checkpoint/3": "0.1.0 up to commit 00a1ee1",
 }
 
 STATE_ITEM: Final = "state"
 META_ITEM: Final = "meta"
 CALLBACKS_ITEM: Final = "callbacks"
 ARRAYS_ITEM: Final = "callback_arrays"
-RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS_ITEM})
+RESERVED_ITEMS: Final = frozenset({STATE_ITEM, META_ITEM, ARRAYS_ITEM, CHECKSUMS_ITEM, DATA_ITEM})
 
 
 def item_handlers(
-    extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
+    extra: tuple[str, ...] = (),
+    *,
+    arrays: bool = False,
+    checksums: bool = False,
+    data: bool = False,
 ) -> dict[str, ocp.CheckpointHandler]:
     """The Orbax handlers of a checkpoint's items."""
     handlers: dict[str, ocp.CheckpointHandler] = {
@@ -68,6 +78,8 @@ def item_handlers(
         handlers[ARRAYS_ITEM] = ocp.StandardCheckpointHandler()
     if checksums:
         handlers[CHECKSUMS_ITEM] = ChecksumHandler()
+    if data:
+        handlers[DATA_ITEM] = DataHandler()
     for name in extra:
         handlers[name] = ocp.JsonCheckpointHandler()
     return handlers
@@ -85,17 +97,27 @@ def save_args(
 
     ``meta`` (which records the step and the run) is sealed with its own checksum, and
     the checksums item binds every item to it: the JSON items' checksums, the arrays'
-    and the step and run (docs/checkpoints.md).
+    and the step and run (docs/checkpoints.md). A ``"data"`` entry of ``state`` (the
+    data position) is saved as the ``data`` item.
     """
+    data = None
+    if isinstance(state, dict) and DATA_ITEM in state:
+        state = dict(state)
+        data = encode_data(state.pop(DATA_ITEM), step=meta.get("step"), run=meta.get("run"))
     # NumPy scalars (np.int64 patience, a custom trainer's epoch) saved as Python's,
     # and summed as saved.
-    content = cast("dict[str, Any]", python_scalars({**meta, "checksums": checksums}))
+    content = cast(
+        "dict[str, Any]",
+        python_scalars({**meta, "checksums": checksums, "data": data is not None}),
+    )
     extra = {name: python_scalars(value) for name, value in extra.items()}
     sealed = seal(content)
     args: dict[str, ocp.args.CheckpointArgs] = {
         STATE_ITEM: ocp.args.StandardSave(state),
         META_ITEM: ocp.args.JsonSave(sealed),
     }
+    if data is not None:
+        args[DATA_ITEM] = DataSave(data)
     trees: dict[str, object] = {STATE_ITEM: state}
     if arrays:
         trees[ARRAYS_ITEM] = dict(arrays)

@@ -26,6 +26,11 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from artifex.generative_models.training._checkpointing._data_item import (
+    DATA_ITEM,
+    DataRestore,
+    decode_data,
+)
 from artifex.generative_models.training._checkpointing._directory import is_checkpoint_directory
 from artifex.generative_models.training._checkpointing._format import (
     ARRAYS_ITEM,
@@ -183,9 +188,10 @@ def _read(
     extra_names = tuple(str(name) for name in meta.get("items", ()))
     arrays = bool(meta.get("callback_arrays"))
     summed = meta.get("checksums") is True  # format 4 on
+    data = meta.get("data") is True  # format 5, with a data position
     check_json(where, path / str(step))  # before Orbax reads anything
     restored, casts = _restore_items(
-        path, step, where, extra_names, arrays, summed, template, layout, into
+        path, step, where, extra_names, (arrays, summed, data), template, layout, into
     )
     if summed:
         trees: dict[str, Any] = {k: restored[k] for k in (STATE_ITEM, ARRAYS_ITEM) if k in restored}
@@ -197,6 +203,8 @@ def _read(
             key: from_savable(template[key], value) if key in template else value
             for key, value in state.items()
         }
+    if data:
+        state[DATA_ITEM] = decode_data(restored[DATA_ITEM], where, step=step, run=meta.get("run"))
     run: object = meta.get("run")
     return RestoredCheckpoint(
         directory=path,
@@ -215,15 +223,19 @@ def _restore_items(
     step: int,
     where: str,
     extra_names: tuple[str, ...],
-    arrays: bool,
-    summed: bool,
+    kinds: tuple[bool, bool, bool],
     template: dict[str, Any] | None,
     layout: nnx.Module | None,
     into: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's."""
+    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's.
+
+    ``kinds`` tells which optional items the checkpoint holds: callback arrays,
+    checksums, a data position.
+    """
+    arrays, summed, data = kinds
     step_dir = path / str(step)
-    manager = _open(path, extra_names, arrays=arrays, checksums=summed)
+    manager = _open(path, extra_names, arrays=arrays, checksums=summed, data=data)
     try:
         metadata = read_or_explain(where, step_dir, manager.item_metadata, step)
         saved = abstract_from_metadata(metadata[STATE_ITEM])
@@ -240,6 +252,8 @@ def _restore_items(
             items[name] = ocp.args.JsonRestore()
         if summed:
             items[CHECKSUMS_ITEM] = ChecksumRestore()
+        if data:
+            items[DATA_ITEM] = DataRestore()
         restored = read_or_explain(
             where, step_dir, manager.restore, step, args=ocp.args.Composite(**items), into=into
         )
@@ -276,7 +290,12 @@ def _verify(
 
 
 def _open(
-    path: Path, extra: tuple[str, ...] = (), *, arrays: bool = False, checksums: bool = False
+    path: Path,
+    extra: tuple[str, ...] = (),
+    *,
+    arrays: bool = False,
+    checksums: bool = False,
+    data: bool = False,
 ) -> ocp.CheckpointManager:
     """A read-only, synchronous Orbax manager of the checkpoint directory ``path``."""
     return ocp.CheckpointManager(
@@ -284,7 +303,7 @@ def _open(
         options=ocp.CheckpointManagerOptions(
             create=False, enable_async_checkpointing=False, step_name_format=CompleteStepsOnly()
         ),
-        item_handlers=item_handlers(extra, arrays=arrays, checksums=checksums),
+        item_handlers=item_handlers(extra, arrays=arrays, checksums=checksums, data=data),
     )
 
 

@@ -117,12 +117,15 @@ def restore_checkpoint(
     fully addressable copy of every array (for inspection or evaluation, not for
     resuming a sharded run).
 
-    Checkpoints of formats 3 to 5 (``READABLE_FORMATS``) restore; older ones are
-    refused, naming the version that reads them. Every item of a format-5
-    checkpoint is verified against the checksums saved with it (format 4: the
-    arrays; format 3 has none and restores unverified), and the checkpoint must be
-    the one asked for: its recorded step its directory's, its run the directory's.
-    Arrays are read in their saved dtype, verified, then cast to a trainer target's.
+    Checkpoints of the current format and the one before (``READABLE_FORMATS``)
+    restore; older ones are refused, naming the version that reads them. Every item of
+    a format-5 checkpoint is verified against the checksums saved with it (format 4:
+    the arrays), and the checkpoint must be the one asked for: its recorded step its
+    directory's, its run the directory's. Arrays are read in their saved dtype,
+    verified, then cast to a trainer target's. The data position (``state["data"]``)
+    comes back as Python values: from the ``data`` item of format 5, or from the
+    ``state`` item of format 4, its 0-d arrays turned into Python scalars when a
+    trainer loads it.
 
     Returns:
         The step, epoch, metrics, state, extra items and callback arrays of the

@@ -4,9 +4,10 @@ A checkpoint directory holds a marker (``artifex_checkpoints.json``, naming the 
 holds), a lock while a run writes it, and one Orbax checkpoint per save, named by the
 global step, with the items ``state`` (``trainer.state_dict()`` of a
 [`CheckpointableTrainer`][]; model, optimizer state, step and epoch of a plain
-[`TrainerLike`][]), ``meta``, ``callbacks`` (the stateful callbacks' states),
-``callback_arrays``, ``checksums`` and those of ``json_items``. The layout, its
-formats (``CHECKPOINT_FORMAT``; formats 3 and 4 still restore) and the directory's
+[`TrainerLike`][]; its ``"data"`` entry apart, in the ``data`` item), ``meta``,
+``callbacks`` (the stateful callbacks' states), ``callback_arrays``, ``checksums`` and
+those of ``json_items``. The layout, its
+formats (``CHECKPOINT_FORMAT``; the one before it still restores) and the directory's
 rules are told once, in the docs' [Checkpoints](../checkpoints.md) page. Restore with
 [`restore_checkpoint`][].
 """

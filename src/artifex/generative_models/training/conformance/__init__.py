@@ -19,6 +19,7 @@ from artifex.generative_models.training._lazy import lazy_exports
 if TYPE_CHECKING:
     from artifex.generative_models.training.conformance._harness import (
         FailingHarness,
+        StreamingHarness,
         TrainerHarness,
         ValidatingHarness,
     )
@@ -54,6 +55,7 @@ __all__ = [
     "EventRecorder",
     "FailingData",
     "FailingHarness",
+    "StreamingHarness",
     "FitPlan",
     "Outcome",
     "ProbeError",
@@ -90,7 +92,10 @@ __getattr__, __dir__ = lazy_exports(
             "recorder",
         ),
         **dict.fromkeys(["ConformanceReport", "Outcome", "ScenarioResult"], "_report"),
-        **dict.fromkeys(["FailingHarness", "TrainerHarness", "ValidatingHarness"], "_harness"),
+        **dict.fromkeys(
+            ["FailingHarness", "StreamingHarness", "TrainerHarness", "ValidatingHarness"],
+            "_harness",
+        ),
         "check_trainer": "scenarios",
         "check_static": "static",
         "SCENARIOS": "_scenario_table",

@@ -38,6 +38,7 @@ from artifex.generative_models.training.conformance._execute import (
 from artifex.generative_models.training.conformance._harness import FailingHarness
 from artifex.generative_models.training.conformance._model_probe import ModelProbe
 from artifex.generative_models.training.conformance._property_scenario import property_scenario
+from artifex.generative_models.training.conformance._stream_scenario import steps_per_epoch
 from artifex.generative_models.training.conformance.grammar import (
     FitPlan,
     Trigger,
@@ -503,6 +504,7 @@ RUNNERS: Final[dict[str, Runner]] = {
     "fit_twice": fit_twice,
     "fit_after_failure": fit_after_failure,
     "preflight_refusal": preflight_refusal,
+    "steps_per_epoch": steps_per_epoch,
     "property": property_scenario,
 }
 """Every scenario's runner, keyed and ordered as [`SCENARIOS`][] (a test checks it)."""

@@ -11,6 +11,7 @@ from artifex.generative_models.training.callbacks.base import TrainerLike, Train
 
 __all__ = [
     "FailingHarness",
+    "StreamingHarness",
     "T",
     "TrainerHarness",
     "ValidatingHarness",
@@ -142,3 +143,19 @@ def multi_process_capable(harness: object) -> bool:
         ``True`` only if ``harness.multi_process is True``.
     """
     return getattr(harness, "multi_process", False) is True
+
+
+@runtime_checkable
+class StreamingHarness(TrainerHarness[T], Protocol[T]):
+    """A harness whose trainer takes ``steps_per_epoch`` (enables ``steps_per_epoch``)."""
+
+    def fit_stream(self, trainer: T, epochs: int, steps_per_epoch: int, /) -> None:
+        """Like [`TrainerHarness.fit`][], on endless data cut into epochs of ``steps_per_epoch``.
+
+        Args:
+            trainer: A trainer that ``build`` returned.
+            epochs: How many epochs to run.
+            steps_per_epoch: The batches of each epoch (the trainer's option of that
+                name, as ``Trainer.fit(steps_per_epoch=...)``).
+        """
+        ...

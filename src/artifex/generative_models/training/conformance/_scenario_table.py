@@ -32,6 +32,7 @@ SCENARIOS: Final[dict[str, str]] = {
     "fit_twice": "fit called twice on one trainer: counters continue",
     "fit_after_failure": "a failed fit, then a clean one: it trains and error is None",
     "preflight_refusal": "a PreflightCallback refuses: nothing begins, nothing is torn down",
+    "steps_per_epoch": "an endless stream with steps_per_epoch=3: 3 batch pairs per epoch",
     "property": "Hypothesis draws epochs, stops and raises; the grammar holds on every draw",
 }
 """Every scenario's name and what it checks, in the order they run."""

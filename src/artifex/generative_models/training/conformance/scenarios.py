@@ -31,6 +31,7 @@ from artifex.generative_models.training.conformance._execute import (
 from artifex.generative_models.training.conformance._fixed_scenarios import RUNNERS
 from artifex.generative_models.training.conformance._harness import (
     FailingHarness,
+    StreamingHarness,
     T,
     TrainerHarness,
     ValidatingHarness,
@@ -51,6 +52,7 @@ __all__ = [
     "FailingHarness",
     "Outcome",
     "ScenarioResult",
+    "StreamingHarness",
     "TrainerHarness",
     "ValidatingHarness",
     "check_trainer",
@@ -97,8 +99,9 @@ def check_trainer(
     Args:
         harness: Builds and runs your trainer, or the import name of its factory
             (``'pkg.module:HarnessFactory'``, as on the command line). Implementing
-            [`ValidatingHarness`][] and [`FailingHarness`][] too enables the ``validation`` and
-            ``data_raises`` scenarios; otherwise they are reported "not applicable".
+            [`ValidatingHarness`][], [`FailingHarness`][] and [`StreamingHarness`][] too
+            enables the ``validation``, ``data_raises`` and ``steps_per_epoch`` scenarios;
+            otherwise they are reported "not applicable".
         scenarios: The scenario names to run (keys of [`SCENARIOS`][]); all by
             default. The plain run always runs first, to learn how many batches an
             epoch holds; its findings are reported only if ``plain_run`` is selected.

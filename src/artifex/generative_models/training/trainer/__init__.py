@@ -23,13 +23,14 @@ flags), ``_means`` (log averages), ``_position`` (counters, mid-epoch positions)
 ``_stops`` (stop requests, the ``Stopper`` union), ``_preemption``, ``_coordination``
 (stop agreement across processes), ``_injected`` (optimizer hyperparameters) and
 ``_batch_errors``; ``training._spmd`` (mesh placement) and ``training._checkpointing``
-(``resume``) are shared with the checkpoints.
+(``resume``) are shared with the checkpoints, and ``training._grain`` (grain data as a
+``StatefulData``) with the data side.
 """
 
 from __future__ import annotations
 
 from artifex.generative_models.training._spmd import DataAxis
-from artifex.generative_models.training.trainer._chunks import DataSource
+from artifex.generative_models.training.trainer._chunks import DataSource, ReplayedDataWarning
 from artifex.generative_models.training.trainer._preemption import Preempted
 from artifex.generative_models.training.trainer._steps import LossFn, LossOutput
 from artifex.generative_models.training.trainer._stops import RemoteStop
@@ -42,5 +43,6 @@ __all__ = [
     "LossOutput",
     "Preempted",
     "RemoteStop",
+    "ReplayedDataWarning",
     "Trainer",
 ]

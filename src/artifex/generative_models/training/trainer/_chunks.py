@@ -11,26 +11,56 @@ on a mesh, split over the data axis as it is fetched.
 
 A chunk is fetched whole before any of its steps runs, and leftovers are known only
 once the next batch (or the end) is fetched. When a stop or a discarded chunk leaves
-fetched batches untrained, [`EpochChunks.give_back`][] rewinds a stateful batcher, so
-that its position counts exactly the batches trained.
+fetched batches untrained, [`EpochChunks.give_back`][] rewinds a ``StatefulData``
+through its protocol alone: with ``steps_per_execution > 1`` its ``state_dict()`` is
+taken before each batch is fetched, and the one before the first untrained batch is
+loaded back, so that its position counts exactly the batches trained.
+
+With ``steps_per_epoch``, one iterator lives across the epochs of a fit and each epoch
+draws that many batches from it (fewer where it ends; the next epoch then starts a new
+pass). Data without a saved position resumed inside an epoch replays the epoch from its
+start and skips (draws, does not train) the batches already trained, with a warning.
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import jax
 import numpy as np
 
+from artifex.generative_models.training._checks import check_int
+from artifex.generative_models.training._grain import (
+    ENDLESS_LENGTH,
+    GrainData,
+    grain_data,
+    grain_source,
+    is_endless_grain,
+)
 from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.data import StatefulData
 from artifex.generative_models.training.trainer._leaves import same
 
-__all__ = ["DataSource", "EpochChunks", "checked_batches", "check_reiterable", "iterate"]
+__all__ = [
+    "DataResume",
+    "DataSource",
+    "EpochChunks",
+    "ReplayedDataWarning",
+    "check_reiterable",
+    "check_training_data",
+    "checked_batches",
+    "iterate",
+]
 
 DataSource: TypeAlias = Iterable[Any] | Callable[[], Iterable[Any]]
 """Batches: a re-iterable (iterated once per epoch) or a callable returning a fresh one."""
+
+DataResume: TypeAlias = Literal["replay", "refuse"]
+"""What a fit resumed inside an epoch does with data that has no saved position."""
 
 
 def iterate(data: DataSource, name: str) -> Iterator[Any]:
@@ -69,6 +99,53 @@ def check_reiterable(data: DataSource, name: str, epochs: int) -> None:
         )
 
 
+def check_training_data(
+    data: DataSource,
+    current: object,
+    epochs: int,
+    steps_per_epoch: int | None,
+    data_resume: DataResume,
+) -> DataSource:
+    """Check ``fit``'s training data and options; return the data the fit iterates.
+
+    A grain dataset or loader becomes a [`GrainData`][] (the one of ``current``, the
+    trainer's data so far, where it wraps the same object, so its live iterator goes on).
+
+    Raises:
+        TypeError: If ``data`` is a one-shot iterator iterated more than once, or an
+            option has the wrong type.
+        ValueError: If ``data`` is endless and ``steps_per_epoch`` is ``None``, or an
+            option is out of range.
+    """
+    if steps_per_epoch is not None:
+        check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    if data_resume not in ("replay", "refuse"):
+        raise ValueError(f"data_resume must be 'replay' or 'refuse', got {data_resume!r}")
+    if steps_per_epoch is None and _endless(data):
+        raise ValueError(
+            f"train_data ({type(data).__qualname__}) is endless, so an epoch would never "
+            "end; pass steps_per_epoch=N (the batches of one epoch) to fit"
+        )
+    check_reiterable(data, "train_data", epochs if steps_per_epoch is None else 1)
+    if not grain_source(data):
+        return data
+    if isinstance(current, GrainData) and current.source is data:
+        return current
+    return grain_data(data)
+
+
+def _endless(data: object) -> bool:
+    """Whether ``data`` is known to be endless (see docs/lifecycle.md for what is known)."""
+    if isinstance(data, itertools.count | itertools.cycle):
+        return True
+    if grain_source(data):
+        return is_endless_grain(data)
+    try:
+        return len(data) >= ENDLESS_LENGTH  # type: ignore[arg-type]  # probed  # ty: ignore[invalid-argument-type]
+    except TypeError:
+        return False
+
+
 def checked_batches(
     data: DataSource, name: str, spmd: DataParallel | None
 ) -> Iterator[tuple[int, Any]]:
@@ -94,6 +171,9 @@ def _signature(leaves: list[Any]) -> tuple[tuple[tuple[int, ...], Any], ...]:
     return tuple((np.shape(leaf), getattr(leaf, "dtype", None)) for leaf in leaves)
 
 
+_END: Any = object()  # the end of the data, for next(iterator, _END)
+
+
 class EpochChunks:
     """The training data of one fit, cut into chunks epoch by epoch (see the module docs).
 
@@ -101,31 +181,63 @@ class EpochChunks:
         data: This fit's training data.
         chunk_size: Batches per chunk (``steps_per_execution``).
         spmd: The mesh placement, or ``None``.
+        steps_per_epoch: Batches per epoch drawn from one iterator that lives across
+            epochs, or ``None`` (an epoch is one pass, a fresh iterator each).
+        replay: Whether the first epoch, resumed inside, replays its start: its
+            trained batches are drawn and skipped (data without a saved position).
     """
 
-    __slots__ = ("_batch_def", "_fetched", "chunk_size", "data", "length", "spmd")
+    __slots__ = (
+        "_batch_def",
+        "_fetched",
+        "_live",
+        "_marks",
+        "_replay",
+        "chunk_size",
+        "data",
+        "length",
+        "spmd",
+        "steps_per_epoch",
+    )
 
-    def __init__(self, data: DataSource, *, chunk_size: int, spmd: DataParallel | None) -> None:
+    def __init__(
+        self,
+        data: DataSource,
+        *,
+        chunk_size: int,
+        spmd: DataParallel | None,
+        steps_per_epoch: int | None = None,
+        replay: bool = False,
+    ) -> None:
         self.data = data
         self.chunk_size = chunk_size
         self.spmd = spmd
+        self.steps_per_epoch = steps_per_epoch
         self.length: int | None = None
-        """Batches in the current epoch, where the data is sized."""
+        """Batches in the current epoch, where the data is sized (or ``steps_per_epoch``)."""
         self._batch_def: Any = None  # every batch of a fit has the first one's structure
         self._fetched = 0  # batches of this epoch fetched so far, a resumed part included
+        self._live: Iterator[Any] | None = None  # the iterator steps_per_epoch keeps
+        self._replay = replay
+        # (batches fetched, data.state_dict()) before each fetch, for give_back
+        self._marks: deque[tuple[int, dict[str, Any]]] = deque(maxlen=chunk_size + 2)
 
     def epoch(self, epoch: int, start: int) -> Iterator[tuple[Any, ...]]:
         """One epoch's chunks, for an epoch whose first ``start`` batches already ran.
 
         Raises:
-            ValueError: If a batch's structure differs from the first batch of this fit.
+            ValueError: If a batch's structure differs from the first batch of this fit,
+                or replayed data ends before the batches to skip.
         """
         data: object = self.data
         self.length = len(data) if isinstance(data, Sized) else None
+        if self.steps_per_epoch is not None:  # shorter only where the data ends
+            self.length = self.steps_per_epoch
         self._fetched = start
+        self._marks.clear()
         if start and self.length is not None and start >= self.length:
             return iter(())  # resumed after the epoch's last batch: nothing left
-        batches = self._batches(epoch)
+        batches = self._batches(epoch, start)
         return self._singles(batches) if self.chunk_size == 1 else self._chunks(batches)
 
     @property
@@ -134,17 +246,60 @@ class EpochChunks:
         return self._fetched
 
     def give_back(self, batches: int) -> None:
-        """Rewind a stateful batcher by ``batches`` fetched but untrained batches."""
-        data: object = self.data
-        if batches > 0 and isinstance(data, StatefulData):
-            state = data.state_dict()
-            if "position" in state:
-                state["position"] = max(0, int(state["position"]) - batches)
-                data.load_state_dict(state)
+        """Rewind a stateful batcher by ``batches`` fetched but untrained batches.
 
-    def _batches(self, epoch: int) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+        Loads the ``state_dict()`` taken before the first untrained batch was fetched.
+        """
+        data: object = self.data
+        if batches <= 0 or not isinstance(data, StatefulData):
+            return
+        target = self._fetched - batches
+        for fetched, state in self._marks:
+            if fetched == target:
+                data.load_state_dict(state)
+                self._live = None  # the next epoch's iter() continues from the state
+                return
+        raise RuntimeError(  # pragma: no cover - the marks cover every untrained batch
+            f"no data position was kept before batch {target}"
+        )
+
+    def _draw(self, epoch: int, start: int) -> Iterator[Any]:
+        """The epoch's raw batches: a new pass, or the next ones of the live iterator.
+
+        A live iterator that ends before its first batch of the epoch is replaced by
+        a new pass.
+        """
+        carried = self._live is not None
+        while True:
+            if self._live is None:
+                self._live = iterate(self.data, "train_data")
+            source = self._live
+            if self._replay:
+                self._replay = False
+                _skip(source, start, epoch)
+            limit = None if self.steps_per_epoch is None else self.steps_per_epoch - start
+            drawn = 0
+            for batch in itertools.islice(source, limit):
+                drawn += 1
+                yield batch
+            if limit is not None and drawn == limit:
+                return  # the epoch is complete: the iterator lives on
+            self._live = None  # the data ended: the next epoch starts a new pass
+            if drawn or not carried:
+                return
+            carried = False
+
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         """``(batch, signature)``: each batch checked, then placed on the mesh."""
-        for batch in iterate(self.data, "train_data"):
+        data: object = self.data
+        mark = data.state_dict if self.chunk_size > 1 and isinstance(data, StatefulData) else None
+        source = self._draw(epoch, start)
+        while True:
+            if mark is not None:
+                self._marks.append((self._fetched, mark()))
+            batch = next(source, _END)
+            if batch is _END:
+                return
             leaves, treedef = jax.tree.flatten(batch)
             if not same(treedef, self._batch_def):
                 if self._batch_def is not None:
@@ -176,3 +331,31 @@ class EpochChunks:
                 yield tuple(pending)
                 pending = []
         yield from ((single,) for single in pending)
+
+
+def _skip(source: Iterator[Any], batches: int, epoch: int) -> None:
+    """Draw and drop the ``batches`` already trained of a replayed epoch; warn once.
+
+    Raises:
+        ValueError: If the data ends before.
+    """
+    if not batches:
+        return
+    drawn = sum(1 for _ in itertools.islice(source, batches))
+    if drawn < batches:
+        raise ValueError(
+            f"train_data has no saved position, so the resumed epoch {epoch} was replayed "
+            f"from its start to skip the {batches} batches already trained, but it yielded "
+            f"only {drawn}: it does not yield the same batches again"
+        )
+    warnings.warn(
+        f"train_data has no saved position: epoch {epoch} was replayed from its start and "
+        f"its first {batches} batches (already trained) were skipped; the resume is exact "
+        "only if the data yields the same batches again",
+        ReplayedDataWarning,
+        stacklevel=2,
+    )
+
+
+class ReplayedDataWarning(UserWarning):
+    """A resumed fit replayed data without a saved position and skipped trained batches."""

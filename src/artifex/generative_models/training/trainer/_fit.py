@@ -45,9 +45,11 @@ from artifex.generative_models.training.callbacks.protocols import (
 )
 from artifex.generative_models.training.trainer._batch_errors import explain_batch_failure
 from artifex.generative_models.training.trainer._chunks import (
+    DataResume,
     DataSource,
     EpochChunks,
     check_reiterable,
+    check_training_data,
     checked_batches,
 )
 from artifex.generative_models.training.trainer._leaves import FlatState, Leaves
@@ -104,6 +106,8 @@ def run_fit(
     resume_from: str | os.PathLike[str] | None,
     resume: bool,
     supersede: bool,
+    steps_per_epoch: int | None,
+    data_resume: DataResume,
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -120,6 +124,8 @@ def run_fit(
         resume_from: As ``Trainer.fit`` takes them.
         resume: As ``Trainer.fit`` takes them.
         supersede: As ``Trainer.fit`` takes them.
+        steps_per_epoch: As ``Trainer.fit`` takes them.
+        data_resume: As ``Trainer.fit`` takes them.
         state: The trained state.
         position: The trainer's counters; they advance as steps run.
         outcome: Set to ``"running"`` now and to how the run ended at its end.
@@ -130,7 +136,9 @@ def run_fit(
     callbacks = trainer.callbacks
     # ---- the start: every refusal comes before any callback changes a file
     epochs = check_int("epochs", epochs, minimum=0)
-    check_reiterable(train_data, "train_data", epochs)
+    train_data = check_training_data(
+        train_data, position.data, epochs, steps_per_epoch, data_resume
+    )
     if val_data is not None:
         check_reiterable(val_data, "val_data", epochs)
     stateful_callbacks(callbacks)  # callbacks may have been added since __init__
@@ -145,16 +153,24 @@ def run_fit(
         resume_from=resume_from,
         resume=resume,
         supersede=supersede,
+        steps_per_epoch=steps_per_epoch,
+        data_resume=data_resume,
     )
-    if not isinstance(planned, int):  # a finished run: nothing to train, no hook dispatched
+    if not isinstance(planned, tuple):  # a finished run: nothing to train, no hook dispatched
         outcome.status, outcome.stopped_by, outcome.error = planned.status, None, None
         return []
-    epochs = planned
+    epochs, replay = planned
     position.apply_pending_data()
     stops = StopArbiter(trainer, callbacks, spmd)
     savers = preemption_savers(callbacks) if trainer.preemption else ()
     watch = PreemptionWatch(enabled=bool(savers), multiprocess=jax.process_count() > 1)
-    chunks = EpochChunks(train_data, chunk_size=trainer.steps_per_execution, spmd=spmd)
+    chunks = EpochChunks(
+        train_data,
+        chunk_size=trainer.steps_per_execution,
+        spmd=spmd,
+        steps_per_epoch=steps_per_epoch,
+        replay=replay,
+    )
     loop = EpochLoop(trainer, state, compiled(), position, stops, watch, chunks, spmd=spmd)
     trainer.stop_training = False
     outcome.status, outcome.stopped_by, outcome.error = "running", None, None
@@ -199,10 +215,13 @@ def _resume_and_check(
     resume_from: str | os.PathLike[str] | None,
     resume: bool,
     supersede: bool,
-) -> int | RunEnd:
+    steps_per_epoch: int | None,
+    data_resume: DataResume,
+) -> tuple[int, bool] | RunEnd:
     """Resume (if asked) and run every check that can refuse the run: all or nothing.
 
-    Returns the epochs to run, or the recorded end of a finished run (``resume=True``).
+    Returns the epochs to run and whether the first replays its start (data without a
+    position, resumed inside it), or the recorded end of a finished run (``resume=True``).
     A refusal puts the trainer and its callbacks back as they were.
     """
     check_bool("resume", resume)
@@ -226,11 +245,11 @@ def _resume_and_check(
             if end is not None:
                 return end
             epochs = max(0, epochs - position.epoch)
-        position.check_resumable()
+        replay = position.replays_resumed_epoch(data_resume)
         position.planned_epochs = position.epoch + epochs
-        position.steps_per_epoch = _length(train_data)
+        position.steps_per_epoch = steps_per_epoch or _length(train_data)
         preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
-    return epochs
+    return epochs, replay
 
 
 def _length(data: DataSource) -> int | None:

@@ -20,7 +20,7 @@ from artifex.generative_models.training._spmd import DataParallel
 from artifex.generative_models.training.data import StatefulData
 from artifex.generative_models.training.trainer._means import MetricSums
 
-__all__ = ["MidEpoch", "RunPosition"]
+__all__ = ["MidEpoch", "RunPosition", "python_values"]
 
 MidEpoch: TypeAlias = tuple[int, MetricSums]
 """``(batches, sums)``: where a resumed fit continues inside its first epoch."""
@@ -84,28 +84,36 @@ class RunPosition:
         self.epoch = int(state["epoch"])
         self.resume_at = _mid_epoch(state, spmd)
         if "data" in state:
+            data_state = python_values(state["data"])
             if isinstance(self.data, StatefulData):
-                self.data.load_state_dict(state["data"])
+                self.data.load_state_dict(data_state)
             else:
-                self.pending_data = dict(state["data"])
+                self.pending_data = data_state
         else:  # the loaded state has no data position: none from before is kept
             self.pending_data = None
 
-    def check_resumable(self) -> None:
-        """Refuse to continue inside an epoch with data that cannot resume at its position.
+    def replays_resumed_epoch(self, data_resume: str) -> bool:
+        """Whether the next fit replays its first epoch's start (data without a position).
+
+        Args:
+            data_resume: ``"replay"`` or ``"refuse"`` (``Trainer.fit``'s option).
 
         Raises:
-            ValueError: If a mid-epoch position is loaded and the data is not a
-                ``StatefulData``.
+            ValueError: If a mid-epoch position is loaded, the data is not a
+                ``StatefulData`` and ``data_resume`` is ``"refuse"``.
         """
-        if self.resume_at is not None and not isinstance(self.data, StatefulData):
+        if self.resume_at is None or isinstance(self.data, StatefulData):
+            return False
+        if data_resume == "refuse":
             raise ValueError(
                 f"the restored state is inside epoch {self.epoch} (after {self.resume_at[0]} "
                 f"of its batches), but train_data ({type(self.data).__qualname__}) has no "
-                "saved position (it is not a StatefulData), so it would replay the epoch from "
-                "its start; pass an ArrayBatcher or another StatefulData, or resume from an "
-                "epoch-end checkpoint"
+                "saved position (it is not a StatefulData) and data_resume='refuse'; pass "
+                "data_resume='replay' to replay the epoch from its start and skip the "
+                "batches already trained, pass an ArrayBatcher or another StatefulData, or "
+                "resume from an epoch-end checkpoint"
             )
+        return True
 
     def apply_pending_data(self) -> None:
         """Load a pending data position into this fit's data, if it has state."""
@@ -131,3 +139,17 @@ def _mid_epoch(state: dict[str, Any], spmd: DataParallel | None) -> MidEpoch | N
 def _replicated(value: np.ndarray, spmd: DataParallel) -> jax.Array:
     """A global array replicated over the mesh, from the same value on every process."""
     return jax.make_array_from_callback(value.shape, spmd.replicated, lambda _: value)
+
+
+def python_values(tree: Any) -> Any:
+    """``tree`` with its 0-d arrays as Python scalars (a format-4 ``"data"`` entry).
+
+    A ``StatefulData``'s ``load_state_dict`` receives Python values only.
+    """
+    if isinstance(tree, dict):
+        return {key: python_values(value) for key, value in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [python_values(value) for value in tree]
+    if isinstance(tree, np.ndarray | jax.Array | np.generic) and np.ndim(tree) == 0:
+        return np.asarray(tree).item()
+    return tree

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 import jax
 from flax import nnx
@@ -243,11 +243,12 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             ``{"model": nnx.State, "opt_state": pytree, "step": int, "epoch": int}``,
             where ``"epoch"`` is the next epoch to run (during ``on_epoch_end(e)``,
             whose steps are all done, that is ``e + 1``, so a checkpoint taken there
-            resumes with the following epoch), plus ``"data"`` (the batcher's
-            ``state_dict()``: seed, data epoch and position) when the last ``fit``
-            used data with state. The model's RNG streams are part of ``"model"``.
-            Where [`resumable_mid_epoch`][], ``"epoch"`` is the epoch in progress
-            and ``"epoch_progress"`` holds the position in it (see ``_position``).
+            resumes with the following epoch), plus ``"data"`` (the data's
+            ``state_dict()``: an ``ArrayBatcher``'s seed, data epoch and position, a
+            grain iterator's state) when the last ``fit`` used data with state. The
+            model's RNG streams are part of ``"model"``. Where
+            [`resumable_mid_epoch`][], ``"epoch"`` is the epoch in progress and
+            ``"epoch_progress"`` holds the position in it (see ``_position``).
             The arrays are never donated later.
         """
         return {
@@ -324,6 +325,8 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         resume_from: str | os.PathLike[str] | None = None,
         resume: bool = False,
         supersede: bool = False,
+        steps_per_epoch: int | None = None,
+        data_resume: Literal["replay", "refuse"] = "replay",
     ) -> list[Logs]:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
@@ -344,7 +347,9 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
         Args:
             train_data: Batches (pytrees of arrays with one structure): a re-iterable
                 iterated once per epoch, or a callable returning a fresh iterable. A
-                one-shot iterator is accepted only for ``epochs <= 1``.
+                one-shot iterator is accepted only for ``epochs <= 1`` (or with
+                ``steps_per_epoch``). A ``grain.MapDataset``, ``grain.IterDataset`` or
+                ``grain.DataLoader`` resumes at its iterator's saved state.
             epochs: How many epochs to run (>= 0), an epoch resumed inside counted.
                 Epoch numbers continue from ``trainer.epoch``. With ``resume=True``:
                 the run's total, so ``epochs - trainer.epoch`` more run (none if the
@@ -358,6 +363,14 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
                 same command, rerun, resumes). Not with ``resume_from``.
             supersede: With a ``resume_from`` step older than its directory's latest,
                 move the later checkpoints aside (see [`resume`][]) instead of refusing.
+            steps_per_epoch: Batches per epoch (>= 1), for a stream: one iterator then
+                lives across the fit's epochs, and each epoch draws this many batches
+                from it (fewer where it ends; the next epoch starts a new pass).
+                ``None``: an epoch is one pass. Endless data (``repeat()``) needs it.
+            data_resume: What a fit resumed inside an epoch does with data that has no
+                saved position (not a ``StatefulData``): ``"replay"`` (the default)
+                iterates the epoch from its start, skipping (drawing, not training) the
+                batches already trained, with a warning; ``"refuse"`` raises instead.
 
         Returns:
             The ``on_epoch_end`` logs of each epoch run, in order.
@@ -367,11 +380,13 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             ValueError: If ``epochs < 0``, an epoch yields no batches, or a batch's
                 structure differs from the first; also any error of ``loss_fn``'s
                 output (see the class docs), two callbacks sharing a ``state_key``,
-                a checkpoint that does not fit, or data without state for a mid-epoch
-                resume; ``resume=True`` with ``resume_from``, or without a
-                ``ModelCheckpoint``. Exceptions from the step, the data or a callback propagate
-                unchanged after ``on_train_end``; a callback's ``preflight`` refusal
-                before ``on_train_begin``, and no callback sees ``on_train_end``.
+                a checkpoint that does not fit, endless data without
+                ``steps_per_epoch``, or data without state for a mid-epoch resume
+                with ``data_resume="refuse"``; ``resume=True`` with ``resume_from``,
+                or without a ``ModelCheckpoint``. Exceptions from the step, the data
+                or a callback propagate unchanged after ``on_train_end``; a callback's
+                ``preflight`` refusal before ``on_train_begin``, and no callback sees
+                ``on_train_end``.
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
             Preempted: After a preemption notice, once the checkpoint is saved and
                 ``on_train_end`` ran (``status == "preempted"``).
@@ -384,6 +399,8 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             resume_from=resume_from,
             resume=resume,
             supersede=supersede,
+            steps_per_epoch=steps_per_epoch,
+            data_resume=data_resume,
             state=self._state,
             position=self._position,
             outcome=self._outcome,
