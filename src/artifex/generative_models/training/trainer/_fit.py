@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from artifex.generative_models.training._checkpointing._ended import RunEnd
     from artifex.generative_models.training.trainer._same_command import SameCommand
 
-__all__ = ["EpochLoop", "FitHost", "Outcome", "evaluate", "run_fit"]
+__all__ = ["EpochLoop", "FitHost", "FitOptions", "Outcome", "evaluate", "run_fit"]
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -97,17 +97,24 @@ class Outcome:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FitOptions:
+    """``Trainer.fit``'s options beyond the data and the epochs (documented there)."""
+
+    val_data: DataSource | None = None
+    resume_from: str | os.PathLike[str] | None = None
+    resume: bool = False
+    supersede: bool = False
+    steps_per_epoch: int | None = None
+    data_resume: DataResume = "replay"
+
+
 def run_fit(
     trainer: FitHost,
     train_data: DataSource,
     *,
     epochs: int,
-    val_data: DataSource | None,
-    resume_from: str | os.PathLike[str] | None,
-    resume: bool,
-    supersede: bool,
-    steps_per_epoch: int | None,
-    data_resume: DataResume,
+    options: FitOptions,
     state: FlatState[M],
     position: RunPosition,
     outcome: Outcome,
@@ -120,12 +127,7 @@ def run_fit(
         trainer: The trainer, passed to every hook.
         train_data: As ``Trainer.fit`` takes them.
         epochs: As ``Trainer.fit`` takes them.
-        val_data: As ``Trainer.fit`` takes them.
-        resume_from: As ``Trainer.fit`` takes them.
-        resume: As ``Trainer.fit`` takes them.
-        supersede: As ``Trainer.fit`` takes them.
-        steps_per_epoch: As ``Trainer.fit`` takes them.
-        data_resume: As ``Trainer.fit`` takes them.
+        options: The other arguments of ``Trainer.fit``.
         state: The trained state.
         position: The trainer's counters; they advance as steps run.
         outcome: Set to ``"running"`` now and to how the run ended at its end.
@@ -136,8 +138,9 @@ def run_fit(
     callbacks = trainer.callbacks
     # ---- the start: every refusal comes before any callback changes a file
     epochs = check_int("epochs", epochs, minimum=0)
+    steps_per_epoch, val_data = options.steps_per_epoch, options.val_data
     train_data = check_training_data(
-        train_data, position.data, epochs, steps_per_epoch, data_resume
+        train_data, position.data, epochs, steps_per_epoch, options.data_resume
     )
     if val_data is not None:
         check_reiterable(val_data, "val_data", epochs)
@@ -145,17 +148,7 @@ def run_fit(
     state.refresh()  # a module that changed structure compiles anew
     compiled()
     position.data = train_data
-    planned = _resume_and_check(
-        trainer,
-        train_data,
-        position,
-        epochs,
-        resume_from=resume_from,
-        resume=resume,
-        supersede=supersede,
-        steps_per_epoch=steps_per_epoch,
-        data_resume=data_resume,
-    )
+    planned = _resume_and_check(trainer, train_data, position, epochs, options)
     if not isinstance(planned, tuple):  # a finished run: nothing to train, no hook dispatched
         outcome.status, outcome.stopped_by, outcome.error = planned.status, None, None
         return []
@@ -211,12 +204,7 @@ def _resume_and_check(
     train_data: DataSource,
     position: RunPosition,
     epochs: int,
-    *,
-    resume_from: str | os.PathLike[str] | None,
-    resume: bool,
-    supersede: bool,
-    steps_per_epoch: int | None,
-    data_resume: DataResume,
+    options: FitOptions,
 ) -> tuple[int, bool] | RunEnd:
     """Resume (if asked) and run every check that can refuse the run: all or nothing.
 
@@ -224,7 +212,7 @@ def _resume_and_check(
     position, resumed inside it), or the recorded end of a finished run (``resume=True``).
     A refusal puts the trainer and its callbacks back as they were.
     """
-    check_bool("resume", resume)
+    resume_from, supersede = options.resume_from, options.supersede
     if check_bool("supersede", supersede) and resume_from is None:
         raise ValueError(
             "fit(supersede=True) needs resume_from: the older checkpoint to continue from "
@@ -232,7 +220,7 @@ def _resume_and_check(
         )
     callbacks = trainer.callbacks
     same: SameCommand | None = None
-    if resume:  # deferred: reading checkpoint directories imports Orbax
+    if check_bool("resume", options.resume):  # deferred: reading directories imports Orbax
         from artifex.generative_models.training.trainer._same_command import SameCommand
 
         same = SameCommand.of(callbacks, resume_from)
@@ -245,9 +233,9 @@ def _resume_and_check(
             if end is not None:
                 return end
             epochs = max(0, epochs - position.epoch)
-        replay = position.replays_resumed_epoch(data_resume)
+        replay = position.replays_resumed_epoch(options.data_resume)
         position.planned_epochs = position.epoch + epochs
-        position.steps_per_epoch = steps_per_epoch or _length(train_data)
+        position.steps_per_epoch = options.steps_per_epoch or _length(train_data)
         preflight(trainer, callbacks)  # a refusal: raised before any callback wrote a file
     return epochs, replay
 

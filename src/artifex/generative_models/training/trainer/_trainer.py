@@ -32,7 +32,12 @@ from artifex.generative_models.training.callbacks.protocols import (
 )
 from artifex.generative_models.training.optimizer import GradientTransformationLike
 from artifex.generative_models.training.trainer._chunks import DataSource
-from artifex.generative_models.training.trainer._fit import Outcome, evaluate, run_fit
+from artifex.generative_models.training.trainer._fit import (
+    FitOptions,
+    Outcome,
+    evaluate,
+    run_fit,
+)
 from artifex.generative_models.training.trainer._injected import InjectedHyperparams
 from artifex.generative_models.training.trainer._leaves import FlatState
 from artifex.generative_models.training.trainer._modes import warn_modes_restored
@@ -395,12 +400,14 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
             self,
             train_data,
             epochs=epochs,
-            val_data=val_data,
-            resume_from=resume_from,
-            resume=resume,
-            supersede=supersede,
-            steps_per_epoch=steps_per_epoch,
-            data_resume=data_resume,
+            options=FitOptions(
+                val_data=val_data,
+                resume_from=resume_from,
+                resume=resume,
+                supersede=supersede,
+                steps_per_epoch=steps_per_epoch,
+                data_resume=data_resume,
+            ),
             state=self._state,
             position=self._position,
             outcome=self._outcome,
