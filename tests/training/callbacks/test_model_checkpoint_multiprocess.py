@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from artifex.generative_models.training._checkpointing._format import MARKER_FILE
-from artifex.generative_models.training._checkpointing._integrity import seal
+from artifex.generative_models.training._checkpointing._integrity import unseal
 from artifex.generative_models.training.callbacks.model_checkpoint import CHECKPOINT_FORMAT
 from tests._distributed import Finished, run_job
 from tests.training.callbacks import _checkpoint_mp_script as script
@@ -77,7 +77,10 @@ def test_checkpoint_directory_has_one_marker_and_the_kept_steps(job: Job) -> Non
     others = sorted(p.name for p in ckpt.iterdir() if not p.name.isdigit())
     assert others == [MARKER_FILE]  # no second marker, no half-written temporary one
     marker = json.loads((ckpt / MARKER_FILE).read_text())
-    assert marker == seal({"format": CHECKPOINT_FORMAT, "run": marker["run"]})  # process 0's
+    content = unseal(marker, "the marker")  # process 0's, whole
+    assert sorted(content) == ["ended", "format", "run"]
+    assert content["format"] == CHECKPOINT_FORMAT
+    assert content["ended"]["run"] == content["run"]  # how the run ended, for a rerun
 
 
 def test_every_process_sees_the_same_retention_and_best(job: Job) -> None:
