@@ -57,7 +57,8 @@ def test_sigkill_then_resume_shows_every_epoch_once(tmp_path: Path) -> None:
                 break
         else:
             killed.wait(TIMEOUT)
-            pytest.fail(f"the run ended without its marker: {killed.stderr.read()[-3000:]}")  # type: ignore[union-attr]  # piped
+            assert killed.stderr is not None  # piped
+            pytest.fail(f"the run ended without its marker: {killed.stderr.read()[-3000:]}")
         killed.send_signal(signal.SIGKILL)
         assert killed.wait(TIMEOUT) == -signal.SIGKILL
     before = _scalars(tmp_path / "tb", "epoch/epoch")

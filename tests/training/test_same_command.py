@@ -156,4 +156,4 @@ def test_resume_needs_a_model_checkpoint_and_not_resume_from(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="has none among its callbacks"):
         bare.fit(train, epochs=1, val_data=val, resume=True)
     with pytest.raises(TypeError, match="resume"):
-        trainer.fit(train, epochs=1, resume="auto")  # type: ignore[arg-type]
+        trainer.fit(train, epochs=1, resume="auto")  # type: ignore[arg-type]  # ty: ignore[invalid-argument-type]

@@ -20,9 +20,10 @@ import errno
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeAlias
 
 import optax
 import pytest
@@ -35,11 +36,13 @@ from tests.training._models import DropoutBatchNorm, batches, mse, new_model
 from tests.training.callbacks._stubs import FullTrainer
 from tests.training.checkpointing._dirs import config, listing, run_a
 
+_Path: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
 
 @contextmanager
 def _not_writable(
     monkeypatch: pytest.MonkeyPatch, root: Path, *, read_only: bool = False
-) -> Iterator[None]:
+) -> Generator[None, None, None]:
     """``root`` (and all below it) cannot be written: by chmod, or as access(2) would say."""
     if os.geteuid() != 0 and not read_only:
         modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")] if p.is_dir()}
@@ -53,17 +56,30 @@ def _not_writable(
         return
     real_access, real_statvfs = os.access, os.statvfs
 
-    def below(path: object) -> bool:
-        found = Path(os.fsdecode(path))  # type: ignore[arg-type]  # the os functions' paths
-        return found == root or root in found.parents
+    def below(path: _Path | int) -> bool:
+        found = Path(os.fsdecode(path)) if not isinstance(path, int) else None
+        return found is not None and (found == root or root in found.parents)
 
-    def access(path: object, mode: int, **kwargs: object) -> bool:
+    def access(
+        path: _Path | int,
+        mode: int,
+        *,
+        dir_fd: int | None = None,
+        effective_ids: bool = False,
+        follow_symlinks: bool = True,
+    ) -> bool:
         if mode & os.W_OK and below(path):
             return False
-        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]  # as os.access
+        return real_access(
+            path,
+            mode,
+            dir_fd=dir_fd,
+            effective_ids=effective_ids,
+            follow_symlinks=follow_symlinks,
+        )
 
-    def statvfs(path: object) -> os.statvfs_result:
-        found = real_statvfs(path)  # type: ignore[arg-type]  # as os.statvfs
+    def statvfs(path: _Path | int) -> os.statvfs_result:
+        found = real_statvfs(path)
         if not (read_only and below(path)):
             return found
         values = list(found)
