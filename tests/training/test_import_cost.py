@@ -6,7 +6,9 @@ trackers (W&B, MLflow, TensorBoard) are imported when the callback or function t
 needs them is built or called; grain never is (the trainer recognises grain data
 only where the user has imported grain). Flax itself imports part of rich (``flax.nnx`` loads
 ``rich.console`` and ``rich.table`` for its summaries), so the rich check is relative:
-our import adds no rich module to those that ``flax.nnx`` alone loads.
+our import adds no rich module to those that ``flax.nnx`` alone loads. Every other module
+under ``callbacks/`` (what ``from ...callbacks import CSVLogger, History, ...`` imports) loads
+no Orbax either: only ``ModelCheckpoint``'s own modules do.
 """
 
 from __future__ import annotations
@@ -52,6 +54,48 @@ def test_the_trainer_and_plain_callbacks_import_no_orbax_rich_or_trackers(statem
     assert "rich.progress" not in loaded["rich"]
     for tracker in ("wandb", "mlflow", "tensorboard", "tensorboardX", "grain"):
         assert loaded[tracker] == [], tracker
+
+
+def _added_by_each_callback_module() -> dict[str, list[str]]:
+    """Per module under ``callbacks/`` but the checkpoint's own, the heavy modules it adds.
+
+    One fresh interpreter imports ``flax.nnx`` (what it loads is not counted), then each
+    module in turn, sorted, and records what each import added to ``sys.modules``.
+    """
+    code = (
+        "import importlib, json, pkgutil, sys\n"
+        "import flax.nnx\n"
+        "import artifex.generative_models.training.callbacks as package\n"
+        f"heavy = {_HEAVY!r}\n"
+        "def loaded():\n"
+        "    return {m for m in sys.modules if any(m == r or m.startswith(r + '.') "
+        "for r in heavy)}\n"
+        "added = {}\n"
+        "for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):\n"
+        "    if info.name == 'model_checkpoint' or info.name.startswith('_checkpoint'):\n"
+        "        continue\n"
+        "    before = loaded()\n"
+        "    importlib.import_module(f'{package.__name__}.{info.name}')\n"
+        "    added[info.name] = sorted(loaded() - before)\n"
+        "print(json.dumps(added))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    added: dict[str, list[str]] = json.loads(done.stdout)
+    return added
+
+
+def test_no_callback_module_but_the_checkpoints_imports_orbax_or_trackers() -> None:
+    added = _added_by_each_callback_module()
+    assert {"base", "csv_logger", "early_stopping", "history", "progress"} <= set(added)
+    assert {"wandb_logger", "mlflow_logger", "tensorboard"} <= set(added)
+    for module, heavy in added.items():
+        # Only the progress bar adds rich modules, beyond those flax.nnx loads.
+        allowed = ("rich",) if module == "progress" else ()
+        assert [m for m in heavy if not m.startswith(allowed)] == [], module
+    assert "rich.progress" in added["progress"]  # the control: the check sees imports
 
 
 def test_what_needs_orbax_and_rich_still_loads_them() -> None:
