@@ -85,7 +85,7 @@ _Drawn: TypeAlias = tuple[tuple[FitPlan, ...], ErrorKind]
 
 
 class _Search:
-    """Whether a draw fails, within a budget of five runs per example."""
+    """Whether a draw fails, within five times ``max_examples`` runs; the failing draws kept."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
