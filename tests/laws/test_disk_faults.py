@@ -14,35 +14,17 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests._tmpfs import in_tmpfs, skip_unless_mountable
 from tests.laws import _disk_fault_script
+from tests.laws._processes import run_command, script_command
 
-ROOT = Path(_disk_fault_script.__file__).resolve().parents[2]
 TIMEOUT = 150  # seconds per run: a bound, far above the seconds it takes
 EXIT_BOUND = 30.0  # seconds from the error to the end of the process
-
-
-def _in_namespace(mountpoint: Path, *command: str) -> list[str]:
-    """``command`` run with a fresh 1 MiB tmpfs at ``mountpoint``, in a mount namespace."""
-    script = 'mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"'
-    return ["unshare", "-m", "sh", "-c", script, "sh", str(mountpoint), *command]
-
-
-def _skip_unless_mountable(mountpoint: Path) -> None:
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux) to mount a tmpfs in a mount namespace")
-    probe = subprocess.run(
-        _in_namespace(mountpoint, "true"), capture_output=True, text=True, timeout=60, check=False
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"mounting a tmpfs in a mount namespace is not allowed here: {probe.stderr}")
 
 
 @pytest.mark.one_python
@@ -60,19 +42,10 @@ def test_a_failing_checkpoint_disk_fails_the_run_promptly_and_loses_nothing(
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    _skip_unless_mountable(checkpoints)
-    command = [sys.executable, "-m", "tests.laws._disk_fault_script", str(tmp_path), fault]
-    command += ["--sync"] if sync else []
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run(
-        _in_namespace(checkpoints, *command),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    skip_unless_mountable(checkpoints)
+    flags = ["--sync"] if sync else []
+    command = script_command(_disk_fault_script.__name__, tmp_path, fault, *flags)
+    run = run_command(in_tmpfs(checkpoints, *command), timeout=TIMEOUT)
     ended_at = time.monotonic()
     assert run.returncode == 1, run.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())

@@ -8,23 +8,18 @@ each epoch appears once in the log, and no row is lost. Runs in bounded subproce
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.laws import _first_save_kill_script
+from tests.laws._processes import run_command, script_command
 
-ROOT = Path(_first_save_kill_script.__file__).resolve().parents[2]
 TIMEOUT = 300  # seconds per subprocess: a bound, far above the few seconds it takes
 
 
 def _run(workdir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "tests.laws._first_save_kill_script", str(workdir), *flags]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=TIMEOUT, check=False
-    )
+    command = script_command(_first_save_kill_script.__name__, workdir, *flags)
+    return run_command(command, timeout=TIMEOUT)
 
 
 def _epochs(path: Path) -> list[str]:

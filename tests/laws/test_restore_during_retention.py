@@ -12,46 +12,43 @@ no checkpoint is complete.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from artifex.generative_models.training.callbacks import restore_checkpoint
 from tests.laws import _retention_script
+from tests.laws._processes import (
+    ROOT,
+    environment,
+    log_tail,
+    script_command,
+    start,
+    wait_for,
+)
 
-ROOT = Path(_retention_script.__file__).resolve().parents[2]
 STEPS = 150
 
 
 @pytest.mark.one_python
 def test_restoring_the_latest_while_retention_deletes(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "tests.laws._retention_script", str(tmp_path)]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    with (tmp_path / "subprocess.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [*args, "--steps", str(STEPS)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-        )
+    proc = start(_retention_script.__name__, tmp_path, "--steps", str(STEPS))
     evaluator: subprocess.Popen[str] | None = None
     try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "started").exists():
-            assert proc.poll() is None, (tmp_path / "subprocess.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint in 120 s"
-            time.sleep(0.01)
+        started = tmp_path / "started"
+        wait_for(proc, tmp_path, started.exists, what="a checkpoint", seconds=120)
         evaluator = subprocess.Popen(
-            [*args, "--evaluate"],
+            script_command(_retention_script.__name__, tmp_path, "--evaluate"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=environment(),
             cwd=ROOT,
         )
-        assert proc.wait(timeout=600) == 0, (tmp_path / "subprocess.log").read_text()[-3000:]
+        assert proc.wait(timeout=600) == 0, log_tail(tmp_path)
         out, err = evaluator.communicate(timeout=120)
     finally:
         for child in (proc, evaluator):

@@ -16,31 +16,24 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.laws.test_disk_faults import ROOT, TIMEOUT, _in_namespace, _skip_unless_mountable
+from tests._tmpfs import in_tmpfs, skip_unless_mountable
+from tests.laws import _setup_fault_script
+from tests.laws._processes import run_command, script_command
+
+TIMEOUT = 150  # seconds per run: a bound, far above the seconds it takes
 
 
 def _run(tmp_path: Path, fault: str) -> dict[str, Any]:
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    _skip_unless_mountable(checkpoints)
-    command = [sys.executable, "-m", "tests.laws._setup_fault_script", str(tmp_path), fault]
-    run = subprocess.run(
-        _in_namespace(checkpoints, *command),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        cwd=ROOT,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    skip_unless_mountable(checkpoints)
+    command = script_command(_setup_fault_script.__name__, tmp_path, fault)
+    run = run_command(in_tmpfs(checkpoints, *command), timeout=TIMEOUT)
     assert run.returncode == 0, run.stderr[-3000:]
     report: dict[str, Any] = json.loads((tmp_path / "report.json").read_text())
     return report

@@ -9,18 +9,16 @@ child's marker line (no sleep), then kills it.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.laws import _tensorboard_kill_script
+from tests.laws._processes import ROOT, environment, run_command, script_command
 
-ROOT = Path(_tensorboard_kill_script.__file__).resolve().parents[2]
 TIMEOUT = 300  # seconds per subprocess: a bound, far above the seconds it takes
 STEPS = 6  # batches per epoch (tests/laws/_resume_script.make_data)
 
@@ -28,11 +26,7 @@ pytestmark = pytest.mark.one_python
 
 
 def _command(workdir: Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "tests.laws._tensorboard_kill_script", str(workdir), *flags]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return script_command(_tensorboard_kill_script.__name__, workdir, *flags)
 
 
 def _scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -48,7 +42,7 @@ def test_sigkill_then_resume_shows_every_epoch_once(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=environment(),
         cwd=ROOT,
     ) as killed:
         assert killed.stdout is not None
@@ -64,15 +58,7 @@ def test_sigkill_then_resume_shows_every_epoch_once(tmp_path: Path) -> None:
     before = _scalars(tmp_path / "tb", "epoch/epoch")
     assert before == [(STEPS, 0.0), (2 * STEPS, 1.0), (3 * STEPS, 2.0)]  # flushed at each end
 
-    resumed = subprocess.run(
-        _command(tmp_path, "--epochs", "2", "--resume"),
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    resumed = run_command(_command(tmp_path, "--epochs", "2", "--resume"), timeout=TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     epochs = _scalars(tmp_path / "tb", "epoch/epoch")
     assert epochs == [(STEPS * (e + 1), float(e)) for e in range(4)]  # each once

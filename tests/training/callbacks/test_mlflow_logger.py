@@ -22,6 +22,7 @@ from artifex.generative_models.training.callbacks import (
     MLflowLogger,
 )
 from artifex.generative_models.training.trainer import Trainer
+from tests._tmpfs import in_tmpfs, skip_unless_mountable
 from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, TinyModel, drive
 from tests.training.callbacks._tracker_fit import tracker_fit
 
@@ -235,17 +236,14 @@ except ValueError as error:
 
 @pytest.mark.one_python
 def test_the_default_store_on_a_read_only_disk_is_refused_in_preflight(tmp_path: Path) -> None:
-    # A read-only tmpfs in a private mount namespace (as tests/laws/test_disk_faults.py).
+    # A read-only tmpfs in a private mount namespace (tests/_tmpfs.py).
     mount = tmp_path / "ro"
     mount.mkdir()
-    script = 'mount -t tmpfs -o ro,size=1m tmpfs "$1" && cd "$1" && shift && exec "$@"'
-    command = ["unshare", "-m", "sh", "-c", script, "sh", str(mount)]
-    probe = subprocess.run([*command, "true"], capture_output=True, check=False, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"mounting a tmpfs in a mount namespace is not allowed here: {probe.stderr!r}")
+    skip_unless_mountable(mount, options="ro,size=1m")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", _READ_ONLY_PREFLIGHT]
     run = subprocess.run(
-        [*command, sys.executable, "-c", _READ_ONLY_PREFLIGHT],
+        in_tmpfs(mount, *command, options="ro,size=1m", enter=True),
         capture_output=True,
         text=True,
         env=env,

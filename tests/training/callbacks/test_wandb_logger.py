@@ -25,6 +25,7 @@ from artifex.generative_models.training.callbacks import (
     WandbConfig,
     WandbLogger,
 )
+from tests._tmpfs import in_tmpfs, skip_unless_mountable
 from tests.training.callbacks._stubs import FullTrainer, ModelOnlyTrainer, drive
 from tests.training.callbacks._tracker_fit import tracker_fit
 
@@ -293,18 +294,14 @@ for warning in caught:
 
 @pytest.mark.one_python
 def test_rows_lost_to_a_full_disk_are_named_not_silent(tmp_path: Path) -> None:
-    # A small tmpfs in a private mount namespace (as tests/laws/test_disk_faults.py).
+    # A small tmpfs in a private mount namespace (tests/_tmpfs.py).
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = 'mount -t tmpfs -o size=256k tmpfs "$1" && exec "${@:2}"'
-    command = ["unshare", "-m", "bash", "-c", script, "bash", str(disk)]
-    probe = subprocess.run([*command, "true"], capture_output=True, check=False, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"mounting a tmpfs in a mount namespace is not allowed here: {probe.stderr!r}")
+    skip_unless_mountable(disk, options="size=256k")
     root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, str(root)])}
     run = subprocess.run(
-        [*command, sys.executable, "-c", _FULL_DISK_FIT, str(disk)],
+        in_tmpfs(disk, sys.executable, "-c", _FULL_DISK_FIT, str(disk), options="size=256k"),
         capture_output=True,
         text=True,
         env=env,

@@ -137,22 +137,7 @@ def run(
         Preempted: If a preemption notice (SIGTERM) stopped the run; a checkpoint was
             saved, and ``resume=True`` continues from it. No picture is written.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    checkpoint_dir = run_dir / "checkpoints"
-    has_checkpoints = checkpoint_dir.is_dir() and any(
-        p.name.isdigit() for p in checkpoint_dir.iterdir()
-    )
-    if has_checkpoints and not resume:
-        raise FileExistsError(
-            f"{run_dir} already holds checkpoints; pass --resume to continue that run, "
-            "or choose another --run-dir"
-        )
-    if resume and not has_checkpoints:
-        raise FileNotFoundError(f"--resume: no checkpoint to resume in {checkpoint_dir}")
-
+    checkpoint_dir = _checked_run(run_dir, epochs=epochs, batch_size=batch_size, resume=resume)
     train_x, val_x = _digits(seed)
     csv_path = run_dir / "training_log.csv"
     checkpoint = ModelCheckpoint(
@@ -192,6 +177,26 @@ def run(
         stop_reason=early_stopping.stop_reason,
         best_epoch=best,
     )
+
+
+def _checked_run(run_dir: Path, *, epochs: int, batch_size: int, resume: bool) -> Path:
+    """``run``'s refusals, before anything is written; the run's checkpoint directory."""
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    checkpoint_dir = run_dir / "checkpoints"
+    has_checkpoints = checkpoint_dir.is_dir() and any(
+        p.name.isdigit() for p in checkpoint_dir.iterdir()
+    )
+    if has_checkpoints and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue that run, "
+            "or choose another --run-dir"
+        )
+    if resume and not has_checkpoints:
+        raise FileNotFoundError(f"--resume: no checkpoint to resume in {checkpoint_dir}")
+    return checkpoint_dir
 
 
 def _best_epoch(curves: Sequence[dict[str, float]]) -> int | None:

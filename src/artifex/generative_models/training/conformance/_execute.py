@@ -430,6 +430,32 @@ def execute(
     Raises:
         KeyboardInterrupt: A real Ctrl-C (see ``is_real_interrupt``).
     """
+    run, callbacks, order = _prepare(ctx, scenario, plans, kind)
+    events = run.recorder.events
+    try:
+        run.trainer = ctx.harness.build(callbacks)
+    except BaseException as error:
+        if is_real_interrupt(error):
+            raise
+        return [
+            fault(scenario, events, f"harness.build raised {describe_exception(error)}")
+        ], events
+    run.recorder.target = run.trainer
+    findings = _fit_calls(run, plans, between)
+    findings += _dispatch_findings(run, callbacks, order)
+    grammar = check_events(events, plans, scenario=scenario)
+    if not any(v.severity == "error" for v in grammar):  # else the state follows the same slip
+        findings += state_findings(events, scenario, plans)
+    return [*run.first, *grammar, *findings], events
+
+
+_Injected: TypeAlias = EventRecorder | OrderMark | RaiseAt | StopAt | TeardownWitness
+
+
+def _prepare(
+    ctx: Context, scenario: str, plans: Sequence[FitPlan], kind: ErrorKind
+) -> tuple[_Run, list[_Injected], OrderLog]:
+    """The run, its injected callbacks in order, and the log of the order events reach them."""
     via: Literal["requester", "flag"] = (
         "flag" if any(p.stop is not None and p.stop_via == "flag" for p in plans) else "requester"
     )
@@ -440,7 +466,7 @@ def execute(
         [(p.stop.hook, p.stop.occurrence) if p.stop is not None else None for p in plans], via=via
     )
     witness = TeardownWitness(recorder)
-    callbacks: list[EventRecorder | OrderMark | RaiseAt | StopAt | TeardownWitness] = [
+    callbacks: list[_Injected] = [
         recorder,
         OrderMark(),
         *raisers,
@@ -451,17 +477,14 @@ def execute(
     order: OrderLog = []
     for slot, callback in enumerate(callbacks):
         callback.order = (order, slot)
-    run = _Run(ctx, scenario, kind, recorder, stopper, witness, log)
-    events = recorder.events
-    try:
-        run.trainer = ctx.harness.build(callbacks)
-    except BaseException as error:
-        if is_real_interrupt(error):
-            raise
-        return [
-            fault(scenario, events, f"harness.build raised {describe_exception(error)}")
-        ], events
-    recorder.target = run.trainer
+    return _Run(ctx, scenario, kind, recorder, stopper, witness, log), callbacks, order
+
+
+def _fit_calls(
+    run: _Run, plans: Sequence[FitPlan], between: Callable[[Any], None] | None
+) -> list[Violation]:
+    """Run one ``fit`` call per plan; the findings of each, and of any use outside ``fit``."""
+    events = run.recorder.events
     findings: list[Violation] = []
     outside = plan_outside_fit(run.trainer, events, fits=0)
     for call, plan in enumerate(plans):
@@ -469,7 +492,19 @@ def execute(
             between(run.trainer)
         findings += run.call(call, plan)
         outside = outside or plan_outside_fit(run.trainer, events, fits=call + 1)
-    findings += [fault(scenario, events, outside)] if outside else []
+    return [*findings, fault(run.scenario, events, outside)] if outside else findings
+
+
+def _dispatch_findings(
+    run: _Run, callbacks: Sequence[_Injected], order: OrderLog
+) -> list[Violation]:
+    """What the injected callbacks got: the trainer argument, the order, the logs dicts."""
+    scenario, events, recorder, witness = (
+        run.scenario,
+        run.recorder.events,
+        run.recorder,
+        run.witness,
+    )
     if recorder.other is not None:
         index, other = recorder.other
         run.first.append(
@@ -482,16 +517,14 @@ def execute(
                 "its stop_training and read its status, step and model)",
             )
         )
-    findings += _order_findings(scenario, events, witness)
+    findings = _order_findings(scenario, events, witness)
     if not witness.out_of_order:
-        problem = order_problem(order, slot_names(callbacks), {2 + i for i in range(len(raisers))})
+        raisers = {slot for slot, callback in enumerate(callbacks) if isinstance(callback, RaiseAt)}
+        problem = order_problem(order, slot_names(callbacks), raisers)
         findings += [fault(scenario, events, problem)] if problem else []
     for index, problem in logs_problems(recorder.logs_seen, witness.logs_got, events):
         findings.append(_at(scenario, events, index, problem))
-    grammar = check_events(events, plans, scenario=scenario)
-    if not any(v.severity == "error" for v in grammar):  # else the state follows the same slip
-        findings += state_findings(events, scenario, plans)
-    return [*run.first, *grammar, *findings], events
+    return findings
 
 
 def _at(scenario: str, events: Sequence[Event], index: int, expected: str) -> Violation:

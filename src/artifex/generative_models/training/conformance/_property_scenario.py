@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 from artifex.generative_models.training.callbacks.base import HOOK_NAMES, HookName
 from artifex.generative_models.training.conformance._execute import (
@@ -25,6 +25,10 @@ from artifex.generative_models.training.conformance._execute import (
 )
 from artifex.generative_models.training.conformance._harness import FailingHarness
 from artifex.generative_models.training.conformance.grammar import FitPlan, Trigger, Violation
+
+if TYPE_CHECKING:
+    from hypothesis import settings
+    from hypothesis.strategies import SearchStrategy
 
 __all__ = ["private_storage", "property_scenario"]
 
@@ -48,14 +52,96 @@ def property_scenario(ctx: Context) -> Found:
         NotApplicable: If Hypothesis is not installed.
     """
     try:
-        from hypothesis import HealthCheck, Phase, find, settings
-        from hypothesis import strategies as st
-        from hypothesis.database import DirectoryBasedExampleDatabase
+        from hypothesis import find
         from hypothesis.errors import NoSuchExample
     except ImportError as error:  # pragma: no cover - hypothesis is a test dependency
         raise NotApplicable(
             f"needs Hypothesis ({error}); install artifex-nnx-callbacks[conformance]"
         ) from error
+    search = _Search(ctx)
+    try:
+        minimal = find(_runs(ctx), search.fails, settings=_settings(ctx))
+    except NoSuchExample:
+        return [], f"{ctx.max_examples} drawn runs conform"
+    except _Budget:
+        minimal = search.last_failing[-1]
+    plans, kind = minimal
+    draw_text = ", ".join(map(str, plans)) + _KIND_TEXT[kind]
+    findings, _ = execute(ctx, "property", plans, kind=kind)
+    shrunk = [
+        Violation(
+            scenario=v.scenario,
+            index=v.index,
+            context=v.context,
+            expected=f"{v.expected} [minimal failing draw: {draw_text}]",
+            severity=v.severity,
+        )
+        for v in findings
+    ]
+    return shrunk, f"minimal failing draw: {draw_text}"
+
+
+_Drawn: TypeAlias = tuple[tuple[FitPlan, ...], ErrorKind]
+
+
+class _Search:
+    """Whether a draw fails, within five times ``max_examples`` runs; the failing draws kept."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.budget = ctx.max_examples * 5
+        self.last_failing: list[_Drawn] = []
+
+    def fails(self, drawn: _Drawn) -> bool:
+        if self.budget <= 0:
+            raise _Budget
+        self.budget -= 1
+        findings, _ = execute(self.ctx, "property", drawn[0], kind=drawn[1])
+        failed = any(v.severity == "error" for v in findings)
+        if failed:
+            self.last_failing.append(drawn)
+        return failed
+
+
+def _settings(ctx: Context) -> settings:
+    """Derandomized, with no example database unless the user opts in (nothing in their cwd)."""
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    database = None
+    if ctx.example_database is not None:
+        database = DirectoryBasedExampleDatabase(ctx.example_database)
+    return settings(
+        max_examples=ctx.max_examples,
+        deadline=None,
+        database=database,
+        derandomize=database is None,
+        # HealthCheck's metaclass has an unannotated __iter__: pyright infers the metaclass.
+        suppress_health_check=cast("list[HealthCheck]", list(HealthCheck)),  # ty: ignore[redundant-cast]
+        phases=[Phase.generate, Phase.shrink],
+    )
+
+
+def _runs(ctx: Context) -> SearchStrategy[_Drawn]:
+    """One or two ``fit`` plans with one stop source, and what the injected failures raise."""
+    from hypothesis import strategies as st
+
+    plan = _plans(ctx)
+
+    @st.composite
+    def run(draw: st.DrawFn) -> _Drawn:
+        plans = draw(st.lists(plan, min_size=1, max_size=2))
+        via = plans[0].stop_via  # one stop source per trainer
+        kind: ErrorKind = draw(st.sampled_from(["error", "interrupt", "exit"]))
+        return tuple(replace(p, stop_via=via) for p in plans), kind
+
+    return run()
+
+
+def _plans(ctx: Context) -> SearchStrategy[FitPlan]:
+    """One ``fit`` call: epochs, validation, a stop point, a raise point, a data failure."""
+    from hypothesis import strategies as st
+
     batches, with_validation = ctx.batches, validating(ctx)
     failing = isinstance(ctx.harness, FailingHarness)
     hooks: list[HookName] = [h for h in HOOK_NAMES if with_validation or "validation" not in h]
@@ -97,59 +183,7 @@ def property_scenario(ctx: Context) -> Found:
             stop_via=draw(st.sampled_from(vias)),
         )
 
-    @st.composite
-    def run(draw: st.DrawFn) -> tuple[tuple[FitPlan, ...], ErrorKind]:
-        plans = draw(st.lists(plan(), min_size=1, max_size=2))
-        via = plans[0].stop_via  # one stop source per trainer
-        kind: ErrorKind = draw(st.sampled_from(["error", "interrupt", "exit"]))
-        return tuple(replace(p, stop_via=via) for p in plans), kind
-
-    budget = [ctx.max_examples * 5]
-    last_failing: list[tuple[tuple[FitPlan, ...], ErrorKind]] = []
-
-    def fails(drawn: tuple[tuple[FitPlan, ...], ErrorKind]) -> bool:
-        if budget[0] <= 0:
-            raise _Budget
-        budget[0] -= 1
-        findings, _ = execute(ctx, "property", drawn[0], kind=drawn[1])
-        failed = any(v.severity == "error" for v in findings)
-        if failed:
-            last_failing.append(drawn)
-        return failed
-
-    # No example database unless the user opts in: nothing is written to their cwd.
-    database = None
-    if ctx.example_database is not None:
-        database = DirectoryBasedExampleDatabase(ctx.example_database)
-    config = settings(
-        max_examples=ctx.max_examples,
-        deadline=None,
-        database=database,
-        derandomize=database is None,
-        # HealthCheck's metaclass has an unannotated __iter__: pyright infers the metaclass.
-        suppress_health_check=cast("list[HealthCheck]", list(HealthCheck)),  # ty: ignore[redundant-cast]
-        phases=[Phase.generate, Phase.shrink],
-    )
-    try:
-        minimal = find(run(), fails, settings=config)
-    except NoSuchExample:
-        return [], f"{ctx.max_examples} drawn runs conform"
-    except _Budget:
-        minimal = last_failing[-1]
-    plans, kind = minimal
-    draw_text = ", ".join(map(str, plans)) + _KIND_TEXT[kind]
-    findings, _ = execute(ctx, "property", plans, kind=kind)
-    shrunk = [
-        Violation(
-            scenario=v.scenario,
-            index=v.index,
-            context=v.context,
-            expected=f"{v.expected} [minimal failing draw: {draw_text}]",
-            severity=v.severity,
-        )
-        for v in findings
-    ]
-    return shrunk, f"minimal failing draw: {draw_text}"
+    return plan()
 
 
 _KIND_TEXT: dict[ErrorKind, str] = {

@@ -20,6 +20,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from artifex.generative_models.training.conformance._execute import (
     Context,
@@ -135,6 +136,31 @@ def check_trainer(
         ImportError: If the module of an import name cannot be found (in this process).
         AttributeError: If that module has no such attribute.
     """
+    untrusted, chosen = _checked(harness, scenarios, max_examples=max_examples, processes=processes)
+    began = time.perf_counter()
+    if isinstance(untrusted, str) or processes > 1:  # _checked loads a str if processes == 1
+        results = check_processes(
+            untrusted, processes=processes, chosen=chosen, max_examples=max_examples
+        )
+    else:
+        database = None if example_database is None else os.fspath(example_database)
+        ctx = Context(harness=untrusted, max_examples=max_examples, example_database=database)
+        results = _run_here(ctx, chosen, keep_hypothesis_storage=keep_hypothesis_storage)
+    return ConformanceReport(
+        harness=untrusted if isinstance(untrusted, str) else _describe_harness(untrusted),
+        results=tuple(results),
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _checked(
+    harness: TrainerHarness[T] | str,
+    scenarios: Iterable[str] | None,
+    *,
+    max_examples: int,
+    processes: int,
+) -> tuple[TrainerHarness[Any] | str, list[str]]:
+    """``check_trainer``'s refusals, in order; the harness (loaded if run here) and scenarios."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes!r}")
     untrusted: object = harness
@@ -151,22 +177,16 @@ def check_trainer(
         raise ValueError(f"unknown scenarios {unknown}; expected names from {list(SCENARIOS)}")
     if max_examples < 1:
         raise ValueError(f"max_examples must be >= 1, got {max_examples!r}")
-    began = time.perf_counter()
-    if isinstance(untrusted, str) or processes > 1:  # a str is loaded above if processes == 1
-        results = check_processes(
-            untrusted, processes=processes, chosen=chosen, max_examples=max_examples
-        )
-    else:
-        database = None if example_database is None else os.fspath(example_database)
-        ctx = Context(harness=untrusted, max_examples=max_examples, example_database=database)
-        private = "property" in chosen and not keep_hypothesis_storage
-        with private_storage() if private else contextlib.nullcontext():
-            results = _run_all(ctx, chosen)
-    return ConformanceReport(
-        harness=untrusted if isinstance(untrusted, str) else _describe_harness(untrusted),
-        results=tuple(results),
-        seconds=time.perf_counter() - began,
-    )
+    return untrusted, chosen
+
+
+def _run_here(
+    ctx: Context, chosen: list[str], *, keep_hypothesis_storage: bool
+) -> list[ScenarioResult]:
+    """Run the scenarios in this process, Hypothesis's storage private unless kept."""
+    private = "property" in chosen and not keep_hypothesis_storage
+    with private_storage() if private else contextlib.nullcontext():
+        return _run_all(ctx, chosen)
 
 
 def _run_all(ctx: Context, chosen: list[str]) -> list[ScenarioResult]:
