@@ -164,6 +164,7 @@ def run_fit(
         steps_per_epoch=steps_per_epoch,
         replay=replay,
     )
+    position.held_data = chunks.held_state  # hides a prefetched batch from state_dict()
     loop = EpochLoop(trainer, state, compiled(), position, stops, watch, chunks, spmd=spmd)
     trainer.stop_training = False
     outcome.status, outcome.stopped_by, outcome.error = "running", None, None
@@ -426,18 +427,22 @@ class EpochLoop(Generic[M]):
         sums: MetricSums | None = None
         position.batches, sums = (0, None) if resume is None else resume
         stopper: Stopper | None = None
-        for chunk in chunks.epoch(position.epoch, position.batches):
-            if sums is None:
-                sums = self._zero_sums(chunk[0])
-            if len(chunk) == 1:
-                sums, stopper = self.run_single(chunk[0], sums)
-            elif self._chunk_scans(chunk, sums):
-                sums, stopper = self.run_chunk(chunk, sums)
-            else:
-                sums, stopper = self.run_steps(chunk, sums)
-            if stopper is not None:
-                chunks.give_back(chunks.fetched - position.batches)  # fetched, not trained
-                break
+        try:
+            for chunk in chunks.epoch(position.epoch, position.batches):
+                if sums is None:
+                    sums = self._zero_sums(chunk[0])
+                if len(chunk) == 1:
+                    sums, stopper = self.run_single(chunk[0], sums)
+                elif self._chunk_scans(chunk, sums):
+                    sums, stopper = self.run_chunk(chunk, sums)
+                else:
+                    sums, stopper = self.run_steps(chunk, sums)
+                if stopper is not None:
+                    chunks.give_back(chunks.fetched - position.batches)  # fetched, not trained
+                    break
+        except BaseException:
+            chunks.give_back(0)  # a prefetched batch goes back: the data is where the loop is
+            raise
         if not isinstance(stopper, PreemptionNotice):  # the save needs the position
             position.leave_batches()
         if position.batches == 0 or sums is None:
@@ -506,6 +511,7 @@ class EpochLoop(Generic[M]):
         except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
             explain_batch_failure(error, (batch,), "train_data", position.batches, position.epoch)
             raise
+        self.chunks.ahead()  # the next batch's transfer overlaps this step
         state.trained(params, rest, opt_state)
         position.step = step + 1
         position.batches += 1
@@ -536,6 +542,7 @@ class EpochLoop(Generic[M]):
         except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
             explain_batch_failure(error, batches, "train_data", position.batches, position.epoch)
             raise
+        self.chunks.ahead()  # the next batch's transfer overlaps this chunk
         state.trained(params, rest, opt_state)
         start, first = position.step, position.batches
         last = len(batches) - 1
