@@ -3,10 +3,9 @@
 A user's ``StatefulData`` is rewound through its protocol alone (no ``"position"``
 key) after a stop or a failure inside a ``steps_per_execution`` chunk; it and an
 ``ArrayBatcher`` resume exactly from a mid-epoch checkpoint, with a prefetch (forced
-on the CPU) too; data without a
-saved position replays a resumed epoch and skips its trained batches, with a warning;
-``steps_per_epoch`` keeps one iterator across epochs, and endless data without it is
-refused before anything is touched.
+on the CPU) too; data without a saved position replays a resumed epoch and skips its
+trained batches, with a warning; ``steps_per_epoch`` keeps one iterator across epochs,
+and endless data without it is refused before anything is touched.
 """
 
 from __future__ import annotations
