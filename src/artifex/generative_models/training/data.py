@@ -43,11 +43,11 @@ class StatefulData(Protocol):
     state as JSON (``bytes`` as base64), and a format-4 checkpoint's 0-d arrays are
     turned back into Python scalars before the call.
 
-    With ``steps_per_execution > 1`` the trainer takes ``state_dict()`` before fetching
-    each batch, and after a stop or a failure inside a chunk it loads the one taken
-    before the first untrained batch: one ``state_dict()`` call per batch, and no
-    batch is fetched twice. With ``steps_per_execution=1`` it never calls
-    ``state_dict()`` between checkpoints.
+    With ``steps_per_execution > 1``, or where it prefetches (on an accelerator), the
+    trainer takes ``state_dict()`` before fetching each batch, and after a stop or a
+    failure with batches fetched but not trained it loads the one taken before the
+    first untrained batch: one ``state_dict()`` call per batch, and no batch is fetched
+    twice. Otherwise it never calls ``state_dict()`` between checkpoints.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -75,7 +75,8 @@ class ArrayBatcher(Generic[T]):
 
     Every leaf of ``data`` must be an array with the same leading dimension (the number
     of examples). Each batch has the same pytree structure as ``data``. NumPy leaves
-    are indexed on the host (the trainer's jitted step then transfers them); JAX leaves
+    are indexed on the host (the trainer transfers them: on an accelerator it prefetches
+    the next batch with ``jax.device_put`` while a step runs); JAX leaves
     are gathered on their device by one jitted call per batch.
 
     Iterating yields the remaining batches of the current data epoch, starting at the
