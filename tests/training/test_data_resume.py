@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from artifex.generative_models.training import StatefulData
+from artifex.generative_models.training import ArrayBatcher
 from artifex.generative_models.training.callbacks import LambdaCallback, restore_checkpoint
 from artifex.generative_models.training.trainer import _chunks
 from artifex.generative_models.training.trainer._chunks import ReplayedDataWarning
@@ -118,7 +118,7 @@ def test_a_stop_inside_a_chunk_resumes_exactly_from_the_checkpoint_it_left(
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
-STATEFUL: dict[str, Callable[[], StatefulData]] = {
+STATEFUL: dict[str, Callable[[], Cursor | ArrayBatcher[Batch]]] = {
     "user": lambda: Cursor(batches()),
     "ArrayBatcher": lambda: make_data()[0],
 }

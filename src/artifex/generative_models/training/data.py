@@ -257,7 +257,7 @@ class ArrayBatcher(Generic[T]):
                 leaf[index] if isinstance(leaf, np.ndarray) else _take_rows_jit(leaf, device_index)
                 for leaf in self._leaves
             ]
-        return self._treedef.unflatten(rows)  # type: ignore[no-any-return]  # data's structure
+        return jax.tree.unflatten(self._treedef, rows)  # type: ignore[no-any-return]  # data's structure
 
     def __iter__(self) -> Iterator[T]:
         """Yield the remaining batches of the current data epoch, then advance the epoch."""

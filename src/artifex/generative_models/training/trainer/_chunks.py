@@ -207,7 +207,7 @@ def _placed(batch: Any, leaves: list[Any], treedef: Any) -> Any:
             placed[index] = array
     except Exception:  # JAX's, for a dtype it cannot take: explained at the step
         return batch
-    return treedef.unflatten(placed)
+    return jax.tree.unflatten(treedef, placed)
 
 
 _END: Any = object()  # the end of the data, for next(iterator, _END)
@@ -324,7 +324,8 @@ class EpochChunks:
 
         ``None`` where nothing is drawn ahead (the data's own ``state_dict()`` is right).
         """
-        if not self._ahead or not isinstance(self.data, StatefulData):
+        data: object = self.data
+        if not self._ahead or not isinstance(data, StatefulData):
             return None
         return copy.deepcopy(self._mark(self._fetched))  # the caller keeps it
 
