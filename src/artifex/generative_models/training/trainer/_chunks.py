@@ -377,7 +377,7 @@ class EpochChunks:
             carried = False
 
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[Any, tuple[Any, ...]]]:
-        """``(batch, signature)``: each batch checked, then placed on the mesh."""
+        """``(batch, signature)``: each batch checked, then placed (on the mesh, or prefetched)."""
         data: object = self.data
         rewinds = self.chunk_size > 1 or self.prefetch
         mark = data.state_dict if rewinds and isinstance(data, StatefulData) else None

@@ -7,9 +7,11 @@ teardown (``on_train_end`` on every exit). The epoch loop, [`EpochLoop`][], is o
 over the chunks that the data side cuts (``_chunks``): each chunk's batch pairs are
 dispatched around one compiled step (``run_single``, the one step path) or one
 compiled ``lax.scan`` of ``steps_per_execution`` steps (``run_chunk``), whose batch
-pairs are dispatched after it; where ``_chunk_rule`` finds a scan slower than separate
-calls (on a CPU: a step with a convolution, or a large one), a chunk runs step by step
-(``run_steps``), exactly as unchunked. A stop requested inside a chunk discards the chunk's
+pairs are dispatched after it. Right after a dispatch the data side may draw the next
+batch and start its transfer (a prefetch, ``EpochChunks.ahead``, which no position
+shows). Where ``_chunk_rule`` finds a scan slower than separate calls (on a CPU: a step
+with a convolution, or a large one), a chunk runs step by step (``run_steps``), exactly
+as unchunked. A stop requested inside a chunk discards the chunk's
 later steps: they are recomputed from the state before the chunk (which the chunk
 does not donate), and the untrained batches are given back to a stateful batcher, so
 step, model, epoch logs and data position all reflect exactly the dispatched batches.
@@ -511,12 +513,12 @@ class EpochLoop(Generic[M]):
         except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
             explain_batch_failure(error, (batch,), "train_data", position.batches, position.epoch)
             raise
-        self.chunks.ahead()  # the next batch's transfer overlaps this step
         state.trained(params, rest, opt_state)
         position.step = step + 1
         position.batches += 1
         position.sums, position.last_batch = sums, position.batches == self.chunks.length
         position.examples += _rows(batch)
+        self.chunks.ahead()  # the next batch's transfer overlaps this step
         self.callbacks.on_batch_end(self.trainer, step, logs)
         stopper: Stopper | None = self.stops.check()
         if stopper is None and self.preemption.requested(step + 1):
@@ -542,7 +544,6 @@ class EpochLoop(Generic[M]):
         except Exception as error:  # JAX's, for a leaf it cannot take (and a trace's)
             explain_batch_failure(error, batches, "train_data", position.batches, position.epoch)
             raise
-        self.chunks.ahead()  # the next batch's transfer overlaps this chunk
         state.trained(params, rest, opt_state)
         start, first = position.step, position.batches
         last = len(batches) - 1
@@ -550,6 +551,7 @@ class EpochLoop(Generic[M]):
         position.sums = None  # inside the chunk no position is resumable
         notice = False  # a preemption notice stops the epoch at the chunk's end
         try:
+            self.chunks.ahead()  # the next batch's transfer overlaps this chunk
             for i, logs in enumerate(per_step):
                 position.step = start + i
                 callbacks.on_batch_begin(trainer, start + i)
