@@ -1,23 +1,26 @@
-"""Data without ArrayBatcher: the StatefulData contract, replay-and-skip, streams.
+"""Data positions: the StatefulData contract, replay-and-skip, streams.
 
 A user's ``StatefulData`` is rewound through its protocol alone (no ``"position"``
-key) after a stop or a failure inside a ``steps_per_execution`` chunk; data without a
-saved position replays a resumed epoch and skips its trained batches, with a warning;
-``steps_per_epoch`` keeps one iterator across epochs, and endless data without it is
-refused before anything is touched.
+key) after a stop or a failure inside a ``steps_per_execution`` chunk; it and an
+``ArrayBatcher`` resume exactly from a mid-epoch checkpoint, with a prefetch (forced
+on the CPU) too; data without a saved position replays a resumed epoch and skips its
+trained batches, with a warning; ``steps_per_epoch`` keeps one iterator across epochs,
+and endless data without it is refused before anything is touched.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from artifex.generative_models.training import ArrayBatcher
 from artifex.generative_models.training.callbacks import LambdaCallback, restore_checkpoint
+from artifex.generative_models.training.trainer import _chunks
 from artifex.generative_models.training.trainer._chunks import ReplayedDataWarning
 from tests.laws._outcomes import assert_same, outcome
 from tests.laws._resume_script import Batch, build, flat_state, make_data
@@ -115,11 +118,22 @@ def test_a_stop_inside_a_chunk_resumes_exactly_from_the_checkpoint_it_left(
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
-def test_a_user_stateful_data_resumes_exactly_from_a_mid_epoch_checkpoint(
-    tmp_path: Path,
+STATEFUL: dict[str, Callable[[], Cursor | ArrayBatcher[Batch]]] = {
+    "user": lambda: Cursor(batches()),
+    "ArrayBatcher": lambda: make_data()[0],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STATEFUL))
+@pytest.mark.parametrize(("chunk", "prefetch"), [(4, False), (4, True), (1, True)])
+def test_a_stateful_data_resumes_exactly_from_a_mid_epoch_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, chunk: int, prefetch: bool
 ) -> None:
-    reference, early, history = build(tmp_path / "one", every_n_steps=4, steps_per_execution=4)
-    reference.fit(Cursor(batches()), epochs=2, val_data=VAL)
+    """With a prefetch too: the saved position counts the batches trained, not drawn."""
+    monkeypatch.setattr(_chunks, "transfers_overlap", lambda: prefetch)
+    new_data = STATEFUL[kind]
+    reference, early, history = build(tmp_path / "one", every_n_steps=4, steps_per_execution=chunk)
+    reference.fit(new_data(), epochs=2, val_data=VAL)
     want = outcome(reference, early, history, tmp_path / "one")
 
     def crash(_trainer: object, step: int, _logs: object) -> None:
@@ -128,11 +142,11 @@ def test_a_user_stateful_data_resumes_exactly_from_a_mid_epoch_checkpoint(
 
     work = tmp_path / "two"
     extra = (LambdaCallback(on_batch_end=crash),)
-    trainer, _, _ = build(work, extra=extra, every_n_steps=4, steps_per_execution=4)
+    trainer, _, _ = build(work, extra=extra, every_n_steps=4, steps_per_execution=chunk)
     with pytest.raises(Crash):
-        trainer.fit(Cursor(batches()), epochs=2, val_data=VAL)
-    trainer, early, history = build(work, every_n_steps=4, steps_per_execution=4)
-    trainer.fit(Cursor(batches()), epochs=1, resume_from=work / "checkpoints", val_data=VAL)
+        trainer.fit(new_data(), epochs=2, val_data=VAL)
+    trainer, early, history = build(work, every_n_steps=4, steps_per_execution=chunk)
+    trainer.fit(new_data(), epochs=1, resume_from=work / "checkpoints", val_data=VAL)
     assert_same(outcome(trainer, early, history, work), want)
 
 

@@ -43,11 +43,11 @@ class StatefulData(Protocol):
     state as JSON (``bytes`` as base64), and a format-4 checkpoint's 0-d arrays are
     turned back into Python scalars before the call.
 
-    With ``steps_per_execution > 1`` the trainer takes ``state_dict()`` before fetching
-    each batch, and after a stop or a failure inside a chunk it loads the one taken
-    before the first untrained batch: one ``state_dict()`` call per batch, and no
-    batch is fetched twice. With ``steps_per_execution=1`` it never calls
-    ``state_dict()`` between checkpoints.
+    With ``steps_per_execution > 1``, or where it prefetches (on an accelerator), the
+    trainer takes ``state_dict()`` before fetching each batch, and after a stop or a
+    failure with batches fetched but not trained it loads the one taken before the
+    first untrained batch: one ``state_dict()`` call per batch, and no batch is fetched
+    twice. Otherwise it never calls ``state_dict()`` between checkpoints.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -75,7 +75,8 @@ class ArrayBatcher(Generic[T]):
 
     Every leaf of ``data`` must be an array with the same leading dimension (the number
     of examples). Each batch has the same pytree structure as ``data``. NumPy leaves
-    are indexed on the host (the trainer's jitted step then transfers them); JAX leaves
+    are indexed on the host (the trainer transfers them: on an accelerator it prefetches
+    the next batch with ``jax.device_put`` while a step runs); JAX leaves
     are gathered on their device by one jitted call per batch.
 
     Iterating yields the remaining batches of the current data epoch, starting at the
@@ -115,6 +116,7 @@ class ArrayBatcher(Generic[T]):
         "_data",
         "_drop_last",
         "_epoch",
+        "_leaves",
         "_num_batches",
         "_num_examples",
         "_on_device",
@@ -123,6 +125,7 @@ class ArrayBatcher(Generic[T]):
         "_process_index",
         "_seed",
         "_shuffle",
+        "_treedef",
     )
 
     def __init__(
@@ -148,7 +151,7 @@ class ArrayBatcher(Generic[T]):
         check_bool("drop_last", drop_last)
         self._shuffle = shuffle
         self._drop_last = drop_last
-        leaves = jax.tree.leaves(data)
+        leaves, self._treedef = jax.tree.flatten(data)
         if not leaves:
             raise ValueError(f"data must hold at least one array, got {describe(data)}")
         sizes: set[int] = set()
@@ -183,6 +186,7 @@ class ArrayBatcher(Generic[T]):
                     + (", or drop_last=True" if which == "the last batch" else "")
                 )
         self._data = data
+        self._leaves: list[np.ndarray | jax.Array] = leaves
         on_device = [isinstance(leaf, jax.Array) for leaf in leaves]
         self._on_device = "all" if all(on_device) else "some" if any(on_device) else "none"
         self._epoch = 0
@@ -242,18 +246,18 @@ class ArrayBatcher(Generic[T]):
         return np.random.default_rng((self._seed, epoch)).permutation(self._num_examples)
 
     def _batch(self, index: np.ndarray) -> T:
-        data: Any = self._data
         if self._on_device == "all":
-            return _take_rows_jit(data, jnp.asarray(index))  # type: ignore[no-any-return]  # data's structure
+            return _take_rows_jit(self._data, jnp.asarray(index))  # type: ignore[no-any-return]  # data's structure
+        # the leaves flattened once (a tree map per batch costs more than the indexing)
         if self._on_device == "none":
-            return jax.tree.map(lambda leaf: leaf[index], data)  # type: ignore[no-any-return]  # data's structure
-        device_index = jnp.asarray(index)
-        return jax.tree.map(  # type: ignore[no-any-return]  # the batch has data's structure
-            lambda leaf: (
+            rows = [leaf[index] for leaf in self._leaves]
+        else:
+            device_index = jnp.asarray(index)
+            rows = [
                 leaf[index] if isinstance(leaf, np.ndarray) else _take_rows_jit(leaf, device_index)
-            ),
-            data,
-        )
+                for leaf in self._leaves
+            ]
+        return jax.tree.unflatten(self._treedef, rows)  # type: ignore[no-any-return]  # data's structure
 
     def __iter__(self) -> Iterator[T]:
         """Yield the remaining batches of the current data epoch, then advance the epoch."""

@@ -20,10 +20,23 @@ With ``steps_per_epoch``, one iterator lives across the epochs of a fit and each
 draws that many batches from it (fewer where it ends; the next epoch then starts a new
 pass). Data without a saved position resumed inside an epoch replays the epoch from its
 start and skips (draws, does not train) the batches already trained, with a warning.
+
+Where a host-to-device transfer can overlap a step (on an accelerator, see
+[`transfers_overlap`][]), batches are prefetched: [`EpochChunks.ahead`][], called right
+after a step is dispatched, draws the next batch and starts its transfer
+(``jax.device_put`` of its non-JAX leaves; JAX leaves stay as they are). Only data that
+can be put back is drawn ahead: a ``StatefulData`` (rewound by the same per-batch
+``state_dict()`` marks as a chunk) or a list or tuple (which nothing can observe); a
+plain iterator or generator never is, and a ``steps_per_epoch`` stream is never drawn
+past its epoch's last batch. The prefetch is invisible to positions: while a batch is
+drawn ahead, [`EpochChunks.held_state`][] gives the position before it (the trainer's
+``state_dict()`` reports that one), and a stop, a failure or a discarded chunk puts it
+back.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import warnings
 from collections import deque
@@ -166,12 +179,47 @@ def checked_batches(
         yield index, batch if spmd is None else spmd.shard_batch(batch, name)
 
 
+def transfers_overlap() -> bool:
+    """Whether a batch's transfer to the device can overlap a running step.
+
+    Not on a CPU: host and device share memory, and there ``jax.device_put`` costs the
+    host more than the transfer inside the jitted call it would save.
+    """
+    return jax.default_backend() != "cpu"
+
+
 def _signature(leaves: list[Any]) -> tuple[tuple[tuple[int, ...], Any], ...]:
     """Shapes and dtypes: batches with equal signatures can share a chunk."""
     return tuple((np.shape(leaf), getattr(leaf, "dtype", None)) for leaf in leaves)
 
 
+def _placed(batch: Any, leaves: list[Any], treedef: Any) -> Any:
+    """``batch`` with its NumPy leaves put on the device (asynchronously), the rest as is.
+
+    A leaf JAX cannot take leaves the batch as it is: the step then names the leaf.
+    """
+    host = [index for index, leaf in enumerate(leaves) if isinstance(leaf, np.ndarray)]
+    if not host:
+        return batch
+    placed = list(leaves)
+    try:
+        for index, array in zip(host, jax.device_put([leaves[i] for i in host]), strict=True):
+            placed[index] = array
+    except Exception:  # JAX's, for a dtype it cannot take: explained at the step
+        return batch
+    return jax.tree.unflatten(treedef, placed)
+
+
 _END: Any = object()  # the end of the data, for next(iterator, _END)
+
+
+class _Failed:
+    """A prefetch's error, raised where the loop takes the batch it failed to draw."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class EpochChunks:
@@ -188,14 +236,18 @@ class EpochChunks:
     """
 
     __slots__ = (
+        "_ahead",
         "_batch_def",
+        "_drawn",
         "_fetched",
         "_live",
         "_marks",
         "_replay",
+        "_source",
         "chunk_size",
         "data",
         "length",
+        "prefetch",
         "spmd",
         "steps_per_epoch",
     )
@@ -215,12 +267,17 @@ class EpochChunks:
         self.steps_per_epoch = steps_per_epoch
         self.length: int | None = None
         """Batches in the current epoch, where the data is sized (or ``steps_per_epoch``)."""
+        self.prefetch = transfers_overlap() and isinstance(data, StatefulData | list | tuple)
+        """Whether the next batch is drawn (and its transfer started) after each dispatch."""
         self._batch_def: Any = None  # every batch of a fit has the first one's structure
-        self._fetched = 0  # batches of this epoch fetched so far, a resumed part included
+        self._fetched = 0  # batches of this epoch handed to the loop, a resumed part included
+        self._drawn = 0  # ... and drawn from the data: one more while one is drawn ahead
         self._live: Iterator[Any] | None = None  # the iterator steps_per_epoch keeps
         self._replay = replay
-        # (batches fetched, data.state_dict()) before each fetch, for give_back
-        self._marks: deque[tuple[int, dict[str, Any]]] = deque(maxlen=chunk_size + 2)
+        self._source: Iterator[tuple[Any, Any]] | None = None  # the epoch's checked batches
+        self._ahead: list[Any] = []  # the batch drawn ahead (or _END, or _Failed)
+        # (batches drawn, data.state_dict()) before each draw, for give_back
+        self._marks: deque[tuple[int, dict[str, Any]]] = deque(maxlen=chunk_size + 3)
 
     def epoch(self, epoch: int, start: int) -> Iterator[tuple[Any, ...]]:
         """One epoch's chunks, for an epoch whose first ``start`` batches already ran.
@@ -233,11 +290,14 @@ class EpochChunks:
         self.length = len(data) if isinstance(data, Sized) else None
         if self.steps_per_epoch is not None:  # shorter only where the data ends
             self.length = self.steps_per_epoch
-        self._fetched = start
+        self._fetched = self._drawn = start
         self._marks.clear()
+        self._ahead.clear()
+        self._source = None
         if start and self.length is not None and start >= self.length:
             return iter(())  # resumed after the epoch's last batch: nothing left
-        batches = self._batches(epoch, start)
+        self._source = self._batches(epoch, start)
+        batches = self._handed(self._source)
         return self._singles(batches) if self.chunk_size == 1 else self._chunks(batches)
 
     @property
@@ -248,19 +308,46 @@ class EpochChunks:
     def give_back(self, batches: int) -> None:
         """Rewind a stateful batcher by ``batches`` fetched but untrained batches.
 
-        Loads the ``state_dict()`` taken before the first untrained batch was fetched.
+        Loads the ``state_dict()`` taken before the first untrained batch was fetched;
+        a batch drawn ahead (a prefetch) is put back too, whatever ``batches`` is.
         """
         data: object = self.data
-        if batches <= 0 or not isinstance(data, StatefulData):
+        ahead = bool(self._ahead)
+        self._ahead.clear()
+        if (batches <= 0 and not ahead) or not isinstance(data, StatefulData):
             return
-        target = self._fetched - batches
-        for fetched, state in self._marks:
-            if fetched == target:
-                data.load_state_dict(state)
-                self._live = None  # the next epoch's iter() continues from the state
-                return
+        data.load_state_dict(self._mark(self._fetched - max(batches, 0)))
+        self._live = None  # the next epoch's iter() continues from the state
+
+    def held_state(self) -> dict[str, Any] | None:
+        """The data's position as of the batches handed to the loop, while one is drawn ahead.
+
+        ``None`` where nothing is drawn ahead (the data's own ``state_dict()`` is right).
+        """
+        data: object = self.data
+        if not self._ahead or not isinstance(data, StatefulData):
+            return None
+        return copy.deepcopy(self._mark(self._fetched))  # the caller keeps it
+
+    def ahead(self) -> None:
+        """Draw the next batch now and start its transfer, where prefetching.
+
+        An error drawing it is raised where the loop takes that batch.
+        """
+        if not self.prefetch or self._ahead or self._source is None:
+            return
+        try:
+            self._ahead.append(next(self._source, _END))
+        except Exception as error:  # the data's, or a batch check's: raised in its turn
+            self._ahead.append(_Failed(error))
+
+    def _mark(self, drawn: int) -> dict[str, Any]:
+        """The ``state_dict()`` taken before the data's batch ``drawn`` was drawn."""
+        for index, state in self._marks:
+            if index == drawn:
+                return state
         raise RuntimeError(  # pragma: no cover - the marks cover every untrained batch
-            f"no data position was kept before batch {target}"
+            f"no data position was kept before batch {drawn}"
         )
 
     def _draw(self, epoch: int, start: int) -> Iterator[Any]:
@@ -290,13 +377,14 @@ class EpochChunks:
             carried = False
 
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[Any, tuple[Any, ...]]]:
-        """``(batch, signature)``: each batch checked, then placed on the mesh."""
+        """``(batch, signature)``: each batch checked, then placed (on the mesh, or prefetched)."""
         data: object = self.data
-        mark = data.state_dict if self.chunk_size > 1 and isinstance(data, StatefulData) else None
+        rewinds = self.chunk_size > 1 or self.prefetch
+        mark = data.state_dict if rewinds and isinstance(data, StatefulData) else None
         source = self._draw(epoch, start)
         while True:
             if mark is not None:
-                self._marks.append((self._fetched, mark()))
+                self._marks.append((self._drawn, mark()))
             batch = next(source, _END)
             if batch is _END:
                 return
@@ -304,14 +392,28 @@ class EpochChunks:
             if not same(treedef, self._batch_def):
                 if self._batch_def is not None:
                     raise ValueError(
-                        f"train_data batch {self._fetched} of epoch {epoch} has structure "
+                        f"train_data batch {self._drawn} of epoch {epoch} has structure "
                         f"{treedef}, but the first batch of this fit had {self._batch_def}"
                     )
                 self._batch_def = treedef
-            self._fetched += 1
+            self._drawn += 1
             if self.spmd is not None:
                 batch = self.spmd.shard_batch(batch, "train_data")
+            elif self.prefetch:
+                batch = _placed(batch, leaves, treedef)
             yield batch, _signature(leaves) if self.chunk_size > 1 else ()
+
+    def _handed(self, batches: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        """The checked batches as the loop takes them: the one drawn ahead first."""
+        while True:
+            item = self._ahead.pop() if self._ahead else next(batches, _END)
+            if isinstance(item, _Failed):
+                raise item.error
+            if item is _END:
+                self._source = None
+                return
+            self._fetched += 1
+            yield item
 
     @staticmethod
     def _singles(batches: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, ...]]:

@@ -7,9 +7,11 @@ teardown (``on_train_end`` on every exit). The epoch loop, [`EpochLoop`][], is o
 over the chunks that the data side cuts (``_chunks``): each chunk's batch pairs are
 dispatched around one compiled step (``run_single``, the one step path) or one
 compiled ``lax.scan`` of ``steps_per_execution`` steps (``run_chunk``), whose batch
-pairs are dispatched after it; where ``_chunk_rule`` finds a scan slower than separate
-calls (on a CPU: a step with a convolution, or a large one), a chunk runs step by step
-(``run_steps``), exactly as unchunked. A stop requested inside a chunk discards the chunk's
+pairs are dispatched after it. Right after a dispatch the data side may draw the next
+batch and start its transfer (a prefetch, ``EpochChunks.ahead``, which no position
+shows). Where ``_chunk_rule`` finds a scan slower than separate calls (on a CPU: a step
+with a convolution, or a large one), a chunk runs step by step (``run_steps``), exactly
+as unchunked. A stop requested inside a chunk discards the chunk's
 later steps: they are recomputed from the state before the chunk (which the chunk
 does not donate), and the untrained batches are given back to a stateful batcher, so
 step, model, epoch logs and data position all reflect exactly the dispatched batches.
@@ -164,6 +166,7 @@ def run_fit(
         steps_per_epoch=steps_per_epoch,
         replay=replay,
     )
+    position.held_data = chunks.held_state  # hides a prefetched batch from state_dict()
     loop = EpochLoop(trainer, state, compiled(), position, stops, watch, chunks, spmd=spmd)
     trainer.stop_training = False
     outcome.status, outcome.stopped_by, outcome.error = "running", None, None
@@ -426,18 +429,22 @@ class EpochLoop(Generic[M]):
         sums: MetricSums | None = None
         position.batches, sums = (0, None) if resume is None else resume
         stopper: Stopper | None = None
-        for chunk in chunks.epoch(position.epoch, position.batches):
-            if sums is None:
-                sums = self._zero_sums(chunk[0])
-            if len(chunk) == 1:
-                sums, stopper = self.run_single(chunk[0], sums)
-            elif self._chunk_scans(chunk, sums):
-                sums, stopper = self.run_chunk(chunk, sums)
-            else:
-                sums, stopper = self.run_steps(chunk, sums)
-            if stopper is not None:
-                chunks.give_back(chunks.fetched - position.batches)  # fetched, not trained
-                break
+        try:
+            for chunk in chunks.epoch(position.epoch, position.batches):
+                if sums is None:
+                    sums = self._zero_sums(chunk[0])
+                if len(chunk) == 1:
+                    sums, stopper = self.run_single(chunk[0], sums)
+                elif self._chunk_scans(chunk, sums):
+                    sums, stopper = self.run_chunk(chunk, sums)
+                else:
+                    sums, stopper = self.run_steps(chunk, sums)
+                if stopper is not None:
+                    chunks.give_back(chunks.fetched - position.batches)  # fetched, not trained
+                    break
+        except BaseException:
+            chunks.give_back(0)  # a prefetched batch goes back: the data is where the loop is
+            raise
         if not isinstance(stopper, PreemptionNotice):  # the save needs the position
             position.leave_batches()
         if position.batches == 0 or sums is None:
@@ -511,6 +518,7 @@ class EpochLoop(Generic[M]):
         position.batches += 1
         position.sums, position.last_batch = sums, position.batches == self.chunks.length
         position.examples += _rows(batch)
+        self.chunks.ahead()  # the next batch's transfer overlaps this step
         self.callbacks.on_batch_end(self.trainer, step, logs)
         stopper: Stopper | None = self.stops.check()
         if stopper is None and self.preemption.requested(step + 1):
@@ -543,6 +551,7 @@ class EpochLoop(Generic[M]):
         position.sums = None  # inside the chunk no position is resumable
         notice = False  # a preemption notice stops the epoch at the chunk's end
         try:
+            self.chunks.ahead()  # the next batch's transfer overlaps this chunk
             for i, logs in enumerate(per_step):
                 position.step = start + i
                 callbacks.on_batch_begin(trainer, start + i)

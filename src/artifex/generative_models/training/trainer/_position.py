@@ -9,6 +9,7 @@ ones; its ``"data"`` (a ``StatefulData``'s ``state_dict()``) resumes the data th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -56,6 +57,10 @@ class RunPosition:
     """The epoch the current (or last) fit ends at if nothing stops it."""
     steps_per_epoch: int | None = None
     """The current (or last) fit's ``len(train_data)``, or ``None`` (no length)."""
+    held_data: Callable[[], dict[str, Any] | None] | None = None
+    """The data's position before a batch prefetched but not yet taken by the epoch loop
+    (``EpochChunks.held_state``), or ``None`` where none is: ``state_dict()`` reports
+    that one, so that a prefetch is invisible to positions."""
 
     def leave_batches(self) -> None:
         """The epoch's batches are over (or were never begun): no resumable position."""
@@ -73,7 +78,8 @@ class RunPosition:
                 "sums": {key: jnp.copy(value) for key, value in self.sums.items()},
             }
         if isinstance(self.data, StatefulData):
-            entries["data"] = self.data.state_dict()
+            held = None if self.held_data is None else self.held_data()
+            entries["data"] = self.data.state_dict() if held is None else held
         elif self.pending_data is not None:
             entries["data"] = dict(self.pending_data)
         return entries
