@@ -21,7 +21,7 @@ from artifex.generative_models.training._checkpointing._format import (
     read_meta,
 )
 from artifex.generative_models.training._checkpointing._integrity import seal, unseal
-from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
+from artifex.generative_models.training._checkpointing._step_dirs import complete_steps
 
 __all__ = [
     "check_run",
@@ -126,7 +126,7 @@ def checked_meta(directory: Path, step: int) -> dict[str, Any]:
 def recorded_runs(directory: Path) -> dict[str, list[int]]:
     """The runs the readable checkpoints of ``directory`` record, with their steps."""
     runs: dict[str, list[int]] = {}
-    for step in sorted(found.step for found in CompleteStepsOnly().find_all(directory)):
+    for step in complete_steps(directory):
         try:
             run = checked_meta(directory, step).get("run")
         except ValueError:  # unreadable: it names no run

@@ -19,7 +19,7 @@ from artifex.generative_models.training._checkpointing._identity import (
 )
 from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training._checkpointing._step_dirs import (
-    CompleteStepsOnly,
+    complete_steps,
     incomplete_steps,
     is_complete_step,
     lacking,
@@ -68,7 +68,7 @@ class CheckpointInfo:
 
 def list_steps(directory: Path) -> list[CheckpointInfo]:
     """The checkpoints of ``directory`` (a checkpoint directory), by step."""
-    steps = sorted(found.step for found in CompleteStepsOnly().find_all(directory))
+    steps = complete_steps(directory)
     for entry in incomplete_steps(directory).items():
         logger.warning("not listed: %s", lacking(directory, *entry))
     try:

@@ -63,6 +63,7 @@ from artifex.generative_models.training._checkpointing._pytree import (
 )
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
+    complete_steps,
     incomplete_steps,
     lacking,
     missing_parts,
@@ -342,7 +343,7 @@ def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
 def _pick_step(path: Path, step: int | None, gone: set[int]) -> int:
     """The step to restore: ``step``, or the latest not ``gone`` if ``None``; or a refusal."""
     # Listed without an Orbax manager, which would read every step's metadata.
-    steps = tuple(sorted({found.step for found in CompleteStepsOnly().find_all(path)} - gone))
+    steps = tuple(sorted(set(complete_steps(path)) - gone))
     skipped = incomplete_steps(path)
     if not steps:
         why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())

@@ -37,7 +37,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ORBAX_FILES: Final = frozenset({"_CHECKPOINT_METADATA", "commit_success.txt"})
+_STEP_NAME: Final = re.compile(r"0|[1-9][0-9]*")  # Orbax's standard step names
 # Every file a step directory of ours holds, by its path inside the step directory: Orbax's
 # files at the top, and in each item (any name: ``json_items`` chooses some) the files of a
 # JSON item, of an OCDBT array item (``d/`` and ``ocdbt.process_<n>/`` hold hex-named data
@@ -66,13 +66,17 @@ def missing_parts(path: Path) -> tuple[str, ...]:
 
 
 def complete_steps(directory: Path) -> list[int]:
-    """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing)."""
+    """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing).
+
+    The steps ``CompleteStepsOnly`` lists (Orbax's names: no leading zero), without
+    Orbax's thread pool.
+    """
     if not directory.is_dir():
         return []
     return sorted(
         int(path.name)
         for path in directory.iterdir()
-        if path.name.isdigit() and is_complete_step(path)
+        if _STEP_NAME.fullmatch(path.name) and is_complete_step(path)
     )
 
 
