@@ -100,12 +100,7 @@ def _locked(path: Path, busy: LockHeld) -> FileExistsError:
 
 
 def _recorded_run(path: Path, marker: dict[str, Any] | None) -> str | None:
-    """The run of ``path``: the marker's, or, if it is damaged, the one its checkpoints record.
-
-    Raises:
-        FileExistsError: If the checkpoints record several runs, or another run than
-            the marker's (copied or linked in: retention would delete them).
-    """
+    """The run of ``path``: the marker's, or, if it is damaged, the one its checkpoints record."""
     if marker is None:
         return None
     recorded, runs = marker_run(marker), recorded_runs(path)
@@ -253,13 +248,9 @@ def check_directory(
 def prepare_directory(
     path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
 ) -> PreparedDirectory:
-    """Set ``path`` up for a run: create it and its marker, check its run, take its lock.
-
-    A collective: process 0 alone checks, writes and locks, and every process raises
-    its refusal (``FileExistsError``, or its ``OSError``) or gets the same run id, so
-    none sees the directory half-made. A path TensorStore cannot read back is refused
-    with a ``ValueError`` (on every process alike).
-    """
+    """Set ``path`` up for a run: create it and its marker, check its run, take its lock."""
+    # A collective: process 0 alone checks, writes and locks; every process raises its
+    # refusal or gets the same run id, so none sees the directory half-made.
     check_round_trip(path)
     return _agree(path, lambda: _check_and_mark(path, claim, lock, step))
 

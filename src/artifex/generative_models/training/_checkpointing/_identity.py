@@ -74,11 +74,7 @@ def marker_for(marker: dict[str, Any] | None, run: str) -> dict[str, Any]:
 
 
 def write_marker(path: Path, content: dict[str, Any]) -> None:
-    """Write ``content``, sealed, as the marker of ``path`` (renamed in: never seen partial).
-
-    Raises:
-        OSError: Naming the marker and the cause (a full disk), the partial file removed.
-    """
+    """Write ``content``, sealed, as the marker of ``path`` (renamed in: never seen partial)."""
     partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
     try:
         partial.write_text(json.dumps(seal(content)) + "\n")
@@ -92,12 +88,7 @@ def write_marker(path: Path, content: dict[str, Any]) -> None:
 
 
 def checked_meta(directory: Path, step: int) -> dict[str, Any]:
-    """The ``meta`` of checkpoint ``step``: parsed, of a readable format, sealed, of that step.
-
-    Raises:
-        ValueError: If it cannot be read, fails its own checksum, has a format this
-            version does not read, or records another step than its directory's name.
-    """
+    """The ``meta`` of checkpoint ``step``: parsed, of a readable format, sealed, of that step."""
     where = f"checkpoint step {step} in {str(directory)!r}"
     try:
         meta = read_meta(directory / str(step))
@@ -142,14 +133,7 @@ def describe_runs(runs: dict[str, list[int]]) -> str:
 
 
 def directory_run(directory: Path) -> str | None:
-    """The run of ``directory``: its marker's, else the one its checkpoints record.
-
-    ``None`` when neither names a run (a directory of checkpoints from before run ids).
-
-    Raises:
-        ValueError: If the marker names no run (damaged) and the checkpoints record
-            several, naming them.
-    """
+    """The run of ``directory``: its marker's, else the one its checkpoints record."""
     run = marker_run(read_marker(directory))
     if run is not None:
         return run

@@ -110,11 +110,7 @@ def seal(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unseal(record: object, what: str) -> dict[str, Any]:
-    """The content of the sealed ``record``, checked against its own checksum.
-
-    Raises:
-        ValueError: If it is not a sealed mapping or its content has changed, naming ``what``.
-    """
+    """The content of the sealed ``record``, checked against its own checksum."""
     if not isinstance(record, dict) or not isinstance(record.get(_SEAL), int):
         raise ValueError(f"{what} has no checksum of its own (a mapping with {_SEAL!r})")
     content = {key: value for key, value in record.items() if key != _SEAL}
@@ -156,16 +152,10 @@ def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]
 
 @dataclasses.dataclass
 class ChecksumSave(ocp_args.CheckpointArgs):
-    """Save arguments of the checksums item.
+    """Save arguments of the checksums item."""
 
-    Attributes:
-        trees: The pytrees to sum, by item name.
-        binding: What the sealed record holds besides the sums of ``trees``: the
-            step, the run and the JSON items' checksums (``json_checksum``).
-    """
-
-    trees: Mapping[str, object]
-    binding: Mapping[str, Any]
+    trees: Mapping[str, object]  # the pytrees to sum, by item name
+    binding: Mapping[str, Any]  # the rest of the record: step, run, the JSON items' sums
 
 
 @dataclasses.dataclass
@@ -226,15 +216,8 @@ ocp_args.register_with_handler(ChecksumHandler, for_restore=True)(ChecksumRestor
 
 
 def checksum_record(read: object, *, sealed: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(binding, sums by item)`` of the checksums item as ``ChecksumHandler`` read it.
-
-    A sealed record (format 5) and its shard files are checked against their own
-    checksums; format 4's are taken as they are.
-
-    Raises:
-        ValueError: If the record or a shard file is damaged (garbled, or a changed
-            byte of a sealed one), naming the file.
-    """
+    """``(binding, sums by item)`` of the checksums item as ``ChecksumHandler`` read it."""
+    # Format 5's record and shard files are sealed; format 4's are taken as they are.
     found = read if isinstance(read, Mapping) else {}
     record, shards = found.get("record"), found.get("shards")
     binding: dict[str, Any] = {}

@@ -90,12 +90,7 @@ def _numeric(dtype: Any) -> bool:
 
 
 def saved_dtypes(abstract: object, saved: object) -> tuple[Any, dict[str, Any]]:
-    """``abstract`` with each array placeholder in its saved dtype; the target's dtypes.
-
-    The second result maps the dotted name of each leaf whose target dtype differs
-    from the saved one (``bfloat16`` for a ``float32`` checkpoint, say) to the
-    target's dtype, for ``cast_leaves`` after the saved values are verified.
-    """
+    """``abstract`` with each array placeholder in its saved dtype; the target's dtypes."""
     saved_leaves = _by_name(saved)
     casts: dict[str, Any] = {}
 

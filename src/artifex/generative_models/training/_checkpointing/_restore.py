@@ -229,11 +229,7 @@ def _restore_items(
     layout: nnx.Module | None,
     into: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's.
-
-    ``kinds`` tells which optional items the checkpoint holds: callback arrays,
-    checksums, a data position.
-    """
+    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's."""
     arrays, summed, data = kinds
     step_dir = path / str(step)
     manager = _open(path, extra_names, arrays=arrays, checksums=summed, data=data)
@@ -317,12 +313,8 @@ def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
 
 
 def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
-    """The checkpoint directory (resolved) and step meant by ``path`` (a directory or a step).
-
-    A step directory is told by its own name, not by where a link to it points: a
-    link ``dirpath/9`` to another directory's ``3`` means step 9 of ``dirpath``, which
-    the identity checks then refuse.
-    """
+    """The checkpoint directory (resolved) and step meant by ``path`` (a directory or a step)."""
+    # A step is told by its own name, not by a link's target (the identity checks refuse that).
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
     if (

@@ -66,11 +66,8 @@ def missing_parts(path: Path) -> tuple[str, ...]:
 
 
 def complete_steps(directory: Path) -> list[int]:
-    """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing).
-
-    The steps ``CompleteStepsOnly`` lists (Orbax's names: no leading zero), without
-    Orbax's thread pool.
-    """
+    """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing)."""
+    # What CompleteStepsOnly lists (Orbax's names), without Orbax's thread pool.
     if not directory.is_dir():
         return []
     return sorted(
@@ -81,12 +78,8 @@ def complete_steps(directory: Path) -> list[int]:
 
 
 def move_aside_after(directory: Path, step: int) -> list[Path]:
-    """Move the checkpoints after ``step`` aside, as ``<step>.superseded-<n>``; return where.
-
-    ``n`` is the first number not taken. Nothing is deleted; the moved directories
-    are no longer steps (Orbax's step names are digits alone), so the step listing,
-    retention and the tidy-up never see them.
-    """
+    """Move the checkpoints after ``step`` aside, as ``<step>.superseded-<n>``; return where."""
+    # Never deleted: not named like a step, they are never listed, restored or deleted.
     moved: list[Path] = []
     for later in (s for s in complete_steps(directory) if s > step):
         number = 1
@@ -144,11 +137,8 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
 
 
 def foreign_files(path: Path) -> list[str]:
-    """The files under the step directory ``path`` that no checkpoint holds (a few, sorted).
-
-    A symbolic link anywhere, or a file at ``path`` itself, is foreign too: nothing
-    reached through a link is ever deleted.
-    """
+    """The files under the step directory ``path`` that no checkpoint holds (a few, sorted)."""
+    # A link anywhere is foreign: nothing reached through a link is ever deleted.
     if path.is_symlink() or not path.is_dir():
         return [path.name]
     found: list[str] = []
@@ -162,12 +152,7 @@ def foreign_files(path: Path) -> list[str]:
 
 
 def foreign_steps(directory: Path) -> dict[int, list[str]]:
-    """The entries of ``directory`` named like a step that are not checkpoints of ours.
-
-    Returns:
-        ``{step: some of its foreign files}``, by step: the user's folders (and files)
-        that must never be written over, restored or deleted.
-    """
+    """The entries of ``directory`` named like a step that are not checkpoints of ours."""
     found: dict[int, list[str]] = {}
     for path in directory.iterdir():
         if path.name.isdigit() and not is_complete_step(path):

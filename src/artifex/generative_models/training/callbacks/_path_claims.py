@@ -38,13 +38,7 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 def check_callback_paths(callbacks: Iterable[TrainingCallback]) -> None:
-    """Refuse a callback's path that a ``ModelCheckpoint`` directory would take for its own.
-
-    Raises:
-        ValueError: If a path is named like a checkpoint directory's marker or lock, lies
-            in a checkpoint directory (on disk, or a ``ModelCheckpoint``'s of this run),
-            or two ``ModelCheckpoint`` directories nest; naming both paths.
-    """
+    """Refuse a callback's path that a ``ModelCheckpoint`` directory would take for its own."""
     owned: list[tuple[str, Path]] = []
     written: list[tuple[str, Path]] = []
     for callback in callbacks:

@@ -16,10 +16,7 @@ __all__ = ["run_directory"]
 
 
 def run_directory(callbacks: Iterable[TrainingCallback]) -> Path | None:
-    """The resolved ``dirpath`` of the first ``ModelCheckpoint`` among ``callbacks``, or ``None``.
-
-    Nested callback lists count, in dispatch order.
-    """
+    """The resolved ``dirpath`` of the first ``ModelCheckpoint`` (nested lists too), or ``None``."""
     from artifex.generative_models.training.callbacks.model_checkpoint import ModelCheckpoint
 
     for _, callback in flatten_callbacks(callbacks):
