@@ -89,14 +89,21 @@ def _check_shape(path: Path) -> None:
         )
 
 
-def _locked(path: Path, busy: LockHeld) -> FileExistsError:
-    return FileExistsError(
-        f"checkpoint dirpath {str(path)!r} is being written by another run: "
-        f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
-        "end or choose another dirpath. If that run was killed on another host or in "
-        "a restarted container (which cannot be checked from here), resume it "
-        "(resume_from=dirpath takes over its own run's lock) or delete the lock file."
-    )
+def _lock(path: Path, run: str | None, *, take: bool) -> DirectoryLock | None:
+    """Take the lock of ``path`` for ``run`` (or, reading only, check that it could)."""
+    try:
+        if take:
+            return acquire_lock(path, run)
+        check_lock(path, run)
+    except LockHeld as busy:
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} is being written by another run: "
+            f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
+            "end or choose another dirpath. If that run was killed on another host or in "
+            "a restarted container (which cannot be checked from here), resume it "
+            "(resume_from=dirpath takes over its own run's lock) or delete the lock file."
+        ) from None
+    return None
 
 
 def _recorded_run(path: Path, marker: dict[str, Any] | None) -> str | None:
@@ -187,10 +194,7 @@ def _verdict(path: Path, claim: RunClaim | None, lock: bool, step: int | None) -
     if not path.is_dir():
         return "", None
     if lock:
-        try:
-            check_lock(path, _continued(path, claim))
-        except LockHeld as busy:
-            raise _locked(path, busy) from None
+        _lock(path, _continued(path, claim), take=False)
     return _run_verdict(path, read_marker(path), claim, step), None
 
 
@@ -201,12 +205,7 @@ def _check_and_mark(
     _check_shape(path)
     path.mkdir(parents=True, exist_ok=True)
     run = _continued(path, claim) or new_run_id()
-    held: DirectoryLock | None = None
-    if lock:
-        try:
-            held = acquire_lock(path, run)
-        except LockHeld as busy:
-            raise _locked(path, busy) from None
+    held = _lock(path, run, take=True) if lock else None
     try:
         marker = read_marker(path)
         continued = _run_verdict(path, marker, claim, step)

@@ -25,6 +25,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import args as ocp_args
 from orbax.checkpoint import future as ocp_future
 
+from artifex.generative_models.training._checkpointing._pytree import dotted
+
 __all__ = [
     "CHECKSUMS_ITEM",
     "ChecksumHandler",
@@ -50,10 +52,6 @@ Index = list[list[int]]  # a shard's place in its array: [start, stop] per dimen
 ShardCopies = dict[str, dict[str, list[tuple[Index, np.ndarray]]]]  # {item: {entry: [...]}}
 
 
-def _entry_name(path: tuple[Any, ...]) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator=".")  # model.hidden.kernel
-
-
 def _data(leaf: jax.Array) -> jax.Array:
     return jax.random.key_data(leaf) if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf
 
@@ -77,7 +75,7 @@ def _leaves(tree: object) -> Iterator[tuple[str, Any]]:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         value = _whole(leaf)
         if value is not None:
-            yield _entry_name(tuple(path)), value
+            yield dotted(tuple(path)), value
 
 
 def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Array]]:
@@ -90,7 +88,7 @@ def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Ar
             if not written or shard.replica_id == 0:
                 cuts = zip(shard.index, leaf.shape, strict=True)
                 place = [list(cut.indices(n)[:2]) for cut, n in cuts]
-                yield _entry_name(tuple(path)), place, shard.data
+                yield dotted(tuple(path)), place, shard.data
 
 
 def _sum(value: np.ndarray) -> dict[str, Any]:

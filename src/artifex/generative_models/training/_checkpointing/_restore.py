@@ -57,6 +57,7 @@ from artifex.generative_models.training._checkpointing._pytree import (
     abstract_tree,
     cast_leaves,
     from_savable,
+    named_leaves,
     saved_dtypes,
     to_savable,
     with_shardings,
@@ -384,13 +385,8 @@ _JSON_FILES: Final = frozenset({"_METADATA", "_sharding", "_CHECKPOINT_METADATA"
 
 
 def _entries(tree: object) -> Iterator[tuple[str, Any]]:
-    """``(dotted name, leaf)`` for every leaf of ``tree`` with a shape (as Orbax names them)."""
-    leaves = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
-    )[0]
-    for path, leaf in leaves:
-        if hasattr(leaf, "shape"):
-            yield jax.tree_util.keystr(path, simple=True, separator="."), leaf
+    """``(dotted name, leaf)`` for every leaf of ``tree`` with a shape."""
+    return ((name, leaf) for name, leaf in named_leaves(tree).items() if hasattr(leaf, "shape"))
 
 
 def _saved_shape(leaf: Any) -> tuple[int, ...]:
