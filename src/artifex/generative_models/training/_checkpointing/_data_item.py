@@ -26,7 +26,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import args as ocp_args
 
-from artifex.generative_models.training._checkpointing._integrity import seal, unseal
+from artifex.generative_models.training._checkpointing._integrity import (
+    check_bound,
+    seal,
+    unseal,
+)
 
 __all__ = ["DATA_ITEM", "DataHandler", "DataRestore", "DataSave", "decode_data", "encode_data"]
 
@@ -93,13 +97,7 @@ def decode_data(saved: object, where: str, *, step: int, run: object) -> Any:
         content = unseal(saved, f"its {DATA_ITEM!r} item")
     except ValueError as error:
         raise ValueError(f"{where} is damaged: {error}") from None
-    found = (content.get("step"), content.get("run"))
-    if found != (step, run):
-        raise ValueError(
-            f"{where}: its {DATA_ITEM!r} item was saved for step {found[0]} of run "
-            f"{found[1]!r}, not for step {step} of run {run!r} (put there from another "
-            "checkpoint?); it is not restored"
-        )
+    check_bound(where, DATA_ITEM, (content.get("step"), content.get("run")), step, run)
     return _decode(content.get("state"))
 
 

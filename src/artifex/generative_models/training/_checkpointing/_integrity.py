@@ -32,6 +32,7 @@ __all__ = [
     "ChecksumHandler",
     "ChecksumRestore",
     "ChecksumSave",
+    "check_bound",
     "checksum_record",
     "json_checksum",
     "seal",
@@ -116,6 +117,18 @@ def unseal(record: object, what: str) -> dict[str, Any]:
     if found != record[_SEAL]:
         raise ValueError(f"{what} fails its own checksum (saved {record[_SEAL]}, read {found})")
     return content
+
+
+def check_bound(
+    where: str, item: str, saved: tuple[object, object], step: int, run: object
+) -> None:
+    """Refuse an item saved (``saved``: step, run) for another checkpoint than its ``meta``'s."""
+    if saved != (step, run):
+        raise ValueError(
+            f"{where}: its {item!r} item was saved for step {saved[0]} of run {saved[1]!r}, "
+            f"not for step {step} of run {run!r} as its 'meta' item: items of different "
+            "checkpoints (one put there from another step?); it is not restored"
+        )
 
 
 def host_copies(

@@ -48,6 +48,7 @@ from artifex.generative_models.training._checkpointing._identity import (
 from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumRestore,
+    check_bound,
     checksum_record,
     verify,
     verify_json,
@@ -276,13 +277,7 @@ def _verify(
         raise ValueError(f"{where} is damaged: {error}") from None
     if sealed:
         saved = (binding.get("step"), binding.get("run"))
-        if saved != (step, meta.get("run")):
-            raise ValueError(
-                f"{where}: its {CHECKSUMS_ITEM!r} item was saved for step {saved[0]} of run "
-                f"{saved[1]!r}, its {META_ITEM!r} item for step {step} of run "
-                f"{meta.get('run')!r}: items of different checkpoints (one put there from "
-                "another step?); it is not restored"
-            )
+        check_bound(where, CHECKSUMS_ITEM, saved, step, meta.get("run"))
         verify_json(binding.get("json"), {META_ITEM: meta, **extras}, where)
     verify(sums, trees, where)
 
