@@ -11,6 +11,9 @@ Run: ``nox -s bench`` (or ``python benchmarks/bench_checkpoint.py [--quick] [--r
    is on disk. The two save alternately, one save each per round.
 2. ``fit`` on the demo-sized VAE, one epoch of 200 steps per variant and round:
    ``ModelCheckpoint(every_n_steps=20)`` against no checkpoints.
+3. Per ``fit(epochs=+1)`` with an epoch-end ``ModelCheckpoint`` (``save_top_k=1``): what it
+   adds to the fit (setup, save, wait, teardown) against a bare Orbax manager opened on
+   a directory of one checkpoint, saving the same state, waited for and closed.
 
 Medians of the per-round ratios are printed (higher is slower).
 """
@@ -161,6 +164,38 @@ def step_saves(rounds: int, root: Path) -> list[float]:
     return [_epoch_time(saving, data) / _epoch_time(plain, data) for _ in range(rounds)]
 
 
+def _bare_fit_save(directory: Path, trainer: Trainer[VAE], step: int) -> float:
+    """Seconds to open a bare manager, save ``trainer``'s state, wait for it and close."""
+    start = time.perf_counter()
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=True)
+    manager = ocp.CheckpointManager(directory, options=options)
+    state = trainer.state_dict()
+    savable = {**state, "model": nnx.to_pure_dict(state["model"])}
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(savable)))
+    manager.wait_until_finished()
+    manager.close()
+    return time.perf_counter() - start
+
+
+def per_fit(rounds: int, root: Path) -> tuple[list[float], list[float]]:
+    """Per round: a fit's cost of ``ModelCheckpoint`` over a bare Orbax save, and the latter."""
+    x = np.random.default_rng(0).uniform(size=(STEPS * BATCH, 64)).astype(np.float32)
+    data = ArrayBatcher({"image": x}, batch_size=BATCH, seed=0)
+    plain = Trainer(VAE(seed=0), optax.adam(2e-3), vae_loss)
+    config = CheckpointConfig(dirpath=root / "fit", save_top_k=1)
+    saving = Trainer(VAE(seed=0), optax.adam(2e-3), vae_loss, callbacks=[ModelCheckpoint(config)])
+    for trainer in (plain, saving):  # compile
+        _epoch_time(trainer, data)
+    _bare_fit_save(root / "bare-fit", saving, 0)
+    ratios, base = [], []
+    for index in range(rounds):
+        cost = _epoch_time(saving, data) - _epoch_time(plain, data)
+        bare = _bare_fit_save(root / "bare-fit", saving, index + 1)
+        ratios.append(cost / bare)
+        base.append(bare)
+    return ratios, base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
@@ -170,6 +205,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         blocking, on_disk, base = per_save(rounds, Path(tmp))
         fit = step_saves(max(1, rounds // 3), Path(tmp))
+        per_fit_ratios, per_fit_base = per_fit(rounds, Path(tmp))
     print(f"ModelCheckpoint against a bare Orbax save ({rounds} rounds; higher is slower)")
     print(
         f"  save, blocking part    {statistics.median(blocking):5.2f}x  "
@@ -177,6 +213,10 @@ def main() -> None:
     )
     print(f"  save, until on disk    {statistics.median(on_disk):5.2f}x")
     print(f"  fit, every_n_steps=20  {statistics.median(fit):5.2f}x  (no checkpoints = 1.00)")
+    print(
+        f"  per fit, epoch end     {statistics.median(per_fit_ratios):5.2f}x  (bare Orbax open, "
+        f"save, wait, close: {statistics.median(per_fit_base) * 1e3:6.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

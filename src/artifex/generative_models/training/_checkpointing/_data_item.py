@@ -26,7 +26,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import args as ocp_args
 
-from artifex.generative_models.training._checkpointing._integrity import seal, unseal
+from artifex.generative_models.training._checkpointing._integrity import (
+    check_bound,
+    seal,
+    unseal,
+)
 
 __all__ = ["DATA_ITEM", "DataHandler", "DataRestore", "DataSave", "decode_data", "encode_data"]
 
@@ -47,11 +51,7 @@ class DataRestore(ocp_args.CheckpointArgs):
 
 
 class DataHandler(ocp.JsonCheckpointHandler):
-    """The item's handler: every process writes (and reads) its own JSON file.
-
-    A restore in another number of processes (a 2-process checkpoint read by one, say)
-    reads the file of the saving process with this process's index, else process 0's.
-    """
+    """The item's handler: every process writes (and reads) its own JSON file."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -65,7 +65,7 @@ class DataHandler(ocp.JsonCheckpointHandler):
         item: Mapping[str, Any] | None = None,
         args: Any = None,
     ) -> Mapping[str, Any]:
-        """This process's saved position (see the class docs for another process count)."""
+        """This process's saved position: else, in another process count, process 0's."""
         folder = Path(directory)
         name = _filename(jax.process_index(), jax.process_count())
         if not (folder / name).exists():
@@ -87,38 +87,17 @@ ocp_args.register_with_handler(DataHandler, for_restore=True)(DataRestore)
 
 
 def encode_data(state: object, *, step: object, run: object) -> dict[str, Any]:
-    """The item's JSON for a data position, sealed, naming its checkpoint's step and run.
-
-    Raises:
-        TypeError: If a value is not JSON (nor bytes), naming where it is.
-    """
+    """The item's JSON for a data position, sealed, naming its checkpoint's step and run."""
     return seal({"state": _encode(state, "state_dict()"), "step": step, "run": run})
 
 
 def decode_data(saved: object, where: str, *, step: int, run: object) -> Any:
-    """The data position the item holds, as Python values (bytes decoded), checked.
-
-    Args:
-        saved: The item as read.
-        where: The checkpoint, for the messages.
-        step: The checkpoint's step.
-        run: The checkpoint's run.
-
-    Raises:
-        ValueError: If the item fails its own checksum, or was saved for another
-            checkpoint, naming ``where``.
-    """
+    """The data position the item holds, as Python values (bytes decoded), checked."""
     try:
         content = unseal(saved, f"its {DATA_ITEM!r} item")
     except ValueError as error:
         raise ValueError(f"{where} is damaged: {error}") from None
-    found = (content.get("step"), content.get("run"))
-    if found != (step, run):
-        raise ValueError(
-            f"{where}: its {DATA_ITEM!r} item was saved for step {found[0]} of run "
-            f"{found[1]!r}, not for step {step} of run {run!r} (put there from another "
-            "checkpoint?); it is not restored"
-        )
+    check_bound(where, DATA_ITEM, (content.get("step"), content.get("run")), step, run)
     return _decode(content.get("state"))
 
 

@@ -89,23 +89,25 @@ def _check_shape(path: Path) -> None:
         )
 
 
-def _locked(path: Path, busy: LockHeld) -> FileExistsError:
-    return FileExistsError(
-        f"checkpoint dirpath {str(path)!r} is being written by another run: "
-        f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
-        "end or choose another dirpath. If that run was killed on another host or in "
-        "a restarted container (which cannot be checked from here), resume it "
-        "(resume_from=dirpath takes over its own run's lock) or delete the lock file."
-    )
+def _lock(path: Path, run: str | None, *, take: bool) -> DirectoryLock | None:
+    """Take the lock of ``path`` for ``run`` (or, reading only, check that it could)."""
+    try:
+        if take:
+            return acquire_lock(path, run)
+        check_lock(path, run)
+    except LockHeld as busy:
+        raise FileExistsError(
+            f"checkpoint dirpath {str(path)!r} is being written by another run: "
+            f"{busy.holder} holds its lock {str(busy.path)!r}. Wait for that run to "
+            "end or choose another dirpath. If that run was killed on another host or in "
+            "a restarted container (which cannot be checked from here), resume it "
+            "(resume_from=dirpath takes over its own run's lock) or delete the lock file."
+        ) from None
+    return None
 
 
 def _recorded_run(path: Path, marker: dict[str, Any] | None) -> str | None:
-    """The run of ``path``: the marker's, or, if it is damaged, the one its checkpoints record.
-
-    Raises:
-        FileExistsError: If the checkpoints record several runs, or another run than
-            the marker's (copied or linked in: retention would delete them).
-    """
+    """The run of ``path``: the marker's, or, if it is damaged, the one its checkpoints record."""
     if marker is None:
         return None
     recorded, runs = marker_run(marker), recorded_runs(path)
@@ -192,10 +194,7 @@ def _verdict(path: Path, claim: RunClaim | None, lock: bool, step: int | None) -
     if not path.is_dir():
         return "", None
     if lock:
-        try:
-            check_lock(path, _continued(path, claim))
-        except LockHeld as busy:
-            raise _locked(path, busy) from None
+        _lock(path, _continued(path, claim), take=False)
     return _run_verdict(path, read_marker(path), claim, step), None
 
 
@@ -206,12 +205,7 @@ def _check_and_mark(
     _check_shape(path)
     path.mkdir(parents=True, exist_ok=True)
     run = _continued(path, claim) or new_run_id()
-    held: DirectoryLock | None = None
-    if lock:
-        try:
-            held = acquire_lock(path, run)
-        except LockHeld as busy:
-            raise _locked(path, busy) from None
+    held = _lock(path, run, take=True) if lock else None
     try:
         marker = read_marker(path)
         continued = _run_verdict(path, marker, claim, step)
@@ -253,13 +247,9 @@ def check_directory(
 def prepare_directory(
     path: Path, *, claim: RunClaim | None = None, lock: bool = False, step: int | None = None
 ) -> PreparedDirectory:
-    """Set ``path`` up for a run: create it and its marker, check its run, take its lock.
-
-    A collective: process 0 alone checks, writes and locks, and every process raises
-    its refusal (``FileExistsError``, or its ``OSError``) or gets the same run id, so
-    none sees the directory half-made. A path TensorStore cannot read back is refused
-    with a ``ValueError`` (on every process alike).
-    """
+    """Set ``path`` up for a run: create it and its marker, check its run, take its lock."""
+    # A collective: process 0 alone checks, writes and locks; every process raises its
+    # refusal or gets the same run id, so none sees the directory half-made.
     check_round_trip(path)
     return _agree(path, lambda: _check_and_mark(path, claim, lock, step))
 

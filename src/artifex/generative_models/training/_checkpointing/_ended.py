@@ -72,10 +72,7 @@ def read_end(directory: Path) -> RunEnd | None:
 
 
 def record_end(directory: Path, end: RunEnd | None) -> None:
-    """Write ``end`` into ``directory``'s marker (``None``: drop a recorded end).
-
-    The marker is replaced atomically; a directory without a readable marker is left alone.
-    """
+    """Write ``end`` into ``directory``'s marker (``None``: drop a recorded end)."""
     marker = read_marker(directory)
     content = None if marker is None else marker_content(marker)
     if not content:  # no marker, or a damaged one (rebuilt by the next run)

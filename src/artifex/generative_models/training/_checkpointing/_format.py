@@ -93,13 +93,7 @@ def save_args(
     *,
     checksums: bool = True,
 ) -> ocp.args.Composite:
-    """The Orbax save arguments of one checkpoint (all its items, saved atomically).
-
-    ``meta`` (which records the step and the run) is sealed with its own checksum, and
-    the checksums item binds every item to it: the JSON items' checksums, the arrays'
-    and the step and run (docs/checkpoints.md). A ``"data"`` entry of ``state`` (the
-    data position) is saved as the ``data`` item.
-    """
+    """The Orbax save arguments of one checkpoint (all its items, saved atomically)."""
     data = None
     if isinstance(state, dict) and DATA_ITEM in state:
         state = dict(state)
@@ -133,12 +127,7 @@ def save_args(
 
 
 def read_meta(step_dir: Path) -> object:
-    """The parsed ``meta`` item of the step directory ``step_dir`` (no array is read).
-
-    Raises:
-        ValueError: If it cannot be read or parsed (a truncated or garbled file),
-            naming the item's directory and the cause.
-    """
+    """The parsed ``meta`` item of the step directory ``step_dir`` (no array is read)."""
     try:
         meta: object = ocp.JsonCheckpointHandler().restore(step_dir / META_ITEM)
     except (OSError, ValueError, KeyError) as error:  # JSONDecodeError is a ValueError

@@ -21,7 +21,7 @@ from artifex.generative_models.training._checkpointing._format import (
     read_meta,
 )
 from artifex.generative_models.training._checkpointing._integrity import seal, unseal
-from artifex.generative_models.training._checkpointing._step_dirs import CompleteStepsOnly
+from artifex.generative_models.training._checkpointing._step_dirs import complete_steps
 
 __all__ = [
     "check_run",
@@ -74,11 +74,7 @@ def marker_for(marker: dict[str, Any] | None, run: str) -> dict[str, Any]:
 
 
 def write_marker(path: Path, content: dict[str, Any]) -> None:
-    """Write ``content``, sealed, as the marker of ``path`` (renamed in: never seen partial).
-
-    Raises:
-        OSError: Naming the marker and the cause (a full disk), the partial file removed.
-    """
+    """Write ``content``, sealed, as the marker of ``path`` (renamed in: never seen partial)."""
     partial = path / f".{MARKER_FILE}.{os.getpid()}.tmp"
     try:
         partial.write_text(json.dumps(seal(content)) + "\n")
@@ -92,12 +88,7 @@ def write_marker(path: Path, content: dict[str, Any]) -> None:
 
 
 def checked_meta(directory: Path, step: int) -> dict[str, Any]:
-    """The ``meta`` of checkpoint ``step``: parsed, of a readable format, sealed, of that step.
-
-    Raises:
-        ValueError: If it cannot be read, fails its own checksum, has a format this
-            version does not read, or records another step than its directory's name.
-    """
+    """The ``meta`` of checkpoint ``step``: parsed, of a readable format, sealed, of that step."""
     where = f"checkpoint step {step} in {str(directory)!r}"
     try:
         meta = read_meta(directory / str(step))
@@ -126,7 +117,7 @@ def checked_meta(directory: Path, step: int) -> dict[str, Any]:
 def recorded_runs(directory: Path) -> dict[str, list[int]]:
     """The runs the readable checkpoints of ``directory`` record, with their steps."""
     runs: dict[str, list[int]] = {}
-    for step in sorted(found.step for found in CompleteStepsOnly().find_all(directory)):
+    for step in complete_steps(directory):
         try:
             run = checked_meta(directory, step).get("run")
         except ValueError:  # unreadable: it names no run
@@ -142,14 +133,7 @@ def describe_runs(runs: dict[str, list[int]]) -> str:
 
 
 def directory_run(directory: Path) -> str | None:
-    """The run of ``directory``: its marker's, else the one its checkpoints record.
-
-    ``None`` when neither names a run (a directory of checkpoints from before run ids).
-
-    Raises:
-        ValueError: If the marker names no run (damaged) and the checkpoints record
-            several, naming them.
-    """
+    """The run of ``directory``: its marker's, else the one its checkpoints record."""
     run = marker_run(read_marker(directory))
     if run is not None:
         return run

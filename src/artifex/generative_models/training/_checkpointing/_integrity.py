@@ -8,6 +8,7 @@ a sealed record (``seal``: format 5 on) carries the checksum of its own content.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -24,11 +25,14 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import args as ocp_args
 from orbax.checkpoint import future as ocp_future
 
+from artifex.generative_models.training._checkpointing._pytree import dotted
+
 __all__ = [
     "CHECKSUMS_ITEM",
     "ChecksumHandler",
     "ChecksumRestore",
     "ChecksumSave",
+    "check_bound",
     "checksum_record",
     "json_checksum",
     "seal",
@@ -47,10 +51,6 @@ _SEAL: Final = "crc32"  # a sealed record's checksum of the rest of it
 ChecksumTable = dict[str, dict[str, dict[str, Any]]]  # {item: {entry: record}}
 Index = list[list[int]]  # a shard's place in its array: [start, stop] per dimension
 ShardCopies = dict[str, dict[str, list[tuple[Index, np.ndarray]]]]  # {item: {entry: [...]}}
-
-
-def _entry_name(path: tuple[Any, ...]) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator=".")  # model.hidden.kernel
 
 
 def _data(leaf: jax.Array) -> jax.Array:
@@ -76,7 +76,7 @@ def _leaves(tree: object) -> Iterator[tuple[str, Any]]:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         value = _whole(leaf)
         if value is not None:
-            yield _entry_name(tuple(path)), value
+            yield dotted(tuple(path)), value
 
 
 def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Array]]:
@@ -89,7 +89,7 @@ def _shards(tree: object, *, written: bool) -> Iterator[tuple[str, Index, jax.Ar
             if not written or shard.replica_id == 0:
                 cuts = zip(shard.index, leaf.shape, strict=True)
                 place = [list(cut.indices(n)[:2]) for cut, n in cuts]
-                yield _entry_name(tuple(path)), place, shard.data
+                yield dotted(tuple(path)), place, shard.data
 
 
 def _sum(value: np.ndarray) -> dict[str, Any]:
@@ -109,11 +109,7 @@ def seal(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unseal(record: object, what: str) -> dict[str, Any]:
-    """The content of the sealed ``record``, checked against its own checksum.
-
-    Raises:
-        ValueError: If it is not a sealed mapping or its content has changed, naming ``what``.
-    """
+    """The content of the sealed ``record``, checked against its own checksum."""
     if not isinstance(record, dict) or not isinstance(record.get(_SEAL), int):
         raise ValueError(f"{what} has no checksum of its own (a mapping with {_SEAL!r})")
     content = {key: value for key, value in record.items() if key != _SEAL}
@@ -121,6 +117,18 @@ def unseal(record: object, what: str) -> dict[str, Any]:
     if found != record[_SEAL]:
         raise ValueError(f"{what} fails its own checksum (saved {record[_SEAL]}, read {found})")
     return content
+
+
+def check_bound(
+    where: str, item: str, saved: tuple[object, object], step: int, run: object
+) -> None:
+    """Refuse an item saved (``saved``: step, run) for another checkpoint than its ``meta``'s."""
+    if saved != (step, run):
+        raise ValueError(
+            f"{where}: its {item!r} item was saved for step {saved[0]} of run {saved[1]!r}, "
+            f"not for step {step} of run {run!r} as its 'meta' item: items of different "
+            "checkpoints (one put there from another step?); it is not restored"
+        )
 
 
 def host_copies(
@@ -155,16 +163,10 @@ def _shard_sums(shards: ShardCopies) -> dict[str, dict[str, list[dict[str, Any]]
 
 @dataclasses.dataclass
 class ChecksumSave(ocp_args.CheckpointArgs):
-    """Save arguments of the checksums item.
+    """Save arguments of the checksums item."""
 
-    Attributes:
-        trees: The pytrees to sum, by item name.
-        binding: What the sealed record holds besides the sums of ``trees``: the
-            step, the run and the JSON items' checksums (``json_checksum``).
-    """
-
-    trees: Mapping[str, object]
-    binding: Mapping[str, Any]
+    trees: Mapping[str, object]  # the pytrees to sum, by item name
+    binding: Mapping[str, Any]  # the rest of the record: step, run, the JSON items' sums
 
 
 @dataclasses.dataclass
@@ -192,13 +194,16 @@ class ChecksumHandler(ocp.JsonCheckpointHandler):
 
         binding = dict(args.binding)
 
-        async def commit() -> None:
+        def write() -> None:
             if primary:
                 record = seal({**binding, "arrays": checksums(copies)})
                 (Path(directory) / _FILENAME).write_text(json.dumps(record))
             if shards:
                 mine = Path(directory) / _SHARDS.format(jax.process_index())
                 mine.write_text(json.dumps(seal({"arrays": _shard_sums(shards)})))
+
+        async def commit() -> None:  # summed in a thread: the other items' writes go on
+            await asyncio.to_thread(write)
 
         return [ocp_future.CommitFutureAwaitingContractedSignals(commit(), name="checksums")]
 
@@ -222,15 +227,8 @@ ocp_args.register_with_handler(ChecksumHandler, for_restore=True)(ChecksumRestor
 
 
 def checksum_record(read: object, *, sealed: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(binding, sums by item)`` of the checksums item as ``ChecksumHandler`` read it.
-
-    A sealed record (format 5) and its shard files are checked against their own
-    checksums; format 4's are taken as they are.
-
-    Raises:
-        ValueError: If the record or a shard file is damaged (garbled, or a changed
-            byte of a sealed one), naming the file.
-    """
+    """``(binding, sums by item)`` of the checksums item as ``ChecksumHandler`` read it."""
+    # Format 5's record and shard files are sealed; format 4's are taken as they are.
     found = read if isinstance(read, Mapping) else {}
     record, shards = found.get("record"), found.get("shards")
     binding: dict[str, Any] = {}

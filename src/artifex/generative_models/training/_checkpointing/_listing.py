@@ -19,7 +19,7 @@ from artifex.generative_models.training._checkpointing._identity import (
 )
 from artifex.generative_models.training._checkpointing._retention import Ranking
 from artifex.generative_models.training._checkpointing._step_dirs import (
-    CompleteStepsOnly,
+    complete_steps,
     incomplete_steps,
     is_complete_step,
     lacking,
@@ -68,7 +68,7 @@ class CheckpointInfo:
 
 def list_steps(directory: Path) -> list[CheckpointInfo]:
     """The checkpoints of ``directory`` (a checkpoint directory), by step."""
-    steps = sorted(found.step for found in CompleteStepsOnly().find_all(directory))
+    steps = complete_steps(directory)
     for entry in incomplete_steps(directory).items():
         logger.warning("not listed: %s", lacking(directory, *entry))
     try:
@@ -85,12 +85,7 @@ def list_steps(directory: Path) -> list[CheckpointInfo]:
 
 
 def check_recorded_mode(directory: Path, monitor: str | None, mode: str) -> None:
-    """Refuse to rank ``directory``'s scores of ``monitor`` in another ``mode`` than saved.
-
-    Raises:
-        ValueError: If a checkpoint there recorded ``monitor`` with another mode, naming
-            its step and both modes.
-    """
+    """Refuse to rank ``directory``'s scores of ``monitor`` in another ``mode`` than saved."""
     if monitor is None or not is_checkpoint_directory(directory):
         return
     for info in list_steps(directory):
@@ -104,12 +99,7 @@ def check_recorded_mode(directory: Path, monitor: str | None, mode: str) -> None
 
 
 def best_step(directory: Path) -> int:
-    """The step of the best checkpoint of ``directory`` by its recorded monitor and mode.
-
-    Raises:
-        ValueError: If its checkpoints disagree on the monitor or mode, or record none,
-            or none has a score; naming the steps and monitors.
-    """
+    """The step of the best checkpoint of ``directory`` by its recorded monitor and mode."""
     infos = list_steps(directory)
     for info in infos:
         if info.problem is not None:
@@ -146,12 +136,8 @@ def _best(directory: Path, infos: list[CheckpointInfo]) -> int | str:
 
 
 def _info(directory: Path, step: int, owner: str | None) -> CheckpointInfo | None:
-    """What the ``meta`` of ``step`` says (``"unreadable"`` with the problem if it cannot).
-
-    A ``meta`` that fails its checks (its own checksum, its step, its run: ``owner``)
-    is unreadable, so its score is never ranked. ``None`` if the step was deleted
-    meanwhile (by the retention of a run writing the directory).
-    """
+    """What the ``meta`` of ``step`` says (``"unreadable"`` with the problem if it cannot)."""
+    # None if the step was deleted meanwhile (the retention of a run writing there).
     where = f"checkpoint step {step} in {str(directory)!r}"
     try:
         meta = checked_meta(directory, step)

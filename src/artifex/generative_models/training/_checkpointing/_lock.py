@@ -156,10 +156,7 @@ def _read_bytes(path: Path) -> bytes | None:
 
 
 def _parse(raw: bytes | None) -> dict[str, Any]:
-    """The recorded owner; ``{}`` if there is none, or it is unreadable or damaged.
-
-    Damaged: a pid that is no process id (``2**40``: no process could have written it).
-    """
+    """The recorded owner; ``{}`` if there is none, or it is unreadable or damaged."""
     try:
         found: object = json.loads(raw or b"")
     except ValueError:

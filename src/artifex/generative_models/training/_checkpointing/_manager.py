@@ -78,11 +78,9 @@ def open_manager(
 
 
 def agree_on_save_plan(where: str, plan: SavePlan, failure: Exception | None) -> SavePlan:
-    """Check that every process of the job plans the same save (a collective).
-
-    Orbax's saves are collective and each process ranks from its own scores: processes
-    that differ on the step or the score would wait forever for each other.
-    """
+    """Check that every process of the job plans the same save (a collective)."""
+    # Orbax's saves are collective and each process ranks from its own scores:
+    # processes that differed on the step or the score would wait forever for each other.
     step, score = plan if plan is not None else (-1, None)
     payload = _PLAN.pack(
         failure is not None, plan is not None, step, score is not None, score or 0.0

@@ -36,12 +36,7 @@ _UNSAFE: Final = {
 
 
 def check_round_trip(path: Path) -> None:
-    """Refuse a checkpoint directory whose arrays could not be written and read back.
-
-    Raises:
-        ValueError: If ``path`` holds a character TensorStore does not read back (a backslash,
-            ``[``, ``]``) or a byte that is not UTF-8, naming it and the path.
-    """
+    """Refuse a checkpoint directory whose arrays could not be written and read back."""
     text = os.fsencode(path)
     try:
         text.decode("utf-8")
@@ -61,25 +56,12 @@ def check_round_trip(path: Path) -> None:
 
 
 def checkpoint_directory_above(path: Path) -> Path | None:
-    """The checkpoint directory that ``path`` (absolute) lies in, or ``None``.
-
-    The nearest folder above ``path`` holding the marker: its run lists, replaces
-    and deletes what lies there.
-    """
+    """The checkpoint directory that ``path`` (absolute) lies in, or ``None``."""
     return next((above for above in path.parents if (above / MARKER_FILE).is_file()), None)
 
 
 def check_user_path(what: str, path: Path) -> None:
-    """Refuse a user's file or folder that a checkpoint directory's run would take for its own.
-
-    Args:
-        what: The path's owner and field, named in the message (``"CSVLogger filename"``).
-        path: The resolved path.
-
-    Raises:
-        ValueError: If ``path`` is named like a checkpoint directory's marker or lock, or
-            is (or lies inside) a checkpoint directory, naming it and that directory.
-    """
+    """Refuse a user's file or folder that a checkpoint directory's run would take for its own."""
     if path.name == MARKER_FILE or is_lock_litter(path.name):
         kind = "marker" if path.name == MARKER_FILE else "lock"
         raise ValueError(
@@ -97,21 +79,8 @@ def check_user_path(what: str, path: Path) -> None:
 
 
 def check_writable(what: str, path: Path) -> None:
-    """Refuse a path that cannot be written: it, or the nearest folder above it, is not writable.
-
-    Read only, so that a run is refused before anything is written (a resume into a
-    read-only directory, a stale lock there that could not be replaced). What
-    ``access(2)`` answers: a read-only file system refuses root too, permission bits
-    do not.
-
-    Args:
-        what: The path's owner and field, named in the message.
-        path: The resolved path.
-
-    Raises:
-        PermissionError: ``EROFS`` on a read-only file system, else ``EACCES``, naming
-            ``path`` and the folder (or file) that cannot be written.
-    """
+    """Refuse a path that cannot be written: it, or the nearest folder above it, is not writable."""
+    # Read only (access(2)): a read-only file system refuses root too, permission bits do not.
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None:
         return

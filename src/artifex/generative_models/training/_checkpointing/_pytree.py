@@ -14,9 +14,11 @@ __all__ = [
     "abstract_from_metadata",
     "abstract_tree",
     "cast_leaves",
+    "dotted",
     "from_savable",
     "load_model",
     "match_keys",
+    "named_leaves",
     "saved_dtypes",
     "to_savable",
     "with_shardings",
@@ -80,9 +82,15 @@ def abstract_from_metadata(metadata: object) -> Any:
     return jax.tree.map(placeholder, tree, is_leaf=_is_array_meta)
 
 
-def _by_name(tree: object) -> dict[str, Any]:
+def dotted(path: tuple[Any, ...]) -> str:
+    """A leaf's name as Orbax and the checksums give it (``model.hidden.kernel``)."""
+    return jax.tree_util.keystr(path, simple=True, separator=".")
+
+
+def named_leaves(tree: object) -> dict[str, Any]:
+    """The leaves of ``tree`` (array placeholders taken whole) by ``dotted`` name."""
     leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_array_meta)[0]
-    return {jax.tree_util.keystr(path, simple=True, separator="."): leaf for path, leaf in leaves}
+    return {dotted(path): leaf for path, leaf in leaves}
 
 
 def _numeric(dtype: Any) -> bool:
@@ -90,17 +98,12 @@ def _numeric(dtype: Any) -> bool:
 
 
 def saved_dtypes(abstract: object, saved: object) -> tuple[Any, dict[str, Any]]:
-    """``abstract`` with each array placeholder in its saved dtype; the target's dtypes.
-
-    The second result maps the dotted name of each leaf whose target dtype differs
-    from the saved one (``bfloat16`` for a ``float32`` checkpoint, say) to the
-    target's dtype, for ``cast_leaves`` after the saved values are verified.
-    """
-    saved_leaves = _by_name(saved)
+    """``abstract`` with each array placeholder in its saved dtype; the target's dtypes."""
+    saved_leaves = named_leaves(saved)
     casts: dict[str, Any] = {}
 
     def fit(path: tuple[Any, ...], leaf: Any) -> Any:
-        name = jax.tree_util.keystr(path, simple=True, separator=".")
+        name = dotted(path)
         found = saved_leaves.get(name)
         if (
             isinstance(leaf, jax.ShapeDtypeStruct)
@@ -123,7 +126,7 @@ def cast_leaves(tree: Any, casts: Mapping[str, Any]) -> Any:
         return tree
 
     def cast(path: tuple[Any, ...], leaf: Any) -> Any:
-        dtype = casts.get(jax.tree_util.keystr(path, simple=True, separator="."))
+        dtype = casts.get(dotted(path))
         return leaf if dtype is None else leaf.astype(dtype)
 
     return jax.tree_util.tree_map_with_path(cast, tree)

@@ -48,6 +48,7 @@ from artifex.generative_models.training._checkpointing._identity import (
 from artifex.generative_models.training._checkpointing._integrity import (
     CHECKSUMS_ITEM,
     ChecksumRestore,
+    check_bound,
     checksum_record,
     verify,
     verify_json,
@@ -57,12 +58,14 @@ from artifex.generative_models.training._checkpointing._pytree import (
     abstract_tree,
     cast_leaves,
     from_savable,
+    named_leaves,
     saved_dtypes,
     to_savable,
     with_shardings,
 )
 from artifex.generative_models.training._checkpointing._step_dirs import (
     CompleteStepsOnly,
+    complete_steps,
     incomplete_steps,
     lacking,
     missing_parts,
@@ -228,11 +231,7 @@ def _restore_items(
     layout: nnx.Module | None,
     into: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's.
-
-    ``kinds`` tells which optional items the checkpoint holds: callback arrays,
-    checksums, a data position.
-    """
+    """Orbax's restore of every item, arrays in their saved dtypes; the casts to the target's."""
     arrays, summed, data = kinds
     step_dir = path / str(step)
     manager = _open(path, extra_names, arrays=arrays, checksums=summed, data=data)
@@ -278,13 +277,7 @@ def _verify(
         raise ValueError(f"{where} is damaged: {error}") from None
     if sealed:
         saved = (binding.get("step"), binding.get("run"))
-        if saved != (step, meta.get("run")):
-            raise ValueError(
-                f"{where}: its {CHECKSUMS_ITEM!r} item was saved for step {saved[0]} of run "
-                f"{saved[1]!r}, its {META_ITEM!r} item for step {step} of run "
-                f"{meta.get('run')!r}: items of different checkpoints (one put there from "
-                "another step?); it is not restored"
-            )
+        check_bound(where, CHECKSUMS_ITEM, saved, step, meta.get("run"))
         verify_json(binding.get("json"), {META_ITEM: meta, **extras}, where)
     verify(sums, trees, where)
 
@@ -316,12 +309,8 @@ def _array_placeholders(abstract: Any, model: nnx.Module | None) -> Any:
 
 
 def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
-    """The checkpoint directory (resolved) and step meant by ``path`` (a directory or a step).
-
-    A step directory is told by its own name, not by where a link to it points: a
-    link ``dirpath/9`` to another directory's ``3`` means step 9 of ``dirpath``, which
-    the identity checks then refuse.
-    """
+    """The checkpoint directory (resolved) and step meant by ``path`` (a directory or a step)."""
+    # A step is told by its own name, not by a link's target (the identity checks refuse that).
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {str(path)!r} does not exist")
     if (
@@ -342,7 +331,7 @@ def locate(path: Path, step: int | None) -> tuple[Path, int | None]:
 def _pick_step(path: Path, step: int | None, gone: set[int]) -> int:
     """The step to restore: ``step``, or the latest not ``gone`` if ``None``; or a refusal."""
     # Listed without an Orbax manager, which would read every step's metadata.
-    steps = tuple(sorted({found.step for found in CompleteStepsOnly().find_all(path)} - gone))
+    steps = tuple(sorted(set(complete_steps(path)) - gone))
     skipped = incomplete_steps(path)
     if not steps:
         why = "".join(f"; {lacking(path, *entry)}" for entry in skipped.items())
@@ -391,13 +380,8 @@ _JSON_FILES: Final = frozenset({"_METADATA", "_sharding", "_CHECKPOINT_METADATA"
 
 
 def _entries(tree: object) -> Iterator[tuple[str, Any]]:
-    """``(dotted name, leaf)`` for every leaf of ``tree`` with a shape (as Orbax names them)."""
-    leaves = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
-    )[0]
-    for path, leaf in leaves:
-        if hasattr(leaf, "shape"):
-            yield jax.tree_util.keystr(path, simple=True, separator="."), leaf
+    """``(dotted name, leaf)`` for every leaf of ``tree`` with a shape."""
+    return ((name, leaf) for name, leaf in named_leaves(tree).items() if hasattr(leaf, "shape"))
 
 
 def _saved_shape(leaf: Any) -> tuple[int, ...]:

@@ -30,11 +30,9 @@ def rank(score: float, mode: Mode) -> float:
 
 
 class Ranking(ocm.PreservationPolicy):
-    """The best ``k`` checkpoints by score (all if ``k`` is ``None``), plus the last if asked.
+    """The best ``k`` checkpoints by score (all if ``k`` is ``None``), plus the last if asked."""
 
-    Checkpoints without a score are kept only as the last one; ties keep the earlier.
-    ``scores`` holds the monitored score of every checkpoint that has one, by step.
-    """
+    # Checkpoints without a score are kept only as the last one; ties keep the earlier.
 
     def __init__(self, mode: Mode, k: int | None, *, keep_last: bool) -> None:
         self.mode: Mode = mode
@@ -43,10 +41,7 @@ class Ranking(ocm.PreservationPolicy):
         self.scores: dict[int, float] = {}
 
     def read(self, directory: Path, steps: Iterable[int], monitor: str) -> None:
-        """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``.
-
-        A ``meta`` that fails its checks (see ``checked_meta``) gives no score.
-        """
+        """Take the scores of the checkpoints ``steps`` of ``directory`` from their ``meta``."""
         for step in steps:
             try:
                 meta = checked_meta(directory, step)

@@ -38,9 +38,9 @@ def remember_run(
     owner: object, directory: Path, run: str | None, *, supersede: bool = False
 ) -> None:
     """Remember that ``owner`` continues the run ``run`` of ``directory``."""
-    key = id(owner)
-    entry = _LINEAGE.get(key)
-    if entry is None or entry[0]() is not owner:
+    claims = _claims(owner)
+    if claims is None:
+        key = id(owner)
 
         def forget(ref: weakref.ref[object], key: int = key) -> None:
             found = _LINEAGE.get(key)
@@ -48,36 +48,37 @@ def remember_run(
                 del _LINEAGE[key]
 
         try:
-            entry = (weakref.ref(owner, forget), {})
+            held = weakref.ref(owner, forget)
         except TypeError:  # no weak references (``__slots__`` without ``__weakref__``)
             return
-        _LINEAGE[key] = entry
-    entry[1][directory] = RunClaim(run, supersede)
+        claims = {}
+        _LINEAGE[key] = (held, claims)
+    claims[directory] = RunClaim(run, supersede)
+
+
+def _claims(owner: object) -> dict[Path, RunClaim] | None:
+    """The claims remembered for ``owner`` (not for another object that had its id)."""
+    entry = _LINEAGE.get(id(owner))
+    return entry[1] if entry is not None and entry[0]() is owner else None
 
 
 def claimed_run(owners: tuple[object, ...], directory: Path) -> RunClaim | None:
     """The run of ``directory`` that the first of ``owners`` known to continue one continues."""
-    for owner in owners:
-        entry = _LINEAGE.get(id(owner))
-        if entry is not None and entry[0]() is owner:
-            claim = entry[1].get(directory)
-            if claim is not None:
-                return claim
-    return None
+    found = (_claims(owner) for owner in owners)
+    return next((c[directory] for c in found if c is not None and directory in c), None)
 
 
 def claims_of(owner: object) -> dict[Path, RunClaim]:
     """A copy of the runs ``owner`` is known to continue, by directory."""
-    entry = _LINEAGE.get(id(owner))
-    return dict(entry[1]) if entry is not None and entry[0]() is owner else {}
+    return dict(_claims(owner) or {})
 
 
 def reset_claims(owner: object, claims: dict[Path, RunClaim]) -> None:
     """Make ``claims`` (from [`claims_of`][]) again all that ``owner`` continues."""
-    entry = _LINEAGE.get(id(owner))
-    if entry is not None and entry[0]() is owner:
-        entry[1].clear()
-        entry[1].update(claims)
+    found = _claims(owner)
+    if found is not None:
+        found.clear()
+        found.update(claims)
     else:
         for directory, claim in claims.items():
             remember_run(owner, directory, claim.run, supersede=claim.supersede)

@@ -37,7 +37,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ORBAX_FILES: Final = frozenset({"_CHECKPOINT_METADATA", "commit_success.txt"})
+_STEP_NAME: Final = re.compile(r"0|[1-9][0-9]*")  # Orbax's standard step names
 # Every file a step directory of ours holds, by its path inside the step directory: Orbax's
 # files at the top, and in each item (any name: ``json_items`` chooses some) the files of a
 # JSON item, of an OCDBT array item (``d/`` and ``ocdbt.process_<n>/`` hold hex-named data
@@ -67,22 +67,19 @@ def missing_parts(path: Path) -> tuple[str, ...]:
 
 def complete_steps(directory: Path) -> list[int]:
     """The steps of ``directory``'s complete checkpoints, ascending (none if it is missing)."""
+    # What CompleteStepsOnly lists (Orbax's names), without Orbax's thread pool.
     if not directory.is_dir():
         return []
     return sorted(
         int(path.name)
         for path in directory.iterdir()
-        if path.name.isdigit() and is_complete_step(path)
+        if _STEP_NAME.fullmatch(path.name) and is_complete_step(path)
     )
 
 
 def move_aside_after(directory: Path, step: int) -> list[Path]:
-    """Move the checkpoints after ``step`` aside, as ``<step>.superseded-<n>``; return where.
-
-    ``n`` is the first number not taken. Nothing is deleted; the moved directories
-    are no longer steps (Orbax's step names are digits alone), so the step listing,
-    retention and the tidy-up never see them.
-    """
+    """Move the checkpoints after ``step`` aside, as ``<step>.superseded-<n>``; return where."""
+    # Never deleted: not named like a step, they are never listed, restored or deleted.
     moved: list[Path] = []
     for later in (s for s in complete_steps(directory) if s > step):
         number = 1
@@ -140,11 +137,8 @@ class CompleteStepsOnly(ocp.step.NameFormat[ocp.step.Metadata]):
 
 
 def foreign_files(path: Path) -> list[str]:
-    """The files under the step directory ``path`` that no checkpoint holds (a few, sorted).
-
-    A symbolic link anywhere, or a file at ``path`` itself, is foreign too: nothing
-    reached through a link is ever deleted.
-    """
+    """The files under the step directory ``path`` that no checkpoint holds (a few, sorted)."""
+    # A link anywhere is foreign: nothing reached through a link is ever deleted.
     if path.is_symlink() or not path.is_dir():
         return [path.name]
     found: list[str] = []
@@ -158,12 +152,7 @@ def foreign_files(path: Path) -> list[str]:
 
 
 def foreign_steps(directory: Path) -> dict[int, list[str]]:
-    """The entries of ``directory`` named like a step that are not checkpoints of ours.
-
-    Returns:
-        ``{step: some of its foreign files}``, by step: the user's folders (and files)
-        that must never be written over, restored or deleted.
-    """
+    """The entries of ``directory`` named like a step that are not checkpoints of ours."""
     found: dict[int, list[str]] = {}
     for path in directory.iterdir():
         if path.name.isdigit() and not is_complete_step(path):

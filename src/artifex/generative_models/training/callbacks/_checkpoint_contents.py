@@ -61,12 +61,7 @@ def training_state(trainer: TrainerLike, step: int, epoch: int) -> Any:
 
 
 def callback_items(trainer: TrainerLike) -> dict[str, Any]:
-    """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks.
-
-    Raises:
-        TypeError: If a state is not JSON-able (a ``set``, ``bytes``), naming the
-            callback, its ``state_key``, the place in its state and the type.
-    """
+    """``{"callbacks": {state_key: state}}`` for a trainer exposing its callbacks."""
     if not isinstance(trainer, CallbackHost):
         return {}
     found = stateful_callbacks(trainer.callbacks)
@@ -81,17 +76,7 @@ def callback_items(trainer: TrainerLike) -> dict[str, Any]:
 
 
 def json_save_items(trainer: TrainerLike, own: Mapping[str, Any], owner: str) -> dict[str, Any]:
-    """The JSON items of a save: the callbacks' states, and ``own`` (``json_items()``), checked.
-
-    Args:
-        trainer: The trainer whose callbacks' states are saved.
-        own: What ``ModelCheckpoint.json_items`` returned.
-        owner: Who returned ``own``, for the messages.
-
-    Raises:
-        TypeError: If one is not JSON-able, naming its owner, place and type.
-        ValueError: If ``own`` uses a reserved item name.
-    """
+    """The JSON items of a save: the callbacks' states, and ``own`` (``json_items()``), checked."""
     clash = RESERVED_ITEMS & own.keys()
     if clash:
         raise ValueError(f"{owner} may not use the reserved item names {sorted(clash)}")

@@ -154,6 +154,13 @@ def restore_checkpoint(
     if step == "best":
         step = best_step(_whole_directory(directory, "step='best'"))
     check_checkpoint_location("directory", directory, step)
+    return _restore_into(Path(directory), None if step is None else int(step), target)
+
+
+def _restore_into(
+    path: Path, step: int | None, target: nnx.Module | TrainerLike | None
+) -> RestoredCheckpoint:
+    """``restore_checkpoint`` past its path checks: read, load ``target``, continue its run."""
     untrusted: object = target
     if untrusted is not None and not isinstance(untrusted, nnx.Module | TrainerLike):
         raise TypeError(
@@ -165,8 +172,8 @@ def restore_checkpoint(
     if trainer is None and target is not None:
         model = target if isinstance(target, nnx.Module) else target.model
     restored, run = read_checkpoint(
-        Path(directory),
-        None if step is None else int(step),
+        path,
+        step,
         template=None if trainer is None else trainer.state_dict(),
         layout=model if trainer is None else trainer.model,
         into="" if target is None else f" into a {type(target).__qualname__}",
@@ -189,33 +196,7 @@ def restore_run(
     *,
     supersede: bool = False,
 ) -> int:
-    """Restore a ``ModelCheckpoint`` checkpoint into ``trainer`` and its ``callbacks``.
-
-    Loads the trainer's whole state (``load_state_dict``) and the state of every
-    stateful callback, by ``state_key`` (a callback without a saved state, or a saved
-    state without a callback, warns); then the array states of the
-    ``ArrayStatefulCallback`` s (``load_array_state``), restored with the shardings
-    of the trainer's model where they are laid out like it.
-
-    All or nothing: if anything fails (a callback's ``load_state_dict`` included),
-    the trainer and its callbacks are put back as they were, and the error propagates.
-
-    Args:
-        checkpoint: A ``ModelCheckpoint`` directory (its latest checkpoint) or one
-            step's directory in it.
-        trainer: The trainer to load the state into.
-        callbacks: The trainer's callbacks (or a ``CallbackList``).
-        supersede: Let the run's ``ModelCheckpoint`` move the directory's checkpoints
-            after the restored one aside (``<step>.superseded-<n>``) instead of refusing.
-
-    Returns:
-        The restored global step.
-
-    Raises:
-        FileNotFoundError: If there is no such checkpoint.
-        ValueError: If it is not a ``ModelCheckpoint`` checkpoint or does not fit
-            ``trainer``, or two callbacks share a ``state_key``.
-    """
+    """Restore a ``ModelCheckpoint`` checkpoint into ``trainer`` and its ``callbacks``."""
     check_checkpoint_location("resume_from", checkpoint)
     targets = stateful_callbacks(callbacks)
     with all_or_nothing(trainer, callbacks):  # a failed load leaves all as it was

@@ -1,9 +1,12 @@
-"""The callbacks' paths against ``ModelCheckpoint``'s directories: checked in preflight.
+"""The callbacks' paths against ``ModelCheckpoint``'s directories, and which names the run.
 
 A checkpoint directory's run lists, replaces and deletes what lies in it, and takes a file
 named like its marker or lock for its own. So no other callback may write there, two
 ``ModelCheckpoint``s may not nest, and no path may be named like those files. The paths
-are read from the built-in callbacks' configs: every field typed ``os.PathLike``.
+are read from the built-in callbacks' configs: every field typed ``os.PathLike``. A
+same-command resume (``fit(..., resume=True)``) continues the run of the first
+``ModelCheckpoint``'s directory (``run_directory``). A ``ModelCheckpoint`` is told by its
+config, so that nothing here imports Orbax.
 """
 
 from __future__ import annotations
@@ -16,9 +19,23 @@ from pathlib import Path
 from artifex.generative_models.training._checkpointing._paths import check_user_path
 from artifex.generative_models.training.callbacks._checkpoint_config import CheckpointConfig
 from artifex.generative_models.training.callbacks._configured import ConfiguredCallback
-from artifex.generative_models.training.callbacks.base import TrainingCallback
+from artifex.generative_models.training.callbacks.base import TrainingCallback, flatten_callbacks
 
-__all__ = ["check_callback_paths"]
+__all__ = ["check_callback_paths", "run_directory"]
+
+
+def _checkpoint_config(callback: TrainingCallback) -> CheckpointConfig | None:
+    config: object = callback.config if isinstance(callback, ConfiguredCallback) else None
+    return config if isinstance(config, CheckpointConfig) else None
+
+
+def run_directory(callbacks: Iterable[TrainingCallback]) -> Path | None:
+    """The resolved ``dirpath`` of the first ``ModelCheckpoint`` (nested lists too), or ``None``."""
+    for _, callback in flatten_callbacks(callbacks):
+        config = _checkpoint_config(callback)
+        if config is not None:
+            return Path(config.dirpath).resolve()
+    return None
 
 
 def _paths(callback: TrainingCallback) -> Iterator[tuple[str, Path]]:
@@ -38,21 +55,12 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 def check_callback_paths(callbacks: Iterable[TrainingCallback]) -> None:
-    """Refuse a callback's path that a ``ModelCheckpoint`` directory would take for its own.
-
-    Raises:
-        ValueError: If a path is named like a checkpoint directory's marker or lock, lies
-            in a checkpoint directory (on disk, or a ``ModelCheckpoint``'s of this run),
-            or two ``ModelCheckpoint`` directories nest; naming both paths.
-    """
+    """Refuse a callback's path that a ``ModelCheckpoint`` directory would take for its own."""
     owned: list[tuple[str, Path]] = []
     written: list[tuple[str, Path]] = []
     for callback in callbacks:
-        checkpoint = isinstance(callback, ConfiguredCallback) and isinstance(
-            callback.config, CheckpointConfig
-        )
         for found in _paths(callback):
-            (owned if checkpoint else written).append(found)
+            (written if _checkpoint_config(callback) is None else owned).append(found)
     for what, path in written:
         check_user_path(what, path)
         for owner, directory in owned:

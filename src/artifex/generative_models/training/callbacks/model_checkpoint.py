@@ -339,8 +339,7 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
         self._watch.poll()  # a failed asynchronous save surfaces here, without waiting
         self._steps_seen = step = batch + 1
         self._batches_seen += 1
-        every = self.config.every_n_steps
-        if every is None or step // every <= self._step_saved // every:
+        if not self._step_due(step):
             return
         if isinstance(trainer, StepCheckpointableTrainer) and (
             not trainer.resumable_mid_epoch or trainer.last_batch_of_epoch
@@ -374,15 +373,19 @@ class ModelCheckpoint(ConfiguredCallback[CheckpointConfig]):
             RuntimeError: In a multi-process job, if the processes disagree on the
                 save, or it failed on another process.
         """
-        config = self.config
+        every = self.config.every_n_epochs
         step = self._current_step(trainer)
-        every = config.every_n_steps
         due = (
-            (config.every_n_epochs is not None and (epoch + 1) % config.every_n_epochs == 0)
-            or (every is not None and step // every > self._step_saved // every)
+            (every is not None and (epoch + 1) % every == 0)
+            or self._step_due(step)
             or step in self._mid_epoch_steps  # saved at this epoch's last batch: replace it
         )
         self._save(trainer, epoch, logs, due=due)
+
+    def _step_due(self, step: int) -> bool:
+        """Whether ``every_n_steps`` has passed a multiple since the last save."""
+        every = self.config.every_n_steps
+        return every is not None and step // every > self._step_saved // every
 
     def _save(
         self, trainer: TrainerLike, epoch: int, logs: dict[str, Any] | None, *, due: bool

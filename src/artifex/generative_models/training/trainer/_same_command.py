@@ -19,7 +19,7 @@ from artifex.generative_models.training._checkpointing._directory import is_chec
 from artifex.generative_models.training._checkpointing._ended import RunEnd, read_end
 from artifex.generative_models.training._checkpointing._runs import claimed_run
 from artifex.generative_models.training._checkpointing._step_dirs import complete_steps
-from artifex.generative_models.training.callbacks._run_directory import run_directory
+from artifex.generative_models.training.callbacks._path_claims import run_directory
 from artifex.generative_models.training.callbacks.base import TrainingCallback
 from artifex.generative_models.training.callbacks.protocols import TrainerState
 
