@@ -309,6 +309,38 @@ def test_model_is_synced_for_callbacks_and_changes_are_picked_up() -> None:
     assert float(bias[...][0]) == 100.0  # and epoch 1's change stays
 
 
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_the_model_read_or_written_at_on_batch_begin_is_the_one_the_step_trains(
+    steps_per_execution: int,
+) -> None:
+    # Before the fix, a read at on_batch_begin handed out arrays that the step then
+    # donated: the next step failed with JAX's "Buffer has been deleted or donated".
+    class Reader(BaseCallback):
+        def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+            assert isinstance(trainer.model, nnx.Linear)
+
+    class Setter(BaseCallback):
+        def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+            model = trainer.model
+            assert isinstance(model, nnx.Linear)
+            assert model.bias is not None
+            if batch == 2:
+                model.bias[...] = jnp.full((1,), 100.0)
+
+    options = {"steps_per_execution": steps_per_execution}
+    plain, reader = new_trainer(**options), new_trainer(callbacks=[Reader()], **options)
+    plain.fit(batches(3), epochs=2)
+    reader.fit(batches(3), epochs=2)
+    np.testing.assert_array_equal(plain.model.kernel[...], reader.model.kernel[...])
+    setter = new_trainer(callbacks=[Setter()])
+    setter.fit(batches(3), epochs=1)
+    bias = setter.model.bias
+    assert bias is not None
+    # Step 2 trained from the value set at its on_batch_begin: one SGD step (of about 20)
+    # below it, not the value of about 0.5 that the steps alone reach.
+    assert 50.0 < float(bias[...][0]) < 100.0
+
+
 def test_state_dict_round_trip_and_arrays_are_not_donated_later() -> None:
     x, y = dataset(24)
     batcher = ArrayBatcher((x, y), batch_size=4, seed=7)

@@ -64,6 +64,7 @@ Fault: TypeAlias = Literal[
     "restored_counters",
     "status_kept_after_teardown_failure",
     "model_copy_per_read",
+    "donates_model_read_at_batch_begin",
     "model_written_back_after_fit",
     "model_written_back_before_train_end",
     "epoch_logs_copied_per_callback",
@@ -192,6 +193,7 @@ class SimpleTrainer:
         self._raw = order
         self.callbacks = _dispatch(order, fault)
         self._shadow: nnx.Linear | None = None  # trained instead of the model (two faults)
+        self._model_reads = 0
         self._latched = False
         self._logs_buffer: Logs = {}
         self._stoppers = [cb for cb in callbacks if isinstance(cb, StopRequester)]
@@ -264,6 +266,7 @@ class SimpleTrainer:
 
     @property
     def model(self) -> nnx.Module:
+        self._model_reads += 1
         if self.fault == "model_not_module":
             return cast("nnx.Module", {"kernel": self._model.kernel[...]})
         if self.fault == "model_copy_per_read":
@@ -417,7 +420,12 @@ class SimpleTrainer:
             step = self.step
             if fault == "examples_counted_at_begin":
                 self._examples += len(batch[0])
+            reads = self._model_reads
             cbs.on_batch_begin(self, step)
+            if fault == "donates_model_read_at_batch_begin" and self._model_reads > reads:
+                # The step donates the arrays that the read handed out (as the reference
+                # Trainer did when it took the module's arrays before on_batch_begin).
+                self._model.kernel[...].delete()
             loss = _loss(self._model, batch)
             if self._shadow is not None:
                 self._shadow.kernel[...] = self._shadow.kernel[...] + 0.01

@@ -73,6 +73,7 @@ MISTAKES: dict[Fault, tuple[str, str]] = {
     "restored_counters": ("plain_run", "build() returns a fresh trainer"),
     "status_kept_after_teardown_failure": ("callback_raises", "expects status 'failed' and error"),
     "model_copy_per_read": ("model", "trainer.model was another object than at on_train_begin"),
+    "donates_model_read_at_batch_begin": ("model", "the model scenario's build or fit raised"),
     "model_written_back_after_fit": ("model", "were gone after fit returned"),
     "model_written_back_before_train_end": ("model", "other weights at on_train_end"),
     "epoch_logs_copied_per_callback": ("plain_run", "hands one dict from callback to callback"),

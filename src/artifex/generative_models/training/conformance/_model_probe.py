@@ -1,7 +1,9 @@
 """The ``model`` scenario's probe: ``trainer.model`` is one live module, trained in place.
 
-[`ModelProbe`][] reads ``trainer.model`` at the epoch and train hooks only (a read may
-cost the trainer a sync; batch hooks are left alone). It checks that the trainer hands
+[`ModelProbe`][] reads ``trainer.model`` at the epoch and train hooks, and at the first
+``on_batch_begin`` of each epoch (a read may cost the trainer a sync, so the other batch
+hooks are left alone; a trainer that donates the arrays a read handed out fails there,
+at its next step). It checks that the trainer hands
 out the same object every time, that the model already shows the trained weights at
 ``on_epoch_end`` (nothing trains between the last ``on_epoch_end`` and
 ``on_train_end``), and that an edit of its weights by a callback stays: the edit made at
@@ -60,10 +62,11 @@ class ModelProbe(BaseCallback):
     ``problems`` collects ``(hook, sentence)`` for every broken rule (at most one each).
     """
 
-    __slots__ = ("_epoch_end", "_first", "_pending", "_seen", "edited", "problems")
+    __slots__ = ("_batch_read", "_epoch_end", "_first", "_pending", "_seen", "edited", "problems")
 
     def __init__(self) -> None:
         self._first: object = None
+        self._batch_read = False
         self._seen: set[str] = set()
         self._epoch_end: list[np.ndarray[Any, Any]] | None = None
         self._pending: list[np.ndarray[Any, Any]] | None = None
@@ -113,6 +116,13 @@ class ModelProbe(BaseCallback):
                 "(training continues from it)",
             )
         self._pending = None
+        self._batch_read = False
+
+    def on_batch_begin(self, trainer: TrainerLike, batch: int, /) -> None:
+        """Read the module before the epoch's first step (the step must still run)."""
+        if not self._batch_read:
+            self._batch_read = True
+            self.model(trainer, "on_batch_begin")
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any], /) -> None:
         """Keep the weights; edit them at epoch 0."""

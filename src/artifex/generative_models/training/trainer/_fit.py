@@ -503,9 +503,9 @@ class EpochLoop(Generic[M]):
     def run_single(self, batch: Any, sums: MetricSums) -> tuple[MetricSums, Stopper | None]:
         """One batch pair around one compiled step; return the sums and any stopper."""
         state, position = self.state, self.position
-        self._own()
         step = position.step
         self.callbacks.on_batch_begin(self.trainer, step)
+        self._own()  # after on_batch_begin: a module it read or wrote must not be donated
         try:
             params, rest, opt_state, sums, logs = self.steps.train(
                 state.params, state.rest, state.opt_state, sums, batch
