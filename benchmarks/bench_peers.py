@@ -328,7 +328,7 @@ def report(timings: Timings, batches: int) -> None:
             print(f"  SKIP  {name} {want} {baseline}: no Keras")
         else:
             verdict = "PASS" if ratio >= least else "FAIL"
-            print(f"  {verdict}  {name} {want} {baseline}: {ratio:.2f}x")
+            print(f"  {verdict}  {name} {want} {baseline}: {ratio:.3f}x")
 
 
 def run_workload(workload: Workload, rounds: int, epochs: int, keras: ModuleType | None) -> None:
