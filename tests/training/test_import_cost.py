@@ -31,12 +31,17 @@ def _loaded_after(statement: str) -> dict[str, list[str]]:
         "print(json.dumps({root: sorted(m for m in sys.modules "
         "if m == root or m.startswith(root + '.')) for root in heavy}))\n"
     )
+    return _fresh_json(code)
+
+
+def _fresh_json(code: str) -> dict[str, list[str]]:
+    """Run ``code`` in a fresh interpreter; what it printed, as JSON."""
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr
-    loaded: dict[str, list[str]] = json.loads(done.stdout)
-    return loaded
+    printed: dict[str, list[str]] = json.loads(done.stdout)
+    return printed
 
 
 @pytest.mark.parametrize(
@@ -79,12 +84,7 @@ def _added_by_each_callback_module() -> dict[str, list[str]]:
         "    added[info.name] = sorted(loaded() - before)\n"
         "print(json.dumps(added))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    added: dict[str, list[str]] = json.loads(done.stdout)
-    return added
+    return _fresh_json(code)
 
 
 def test_no_callback_module_but_the_checkpoints_imports_orbax_or_trackers() -> None:
