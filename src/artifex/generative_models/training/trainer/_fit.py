@@ -139,14 +139,8 @@ def run_fit(
     """
     callbacks = trainer.callbacks
     # ---- the start: every refusal comes before any callback changes a file
-    epochs = check_int("epochs", epochs, minimum=0)
+    epochs, train_data = _checked_arguments(trainer, train_data, epochs, options, position)
     steps_per_epoch, val_data = options.steps_per_epoch, options.val_data
-    train_data = check_training_data(
-        train_data, position.data, epochs, steps_per_epoch, options.data_resume
-    )
-    if val_data is not None:
-        check_reiterable(val_data, "val_data", epochs)
-    stateful_callbacks(callbacks)  # callbacks may have been added since __init__
     state.refresh()  # a module that changed structure compiles anew
     compiled()
     position.data = train_data
@@ -186,11 +180,7 @@ def run_fit(
             _tear_down_failed(trainer, callbacks, state, position, error)
             raise
         # ---- the end: the outcome is set before on_train_end, which may still fail the run
-        if isinstance(stopper, PreemptionNotice):
-            outcome.status = "preempted"
-        else:
-            outcome.stopped_by = stopper
-            outcome.status = "stopped" if stopper is not None else "completed"
+        _record_end(outcome, stopper)
         state.sync()
         try:
             callbacks.on_train_end(trainer)
@@ -200,6 +190,33 @@ def run_fit(
     if isinstance(stopper, PreemptionNotice):
         raise Preempted(position.step, saver_directories(savers))
     return history
+
+
+def _record_end(outcome: Outcome, stopper: Stopper | None) -> None:
+    """How the run ended: preempted, stopped (by ``stopper``) or completed."""
+    if isinstance(stopper, PreemptionNotice):
+        outcome.status = "preempted"
+    else:
+        outcome.stopped_by = stopper
+        outcome.status = "stopped" if stopper is not None else "completed"
+
+
+def _checked_arguments(
+    trainer: FitHost,
+    train_data: DataSource,
+    epochs: int,
+    options: FitOptions,
+    position: RunPosition,
+) -> tuple[int, DataSource]:
+    """``fit``'s arguments checked: the epochs and the training data to use."""
+    epochs = check_int("epochs", epochs, minimum=0)
+    train_data = check_training_data(
+        train_data, position.data, epochs, options.steps_per_epoch, options.data_resume
+    )
+    if options.val_data is not None:
+        check_reiterable(options.val_data, "val_data", epochs)
+    stateful_callbacks(trainer.callbacks)  # callbacks may have been added since __init__
+    return epochs, train_data
 
 
 def _resume_and_check(

@@ -335,19 +335,9 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
     ) -> list[Logs]:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
-        With ``resume_from``, first restore a checkpoint written by ``ModelCheckpoint``
-        (see [`resume`][]): the run then continues exactly where it was saved. A
-        resume that fails (a checkpoint or callback state that does not load, or a
+        A resume (``resume_from`` or ``resume=True``) continues exactly where the
+        checkpoint was saved; one that fails (a state that does not load, or a
         ``preflight`` refusal after it) leaves the trainer and its callbacks as they were.
-
-        With ``resume=True`` the same command, run again, continues its run (see the
-        docs' Checkpoints page, "Same-command resume"): a fresh trainer restores the
-        latest checkpoint of the first registered ``ModelCheckpoint`` (an empty or
-        missing directory starts fresh), and ``epochs`` is the run's total, as Keras's
-        ``epochs`` with ``initial_epoch``. A run that completed its ``epochs``, or was
-        stopped early, is not trained again: ``fit`` returns ``[]`` at once, logs a
-        warning saying how the run ended, and dispatches no hook (``status`` is the
-        recorded one; ``stopped_by`` is ``None``).
 
         Args:
             train_data: Batches (pytrees of arrays with one structure): a re-iterable
@@ -361,11 +351,16 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
                 run is already there).
             val_data: Validation batches, in the same forms, or ``None``.
             resume_from: A ``ModelCheckpoint`` directory (its latest checkpoint) or
-                one step's directory in it, or ``None`` to continue from the current
-                state.
-            resume: Continue the run of the first ``ModelCheckpoint`` from its latest
-                checkpoint, if it has one, with ``epochs`` as the run's total (the
-                same command, rerun, resumes). Not with ``resume_from``.
+                one step's directory in it (see [`resume`][]), or ``None`` to continue
+                from the current state.
+            resume: The same command, run again, continues its run (the docs'
+                Checkpoints page, "Same-command resume"): the first ``ModelCheckpoint``'s
+                latest checkpoint is restored (an empty or missing directory starts
+                fresh) and ``epochs`` is the run's total, as Keras's ``epochs`` with
+                ``initial_epoch``. A run that completed or was stopped early is not
+                trained again: ``fit`` logs how it ended and returns ``[]``, with no
+                hook dispatched (``status`` is the recorded one, ``stopped_by`` is
+                ``None``). Not with ``resume_from``.
             supersede: With a ``resume_from`` step older than its directory's latest,
                 move the later checkpoints aside (see [`resume`][]) instead of refusing.
             steps_per_epoch: Batches per epoch (>= 1), for a stream: one iterator then
@@ -382,16 +377,15 @@ class Trainer(InjectedHyperparams[M], Generic[M, Opt]):
 
         Raises:
             TypeError: If ``epochs`` is not an int or a data source is not iterable.
-            ValueError: If ``epochs < 0``, an epoch yields no batches, or a batch's
-                structure differs from the first; also any error of ``loss_fn``'s
-                output (see the class docs), two callbacks sharing a ``state_key``,
-                a checkpoint that does not fit, endless data without
-                ``steps_per_epoch``, or data without state for a mid-epoch resume
-                with ``data_resume="refuse"``; ``resume=True`` with ``resume_from``,
-                or without a ``ModelCheckpoint``. Exceptions from the step, the data
-                or a callback propagate unchanged after ``on_train_end``; a callback's
-                ``preflight`` refusal before ``on_train_begin``, and no callback sees
-                ``on_train_end``.
+            ValueError: If ``epochs < 0``, an epoch yields no batches, a batch's
+                structure differs from the first, ``loss_fn``'s output is wrong (see
+                the class docs), two callbacks share a ``state_key``, a checkpoint does
+                not fit, data is endless without ``steps_per_epoch``, data without
+                state is resumed mid-epoch with ``data_resume="refuse"``, or
+                ``resume=True`` comes with ``resume_from`` or without a
+                ``ModelCheckpoint``. What the step, the data or a callback raises
+                propagates unchanged after ``on_train_end`` (a ``preflight`` refusal:
+                before ``on_train_begin``, and no callback sees ``on_train_end``).
             FileNotFoundError: If ``resume_from`` holds no checkpoint.
             Preempted: After a preemption notice, once the checkpoint is saved and
                 ``on_train_end`` ran (``status == "preempted"``).
